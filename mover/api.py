@@ -1,0 +1,98 @@
+"""The Python API: ``mover.copy(source, destination, **options)`` returns the finished job."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from mover.errors import JobStateError, MoverError
+from mover.executors.embedded import EmbeddedExecutor
+from mover.jobs import DONE, FAILED, RUNNING, Job, JobStore
+from mover.jobstores.sqlite import SqliteJobStore
+from mover.motion import Options
+from mover.transfer import Request, prepare
+
+
+def default_jobstore() -> JobStore:
+    return SqliteJobStore()
+
+
+def copy(
+    source: str,
+    destination: str,
+    *,
+    recursive: bool = False,
+    streams: int = 4,
+    chunk_size: int | None = None,
+    jobs: JobStore | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    on_start: Callable[[Job], None] | None = None,
+    raise_on_failure: bool = True,
+) -> Job:
+    """Copy ``source`` to ``destination`` in this process and return the finished job.
+
+    Raises the :class:`~mover.errors.MoverError` that stopped it (with ``raise_on_failure``),
+    after recording it on the job: bad input before anything moves, or a failed transfer.
+    """
+    jobs = jobs or default_jobstore()
+    request = Request(source, destination, recursive, Options(streams, chunk_size))
+    job = prepare(request)
+    jobs.create(job)
+    if on_start is not None:
+        on_start(job)
+    executor = EmbeddedExecutor(jobs, streams=streams, on_progress=on_progress)
+    done = executor.run(job)
+    if raise_on_failure and done.state != DONE:
+        raise MoverError(f"job {done.id} {done.state}: {done.error}")
+    return done
+
+
+def resume(
+    job_id: str,
+    *,
+    jobs: JobStore | None = None,
+    streams: int | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    on_start: Callable[[Job], None] | None = None,
+    raise_on_failure: bool = True,
+) -> Job:
+    """Run again what a failed, cancelled or interrupted job did not finish.
+
+    Objects already committed are kept; an interrupted object (its process died) continues
+    from its done chunks; a failed one, whose partial data was cleaned, starts over.
+    """
+    import os
+    import socket
+
+    jobs = jobs or default_jobstore()
+    job = jobs.get(job_id)
+    if job.state == DONE:
+        raise JobStateError(f"job {job.id} is already done")
+    host, _, pid = job.owner.partition(":")
+    if job.state == RUNNING and host == socket.gethostname() and pid.isdigit():
+        if int(pid) != os.getpid() and _alive(int(pid)):
+            raise JobStateError(f"job {job.id} is still running in process {pid}")
+    for item in job.items:
+        if item.state in (FAILED, "cancelled"):
+            item.state, item.plan, item.chunks, item.error = "pending", None, [], None
+            jobs.save_item(job.id, item)
+    if on_start is not None:
+        on_start(job)
+    executor = EmbeddedExecutor(
+        jobs, streams=streams or job.options.get("streams") or 4, on_progress=on_progress
+    )
+    done = executor.run(job)
+    if raise_on_failure and done.state != DONE:
+        raise MoverError(f"job {done.id} {done.state}: {done.error}")
+    return done
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

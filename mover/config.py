@@ -1,0 +1,121 @@
+"""Configuration: named stores and defaults, from a TOML file.
+
+The file is ``$MOVER_CONFIG`` or ``<user config dir>/mover/config.toml``. It never holds a
+secret: a store names where its credentials come from (an environment variable or a file), and
+each process resolves them itself::
+
+    [defaults]
+    streams = 4
+    chunk_size = "64MiB"
+
+    [stores.images]
+    url = "file:///srv/images/"          # a root: keys may never leave it
+
+    [stores.backup-east]
+    url = "s3://backups/templates/"
+    endpoint_url = "http://127.0.0.1:8333"
+    credentials_env = "BACKUP_EAST"      # reads BACKUP_EAST_ACCESS_KEY_ID / _SECRET_ACCESS_KEY
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from mover.errors import BadLocation, ConfigError, UnknownStore, UsageError
+from mover.location import Location, parse, safe_key
+
+#: Keys a store's table must not hold: a secret belongs in the environment or a file.
+SECRET_WORDS = ("secret", "password", "token", "key")
+_SECRET_OK = ("_env", "_file", "key_id", "access_key_id")
+
+
+@dataclass
+class Config:
+    """The parsed configuration: named stores and defaults."""
+
+    stores: dict[str, dict[str, Any]] = field(default_factory=dict)
+    defaults: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+
+def config_path() -> Path:
+    env = os.environ.get("MOVER_CONFIG")
+    if env:
+        return Path(env)
+    return Path(platformdirs.user_config_dir("mover")) / "config.toml"
+
+
+def load(path: Path | None = None) -> Config:
+    """Read the configuration; a missing file is an empty configuration."""
+    path = path or config_path()
+    if not path.exists():
+        return Config(path=None)
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read configuration {path}: {exc}") from exc
+    stores = data.get("stores", {}) or {}
+    for name, table in stores.items():
+        if not isinstance(table, dict) or "url" not in table:
+            raise ConfigError(f"{path}: store {name!r} needs a url")
+        for key in table:
+            low = key.lower()
+            if any(w in low for w in SECRET_WORDS) and not low.endswith(_SECRET_OK):
+                raise ConfigError(
+                    f"{path}: store {name!r} holds {key!r}; put secrets in the environment "
+                    "or a file and name it with credentials_env or credentials_file"
+                )
+    return Config(stores=stores, defaults=data.get("defaults", {}) or {}, path=path)
+
+
+def resolve(location: Location, config: Config | None = None) -> tuple[Location, dict[str, Any]]:
+    """Turn ``store:NAME/key`` into the store's URL location with its root; other locations
+    pass through. Returns the location and the store's options."""
+    if location.name is None:
+        return location, {}
+    config = config if config is not None else load()
+    table = config.stores.get(location.name)
+    if table is None:
+        known = ", ".join(sorted(config.stores)) or "none configured"
+        where = f" in {config.path}" if config.path else ""
+        raise UnknownStore(f"unknown store {location.name!r}{where} (known: {known})")
+    base = parse(table["url"])
+    if base.name is not None:
+        raise ConfigError(f"store {location.name!r}: url must not name another store")
+    root = base.full_key.rstrip("/")
+    key = safe_key(location.key, root=f"store:{location.name}")
+    options = {k: v for k, v in table.items() if k != "url"}
+    return replace(base, key=key, root=root, name=location.name), options
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4}
+
+
+def parse_size(text: str | int) -> int:
+    """``64M``, ``64MiB``, ``1.5G``, ``4096`` -> bytes. Suffixes are binary (as in rclone)
+    unless written ``KB``/``MB``/``GB``, which are decimal."""
+    if isinstance(text, int):
+        return text
+    m = _SIZE.match(str(text))
+    if not m:
+        raise UsageError(f"not a size: {text!r} (try 64MiB, 8M, 1G)")
+    number, unit = float(m.group(1)), (m.group(2) or "").lower()
+    letter = unit[:1]
+    if letter not in _UNITS:
+        raise UsageError(f"not a size: {text!r}")
+    decimal = unit.endswith("b") and not unit.endswith("ib") and len(unit) == 2
+    base = _UNITS[letter] if decimal else 1024 ** "bkmgt".index(letter) if letter else 1
+    return int(number * base)
+
+
+def check_not_url_with_secret(text: str) -> None:
+    if re.search(r"://[^/]*:[^/]*@", text):
+        raise BadLocation("credentials do not belong in a URL")

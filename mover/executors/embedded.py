@@ -1,0 +1,295 @@
+"""The embedded executor: a bounded pool of threads in the caller's process.
+
+No broker, no server: the default when no fleet is configured. ``streams`` threads pull work
+from one priority queue: chunks of objects already started come before new objects, so that
+a recursive copy of many objects never opens more writers than it has threads to feed, and
+memory stays at chunk size x streams (one reusable buffer per thread).
+
+Each object (item) is planned by the strategy the dispatcher picks, its chunks run with the
+retry policy, and the thread that finishes the last chunk claims and runs the commit, exactly
+once. A failed object is aborted (its temporary data removed) once its chunks in flight have
+drained; a cancelled job aborts every object not yet committed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from mover import dispatcher, retry
+from mover.buffers import release
+from mover.errors import Cancelled, CannotHandle, MoverError
+from mover.jobs import (
+    CANCELLED,
+    DONE,
+    FAILED,
+    FINAL,
+    PENDING,
+    RUNNING,
+    ChunkRecord,
+    Item,
+    Job,
+    JobStore,
+)
+from mover.motion import Chunk, ChunkContext, Endpoint, MotionStrategy, Options, Plan
+from mover.store import PartReceipt
+from mover.transfer import endpoints
+
+log = logging.getLogger("mover.executor")
+
+_START, _CHUNK = 1, 0  # queue priorities: chunks of started objects first
+
+
+@dataclass
+class _ItemRun:
+    item: Item
+    source: Endpoint
+    destination: Endpoint
+    strategy: MotionStrategy
+    plan: Plan
+    outstanding: int
+    receipts: dict[int, PartReceipt] = field(default_factory=dict)
+    error: BaseException | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class EmbeddedExecutor:
+    """Runs jobs in this process.
+
+    Parameters:
+        jobs (JobStore): where records are kept (SQLite by default).
+        streams (int): threads, i.e. chunks in flight at once (default 4).
+        on_progress (callable | None): called with a byte count as bytes move, from any thread.
+        retry_policy (RetryPolicy): how chunks are retried.
+    """
+
+    name = "embedded"
+
+    def __init__(
+        self,
+        jobs: JobStore,
+        streams: int = 4,
+        on_progress: Callable[[int], None] | None = None,
+        retry_policy: retry.RetryPolicy = retry.RetryPolicy(),
+    ) -> None:
+        self.jobs = jobs
+        self.streams = max(1, streams)
+        self.on_progress = on_progress
+        self.retry_policy = retry_policy
+        self.cancelled = threading.Event()
+        self._queue: queue.PriorityQueue = queue.PriorityQueue()
+        self._seq = itertools.count()
+        self._lock = threading.Lock()
+        self._open_items = 0
+        self._all_done = threading.Event()
+
+    # -- public -----------------------------------------------------------------------------
+
+    def cancel(self) -> None:
+        """Stop: running chunks stop at their next read; every unfinished object is aborted."""
+        self.cancelled.set()
+
+    def run(self, job: Job) -> Job:
+        """Run every unfinished item of ``job`` and return the job as recorded at the end."""
+        owner = f"{socket.gethostname()}:{os.getpid()}"
+        self.jobs.update_job(job.id, state=RUNNING, owner=owner, error=None, finished=None)
+        self._job = job
+        todo = [i for i in job.items if i.state != DONE]
+        self._open_items = len(todo)
+        if not todo:
+            self._all_done.set()
+        for item in todo:
+            self._put(_START, ("start", item))
+        threads = [
+            threading.Thread(target=self._worker, name=f"mover-stream-{n}", daemon=True)
+            for n in range(min(self.streams, max(1, self._chunk_count(todo))))
+        ]
+        for t in threads:
+            t.start()
+        try:
+            while not self._all_done.wait(0.2):
+                pass
+        except KeyboardInterrupt:
+            self.cancel()
+            self._all_done.wait()
+            raise
+        finally:
+            for _ in threads:
+                self._put(-1, None)
+            for t in threads:
+                t.join()
+        return self._finish(job.id)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _chunk_count(items: list[Item]) -> int:
+        return sum(max(1, len(i.chunks)) for i in items) if items else 1
+
+    def _put(self, priority: int, task: object) -> None:
+        self._queue.put((priority, next(self._seq), task))
+
+    def _worker(self) -> None:
+        try:
+            while True:
+                _, _, task = self._queue.get()
+                if task is None:
+                    return
+                kind, *args = task
+                if kind == "start":
+                    self._start(*args)
+                else:
+                    self._run_chunk(*args)
+        finally:
+            release()
+
+    def _item_finished(self) -> None:
+        with self._lock:
+            self._open_items -= 1
+            if self._open_items <= 0:
+                self._all_done.set()
+
+    def _start(self, item: Item) -> None:
+        """Plan an item (or pick up its plan on resume) and queue its pending chunks."""
+        if self.cancelled.is_set():
+            self.jobs.update_item(self._job.id, item.index, state=CANCELLED)
+            self._item_finished()
+            return
+        try:
+            source, destination = endpoints(item)
+            run = self._plan(item, source, destination)
+        except Exception as exc:
+            self._fail_item(item, exc)
+            self._item_finished()
+            return
+        pending = [c for c in item.chunks if c.state != DONE]
+        for c in item.chunks:
+            if c.state == DONE and c.receipt:
+                run.receipts[c.index] = PartReceipt.from_dict(c.receipt)
+                if self.on_progress and c.length:
+                    self.on_progress(c.length)
+        run.outstanding = len(pending)
+        if not pending:
+            self._commit(run)
+            return
+        for c in pending:
+            self._put(_CHUNK, ("chunk", run, Chunk(c.index, c.offset, c.length)))
+
+    def _plan(self, item: Item, source: Endpoint, destination: Endpoint) -> _ItemRun:
+        if item.plan and item.state == RUNNING and item.strategy:
+            # Resume of an interrupted item: its writer (temp file, upload) still exists.
+            strategy = dispatcher.get_strategy(item.strategy)
+            plan = Plan.from_dict(item.plan)
+            return _ItemRun(item, source, destination, strategy, plan, 0)
+        destination.store.make_parents(destination.key)
+        options = Options(
+            streams=self.streams, chunk_size=self._job.options.get("chunk_size") or None
+        )
+        tried: tuple[str, ...] = ()
+        while True:
+            strategy, _priority = dispatcher.choose(source, destination, exclude=tried)
+            try:
+                plan = strategy.plan(source, destination, options)
+                break
+            except CannotHandle as exc:
+                log.info("%s cannot move %s: %s", strategy.name, item.source, exc)
+                tried += (strategy.name,)
+        item.strategy = strategy.name
+        item.plan = plan.to_dict()
+        item.state = RUNNING
+        item.bytes_through = plan.bytes_through
+        item.chunks = [ChunkRecord(c.index, c.offset, c.length) for c in plan.chunks]
+        self.jobs.save_item(self._job.id, item)
+        return _ItemRun(item, source, destination, strategy, plan, 0)
+
+    def _run_chunk(self, run: _ItemRun, chunk: Chunk) -> None:
+        if run.error is None and self.cancelled.is_set():
+            run.error = Cancelled("job cancelled")
+        if run.error is None:
+            ctx = ChunkContext(self.on_progress, self.cancelled)
+            try:
+                receipt = retry.call(
+                    lambda: run.strategy.run_chunk(
+                        run.source, run.destination, run.plan, chunk, ctx
+                    ),
+                    self.retry_policy,
+                    on_retry=lambda n, exc: log.warning(
+                        "job %s object %d chunk %d: retry %d after %s",
+                        self._job.id,
+                        run.item.index,
+                        chunk.index,
+                        n,
+                        exc,
+                    ),
+                )
+                with run.lock:
+                    run.receipts[chunk.index] = receipt
+                self.jobs.chunk_done(self._job.id, run.item.index, chunk.index, receipt.to_dict())
+            except Exception as exc:
+                with run.lock:
+                    if run.error is None:
+                        run.error = exc
+        with run.lock:
+            run.outstanding -= 1
+            last = run.outstanding == 0
+        if last:
+            if run.error is None:
+                self._commit(run)
+            else:
+                self._abort(run)
+
+    def _commit(self, run: _ItemRun) -> None:
+        job_id, item = self._job.id, run.item
+        try:
+            if not self.jobs.claim_commit(job_id, item.index):
+                log.info("job %s object %d: commit already claimed", job_id, item.index)
+                return
+            receipts = [run.receipts[i] for i in sorted(run.receipts)]
+            run.strategy.commit(run.source, run.destination, run.plan, receipts)
+            digest = run.strategy.object_digest(run.plan, receipts)
+            self.jobs.update_item(job_id, item.index, state=DONE, digest=digest, error=None)
+        except Exception as exc:
+            run.error = exc
+            self._abort(run)
+            return
+        self._item_finished()
+
+    def _abort(self, run: _ItemRun) -> None:
+        try:
+            run.strategy.abort(run.source, run.destination, run.plan)
+        except Exception as exc:  # the original error matters more; record both
+            log.warning("job %s object %d: abort failed: %s", self._job.id, run.item.index, exc)
+        self._fail_item(run.item, run.error or MoverError("aborted"))
+        self._item_finished()
+
+    def _fail_item(self, item: Item, exc: BaseException) -> None:
+        state = CANCELLED if isinstance(exc, Cancelled) else FAILED
+        message = exc.message if isinstance(exc, MoverError) else f"{type(exc).__name__}: {exc}"
+        if not isinstance(exc, MoverError):
+            log.exception("job %s object %d failed", self._job.id, item.index, exc_info=exc)
+        self.jobs.update_item(self._job.id, item.index, state=state, error=message)
+
+    def _finish(self, job_id: str) -> Job:
+        job = self.jobs.get(job_id)
+        states = {i.state for i in job.items}
+        if states <= {DONE}:
+            state, error = DONE, None
+        elif self.cancelled.is_set() or (CANCELLED in states and FAILED not in states):
+            state, error = CANCELLED, "cancelled"
+        else:
+            failed = [i for i in job.items if i.state in (FAILED, PENDING, RUNNING)]
+            first = failed[0] if failed else None
+            error = first.error if first is not None else "failed"
+            if len(failed) > 1:
+                error = f"{len(failed)} of {len(job.items)} objects failed; first: {error}"
+            state = FAILED
+        assert state in FINAL
+        self.jobs.update_job(job_id, state=state, error=error, finished=time.time())
+        return self.jobs.get(job_id)

@@ -1,0 +1,180 @@
+"""Job records and the job-store contract.
+
+A *job* is one request: a source and a destination (an object, or with ``recursive`` a prefix
+of many objects). It holds one *item* per object, and each item the *chunks* its strategy
+planned. Records outlive the process that ran them: ``mover jobs``, ``mover status`` and
+``mover resume`` read them back. The embedded executor keeps them in SQLite
+(:mod:`mover.jobstores.sqlite`); the fleet keeps them in Redis.
+
+States. Job: ``pending`` -> ``running`` -> ``done`` | ``failed`` | ``cancelled``.
+Item: ``pending`` -> ``running`` -> ``committing`` -> ``done`` | ``failed`` | ``cancelled``.
+Chunk: ``pending`` -> ``done`` (or ``failed``, with its error).
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+import secrets
+import socket
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+PENDING, RUNNING, COMMITTING, DONE, FAILED, CANCELLED = (
+    "pending",
+    "running",
+    "committing",
+    "done",
+    "failed",
+    "cancelled",
+)
+#: States a job or item does not leave.
+FINAL = frozenset({DONE, FAILED, CANCELLED})
+
+
+def new_job_id() -> str:
+    """A short, sortable, unique id: time in hex then random bits."""
+    return f"{int(time.time()):x}{secrets.token_hex(4)}"
+
+
+@dataclass
+class ChunkRecord:
+    index: int
+    offset: int
+    length: int | None
+    state: str = PENDING
+    digest: str | None = None
+    error: str | None = None
+    receipt: dict[str, Any] | None = None
+
+
+@dataclass
+class Item:
+    """One object of a job."""
+
+    index: int
+    source: str
+    destination: str
+    size: int | None = None
+    state: str = PENDING
+    strategy: str | None = None
+    plan: dict[str, Any] | None = None
+    digest: str | None = None
+    error: str | None = None
+    bytes_through: int | None = None
+    chunks: list[ChunkRecord] = field(default_factory=list)
+
+    @property
+    def bytes_done(self) -> int:
+        if self.state == DONE:
+            return self.size or sum(c.length or 0 for c in self.chunks)
+        return sum((c.length or 0) for c in self.chunks if c.state == DONE)
+
+
+@dataclass
+class Job:
+    """One request and everything known of its progress."""
+
+    id: str
+    source: str
+    destination: str
+    state: str = PENDING
+    recursive: bool = False
+    executor: str = "embedded"
+    options: dict[str, Any] = field(default_factory=dict)
+    items: list[Item] = field(default_factory=list)
+    error: str | None = None
+    created: float = field(default_factory=time.time)
+    updated: float = field(default_factory=time.time)
+    finished: float | None = None
+    owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+
+    @property
+    def size(self) -> int | None:
+        sizes = [i.size for i in self.items]
+        return None if any(s is None for s in sizes) else sum(s or 0 for s in sizes)
+
+    @property
+    def bytes_done(self) -> int:
+        return sum(i.bytes_done for i in self.items)
+
+    @property
+    def digest(self) -> str | None:
+        return self.items[0].digest if len(self.items) == 1 else None
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for item in self.items:
+            out[item.state] = out.get(item.state, 0) + 1
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-able summary (``mover copy --json``, ``mover status --json``)."""
+        strategies = sorted({i.strategy for i in self.items if i.strategy})
+        through = [i.bytes_through for i in self.items]
+        elapsed = (self.finished or time.time()) - self.created
+        return {
+            "id": self.id,
+            "state": self.state,
+            "source": self.source,
+            "destination": self.destination,
+            "recursive": self.recursive,
+            "executor": self.executor,
+            "strategies": strategies,
+            "objects": len(self.items),
+            "objects_by_state": self.counts(),
+            "size": self.size,
+            "bytes_done": self.bytes_done,
+            "bytes_through_mover": None if None in through else sum(through),  # type: ignore[arg-type]
+            "digest": self.digest,
+            "error": self.error,
+            "created": self.created,
+            "finished": self.finished,
+            "seconds": round(elapsed, 3),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class JobStore(abc.ABC):
+    """Where job records live. Every method is safe to call from several threads.
+
+    ``claim_commit`` is the one that must be atomic across every process sharing the store:
+    it decides which caller commits an item, so that a commit runs exactly once even when
+    chunks are delivered twice.
+    """
+
+    @abc.abstractmethod
+    def create(self, job: Job) -> None:
+        """Store a new job with its items and chunks."""
+
+    @abc.abstractmethod
+    def get(self, job_id: str) -> Job:
+        """The whole job; a unique prefix of the id is enough. Raise JobNotFound."""
+
+    @abc.abstractmethod
+    def list(self, limit: int = 20) -> list[Job]:
+        """The newest jobs, newest first, without their chunks."""
+
+    @abc.abstractmethod
+    def save_item(self, job_id: str, item: Item) -> None:
+        """Replace an item with its plan and chunks (after planning or re-planning)."""
+
+    @abc.abstractmethod
+    def chunk_done(self, job_id: str, item: int, chunk: int, receipt: dict[str, Any]) -> int:
+        """Mark a chunk done with its receipt; return how many chunks of the item are not."""
+
+    @abc.abstractmethod
+    def update_item(self, job_id: str, item: int, **fields: Any) -> None:
+        """Set an item's ``state``, ``digest``, ``error``, ``bytes_through``."""
+
+    @abc.abstractmethod
+    def update_job(self, job_id: str, **fields: Any) -> None:
+        """Set a job's ``state``, ``error``, ``finished``, ``owner``."""
+
+    @abc.abstractmethod
+    def claim_commit(self, job_id: str, item: int) -> bool:
+        """Atomically move an item from ``running`` to ``committing``; True for the one caller
+        that did, False for everyone else."""

@@ -1,0 +1,1 @@
+"""Job stores: SQLite for the embedded default; Redis for the fleet."""

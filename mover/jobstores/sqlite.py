@@ -1,0 +1,314 @@
+"""Job records in a SQLite file in the user's state directory, so that ``mover jobs``,
+``mover status`` and ``mover resume`` work without any server.
+
+The file is ``$MOVER_STATE_DIR/jobs.sqlite3``, by default under the XDG state directory
+(``~/.local/state/mover``). WAL mode with ``synchronous=NORMAL``: a crash may lose the last few
+chunk completions, which only means those chunks run again on resume (chunks are idempotent).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from mover.errors import JobNotFound, MoverError
+from mover.jobs import COMMITTING, RUNNING, ChunkRecord, Item, Job, JobStore
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY, source TEXT, destination TEXT, state TEXT, recursive INTEGER,
+    executor TEXT, options TEXT, error TEXT, created REAL, updated REAL, finished REAL,
+    owner TEXT
+);
+CREATE TABLE IF NOT EXISTS items (
+    job_id TEXT, idx INTEGER, source TEXT, destination TEXT, size INTEGER, state TEXT,
+    strategy TEXT, plan TEXT, digest TEXT, error TEXT, bytes_through INTEGER,
+    PRIMARY KEY (job_id, idx)
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    job_id TEXT, item INTEGER, idx INTEGER, offset INTEGER, length INTEGER, state TEXT,
+    digest TEXT, error TEXT, receipt TEXT,
+    PRIMARY KEY (job_id, item, idx)
+);
+CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created);
+"""
+
+_JOB_FIELDS = ("state", "error", "finished", "owner")
+_ITEM_FIELDS = ("state", "digest", "error", "bytes_through", "strategy", "size")
+
+
+def default_path() -> Path:
+    base = os.environ.get("MOVER_STATE_DIR") or platformdirs.user_state_dir("mover")
+    return Path(base) / "jobs.sqlite3"
+
+
+class SqliteJobStore(JobStore):
+    """A :class:`JobStore` in one SQLite file, shared by the threads of one process (and,
+    through SQLite's locking, by several processes on one host)."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path) if path else default_path()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(
+                self.path, check_same_thread=False, timeout=30, isolation_level=None
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise MoverError(f"cannot open the job store {self.path}: {exc}") from exc
+        self._lock = threading.RLock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def _tx(self, statements: list[tuple[str, Any]]) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, args in statements:
+                    if isinstance(args, list):
+                        self._db.executemany(sql, args)
+                    else:
+                        self._db.execute(sql, args)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def create(self, job: Job) -> None:
+        stmts: list[tuple[str, Any]] = [
+            (
+                "INSERT INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    job.id,
+                    job.source,
+                    job.destination,
+                    job.state,
+                    int(job.recursive),
+                    job.executor,
+                    json.dumps(job.options),
+                    job.error,
+                    job.created,
+                    job.updated,
+                    job.finished,
+                    job.owner,
+                ),
+            )
+        ]
+        stmts += self._item_rows(job.id, job.items)
+        self._tx(stmts)
+
+    def _item_rows(self, job_id: str, items: list[Item]) -> list[tuple[str, Any]]:
+        item_rows = [
+            (
+                job_id,
+                i.index,
+                i.source,
+                i.destination,
+                i.size,
+                i.state,
+                i.strategy,
+                json.dumps(i.plan) if i.plan is not None else None,
+                i.digest,
+                i.error,
+                i.bytes_through,
+            )
+            for i in items
+        ]
+        chunk_rows = [
+            (
+                job_id,
+                i.index,
+                c.index,
+                c.offset,
+                c.length,
+                c.state,
+                c.digest,
+                c.error,
+                json.dumps(c.receipt) if c.receipt else None,
+            )
+            for i in items
+            for c in i.chunks
+        ]
+        return [
+            ("INSERT OR REPLACE INTO items VALUES (?,?,?,?,?,?,?,?,?,?,?)", item_rows),
+            ("INSERT OR REPLACE INTO chunks VALUES (?,?,?,?,?,?,?,?,?)", chunk_rows),
+        ]
+
+    def save_item(self, job_id: str, item: Item) -> None:
+        stmts: list[tuple[str, Any]] = [
+            ("DELETE FROM chunks WHERE job_id=? AND item=?", (job_id, item.index))
+        ]
+        self._tx(stmts + self._item_rows(job_id, [item]))
+
+    def chunk_done(self, job_id: str, item: int, chunk: int, receipt: dict[str, Any]) -> int:
+        with self._lock:
+            self._tx(
+                [
+                    (
+                        "UPDATE chunks SET state='done', digest=?, error=NULL, receipt=? "
+                        "WHERE job_id=? AND item=? AND idx=?",
+                        (receipt.get("digest"), json.dumps(receipt), job_id, item, chunk),
+                    )
+                ]
+            )
+            row = self._db.execute(
+                "SELECT COUNT(*) FROM chunks WHERE job_id=? AND item=? AND state!='done'",
+                (job_id, item),
+            ).fetchone()
+        return int(row[0])
+
+    def chunk_failed(self, job_id: str, item: int, chunk: int, error: str) -> None:
+        self._tx(
+            [
+                (
+                    "UPDATE chunks SET state='failed', error=? WHERE job_id=? AND item=? AND idx=?",
+                    (error, job_id, item, chunk),
+                )
+            ]
+        )
+
+    def update_item(self, job_id: str, item: int, **fields: Any) -> None:
+        bad = set(fields) - set(_ITEM_FIELDS)
+        if bad:
+            raise ValueError(f"unknown item fields {bad}")
+        sets = ", ".join(f"{k}=?" for k in fields)
+        self._tx(
+            [
+                (
+                    f"UPDATE items SET {sets} WHERE job_id=? AND idx=?",
+                    (*fields.values(), job_id, item),
+                )
+            ]
+        )
+
+    def update_job(self, job_id: str, **fields: Any) -> None:
+        bad = set(fields) - set(_JOB_FIELDS)
+        if bad:
+            raise ValueError(f"unknown job fields {bad}")
+        fields["updated"] = time.time()
+        sets = ", ".join(f"{k}=?" for k in fields)
+        self._tx([(f"UPDATE jobs SET {sets} WHERE id=?", (*fields.values(), job_id))])
+
+    def claim_commit(self, job_id: str, item: int) -> bool:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                cur = self._db.execute(
+                    "UPDATE items SET state=? WHERE job_id=? AND idx=? AND state=?",
+                    (COMMITTING, job_id, item, RUNNING),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            return cur.rowcount == 1
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def _resolve(self, job_id: str) -> str:
+        rows = self._db.execute(
+            "SELECT id FROM jobs WHERE id LIKE ? ESCAPE '\\' LIMIT 2",
+            (job_id.replace("%", "\\%").replace("_", "\\_") + "%",),
+        ).fetchall()
+        if len(rows) != 1:
+            why = "matches several jobs" if rows else "is unknown"
+            raise JobNotFound(f"job {job_id!r} {why} (see mover jobs)")
+        return rows[0][0]
+
+    def _job_from_row(self, row: tuple) -> Job:
+        return Job(
+            id=row[0],
+            source=row[1],
+            destination=row[2],
+            state=row[3],
+            recursive=bool(row[4]),
+            executor=row[5],
+            options=json.loads(row[6] or "{}"),
+            error=row[7],
+            created=row[8],
+            updated=row[9],
+            finished=row[10],
+            owner=row[11],
+        )
+
+    def get(self, job_id: str) -> Job:
+        with self._lock:
+            jid = self._resolve(job_id)
+            job = self._job_from_row(
+                self._db.execute("SELECT * FROM jobs WHERE id=?", (jid,)).fetchone()
+            )
+            items = self._db.execute(
+                "SELECT * FROM items WHERE job_id=? ORDER BY idx", (jid,)
+            ).fetchall()
+            chunks = self._db.execute(
+                "SELECT * FROM chunks WHERE job_id=? ORDER BY item, idx", (jid,)
+            ).fetchall()
+        by_item: dict[int, list[ChunkRecord]] = {}
+        for c in chunks:
+            by_item.setdefault(c[1], []).append(
+                ChunkRecord(
+                    index=c[2],
+                    offset=c[3],
+                    length=c[4],
+                    state=c[5],
+                    digest=c[6],
+                    error=c[7],
+                    receipt=json.loads(c[8]) if c[8] else None,
+                )
+            )
+        for r in items:
+            job.items.append(
+                Item(
+                    index=r[1],
+                    source=r[2],
+                    destination=r[3],
+                    size=r[4],
+                    state=r[5],
+                    strategy=r[6],
+                    plan=json.loads(r[7]) if r[7] else None,
+                    digest=r[8],
+                    error=r[9],
+                    bytes_through=r[10],
+                    chunks=by_item.get(r[1], []),
+                )
+            )
+        return job
+
+    def list(self, limit: int = 20) -> list[Job]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM jobs ORDER BY created DESC LIMIT ?", (limit,)
+            ).fetchall()
+            jobs = [self._job_from_row(r) for r in rows]
+            for job in jobs:
+                for r in self._db.execute(
+                    "SELECT idx, source, destination, size, state, strategy, digest, "
+                    "bytes_through FROM items WHERE job_id=? ORDER BY idx",
+                    (job.id,),
+                ):
+                    job.items.append(
+                        Item(
+                            index=r[0],
+                            source=r[1],
+                            destination=r[2],
+                            size=r[3],
+                            state=r[4],
+                            strategy=r[5],
+                            digest=r[6],
+                            bytes_through=r[7],
+                        )
+                    )
+        return jobs

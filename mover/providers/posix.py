@@ -1,0 +1,353 @@
+"""The file store: POSIX file systems, local disks and NFS exports (``file://`` and paths).
+
+Reads are ``os.preadv`` straight into the caller's buffer. Writes go with ``os.pwrite`` at their
+offsets into a temporary file beside the destination (same directory, so the final rename is
+atomic and never crosses a file system), which is flushed with ``fsync`` and renamed over the
+destination at commit. Until then an existing destination is untouched; abort only removes the
+temporary file.
+
+A store with a root (``[stores.NAME] url = "file:///srv/images/"``) refuses any key that
+resolves outside it, by ``..`` or through a symbolic link.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import stat as stat_mod
+from collections.abc import Iterator
+from typing import Any, BinaryIO
+
+from mover.digests import Digest, digest
+from mover.errors import (
+    AccessDenied,
+    BadLocation,
+    ChunkFailed,
+    KeyEscapesRoot,
+    MoverError,
+    NotEnoughSpace,
+    NotWritable,
+    ObjectNotFound,
+    TransferError,
+    UsageError,
+    VerificationFailed,
+)
+from mover.location import Location
+from mover.planning import human
+from mover.store import (
+    Capabilities,
+    ChunkWriter,
+    MiB,
+    ObjectInfo,
+    PartLimits,
+    PartReceipt,
+    StoreProvider,
+)
+
+#: Temporary files are named ``.<name>.mover-<token>.part`` beside their destination.
+TEMP_MARK = ".mover-"
+TEMP_SUFFIX = ".part"
+
+
+def _os_error(exc: OSError, what: str) -> MoverError:
+    """Translate an OSError into the mover error a user can act on."""
+    if exc.errno == errno.ENOENT:
+        return ObjectNotFound(f"{what}: no such file or folder")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return AccessDenied(f"{what}: permission denied")
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return NotEnoughSpace(f"{what}: no space left on the device")
+    if exc.errno == errno.EISDIR:
+        return UsageError(f"{what} is a folder: use --recursive")
+    retryable = exc.errno in (errno.EIO, errno.EAGAIN, errno.EINTR, errno.ESTALE, errno.ETIMEDOUT)
+    return ChunkFailed(f"{what}: {exc.strerror or exc}", retryable=retryable)
+
+
+class PosixProvider(StoreProvider):
+    """A file-system root. Options: ``sync`` (bool, default true): fsync each file at commit."""
+
+    scheme = "file"
+    examples = ("file:///srv/images/centos.qcow2", "/var/backups/vol-1.img", "./data/")
+
+    _CAPS = Capabilities(
+        ranged_read=True,
+        chunk_writer=PartLimits(
+            min_part_bytes=1,
+            max_part_bytes=1 << 40,
+            max_parts=1 << 40,
+            preferred_part_bytes=64 * MiB,
+            preferred_streams=4,
+        ),
+        write_at=True,
+        streaming_write=True,
+        local_path=True,
+        checksum_algorithms=("xxh3_128", "crc32c", "sha256", "md5"),
+    )
+
+    def __init__(self, location: Location, options: dict[str, Any] | None = None) -> None:
+        super().__init__(location, options)
+        self.root = "/" + location.root.strip("/") if location.root else "/"
+        self.sync = bool(self.options.get("sync", True))
+
+    @classmethod
+    def open(cls, location: Location, options: dict[str, Any] | None = None) -> PosixProvider:
+        if location.store not in ("", "localhost"):
+            raise BadLocation(
+                f"file URLs name a path on this host, not {location.store!r}: "
+                "write file:///path or mount the share"
+            )
+        return cls(location, options)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._CAPS
+
+    def describe(self) -> str:
+        return f"file://{self.root}"
+
+    # -- paths ------------------------------------------------------------------------------
+
+    def path(self, key: str) -> str:
+        """The absolute path of ``key``, refusing one that leaves the root."""
+        path = "/" + key.lstrip("/")
+        if self.root != "/":
+            real_root = os.path.realpath(self.root)
+            # Resolve as much of the path as exists: a symlink anywhere in it may lead out.
+            real = os.path.realpath(path)
+            if real != real_root and not real.startswith(real_root.rstrip("/") + "/"):
+                raise KeyEscapesRoot(f"{path} resolves outside the store root {self.root}")
+        return path
+
+    def local_path(self, key: str) -> str:
+        return self.path(key)
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def stat(self, key: str) -> ObjectInfo:
+        path = self.path(key)
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            raise _os_error(exc, path) from exc
+        if stat_mod.S_ISDIR(st.st_mode):
+            raise UsageError(f"{path} is a folder: use --recursive")
+        return ObjectInfo(
+            key=key.lstrip("/"),
+            size=st.st_size,
+            etag=f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}",
+            mtime=st.st_mtime,
+        )
+
+    def is_folder(self, key: str) -> bool:
+        return os.path.isdir(self.path(key))
+
+    def read_into(self, key: str, offset: int, buf: memoryview) -> int:
+        path = self.path(key)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise _os_error(exc, path) from exc
+        try:
+            got = 0
+            want = len(buf)
+            while got < want:
+                n = os.preadv(fd, [buf[got:]], offset + got)
+                if n == 0:
+                    break
+                got += n
+            return got
+        except OSError as exc:
+            raise _os_error(exc, f"reading {path} at {offset}") from exc
+        finally:
+            os.close(fd)
+
+    def open_read(self, key: str) -> BinaryIO:
+        path = self.path(key)
+        try:
+            return open(path, "rb")
+        except OSError as exc:
+            raise _os_error(exc, path) from exc
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        base = self.path(prefix)
+        if os.path.isfile(base):
+            yield self.stat(prefix)
+            return
+        if not os.path.isdir(base):
+            raise ObjectNotFound(f"{base}: no such file or folder")
+        yield from self._walk(base)
+
+    def _walk(self, folder: str) -> Iterator[ObjectInfo]:
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            raise _os_error(exc, folder) from exc
+        for entry in entries:
+            if TEMP_MARK in entry.name and entry.name.endswith(TEMP_SUFFIX):
+                continue  # another transfer's temporary file
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    yield from self._walk(entry.path)
+                elif entry.is_file():
+                    if entry.is_symlink():
+                        self.path(entry.path)  # a link out of the root is refused
+                    st = entry.stat()
+                    yield ObjectInfo(
+                        key=entry.path.lstrip("/"),
+                        size=st.st_size,
+                        etag=f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}",
+                        mtime=st.st_mtime,
+                    )
+            except OSError as exc:
+                raise _os_error(exc, entry.path) from exc
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def check_writable(self, key: str, size: int | None) -> None:
+        path = self.path(key)
+        folder = os.path.dirname(path) or "/"
+        if key.endswith("/") or os.path.isdir(path):
+            raise UsageError(f"{path} is a folder: name the destination file")
+        if not os.path.isdir(folder):
+            raise NotWritable(f"folder {folder} does not exist")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise NotWritable(f"folder {folder} is not writable")
+        if size:
+            st = os.statvfs(folder)
+            free = st.f_bavail * st.f_frsize
+            if free < size:
+                raise NotEnoughSpace(
+                    f"not enough space in {folder}: {human(size)} needed, {human(free)} free"
+                )
+
+    def free_bytes(self, key: str) -> int | None:
+        folder = os.path.dirname(self.path(key))
+        while folder and not os.path.isdir(folder):
+            folder = os.path.dirname(folder)
+        st = os.statvfs(folder or "/")
+        return st.f_bavail * st.f_frsize
+
+    def make_parents(self, key: str) -> None:
+        folder = os.path.dirname(self.path(key))
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as exc:
+            raise _os_error(exc, folder) from exc
+
+    def open_writer(self, key: str, size: int | None, part_size: int) -> ChunkWriter:
+        path = self.path(key)
+        folder, name = os.path.split(path)
+        temp = os.path.join(folder, f".{name}{TEMP_MARK}{secrets.token_hex(6)}{TEMP_SUFFIX}")
+        try:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            try:
+                if size:
+                    os.ftruncate(fd, size)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            _unlink_quietly(temp)
+            raise _os_error(exc, f"creating a temporary file in {folder}") from exc
+        return FileWriter(self, path, temp)
+
+    def resume_writer(self, key: str, state: dict[str, Any]) -> ChunkWriter:
+        return FileWriter(self, self.path(key), state["temp"])
+
+    def delete(self, key: str) -> None:
+        path = self.path(key)
+        try:
+            os.unlink(path)
+        except OSError as exc:
+            raise _os_error(exc, path) from exc
+
+
+class FileWriter(ChunkWriter):
+    """Parts land with ``pwrite`` at their offsets in a temporary file; commit renames it."""
+
+    def __init__(self, provider: PosixProvider, path: str, temp: str) -> None:
+        self.provider = provider
+        self.path = path
+        self.temp = temp
+
+    def write_part(self, part: int, offset: int, data: memoryview, expected: Digest) -> PartReceipt:
+        # The digest of exactly the bytes handed to the kernel: if they differ from what was
+        # read (a flipped bit in between), the part is refused before it is written.
+        stored = digest(expected.algorithm, data)
+        if stored != expected:
+            raise VerificationFailed(
+                f"part {part} of {self.path}: read {expected}, would store {stored}",
+                retryable=True,
+            )
+        try:
+            fd = os.open(self.temp, os.O_WRONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise _os_error(exc, f"temporary file of {self.path}") from exc
+        try:
+            done = 0
+            total = len(data)
+            while done < total:
+                done += os.pwrite(fd, data[done:], offset + done)
+        except OSError as exc:
+            raise _os_error(exc, f"writing {self.path} at {offset}") from exc
+        finally:
+            os.close(fd)
+        return PartReceipt(part, offset, total, str(stored))
+
+    def commit(self, receipts: list[PartReceipt], size: int) -> ObjectInfo:
+        expect = 0
+        for r in sorted(receipts, key=lambda r: r.offset):
+            if r.offset != expect:
+                raise TransferError(f"{self.path}: parts do not cover the object at {expect}")
+            expect += r.size
+        if expect != size:
+            raise TransferError(f"{self.path}: parts hold {expect} bytes, expected {size}")
+        try:
+            fd = os.open(self.temp, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.ftruncate(fd, size)
+                if self.provider.sync:
+                    os.fsync(fd)
+                umask = os.umask(0)
+                os.umask(umask)
+                os.fchmod(fd, 0o666 & ~umask)
+            finally:
+                os.close(fd)
+            os.replace(self.temp, self.path)
+            if self.provider.sync:
+                _fsync_dir(os.path.dirname(self.path))
+        except OSError as exc:
+            raise _os_error(exc, f"committing {self.path}") from exc
+        key = self.path.lstrip("/")
+        return self.provider.stat(key)
+
+    def abort(self) -> None:
+        _unlink_quietly(self.temp)
+
+    def state(self) -> dict[str, Any]:
+        return {"temp": self.temp}
+
+    def local_path(self) -> str | None:
+        return self.temp
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        pass
+
+
+def _fsync_dir(folder: str) -> None:
+    try:
+        fd = os.open(folder or "/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

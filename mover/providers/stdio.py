@@ -1,0 +1,89 @@
+"""Standard input as a source and standard output as a destination (written ``-``).
+
+A stream cannot seek: the source has no ranged reads and no size, so only the single-stream
+strategy takes it; as a destination, parts must arrive in order and cannot be taken back.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from typing import Any, BinaryIO
+
+from mover.digests import Digest, digest
+from mover.errors import UsageError, VerificationFailed
+from mover.store import (
+    Capabilities,
+    ChunkWriter,
+    MiB,
+    ObjectInfo,
+    PartLimits,
+    PartReceipt,
+    StoreProvider,
+)
+
+
+class StdioProvider(StoreProvider):
+    """``-``: the process's standard input (as a source) or output (as a destination)."""
+
+    scheme = "stdio"
+    examples = ("-",)
+
+    _CAPS = Capabilities(
+        ranged_read=False,
+        chunk_writer=PartLimits(preferred_part_bytes=8 * MiB, preferred_streams=1),
+        write_at=False,
+        streaming_write=True,
+        checksum_algorithms=("xxh3_128",),
+    )
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._CAPS
+
+    def describe(self) -> str:
+        return "standard input/output"
+
+    def stat(self, key: str) -> ObjectInfo:
+        return ObjectInfo(key="-", size=None)
+
+    def read_into(self, key: str, offset: int, buf: memoryview) -> int:
+        raise UsageError("standard input cannot be read at an offset")
+
+    def open_read(self, key: str) -> BinaryIO:
+        return sys.stdin.buffer
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        yield self.stat(prefix)
+
+    def delete(self, key: str) -> None:
+        raise UsageError("standard output cannot be deleted")
+
+    def open_writer(self, key: str, size: int | None, part_size: int) -> ChunkWriter:
+        return _StdoutWriter()
+
+    def resume_writer(self, key: str, state: dict[str, Any]) -> ChunkWriter:
+        # Standard output has no state to restore: parts are written as they come, in order
+        # (only the single-stream strategy writes here, since write_at is false).
+        return _StdoutWriter()
+
+
+class _StdoutWriter(ChunkWriter):
+    def write_part(self, part: int, offset: int, data: memoryview, expected: Digest) -> PartReceipt:
+        stored = digest(expected.algorithm, data)
+        if stored != expected:
+            raise VerificationFailed(
+                f"part {part} to standard output: read {expected}, got {stored}"
+            )
+        sys.stdout.buffer.write(data)
+        return PartReceipt(part, offset, len(data), str(stored))
+
+    def commit(self, receipts: list[PartReceipt], size: int) -> ObjectInfo:
+        sys.stdout.buffer.flush()
+        return ObjectInfo(key="-", size=size)
+
+    def abort(self) -> None:
+        sys.stdout.buffer.flush()
+
+    def state(self) -> dict[str, Any]:
+        return {}

@@ -1,0 +1,60 @@
+"""The one retry policy for chunks: exponential back-off with full jitter, a bounded number of
+attempts, for errors marked ``retryable`` only.
+
+Providers only *classify* errors (``MoverError.retryable``); this module decides. Under the
+fleet, Celery's retry takes this role instead, never both, so that retries do not multiply.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from mover.errors import MoverError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Parameters:
+    attempts (int): tries in all, the first included (default 3).
+    base_s (float): the first back-off ceiling in seconds (default 0.5), doubled each time.
+    cap_s (float): the largest back-off in seconds (default 10).
+    """
+
+    attempts: int = 3
+    base_s: float = 0.5
+    cap_s: float = 10.0
+
+    def delay(self, attempt: int) -> float:
+        """Full jitter: uniform in [0, min(cap, base * 2**attempt)]."""
+        return random.uniform(0, min(self.cap_s, self.base_s * (2**attempt)))
+
+
+def is_retryable(exc: BaseException) -> bool:
+    if isinstance(exc, MoverError):
+        return exc.retryable
+    return isinstance(exc, (ConnectionError, TimeoutError))
+
+
+def call(
+    fn: Callable[[], T],
+    policy: RetryPolicy = RetryPolicy(),
+    on_retry: Callable[[int, BaseException], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Run ``fn``; retry it while it raises a retryable error and attempts remain."""
+    for attempt in range(policy.attempts):
+        try:
+            return fn()
+        except Exception as exc:
+            if attempt + 1 >= policy.attempts or not is_retryable(exc):
+                raise
+            if on_retry is not None:
+                on_retry(attempt + 1, exc)
+            sleep(policy.delay(attempt))
+    raise AssertionError("unreachable")

@@ -1,0 +1,305 @@
+"""The store provider contract: what every kind of storage implements.
+
+A *provider* is a class registered under a URL scheme in the ``mover.providers`` entry-point
+group. The core creates one instance per *store* (a bucket on an endpoint, a container on a
+Swift account, a file-system root) through :meth:`StoreProvider.open`, and then speaks only
+this contract. Strategies decide from :class:`Capabilities`, never from the provider's class.
+
+Every method takes *full keys*: the key within the bucket, container or file system
+(:attr:`Location.full_key`); a provider whose location has a ``root`` refuses keys outside it.
+
+Required of every provider: :meth:`~StoreProvider.stat`, :meth:`~StoreProvider.read_into`
+(or :meth:`~StoreProvider.open_read` for stream-only sources), :meth:`~StoreProvider.list`,
+:meth:`~StoreProvider.delete`. Optional, advertised in :class:`Capabilities`: a chunk writer
+(:meth:`~StoreProvider.open_writer`), server-side copy, a local path for kernel copies.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, ClassVar
+
+from mover.digests import Digest
+from mover.errors import UsageError
+from mover.location import Location
+
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
+TiB = 1024 * GiB
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What a store says of one object.
+
+    Attributes:
+        key: the full key within the store (:attr:`Location.full_key`: root and key joined).
+        size: bytes, or None when the store cannot tell (a stream).
+        etag: the store's ETag or equivalent, opaque.
+        checksum: a digest the store holds for the whole object, ``algorithm:hex``.
+        mtime: seconds since the epoch, or None.
+    """
+
+    key: str
+    size: int | None
+    etag: str | None = None
+    checksum: str | None = None
+    mtime: float | None = None
+
+
+@dataclass(frozen=True)
+class PartLimits:
+    """How a chunk writer accepts parts (rclone's ChunkWriterInfo).
+
+    Attributes:
+        min_part_bytes: the smallest part but the last (S3: 5 MiB).
+        max_part_bytes: the largest part (S3: 5 GiB).
+        max_parts: how many parts one object may have (S3: 10,000).
+        preferred_part_bytes: the part size this store does best with.
+        preferred_streams: how many parts in parallel this store does best with.
+        single_put_below_bytes: objects smaller than this are better written as one part.
+    """
+
+    min_part_bytes: int = 1
+    max_part_bytes: int = 1 << 62
+    max_parts: int = 1 << 62
+    preferred_part_bytes: int = 64 * MiB
+    preferred_streams: int = 4
+    single_put_below_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a store can do, gathered once; the only thing strategies decide from.
+
+    Attributes:
+        ranged_read: ``read_into`` works at any offset, so chunks can be read in parallel.
+        chunk_writer: parts can be written independently (possibly in parallel) and committed
+            at the end; None when the store cannot.
+        write_at: parts land at their byte offset in the object (files), so parts may be of any
+            size and in any order.
+        streaming_write: the store accepts an object of unknown size through the chunk writer
+            (parts written in order, sizes told at commit).
+        server_side_copy: the store can copy from another store by itself for some pairs
+            (ask :meth:`StoreProvider.can_copy_from` which).
+        local_path: objects are files on this host, reachable at :meth:`StoreProvider.local_path`,
+            so kernel copies (``copy_file_range``, reflinks) apply.
+        checksum_algorithms: digests the store can confirm per part, best first.
+        readable, writable: whether the store can be a source, a destination.
+    """
+
+    ranged_read: bool = True
+    chunk_writer: PartLimits | None = None
+    write_at: bool = False
+    streaming_write: bool = False
+    server_side_copy: bool = False
+    local_path: bool = False
+    checksum_algorithms: tuple[str, ...] = ("xxh3_128",)
+    readable: bool = True
+    writable: bool = True
+
+
+@dataclass(frozen=True)
+class PartReceipt:
+    """What a chunk writer says of one stored part: the proof a commit is built from.
+
+    ``digest`` is the digest the *store* confirmed for the part's bytes; ``extra`` holds what
+    the provider needs at commit (an S3 part ETag, a Swift segment name), JSON-serialisable.
+    """
+
+    part: int
+    offset: int
+    size: int
+    digest: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "part": self.part,
+            "offset": self.offset,
+            "size": self.size,
+            "digest": self.digest,
+            "extra": self.extra,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PartReceipt:
+        return cls(d["part"], d["offset"], d["size"], d["digest"], dict(d.get("extra") or {}))
+
+
+class ChunkWriter(abc.ABC):
+    """Writes one object as numbered parts, then commits it, or aborts and cleans up.
+
+    Modelled on rclone's ChunkWriter. Instances are cheap and may be re-created from
+    :meth:`state` in another thread or process (a resumed job, another worker): every method
+    must work on a writer opened with :meth:`StoreProvider.resume_writer`.
+    """
+
+    @abc.abstractmethod
+    def write_part(self, part: int, offset: int, data: memoryview, expected: Digest) -> PartReceipt:
+        """Store ``data`` as part ``part`` (0-based) at byte ``offset`` of the object.
+
+        Idempotent: writing the same part again replaces it. The store must confirm that it
+        stored bytes whose digest is ``expected`` (a server-side checksum where the protocol
+        has one) and raise :class:`~mover.errors.VerificationFailed` otherwise. Raise
+        :class:`~mover.errors.TransferError` subclasses with ``retryable`` set for failures.
+        """
+
+    @abc.abstractmethod
+    def commit(self, receipts: list[PartReceipt], size: int) -> ObjectInfo:
+        """Make the object visible, built from ``receipts`` in part order; called exactly once.
+
+        ``size`` is the total byte count (known at commit even for streams). Must leave an
+        existing object untouched if it fails.
+        """
+
+    @abc.abstractmethod
+    def abort(self) -> None:
+        """Remove everything partial (temporary file, multipart upload, segments).
+
+        Safe to call more than once and after a failed commit; never touches an existing,
+        committed object.
+        """
+
+    @abc.abstractmethod
+    def state(self) -> dict[str, Any]:
+        """JSON-serialisable state to re-open this writer (temp path, upload id); no secret."""
+
+    def local_path(self) -> str | None:
+        """The file on this host that parts land in, if any (for kernel copies)."""
+        return None
+
+
+class StoreProvider(abc.ABC):
+    """One store: a bucket, a container, a file-system root.
+
+    Subclasses set :attr:`scheme` and implement the abstract methods. A provider must translate
+    its vendor's exceptions into :mod:`mover.errors` at this boundary, and its messages must
+    name the store and key but never a credential.
+    """
+
+    #: The URL scheme this provider serves (the entry-point name).
+    scheme: ClassVar[str] = ""
+    #: Example URLs, for docs and ``mover plugins``.
+    examples: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, location: Location, options: dict[str, Any] | None = None) -> None:
+        self.location = location
+        self.options = dict(options or {})
+
+    @classmethod
+    def open(cls, location: Location, options: dict[str, Any] | None = None) -> StoreProvider:
+        """Create the store that holds ``location``; validate the URL's shape here.
+
+        Must not do network I/O: the caller decides when to touch the store. Raise
+        :class:`~mover.errors.BadLocation` for a URL this provider cannot serve.
+        """
+        return cls(location, options)
+
+    @classmethod
+    def store_id(cls, location: Location, options: dict[str, Any] | None = None) -> str:
+        """A key under which one instance can serve several locations (bucket + endpoint)."""
+        return f"{location.scheme}://{location.endpoint or location.store}/{location.root}"
+
+    # -- what it can do ----------------------------------------------------------------------
+
+    @property
+    @abc.abstractmethod
+    def capabilities(self) -> Capabilities:
+        """This store's :class:`Capabilities`; constant for the instance."""
+
+    def describe(self) -> str:
+        """A short, secret-free name for messages and logs (``s3://bucket`` at an endpoint)."""
+        loc = self.location
+        return f"{loc.scheme}://{loc.endpoint or loc.store}" if loc.scheme else str(loc)
+
+    # -- reading ----------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def stat(self, key: str) -> ObjectInfo:
+        """Size, ETag or checksum and mtime of ``key``; raise ObjectNotFound if absent."""
+
+    def read_into(self, key: str, offset: int, buf: memoryview) -> int:
+        """Fill ``buf`` with the object's bytes from ``offset``; return the count read.
+
+        Called only when ``capabilities.ranged_read``. Must fill the buffer completely unless the
+        object ends first. The hot path: read straight into ``buf``, without extra copies.
+        """
+        raise NotImplementedError(f"{self.describe()} cannot read ranges")
+
+    def open_read(self, key: str) -> BinaryIO:
+        """A sequential stream of the whole object, for stores without ranged reads."""
+        raise NotImplementedError(f"{self.describe()} cannot stream")
+
+    @abc.abstractmethod
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Every object whose key starts with ``prefix`` (a folder ends in ``/``), recursively.
+
+        Keys in the results are full keys relative to the store's root, as in ``stat``.
+        """
+
+    def exists(self, key: str) -> bool:
+        from mover.errors import ObjectNotFound
+
+        try:
+            self.stat(key)
+        except ObjectNotFound:
+            return False
+        return True
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def check_writable(self, key: str, size: int | None) -> None:
+        """Raise before any byte moves if ``key`` cannot receive ``size`` bytes.
+
+        The place for free-space checks, missing folders or buckets, permissions. The default
+        does nothing.
+        """
+
+    def is_folder(self, key: str) -> bool:
+        """True if ``key`` names a folder (file stores): a copy into it keeps the file's name."""
+        return False
+
+    def make_parents(self, key: str) -> None:
+        """Create what must exist above ``key`` before it is written (folders); default none."""
+
+    def free_bytes(self, key: str) -> int | None:
+        """Free space where ``key`` would be written, or None when the store cannot tell."""
+        return None
+
+    def open_writer(self, key: str, size: int | None, part_size: int) -> ChunkWriter:
+        """Begin writing ``key``; parts of ``part_size`` bytes (the last may be shorter).
+
+        Called only when ``capabilities.chunk_writer`` is set. ``size`` is None for streams.
+        """
+        raise UsageError(f"{self.describe()} cannot be written")
+
+    def resume_writer(self, key: str, state: dict[str, Any]) -> ChunkWriter:
+        """Re-open a writer from its :meth:`ChunkWriter.state` (another thread or worker)."""
+        raise UsageError(f"{self.describe()} cannot resume a write")
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> None:
+        """Delete ``key``; raise ObjectNotFound if it does not exist."""
+
+    # -- optional powers ----------------------------------------------------------------------
+
+    def can_copy_from(self, source: StoreProvider) -> bool:
+        """True if this store can copy an object of ``source`` by itself (same endpoint)."""
+        return False
+
+    def copy_server_side(
+        self, source: StoreProvider, src_key: str, dst_key: str, size: int
+    ) -> ObjectInfo:
+        """Copy ``src_key`` of ``source`` to ``dst_key`` here, no bytes through mover."""
+        raise NotImplementedError(f"{self.describe()} cannot copy server-side")
+
+    def local_path(self, key: str) -> str:
+        """The absolute path of ``key`` on this host (when ``capabilities.local_path``)."""
+        raise NotImplementedError(f"{self.describe()} has no local paths")
+
+    def close(self) -> None:
+        """Release connections and file descriptors."""

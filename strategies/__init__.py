@@ -1,0 +1,1 @@
+"""Pluggable policies: ``motion`` (how bytes move) and ``autoscale`` (how many movers)."""

@@ -1,0 +1,1 @@
+"""Autoscale strategies, registered in the ``mover.autoscale`` entry-point group."""

@@ -1,0 +1,1 @@
+"""Motion strategies, one module each, registered in the ``mover.motion`` entry-point group."""

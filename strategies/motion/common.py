@@ -1,0 +1,70 @@
+"""Pieces the built-in motion strategies share: planning a chunked write and checking receipts.
+
+Third-party strategies may use these too; nothing here names a protocol.
+"""
+
+from __future__ import annotations
+
+from mover.digests import Digest
+from mover.errors import ChunkFailed, VerificationFailed
+from mover.motion import Endpoint, Options, Plan
+from mover.planning import choose_chunk_size, make_chunks
+from mover.store import ObjectInfo, PartLimits, PartReceipt
+
+
+def pick_algorithm(destination: Endpoint) -> str:
+    """The best digest the destination can confirm."""
+    return destination.caps.checksum_algorithms[0]
+
+
+def chunked_plan(
+    name: str, source: Endpoint, destination: Endpoint, options: Options, size: int | None
+) -> Plan:
+    """Plan chunks within the destination's part limits and open its writer."""
+    limits = destination.caps.chunk_writer or PartLimits()
+    chunk_size, notes = choose_chunk_size(
+        size, limits, options.chunk_size, options.streams, where=destination.store.describe()
+    )
+    destination.store.check_writable(destination.key, size)
+    writer = destination.store.open_writer(destination.key, size, chunk_size)
+    return Plan(
+        strategy=name,
+        size=size,
+        chunk_size=chunk_size,
+        chunks=make_chunks(size, chunk_size),
+        algorithm=pick_algorithm(destination),
+        writer=writer.state(),
+        bytes_through=size,
+        notes=notes,
+    )
+
+
+def confirm(receipt: PartReceipt, expected: Digest, where: str) -> PartReceipt:
+    """Refuse a receipt whose store-confirmed digest is not the one read."""
+    if receipt.digest != str(expected):
+        raise VerificationFailed(
+            f"{where} part {receipt.part}: read {expected}, store confirmed {receipt.digest}",
+            retryable=True,
+        )
+    return receipt
+
+
+def short_read(where: str, offset: int, want: int, got: int) -> ChunkFailed:
+    return ChunkFailed(
+        f"{where} ended at {offset + got} while {want} bytes were expected from {offset}: "
+        "the source changed or shrank during the copy",
+        retryable=False,
+    )
+
+
+def commit_writer(
+    source: Endpoint, destination: Endpoint, plan: Plan, receipts: list[PartReceipt]
+) -> ObjectInfo:
+    writer = destination.store.resume_writer(destination.key, plan.writer)
+    size = sum(r.size for r in receipts)
+    return writer.commit(sorted(receipts, key=lambda r: r.part), size)
+
+
+def abort_writer(destination: Endpoint, plan: Plan) -> None:
+    if plan.writer:
+        destination.store.resume_writer(destination.key, plan.writer).abort()

@@ -1,0 +1,107 @@
+"""One sequential stream, for sources that cannot seek (standard input, a compressed stream,
+an HTTP server without ranges).
+
+The plan is a single chunk; running it reads the stream in chunk-size pieces into this thread's
+buffer, digests each as read and writes it as the next part, in order. Memory stays at one
+chunk. Such a transfer cannot be split across workers, and a failed one starts again from the
+beginning, because the stream cannot be rewound.
+"""
+
+from __future__ import annotations
+
+from mover.buffers import chunk_buffer
+from mover.digests import composite, digest
+from mover.errors import ChunkFailed, UsageError
+from mover.motion import Chunk, ChunkContext, Endpoint, MotionStrategy, Options, Plan, Priority
+from mover.store import ObjectInfo, PartReceipt
+from strategies.motion.common import abort_writer, chunked_plan, confirm
+
+
+class SingleStreamStrategy(MotionStrategy):
+    name = "single-stream"
+    summary = "one sequential read, parts written in order (sources that cannot seek)"
+
+    def can_handle(self, source: Endpoint, destination: Endpoint) -> Priority:
+        if not source.caps.readable:
+            return Priority.CANT_HANDLE
+        if not (destination.caps.writable and destination.caps.chunk_writer):
+            return Priority.CANT_HANDLE
+        size = source.info.size if source.info else None
+        if size is None and not destination.caps.streaming_write:
+            return Priority.CANT_HANDLE
+        return Priority.FALLBACK
+
+    def plan(self, source: Endpoint, destination: Endpoint, options: Options) -> Plan:
+        size = source.info.size if source.info else None
+        plan = chunked_plan(self.name, source, destination, options, size)
+        # One chunk covers the whole stream; its parts are plan.chunk_size each.
+        plan.chunks = [Chunk(0, 0, size)]
+        return plan
+
+    def run_chunk(
+        self, source: Endpoint, destination: Endpoint, plan: Plan, chunk: Chunk, ctx: ChunkContext
+    ) -> PartReceipt:
+        writer = destination.store.resume_writer(destination.key, plan.writer)
+        limits = destination.caps.chunk_writer
+        buf = chunk_buffer(plan.chunk_size)
+        receipts: list[dict] = []
+        offset = 0
+        part = 0
+        stream = source.store.open_read(source.key)
+        try:
+            while True:
+                ctx.check()
+                got = _fill(stream, buf)
+                if got == 0 and part > 0:
+                    break
+                if limits is not None and part >= limits.max_parts:
+                    raise UsageError(
+                        f"the stream is larger than {limits.max_parts:,} parts of "
+                        f"{plan.chunk_size} bytes: give a larger --chunk-size"
+                    )
+                data = buf[:got]
+                expected = digest(plan.algorithm, data)
+                receipt = writer.write_part(part, offset, data, expected)
+                receipts.append(confirm(receipt, expected, destination.store.describe()).to_dict())
+                ctx.progress(got)
+                offset += got
+                part += 1
+                if got < len(buf):
+                    break
+        finally:
+            stream.close()
+        if chunk.length is not None and offset != chunk.length:
+            raise ChunkFailed(
+                f"{source.store.describe()}: stream gave {offset} bytes, expected {chunk.length}"
+            )
+        return PartReceipt(0, 0, offset, "", {"parts": receipts})
+
+    def commit(
+        self, source: Endpoint, destination: Endpoint, plan: Plan, receipts: list[PartReceipt]
+    ) -> ObjectInfo:
+        parts = [PartReceipt.from_dict(d) for r in receipts for d in r.extra["parts"]]
+        writer = destination.store.resume_writer(destination.key, plan.writer)
+        return writer.commit(parts, sum(p.size for p in parts))
+
+    def abort(self, source: Endpoint, destination: Endpoint, plan: Plan) -> None:
+        abort_writer(destination, plan)
+
+    def object_digest(self, plan: Plan, receipts: list[PartReceipt]) -> str:
+        return composite(d["digest"] for r in receipts for d in r.extra["parts"])
+
+
+def _fill(stream, buf: memoryview) -> int:
+    """Read until ``buf`` is full or the stream ends (pipes return short reads)."""
+    got = 0
+    while got < len(buf):
+        readinto = getattr(stream, "readinto", None)
+        if readinto is not None:
+            n = readinto(buf[got:])
+        else:
+            piece = stream.read(len(buf) - got)
+            n = len(piece)
+            buf[got : got + n] = piece
+        if not n:
+            break
+        got += n
+    return got

@@ -1,0 +1,1 @@
+"""Launchers, registered in the ``mover.launchers`` entry-point group."""
