@@ -68,9 +68,9 @@ def resume(
     if job.state == DONE:
         raise JobStateError(f"job {job.id} is already done")
     host, _, pid = job.owner.partition(":")
-    if job.state == RUNNING and host == socket.gethostname() and pid.isdigit():
-        if int(pid) != os.getpid() and _alive(int(pid)):
-            raise JobStateError(f"job {job.id} is still running in process {pid}")
+    local = host == socket.gethostname() and pid.isdigit()
+    if job.state == RUNNING and local and int(pid) != os.getpid() and _alive(int(pid)):
+        raise JobStateError(f"job {job.id} is still running in process {pid}")
     for item in job.items:
         if item.state in (FAILED, "cancelled"):
             item.state, item.plan, item.chunks, item.error = "pending", None, [], None

@@ -43,11 +43,12 @@ def is_retryable(exc: BaseException) -> bool:
 
 def call(
     fn: Callable[[], T],
-    policy: RetryPolicy = RetryPolicy(),
+    policy: RetryPolicy | None = None,
     on_retry: Callable[[int, BaseException], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> T:
     """Run ``fn``; retry it while it raises a retryable error and attempts remain."""
+    policy = policy or RetryPolicy()
     for attempt in range(policy.attempts):
         try:
             return fn()

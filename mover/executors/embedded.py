@@ -77,12 +77,12 @@ class EmbeddedExecutor:
         jobs: JobStore,
         streams: int = 4,
         on_progress: Callable[[int], None] | None = None,
-        retry_policy: retry.RetryPolicy = retry.RetryPolicy(),
+        retry_policy: retry.RetryPolicy | None = None,
     ) -> None:
         self.jobs = jobs
         self.streams = max(1, streams)
         self.on_progress = on_progress
-        self.retry_policy = retry_policy
+        self.retry_policy = retry_policy or retry.RetryPolicy()
         self.cancelled = threading.Event()
         self._queue: queue.PriorityQueue = queue.PriorityQueue()
         self._seq = itertools.count()
@@ -254,7 +254,10 @@ class EmbeddedExecutor:
             receipts = [run.receipts[i] for i in sorted(run.receipts)]
             run.strategy.commit(run.source, run.destination, run.plan, receipts)
             digest = run.strategy.object_digest(run.plan, receipts)
-            self.jobs.update_item(job_id, item.index, state=DONE, digest=digest, error=None)
+            size = sum(r.size for r in receipts)  # known now, even for a stream
+            self.jobs.update_item(
+                job_id, item.index, state=DONE, digest=digest, error=None, size=size
+            )
         except Exception as exc:
             run.error = exc
             self._abort(run)

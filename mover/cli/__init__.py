@@ -1,0 +1,1 @@
+"""The ``mover`` command line."""

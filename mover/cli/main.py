@@ -1,0 +1,343 @@
+"""``mover``: copy, check and follow jobs from the command line.
+
+Exit codes: 0 done, 1 failed, 2 usage. Errors are one line naming what is wrong; ``--debug``
+adds the traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from mover.errors import EXIT_FAILED, EXIT_USAGE, MoverError
+
+_debug = False
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"mover: {message}", err=True)
+    sys.exit(code)
+
+
+def _run(fn: Callable[[], Any]) -> Any:
+    """Run a command body, turning errors into one line and an exit code."""
+    try:
+        return fn()
+    except MoverError as exc:
+        if _debug:
+            raise
+        _fail(exc.message, exc.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted; partial data cleaned (mover resume continues the job)", 130)
+    except OSError as exc:
+        if _debug:
+            raise
+        _fail(str(exc), EXIT_FAILED)
+
+
+def _size(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:
+    if value is None:
+        return None
+    from mover.config import parse_size
+
+    try:
+        return parse_size(value)
+    except MoverError as exc:
+        raise click.BadParameter(exc.message) from exc
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.version_option(package_name="mover")
+def cli(debug: bool) -> None:
+    """mover moves backup data between stores, in chunks, verified.
+
+    Locations are URLs (s3://bucket/key, swift://container/obj, file:///path, https://...),
+    plain paths, - for standard input or output, or store:NAME/key for a configured store.
+    """
+    global _debug
+    _debug = debug
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _print_plan(source: str, destination: str, recursive: bool, streams: int, chunk: int | None):
+    from mover import dispatcher
+    from mover.motion import Options
+    from mover.planning import choose_chunk_size, human
+    from mover.transfer import Request, endpoints, prepare
+
+    job = prepare(Request(source, destination, recursive, Options(streams, chunk)))
+    for item in job.items[:50]:
+        src, dst = endpoints(item)
+        strategy, priority = dispatcher.choose(src, dst)
+        limits = dst.caps.chunk_writer
+        if limits is not None:
+            size, notes = choose_chunk_size(item.size, limits, chunk, streams)
+            n = 1 if not item.size else -(-item.size // size)
+            detail = f"{n} chunk(s) of {human(size)}"
+            if notes:
+                detail += "; " + "; ".join(notes)
+        else:
+            detail = "server-side"
+        click.echo(
+            f"{item.source} -> {item.destination}: {human(item.size)}, "
+            f"{strategy.name} ({priority.name}), {detail}"
+        )
+    if len(job.items) > 50:
+        click.echo(f"... and {len(job.items) - 50} more objects")
+    click.echo(f"dry run: {len(job.items)} object(s), {human(job.size)}; nothing moved")
+
+
+def _report(job: Any, as_json: bool, quiet: bool) -> None:
+    from mover.planning import human
+
+    summary = job.summary()
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    elif not quiet:
+        rate = (job.bytes_done / summary["seconds"]) if summary["seconds"] else 0
+        line = (
+            f"{job.state}: {summary['objects']} object(s), {human(job.bytes_done)} in "
+            f"{summary['seconds']:.2f} s ({human(int(rate))}/s), "
+            f"strategy {', '.join(summary['strategies']) or '-'}, job {job.id}"
+        )
+        click.echo(line, err=True)
+        if job.digest:
+            click.echo(f"verified: {job.digest}", err=True)
+    if job.state != "done":
+        if job.error:
+            click.echo(f"mover: {job.error}", err=True)
+        click.echo(f"mover: resume with: mover resume {job.id}", err=True)
+        sys.exit(EXIT_FAILED)
+
+
+@cli.command()
+@click.argument("source")
+@click.argument("destination")
+@click.option("-r", "--recursive", is_flag=True, help="Copy a folder or prefix.")
+@click.option(
+    "--streams",
+    type=click.IntRange(1, 256),
+    default=4,
+    show_default=True,
+    help="Chunks in flight at once.",
+)
+@click.option("--chunk-size", callback=_size, help="Bytes per chunk (64MiB, 8M ...).")
+@click.option("--dry-run", is_flag=True, help="Print the strategy and plan; move nothing.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar, no summary.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+def copy(
+    source: str,
+    destination: str,
+    recursive: bool,
+    streams: int,
+    chunk_size: int | None,
+    dry_run: bool,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Copy SOURCE to DESTINATION, verified chunk by chunk."""
+    from mover import api
+    from mover.cli.progress import ProgressBar
+
+    if dry_run:
+        _run(lambda: _print_plan(source, destination, recursive, streams, chunk_size))
+        return
+    bar_on = not quiet and not as_json and destination != "-"
+
+    def body() -> Any:
+        with ProgressBar("copying", None, enabled=bar_on) as bar:
+            return api.copy(
+                source,
+                destination,
+                recursive=recursive,
+                streams=streams,
+                chunk_size=chunk_size,
+                on_progress=bar,
+                on_start=lambda job: bar.set_total(job.size),
+                raise_on_failure=False,
+            )
+
+    job = _run(body)
+    _report(job, as_json, quiet)
+
+
+@cli.command()
+@click.argument("job_id")
+@click.option("--streams", type=click.IntRange(1, 256), default=None)
+@click.option("-q", "--quiet", is_flag=True)
+@click.option("--json", "as_json", is_flag=True)
+def resume(job_id: str, streams: int | None, quiet: bool, as_json: bool) -> None:
+    """Finish a failed, cancelled or interrupted job: only what is not done runs again."""
+    from mover import api
+    from mover.cli.progress import ProgressBar
+
+    def body() -> Any:
+        with ProgressBar("resuming", None, enabled=not quiet and not as_json) as bar:
+            return api.resume(
+                job_id,
+                streams=streams,
+                on_progress=bar,
+                on_start=lambda job: bar.set_total(job.size),
+                raise_on_failure=False,
+            )
+
+    _report(_run(body), as_json, quiet)
+
+
+@cli.command()
+@click.argument("source")
+@click.argument("destination")
+def strategies(source: str, destination: str) -> None:
+    """Show every motion strategy's priority for SOURCE -> DESTINATION and the winner."""
+    from mover import dispatcher
+    from mover.motion import Endpoint
+    from mover.stores import open_location
+
+    def body() -> None:
+        src_store, src_loc = open_location(source)
+        dst_store, dst_loc = open_location(destination)
+        try:
+            info = src_store.stat(src_loc.full_key)
+        except MoverError:
+            # Without the object (or the network) the size is unknown: rank as for a
+            # sized object, which is what a real copy would have.
+            from mover.store import ObjectInfo
+
+            info = ObjectInfo(src_loc.full_key, 1)
+        ranking = dispatcher.rank(Endpoint(src_store, src_loc, info), Endpoint(dst_store, dst_loc))
+        winner = next((c for c in ranking if c.priority > 0), None)
+        click.echo(f"{'strategy':<16} {'priority':<14} summary")
+        for cand in ranking:
+            mark = "*" if winner is not None and cand.name == winner.name else " "
+            text = cand.error or cand.summary
+            click.echo(f"{mark}{cand.name:<15} {cand.priority.name:<14} {text}")
+        if winner is None:
+            _fail(f"no strategy can move {source} to {destination}", EXIT_FAILED)
+        click.echo(f"winner: {winner.name}")
+
+    _run(body)
+
+
+@cli.command()
+@click.argument("source")
+@click.argument("destination")
+@click.option("-r", "--recursive", is_flag=True, help="Compare folders or prefixes.")
+@click.option("--streams", type=click.IntRange(1, 256), default=4, show_default=True)
+def check(source: str, destination: str, recursive: bool, streams: int) -> None:
+    """Compare sizes and contents; list the differences. Exit 1 when they differ."""
+    from mover.check import compare
+
+    def body() -> None:
+        result = compare(source, destination, recursive=recursive, streams=streams)
+        for line in result.differences:
+            click.echo(line)
+        click.echo(f"{result.matched} matching, {len(result.differences)} differing", err=True)
+        if result.differences:
+            sys.exit(EXIT_FAILED)
+
+    _run(body)
+
+
+@cli.command()
+@click.option("-n", "--limit", default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def jobs(limit: int, as_json: bool) -> None:
+    """List recent jobs."""
+    from mover.api import default_jobstore
+    from mover.planning import human
+
+    def body() -> None:
+        found = default_jobstore().list(limit)
+        if as_json:
+            click.echo(json.dumps([j.summary() for j in found], indent=2))
+            return
+        for job in found:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job.created))
+            click.echo(
+                f"{job.id}  {job.state:<9} {when}  {human(job.size):>10}  "
+                f"{len(job.items):>5} obj  {job.source} -> {job.destination}"
+            )
+
+    _run(body)
+
+
+@cli.command()
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True)
+def status(job_id: str, as_json: bool) -> None:
+    """Show a job: state, bytes, objects and chunks, errors."""
+    from mover.api import default_jobstore
+    from mover.planning import human
+
+    def body() -> None:
+        job = default_jobstore().get(job_id)
+        if as_json:
+            click.echo(json.dumps(job.to_dict(), indent=2, default=str))
+            return
+        s = job.summary()
+        click.echo(f"job {job.id}: {job.state}")
+        click.echo(f"  {job.source} -> {job.destination}")
+        click.echo(f"  {human(job.bytes_done)} of {human(job.size)}, {s['objects']} object(s)")
+        click.echo(f"  strategies: {', '.join(s['strategies']) or '-'}")
+        if job.digest:
+            click.echo(f"  digest: {job.digest}")
+        if job.error:
+            click.echo(f"  error: {job.error}")
+        for item in job.items[:20]:
+            done = sum(1 for c in item.chunks if c.state == "done")
+            click.echo(
+                f"  [{item.index}] {item.state:<10} {done}/{len(item.chunks)} chunks "
+                f"{human(item.size):>10}  {item.destination}"
+                + (f"  ({item.error})" if item.error else "")
+            )
+        if len(job.items) > 20:
+            click.echo(f"  ... {len(job.items) - 20} more objects")
+
+    _run(body)
+
+
+@cli.command()
+def plugins() -> None:
+    """List registered providers, strategies and other plugins, and any that fail to load."""
+    from mover.dispatcher import strategies as motion
+    from mover.stores import providers
+
+    def body() -> None:
+        for registry in (providers, motion):
+            click.echo(f"{registry.group}:")
+            infos = {i.name: i for i in registry.infos()}
+            for name, _plugin, error in registry.load_all():
+                info = infos[name]
+                state = f"error: {error}" if error else "ok"
+                click.echo(f"  {name:<14} {info.target:<50} {state}")
+
+    _run(body)
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=False)
+    except click.exceptions.Abort:
+        _fail("aborted", 130)
+    except click.exceptions.NoSuchOption as exc:
+        exc.show()
+        sys.exit(EXIT_USAGE)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(EXIT_USAGE)
+    except SystemExit:
+        raise
+
+
+if __name__ == "__main__":
+    main()
