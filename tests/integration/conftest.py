@@ -1,0 +1,1 @@
+from tests.fixtures_servers import *  # noqa: F403
