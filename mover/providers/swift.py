@@ -1,0 +1,907 @@
+"""The OpenStack Swift store (``swift://container/object``), on python-swiftclient.
+
+Credentials are found the way the ``swift`` command line finds them, so an operator's usual
+environment works unchanged:
+
+- v1 (tempauth, swauth): ``ST_AUTH``, ``ST_USER``, ``ST_KEY`` (``ST_AUTH_VERSION``, default 1.0);
+- Keystone: ``OS_AUTH_URL``, ``OS_USERNAME``, ``OS_PASSWORD``, ``OS_PROJECT_NAME``,
+  ``OS_USER_DOMAIN_NAME``, ``OS_PROJECT_DOMAIN_NAME``, ``OS_REGION_NAME`` (version 3 when a domain
+  is named, as the CLI decides; needs python-keystoneclient);
+- a configured store's options, which win over the environment: ``auth_url``, ``user``,
+  ``auth_version``, ``project_name``, ``user_domain_name``, ``project_domain_name``,
+  ``region_name``, ``storage_url`` and ``credentials_env = "PREFIX"``, which reads the secret from
+  ``PREFIX_KEY`` or ``PREFIX_PASSWORD``. A secret never sits in the options themselves.
+
+**One token, one connection per thread.** ``swiftclient.Connection`` is not thread-safe (it holds
+one HTTP connection and its auth state), while chunks run on many threads. So each thread has its
+own Connection, and all of them share one authentication: the token is fetched once and handed
+to every connection as ``preauthurl``/``preauthtoken``. A 401 renews the shared token once (one
+thread renews, the others reuse its result) and the call is repeated once: expired tokens are
+renewed without failing a chunk. Connections are made with ``retries=0``: mover's one retry
+policy (:mod:`mover.retry`) decides, from the ``retryable`` flag set here, so retries never
+multiply.
+
+**Writes are Static Large Objects.** Each part is a segment object in ``<container>_segments``
+(the ``swift`` CLI's convention, so its tools see them) named ``<object>/<upload-id>/<part:08d>``.
+Each segment is sent with its md5 as ``ETag``, so Swift refuses a part whose bytes differ (422)
+and answers with the md5 it computed itself; commit PUTs the manifest
+(``?multipart-manifest=put``) in which Swift checks every segment's ETag and size again. Until
+commit the object name is untouched: an existing object stays readable, and a failed upload
+leaves it as it was. An object of one part is an SLO of one segment too, rather than a
+server-side copy of the segment to the final name: a copy makes the cluster read and write the
+whole part again inside the commit (minutes for a 5 GiB part), where a manifest costs one small
+PUT, and every reader sees an SLO as an ordinary object. Only the empty object is a plain PUT:
+it has no bytes to stage. When an upload replaces an SLO that mover wrote earlier, the old
+upload's segments are deleted after the new manifest is in place, as ``swift upload`` does.
+
+**A missing container is an error, not created.** The ``swift`` CLI creates a container on upload;
+for backups a typo in a container name would then silently scatter data into a new container,
+so :meth:`SwiftProvider.check_writable` refuses before any byte moves. The segments container is
+mover's own bookkeeping and is created when missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import http.client
+import json
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator
+from email.utils import parsedate_to_datetime
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from mover.digests import Digest, digest
+from mover.errors import (
+    AccessDenied,
+    BadLocation,
+    CannotHandle,
+    ChunkFailed,
+    ConfigError,
+    MoverError,
+    ObjectNotFound,
+    PluginLoadError,
+    TransferError,
+    UsageError,
+    VerificationFailed,
+)
+from mover.location import Location
+from mover.store import (
+    Capabilities,
+    ChunkWriter,
+    GiB,
+    MiB,
+    ObjectInfo,
+    PartLimits,
+    PartReceipt,
+    StoreProvider,
+)
+
+try:
+    import requests
+    import urllib3
+    from swiftclient import client as swift_client
+except ImportError as exc:  # pragma: no cover - depends on the installation
+    raise PluginLoadError(
+        f"provider 'swift' needs python-swiftclient: pip install 'mover[swift]' ({exc})"
+    ) from exc
+
+T = TypeVar("T")
+
+#: Suffix of the container that holds segments, as the ``swift`` CLI names it.
+SEGMENTS_SUFFIX = "_segments"
+#: Swift's largest object, and so its largest segment (``max_file_size``: 5 GiB + 2 bytes).
+MAX_SEGMENT_BYTES = 5 * GiB
+#: SLO's default ``max_manifest_segments``.
+MAX_MANIFEST_SEGMENTS = 1000
+#: Segments below 1 MiB are accepted by SLO (its minimum is 1 byte) but, past the first ten,
+#: rate-limited on every GET (``rate_limit_under_size``): 1 MiB keeps reads at full speed.
+MIN_SEGMENT_BYTES = 1 * MiB
+#: What a ranged GET reads from the socket at a time, copied into the caller's buffer: bounds
+#: the temporary bytes object whatever the chunk size.
+READ_PIECE_BYTES = 8 * MiB
+#: Socket time-out of every request, in seconds, unless the ``timeout_s`` option says otherwise.
+DEFAULT_TIMEOUT_S = 60.0
+#: md5 of no bytes: the ETag of an empty object.
+EMPTY_MD5 = hashlib.md5(b"").hexdigest()
+#: Statuses worth retrying: server errors, time-outs, throttling.
+_RETRYABLE_STATUS = {408, 409, 429, 498, 499}
+
+
+# --- credentials ---------------------------------------------------------------------------
+
+
+class _Credentials:
+    """Where and as whom to authenticate; the key is kept out of ``repr`` and messages."""
+
+    def __init__(
+        self,
+        auth_url: str,
+        user: str,
+        key: str,
+        auth_version: str,
+        os_options: dict[str, str],
+        source: str,
+    ) -> None:
+        self.auth_url = auth_url
+        self.user = user
+        self._key = key
+        self.auth_version = auth_version
+        self.os_options = os_options
+        #: Where the credentials came from, for messages ("ST_AUTH/ST_USER/ST_KEY").
+        self.source = source
+
+    @property
+    def key(self) -> str:
+        return self._key
+
+    def identity(self) -> tuple[str, ...]:
+        """What names the account, without the secret: equal identities reach one account."""
+        o = self.os_options
+        return (
+            self.auth_url.rstrip("/"),
+            self.user,
+            self.auth_version,
+            o.get("project_name", "") or o.get("project_id", "") or o.get("tenant_name", ""),
+            o.get("region_name", ""),
+            o.get("object_storage_url", ""),
+        )
+
+    def __repr__(self) -> str:
+        return f"<swift credentials {self.user!r} at {self.auth_url}>"
+
+
+def _normalise_version(version: str) -> str:
+    """Tolerate what the CLI tolerates: ``1`` -> ``1.0``, ``2`` -> ``2.0``, ``3.0`` -> ``3``."""
+    v = version.strip().lower().lstrip("v")
+    return {"1": "1.0", "2": "2.0", "3.0": "3"}.get(v, v)
+
+
+def resolve_credentials(options: dict[str, Any], env: dict[str, str] | None = None) -> _Credentials:
+    """Find the credentials for a store: its options first, then the environment.
+
+    Mirrors the ``swift`` CLI: ``ST_*`` variables mean v1 auth; ``OS_*`` variables mean
+    Keystone, version 3 when a domain is named and 2.0 otherwise, unless a version is set.
+    Raises :class:`ConfigError` naming what is missing (never a value).
+    """
+    env = dict(os.environ if env is None else env)
+    o = options
+    os_names = (
+        "project_name",
+        "project_id",
+        "tenant_name",
+        "user_domain_name",
+        "user_domain_id",
+        "project_domain_name",
+        "project_domain_id",
+        "region_name",
+    )
+    if o.get("auth_url"):
+        prefix = o.get("credentials_env")
+        key = ""
+        if prefix:
+            key = env.get(f"{prefix}_KEY") or env.get(f"{prefix}_PASSWORD") or ""
+            if not key:
+                raise ConfigError(
+                    f"swift store at {o['auth_url']}: credentials_env = {prefix!r} but neither "
+                    f"{prefix}_KEY nor {prefix}_PASSWORD is set in the environment"
+                )
+        else:
+            key = env.get("ST_KEY") or env.get("OS_PASSWORD") or ""
+        user = str(o.get("user") or env.get("ST_USER") or env.get("OS_USERNAME") or "")
+        os_options = {n: str(o[n]) for n in os_names if o.get(n)}
+        version = o.get("auth_version")
+        if not version:
+            domains = ("user_domain_name", "user_domain_id", "project_domain_name")
+            version = "3" if any(o.get(n) for n in domains) else "1.0"
+        source = f"store options (credentials_env={prefix})" if prefix else "store options"
+        creds = _Credentials(
+            str(o["auth_url"]), user, key, _normalise_version(str(version)), os_options, source
+        )
+    elif env.get("ST_AUTH") and env.get("ST_USER") and env.get("ST_KEY"):
+        version = env.get("ST_AUTH_VERSION") or env.get("OS_AUTH_VERSION") or "1.0"
+        creds = _Credentials(
+            env["ST_AUTH"],
+            env["ST_USER"],
+            env["ST_KEY"],
+            _normalise_version(version),
+            {},
+            "ST_AUTH/ST_USER/ST_KEY",
+        )
+    elif env.get("OS_AUTH_URL"):
+        os_options = {n: env[f"OS_{n.upper()}"] for n in os_names if env.get(f"OS_{n.upper()}")}
+        version = (
+            env.get("OS_AUTH_VERSION")
+            or env.get("OS_IDENTITY_API_VERSION")
+            or ("3" if any("domain" in n for n in os_options) else "2.0")
+        )
+        creds = _Credentials(
+            env["OS_AUTH_URL"],
+            env.get("OS_USERNAME", ""),
+            env.get("OS_PASSWORD", ""),
+            _normalise_version(version),
+            os_options,
+            "OS_AUTH_URL/OS_USERNAME/OS_PASSWORD",
+        )
+    else:
+        raise ConfigError(
+            "no Swift credentials: set ST_AUTH, ST_USER and ST_KEY (v1), or OS_AUTH_URL, "
+            "OS_USERNAME, OS_PASSWORD and OS_PROJECT_NAME (Keystone), or configure a store "
+            "with auth_url, user and credentials_env"
+        )
+    if o.get("storage_url"):
+        creds.os_options["object_storage_url"] = str(o["storage_url"])
+    missing = [n for n, v in (("user", creds.user), ("key", creds.key)) if not v]
+    if missing:
+        raise ConfigError(
+            f"Swift credentials from {creds.source} lack {' and '.join(missing)} "
+            f"(auth URL {creds.auth_url})"
+        )
+    return creds
+
+
+# --- errors --------------------------------------------------------------------------------
+
+
+def _endpoint_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.netloc else url
+
+
+_TIMEOUTS = (TimeoutError, requests.Timeout, urllib3.exceptions.TimeoutError)
+
+
+def _network_error(exc: BaseException, endpoint: str, what: str) -> MoverError:
+    """A connection refused, reset or timed out: retryable, naming the endpoint."""
+    text = str(exc).lower()
+    if "refused" in text:
+        reason = "connection refused"
+    elif "timed out" in text or "timeout" in text or isinstance(exc, _TIMEOUTS):
+        reason = "timed out"
+    elif "reset" in text or "aborted" in text or "broken pipe" in text:
+        reason = "connection reset"
+    else:
+        reason = type(exc).__name__
+    return ChunkFailed(
+        f"{what}: cannot reach Swift at {endpoint} ({reason}); it will be retried",
+        retryable=True,
+    )
+
+
+# --- the provider --------------------------------------------------------------------------
+
+
+class SwiftProvider(StoreProvider):
+    """One Swift container. Options: see the module docstring; also ``timeout_s`` (float,
+    seconds per request, default 60), ``listing_limit`` (objects per listing page, default
+    Swift's 10,000) and part limits ``min_part_bytes``, ``max_part_bytes``, ``max_parts``,
+    ``preferred_part_bytes`` for clusters configured away from Swift's defaults."""
+
+    scheme = "swift"
+    examples = ("swift://backups/templates/centos.qcow2", "store:swift-east/volumes/vol-1.img")
+
+    def __init__(self, location: Location, options: dict[str, Any] | None = None) -> None:
+        super().__init__(location, options)
+        o = self.options
+        self.container = location.store
+        self.segments_container = str(o.get("segments_container") or "") or (
+            self.container + SEGMENTS_SUFFIX
+        )
+        self.timeout_s = float(o.get("timeout_s", DEFAULT_TIMEOUT_S))
+        self.listing_limit = int(o["listing_limit"]) if o.get("listing_limit") else None
+        self.creds = resolve_credentials(o)
+        self._caps = Capabilities(
+            ranged_read=True,
+            chunk_writer=PartLimits(
+                min_part_bytes=int(o.get("min_part_bytes", MIN_SEGMENT_BYTES)),
+                max_part_bytes=int(o.get("max_part_bytes", MAX_SEGMENT_BYTES)),
+                max_parts=int(o.get("max_parts", MAX_MANIFEST_SEGMENTS)),
+                preferred_part_bytes=int(o.get("preferred_part_bytes", 64 * MiB)),
+                preferred_streams=4,
+            ),
+            write_at=False,
+            streaming_write=True,
+            server_side_copy=True,
+            checksum_algorithms=("md5",),
+        )
+        self._auth_lock = threading.Lock()
+        self._storage_url: str | None = None
+        self._token: str | None = None
+        self._local = threading.local()
+        self._connections: list[Any] = []
+        self._connections_lock = threading.Lock()
+
+    @classmethod
+    def open(cls, location: Location, options: dict[str, Any] | None = None) -> SwiftProvider:
+        if not location.store:
+            raise BadLocation("swift URLs name a container: swift://container/object")
+        if "/" in location.store or ":" in location.store:
+            raise BadLocation(
+                f"swift://{location.store}: the part after swift:// is a container name; "
+                "configure the auth URL with ST_AUTH or a store's auth_url"
+            )
+        return cls(location, options)
+
+    @classmethod
+    def store_id(cls, location: Location, options: dict[str, Any] | None = None) -> str:
+        # The account is part of the identity: one container name on two clusters is two stores.
+        # Credentials are read here only to name the account (auth URL and user, no secret).
+        try:
+            ident = resolve_credentials(dict(options or {})).identity()
+        except ConfigError:
+            ident = ("?",)
+        return f"swift://{'|'.join(ident)}/{location.store}/{location.root}"
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._caps
+
+    def describe(self) -> str:
+        return f"swift://{self.container}"
+
+    def _where(self, key: str | None = None, container: str | None = None) -> str:
+        container = container or self.container
+        return f"swift://{container}/{key}" if key else f"swift://{container}"
+
+    # -- authentication and connections -----------------------------------------------------
+
+    def _authenticate(self, stale: str | None) -> tuple[str, str]:
+        """The shared storage URL and token; renewed when ``stale`` is the current token.
+
+        Only one thread talks to the auth service: the others wait on the lock and then find a
+        token that differs from the one that failed them.
+        """
+        with self._auth_lock:
+            if self._token is not None and self._token != stale and self._storage_url:
+                return self._storage_url, self._token
+            c = self.creds
+            try:
+                url, token = swift_client.get_auth(
+                    c.auth_url,
+                    c.user,
+                    c.key,
+                    auth_version=c.auth_version,
+                    os_options=dict(c.os_options),
+                    timeout=self.timeout_s,
+                )
+            except swift_client.ClientException as exc:
+                raise self._auth_error(exc) from None
+            except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+                raise _network_error(
+                    exc, c.auth_url, f"authenticating to {self.describe()}"
+                ) from None
+            if c.os_options.get("object_storage_url"):
+                url = c.os_options["object_storage_url"]
+            self._storage_url, self._token = url, token
+            return url, token
+
+    def _auth_error(self, exc: Any) -> MoverError:
+        c = self.creds
+        status = getattr(exc, "http_status", None)
+        if status in (401, 403):
+            return AccessDenied(
+                f"Swift at {c.auth_url} refused the credentials of user {c.user!r} "
+                f"({status} {exc.http_reason or ''}".rstrip()
+                + f"); check {c.source}"
+            )
+        if status is None:
+            text = str(exc)
+            if "keystoneclient" in text:
+                return ConfigError(
+                    f"Swift auth version {c.auth_version} at {c.auth_url} needs "
+                    "python-keystoneclient: pip install python-keystoneclient"
+                )
+            return ConfigError(f"cannot authenticate to Swift at {c.auth_url}: {text[:200]}")
+        retryable = status >= 500 or status in _RETRYABLE_STATUS
+        return ChunkFailed(
+            f"Swift auth at {c.auth_url} answered {status} {exc.http_reason or ''}".rstrip(),
+            retryable=retryable,
+        )
+
+    def _connection(self) -> Any:
+        """This thread's Connection (created on first use), pointed at the shared token."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = swift_client.Connection(
+                preauthurl="http://unset.invalid/",
+                preauthtoken="unset",
+                retries=0,
+                timeout=self.timeout_s,
+                retry_on_ratelimit=False,
+            )
+            self._local.conn = conn
+            with self._connections_lock:
+                self._connections.append(conn)
+        return conn
+
+    def _call(self, fn: Callable[[Any], T], what: str, *, not_found: str | None = None) -> T:
+        """Run ``fn(connection)`` with the shared token, renewing it once on a 401.
+
+        Vendor exceptions leave as mover errors; ``what`` names the object for messages and
+        ``not_found`` is the message of a 404 (None: a 404 reads as ``what`` not found).
+        """
+        conn = self._connection()
+        url, token = self._authenticate(None)
+        for attempt in (1, 2):
+            # swiftclient forgets the token on a 401, so keep the one this call used.
+            conn.url, conn.token = url, token
+            try:
+                return fn(conn)
+            except MoverError:
+                raise
+            except swift_client.ClientException as exc:
+                if exc.http_status == 401 and attempt == 1:
+                    url, token = self._authenticate(token)
+                    continue
+                raise self._translate(exc, what, not_found) from None
+            except (
+                requests.RequestException,
+                urllib3.exceptions.HTTPError,
+                http.client.HTTPException,
+                OSError,
+            ) as exc:
+                conn.http_conn = None  # framing may be broken: start a fresh connection
+                raise _network_error(exc, _endpoint_of(url), what) from None
+        raise AssertionError("unreachable")
+
+    def _translate(self, exc: Any, what: str, not_found: str | None) -> MoverError:
+        status = exc.http_status
+        reason = exc.http_reason or ""
+        if status == 404:
+            return ObjectNotFound(not_found or f"{what}: no such object")
+        if status in (401, 403):
+            c = self.creds
+            return AccessDenied(
+                f"{what}: Swift at {c.auth_url} denied user {c.user!r} ({status} {reason}); "
+                f"check {c.source} and the container's ACLs"
+            )
+        if status == 422:
+            return VerificationFailed(
+                f"{what}: Swift computed an md5 different from the one sent (422): the bytes "
+                "changed in flight",
+                retryable=True,
+            )
+        if status == 413:
+            return UsageError(f"{what}: Swift refused the size (413 {reason})")
+        if status is None:
+            return ChunkFailed(f"{what}: {str(exc)[:200]}", retryable=True)
+        retryable = status >= 500 or status in _RETRYABLE_STATUS
+        return ChunkFailed(
+            f"{what}: Swift answered {status} {reason}".rstrip(), retryable=retryable
+        )
+
+    def storage_url(self) -> str:
+        """The account's storage URL (authenticates if needed)."""
+        return self._authenticate(None)[0]
+
+    def close(self) -> None:
+        with self._connections_lock:
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            with contextlib.suppress(Exception):  # closing is best effort
+                conn.close()
+        self._local = threading.local()
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def stat(self, key: str) -> ObjectInfo:
+        headers = self._call(lambda c: c.head_object(self.container, key), self._where(key))
+        return _info_from_headers(key, headers)
+
+    def read_into(self, key: str, offset: int, buf: memoryview) -> int:
+        want = len(buf)
+        if want == 0:
+            return 0
+        what = self._where(key)
+
+        def get(conn: Any) -> int:
+            try:
+                headers, body = conn.get_object(
+                    self.container,
+                    key,
+                    resp_chunk_size=READ_PIECE_BYTES,
+                    headers={"Range": f"bytes={offset}-{offset + want - 1}"},
+                )
+            except swift_client.ClientException as exc:
+                if exc.http_status == 416:  # offset at or past the end
+                    return 0
+                raise
+            try:
+                if offset and "content-range" not in headers:
+                    raise ChunkFailed(f"{what}: Swift ignored the range from {offset}")
+                got = 0
+                while got < want:
+                    piece = body.read(min(READ_PIECE_BYTES, want - got))
+                    if not piece:
+                        break
+                    n = len(piece)
+                    buf[got : got + n] = piece
+                    got += n
+                return got
+            finally:
+                body.close()
+
+        return self._call(get, what)
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        marker = ""
+        what = self._where(prefix)
+        missing = f"{self._where()}: no such container"
+        while True:
+            _, page = self._call(
+                lambda c, m=marker: c.get_container(
+                    self.container, prefix=prefix, marker=m, limit=self.listing_limit
+                ),
+                what,
+                not_found=missing,
+            )
+            if not page:
+                return
+            for entry in page:
+                if "name" not in entry:
+                    continue  # a subdir entry (never asked for: no delimiter)
+                yield ObjectInfo(
+                    key=entry["name"],
+                    size=int(entry.get("bytes", 0)),
+                    etag=entry.get("hash"),
+                    mtime=_listing_time(entry.get("last_modified")),
+                )
+            marker = page[-1].get("name") or page[-1].get("subdir", "")
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def check_writable(self, key: str, size: int | None) -> None:
+        if not key or key.endswith("/"):
+            raise UsageError(f"{self._where(key)}: name the destination object")
+        self._call(
+            lambda c: c.head_container(self.container),
+            self._where(),
+            not_found=(
+                f"{self._where()}: no such container; mover does not create containers "
+                f"(a mistyped name would silently make a new one): create it first, e.g. "
+                f"`swift post {self.container}`"
+            ),
+        )
+        limits = self._caps.chunk_writer
+        assert limits is not None
+        if size is not None and size > limits.max_part_bytes * limits.max_parts:
+            raise UsageError(f"{self._where(key)}: {size} bytes is more than one SLO can hold")
+
+    def _ensure_segments_container(self) -> None:
+        where = self._where(container=self.segments_container)
+        try:
+            self._call(lambda c: c.head_container(self.segments_container), where)
+        except ObjectNotFound:
+            self._call(lambda c: c.put_container(self.segments_container), where)
+
+    def open_writer(self, key: str, size: int | None, part_size: int) -> ChunkWriter:
+        if not key or key.endswith("/"):
+            raise UsageError(f"{self._where(key)}: name the destination object")
+        self._ensure_segments_container()
+        upload_id = f"mover-{time.time_ns():x}-{secrets.token_hex(4)}"
+        return SwiftWriter(self, key, upload_id, self.segments_container)
+
+    def resume_writer(self, key: str, state: dict[str, Any]) -> ChunkWriter:
+        return SwiftWriter(self, key, state["upload_id"], state["segments_container"])
+
+    def delete(self, key: str) -> None:
+        what = self._where(key)
+        headers = self._call(
+            lambda c: c.head_object(self.container, key, query_string="multipart-manifest=get"),
+            what,
+        )
+        if _is_slo(headers):
+            # Deletes the manifest and every segment it names, in one request. Swift answers
+            # 200 with a report; errors in it (a segment it could not delete) are raised.
+            response: dict[str, Any] = {}
+
+            def delete_slo(c: Any) -> None:
+                c.delete_object(
+                    self.container,
+                    key,
+                    query_string="multipart-manifest=delete",
+                    headers={"Accept": "application/json"},
+                    response_dict=response,
+                )
+
+            self._call(delete_slo, what)
+        else:
+            self._call(lambda c: c.delete_object(self.container, key), what)
+
+    def _old_mover_segments(self, key: str) -> list[str]:
+        """Segments of the current object ``key`` that an earlier mover upload of ``key`` wrote.
+
+        Only those are deleted after an overwrite: segments elsewhere may be shared with other
+        manifests (a manifest copy), which mover must not break.
+        """
+        manifest = self._manifest(key)
+        prefix = f"/{self.segments_container}/{key}/mover-"
+        return [s["name"] for s in manifest if str(s.get("name", "")).startswith(prefix)]
+
+    def _manifest(self, key: str) -> list[dict[str, Any]]:
+        """The segment list of SLO ``key``; empty if ``key`` is absent or not an SLO."""
+        try:
+            headers, body = self._call(
+                lambda c: c.get_object(self.container, key, query_string="multipart-manifest=get"),
+                self._where(key),
+            )
+        except ObjectNotFound:
+            return []
+        if not _is_slo(headers):
+            return []
+        try:
+            segments = json.loads(body)
+        except ValueError:
+            return []
+        return [s for s in segments if isinstance(s, dict) and "name" in s]
+
+    def _delete_segment(self, container: str, name: str) -> None:
+        with contextlib.suppress(ObjectNotFound):
+            self._call(lambda c: c.delete_object(container, name), self._where(name, container))
+
+    # -- server-side copy -------------------------------------------------------------------
+
+    def can_copy_from(self, source: StoreProvider) -> bool:
+        """True for another container of the same account (same auth URL, user, project)."""
+        creds = getattr(source, "creds", None)
+        return (
+            getattr(source, "scheme", None) == self.scheme
+            and isinstance(creds, _Credentials)
+            and creds.identity() == self.creds.identity()
+        )
+
+    def copy_server_side(
+        self, source: StoreProvider, src_key: str, dst_key: str, size: int
+    ) -> ObjectInfo:
+        """COPY within the account. An SLO is copied as its data into a plain object (Swift's
+        ``copy`` middleware stands left of ``slo``), so the copy shares no segment with the
+        source and outlives it. Swift's largest plain object is 5 GiB: a larger SLO raises
+        :class:`CannotHandle`, so the dispatcher falls back to a chunked copy."""
+        if not self.can_copy_from(source):
+            raise CannotHandle(f"{self.describe()} cannot copy from {source.describe()} by itself")
+        assert isinstance(source, SwiftProvider)
+        if size > MAX_SEGMENT_BYTES:
+            raise CannotHandle(
+                f"{source._where(src_key)} is {size} bytes, above Swift's largest plain object "
+                "(5 GiB): copy it in chunks"
+            )
+        destination = f"/{self.container}/{dst_key}"
+        what = f"copying {source._where(src_key)} to {self._where(dst_key)}"
+        self._call(
+            lambda c: c.copy_object(source.container, src_key, destination=destination),
+            what,
+            not_found=f"{source._where(src_key)} or container {self.container}: not found",
+        )
+        info = self.stat(dst_key)
+        if info.size != size:
+            raise VerificationFailed(
+                f"{what}: the copy holds {info.size} bytes, the source {size}", retryable=True
+            )
+        return info
+
+
+class _MemoryReader:
+    """A file-like view of a memoryview, so a part is sent without copying it to bytes."""
+
+    def __init__(self, data: memoryview) -> None:
+        self._data = data
+        self._pos = 0
+
+    def read(self, size: int = -1) -> memoryview:
+        end = (
+            len(self._data) if size is None or size < 0 else min(len(self._data), self._pos + size)
+        )
+        piece = self._data[self._pos : end]
+        self._pos = end
+        return piece
+
+
+class SwiftWriter(ChunkWriter):
+    """Parts are segments; commit writes the SLO manifest (see the module docstring)."""
+
+    def __init__(
+        self, provider: SwiftProvider, key: str, upload_id: str, segments_container: str
+    ) -> None:
+        self.provider = provider
+        self.key = key
+        self.upload_id = upload_id
+        self.segments_container = segments_container
+
+    @property
+    def prefix(self) -> str:
+        """Every segment of this upload, and nothing else, starts with this."""
+        return f"{self.key}/{self.upload_id}/"
+
+    def segment_name(self, part: int) -> str:
+        return f"{self.prefix}{part:08d}"
+
+    def write_part(self, part: int, offset: int, data: memoryview, expected: Digest) -> PartReceipt:
+        size = len(data)
+        if expected.algorithm == "md5":
+            md5 = expected.hex
+        else:
+            # A digest Swift cannot check: check it here, and let Swift check md5.
+            local = digest(expected.algorithm, data)
+            if local != expected:
+                raise VerificationFailed(
+                    f"part {part} of {self.provider._where(self.key)}: read {expected}, "
+                    f"would store {local}",
+                    retryable=True,
+                )
+            md5 = digest("md5", data).hex
+        if size == 0:
+            # Nothing to stage: an empty part adds no segment (SLO refuses empty ones but the
+            # last), and the md5 of no bytes needs no server to confirm it.
+            if md5 != EMPTY_MD5:
+                raise VerificationFailed(f"part {part}: empty, but read as {expected}")
+            return PartReceipt(part, offset, 0, str(expected), {"segment": None, "etag": md5})
+        name = self.segment_name(part)
+        where = self.provider._where(name, self.segments_container)
+
+        def put(conn: Any) -> str:
+            return str(
+                conn.put_object(
+                    self.segments_container,
+                    name,
+                    _MemoryReader(data),
+                    content_length=size,
+                    etag=md5,
+                    content_type="application/octet-stream",
+                )
+            )
+
+        etag = self.provider._call(
+            put,
+            where,
+            not_found=f"{where}: the segments container vanished during the upload",
+        ).strip('"')
+        if etag != md5:
+            raise VerificationFailed(
+                f"{where}: sent md5 {md5}, Swift stored md5 {etag}", retryable=True
+            )
+        # Swift computed ``etag`` from what it stored, and it equals the md5 of what was read
+        # (checked above when ``expected`` is not md5 itself): the part is confirmed.
+        return PartReceipt(part, offset, size, str(expected), {"segment": name, "etag": etag})
+
+    def commit(self, receipts: list[PartReceipt], size: int) -> ObjectInfo:
+        p = self.provider
+        where = p._where(self.key)
+        ordered = sorted(receipts, key=lambda r: r.part)
+        expect = 0
+        for r in ordered:
+            if r.offset != expect:
+                raise TransferError(f"{where}: parts do not cover the object at {expect}")
+            expect += r.size
+        if expect != size:
+            raise TransferError(f"{where}: parts hold {expect} bytes, expected {size}")
+        segments = [r for r in ordered if r.size > 0]
+        old = p._old_mover_segments(self.key)
+        if not segments:
+            p._call(
+                lambda c: c.put_object(
+                    p.container, self.key, b"", content_length=0, etag=EMPTY_MD5
+                ),
+                where,
+                not_found=f"{p._where()}: no such container",
+            )
+        else:
+            manifest = [
+                {
+                    "path": f"/{self.segments_container}/{r.extra['segment']}",
+                    "etag": r.extra["etag"],
+                    "size_bytes": r.size,
+                }
+                for r in segments
+            ]
+            body = json.dumps(manifest)
+
+            def put_manifest(conn: Any) -> str:
+                try:
+                    return str(
+                        conn.put_object(
+                            p.container,
+                            self.key,
+                            body,
+                            query_string="multipart-manifest=put",
+                            headers={"Accept": "application/json"},
+                        )
+                    )
+                except swift_client.ClientException as exc:
+                    if exc.http_status != 400:
+                        raise
+                    detail = (exc.http_response_content or b"")[:300]
+                    raise VerificationFailed(
+                        f"{where}: Swift refused the manifest, a segment is missing or differs "
+                        f"from what was sent: {detail!r}"
+                    ) from None
+
+            etag = p._call(put_manifest, where, not_found=f"{p._where()}: no such container")
+            want = hashlib.md5("".join(r.extra["etag"] for r in segments).encode()).hexdigest()
+            if etag.strip('"') != want:
+                raise VerificationFailed(
+                    f"{where}: the manifest's ETag {etag} is not the md5 of its segments' ETags"
+                )
+        mine = {f"/{self.segments_container}/{r.extra['segment']}" for r in segments}
+        for name in old:
+            if name not in mine:
+                container, _, obj = name.lstrip("/").partition("/")
+                # A leftover segment wastes space but breaks nothing.
+                with contextlib.suppress(MoverError):
+                    p._delete_segment(container, obj)
+        if not segments:
+            self._delete_own_segments()
+        return p.stat(self.key)
+
+    def abort(self) -> None:
+        p = self.provider
+        manifest = p._manifest(self.key)
+        if any(f"/{self.prefix}" in str(s.get("name", "")) for s in manifest):
+            return  # committed: these segments are the object now, and abort never touches it
+        self._delete_own_segments()
+
+    def _delete_own_segments(self) -> None:
+        p = self.provider
+        container = self.segments_container
+        marker = ""
+        while True:
+            try:
+                _, page = p._call(
+                    lambda c, m=marker: c.get_container(container, prefix=self.prefix, marker=m),
+                    p._where(self.prefix, container),
+                )
+            except ObjectNotFound:
+                return
+            if not page:
+                return
+            for entry in page:
+                p._delete_segment(container, entry["name"])
+            marker = page[-1]["name"]
+
+    def state(self) -> dict[str, Any]:
+        return {"upload_id": self.upload_id, "segments_container": self.segments_container}
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _is_slo(headers: dict[str, str]) -> bool:
+    return str(headers.get("x-static-large-object", "")).lower() == "true"
+
+
+def _info_from_headers(key: str, headers: dict[str, str]) -> ObjectInfo:
+    etag = (headers.get("etag") or "").strip('"') or None
+    plain = not _is_slo(headers) and "x-object-manifest" not in headers
+    mtime: float | None = None
+    if headers.get("x-timestamp"):
+        try:
+            mtime = float(headers["x-timestamp"])
+        except ValueError:
+            mtime = None
+    if mtime is None and headers.get("last-modified"):
+        try:
+            mtime = parsedate_to_datetime(headers["last-modified"]).timestamp()
+        except (TypeError, ValueError):
+            mtime = None
+    return ObjectInfo(
+        key=key,
+        size=int(headers.get("content-length", 0)),
+        etag=etag,
+        # A plain object's ETag is the md5 of its bytes; an SLO's is the md5 of its segments'.
+        checksum=f"md5:{etag}" if plain and etag else None,
+        mtime=mtime,
+    )
+
+
+def _listing_time(text: str | None) -> float | None:
+    if not text:
+        return None
+    from datetime import UTC, datetime
+
+    try:
+        return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return None
