@@ -152,8 +152,8 @@ def parse(text: str) -> Location:
             f"malformed URL {_redact(text)!r}: credentials do not belong in a URL; "
             "configure them for the store instead"
         )
-    if not netloc:
-        raise BadLocation(f"malformed URL {text!r}: no bucket, container or host after {scheme}://")
+    # An empty store (scheme:///path) is the provider's to accept or refuse
+    # (StoreProvider.needs_store): path-like stores of plugins use it as the file store does.
     key = unquote(parts.path.lstrip("/"))
     if parts.query:
         key = f"{key}?{unquote(parts.query)}" if scheme in ("http", "https") else key

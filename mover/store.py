@@ -183,6 +183,9 @@ class StoreProvider(abc.ABC):
 
     #: The URL scheme this provider serves (the entry-point name).
     scheme: ClassVar[str] = ""
+    #: Whether URLs must name a bucket, container or host (``scheme://STORE/key``); a path-like
+    #: store (files) sets False and takes ``scheme:///path``.
+    needs_store: ClassVar[bool] = True
     #: Example URLs, for docs and ``mover plugins``.
     examples: ClassVar[tuple[str, ...]] = ()
 

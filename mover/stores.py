@@ -10,6 +10,7 @@ import threading
 from typing import Any
 
 from mover import config as config_mod
+from mover.errors import BadLocation
 from mover.location import Location, parse
 from mover.registry import PROVIDERS, Registry
 from mover.store import StoreProvider
@@ -36,6 +37,11 @@ def open_location(
     location = parse(target) if isinstance(target, str) else target
     location, options = config_mod.resolve(location, config)
     cls = providers.get(location.scheme)
+    if cls.needs_store and not location.store:
+        raise BadLocation(
+            f"malformed URL {location.scheme}:///{location.key}: name the bucket, container "
+            f"or host after {location.scheme}://"
+        )
     sid = cls.store_id(location, options) + repr(sorted(options.items()))
     with _lock:
         store = _cache.get(sid)

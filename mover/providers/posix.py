@@ -68,6 +68,7 @@ class PosixProvider(StoreProvider):
     """A file-system root. Options: ``sync`` (bool, default true): fsync each file at commit."""
 
     scheme = "file"
+    needs_store = False
     examples = ("file:///srv/images/centos.qcow2", "/var/backups/vol-1.img", "./data/")
 
     _CAPS = Capabilities(

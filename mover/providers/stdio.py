@@ -27,6 +27,7 @@ class StdioProvider(StoreProvider):
     """``-``: the process's standard input (as a source) or output (as a destination)."""
 
     scheme = "stdio"
+    needs_store = False
     examples = ("-",)
 
     _CAPS = Capabilities(

@@ -63,6 +63,7 @@ from mover.errors import (
     ChunkFailed,
     ConfigError,
     MoverError,
+    NotWritable,
     ObjectNotFound,
     PluginLoadError,
     TransferError,
@@ -557,15 +558,14 @@ class SwiftProvider(StoreProvider):
     def check_writable(self, key: str, size: int | None) -> None:
         if not key or key.endswith("/"):
             raise UsageError(f"{self._where(key)}: name the destination object")
-        self._call(
-            lambda c: c.head_container(self.container),
-            self._where(),
-            not_found=(
+        try:
+            self._call(lambda c: c.head_container(self.container), self._where())
+        except ObjectNotFound:
+            raise NotWritable(
                 f"{self._where()}: no such container; mover does not create containers "
                 f"(a mistyped name would silently make a new one): create it first, e.g. "
                 f"`swift post {self.container}`"
-            ),
-        )
+            ) from None
         limits = self._caps.chunk_writer
         assert limits is not None
         if size is not None and size > limits.max_part_bytes * limits.max_parts:

@@ -1,0 +1,850 @@
+"""The S3 store: AWS S3 and S3-compatible servers (SeaweedFS, MinIO, Ceph RGW), ``s3://BUCKET/KEY``.
+
+Reads are ranged GETs read straight into the caller's buffer: the socket fills the chunk buffer
+with no intermediate ``bytes`` (about twice the speed of ``StreamingBody.read`` here, see
+shared/TEST-SERVERS.md). Writes are multipart uploads: the upload is created when the transfer is
+planned, every chunk is one ``UploadPart`` carrying ``x-amz-checksum-crc32c`` of the bytes mover
+read, so the *server* refuses a part that arrived different (``BadDigest``), and the object
+becomes visible only at ``CompleteMultipartUpload``, atomically; until then an existing object
+under the key is untouched, and abort removes the upload and its parts.
+
+Why multipart even for a small object: a chunk may run on another worker than the commit, so
+its bytes must be stored somewhere before the commit; a one-part multipart upload (a last part
+may be smaller than 5 MiB, so one part of 1 B to 5 GiB is valid) stores them on the server
+without making them visible. Writing the object with ``PutObject`` from the chunk would expose
+it before commit, and an abort could then delete a copy someone already read. The one exception
+is an empty object, which has no bytes to carry: its empty part is skipped, and the commit writes
+it with ``PutObject`` of zero bytes (and aborts the empty upload), which is atomic too.
+
+Configuration comes from boto3's standard chain (``AWS_ACCESS_KEY_ID``, ``AWS_ENDPOINT_URL``,
+``AWS_PROFILE``, ``~/.aws``, instance roles), or from a configured store's options::
+
+    [stores.backup-east]
+    url = "s3://backups/templates/"
+    endpoint_url = "http://127.0.0.1:8333"   # an S3-compatible server (path-style by default)
+    region = "us-east-1"
+    profile = "backup"                      # a profile in ~/.aws/config
+    credentials_env = "BACKUP_EAST"         # BACKUP_EAST_ACCESS_KEY_ID / _SECRET_ACCESS_KEY
+    addressing_style = "path"               # or "virtual"; "auto" is boto3's choice
+    retry_mode = "standard"                 # botocore's modes: "standard" or "adaptive"
+    max_attempts = 3                        # botocore's attempts per request, the first included
+    connect_timeout = 10                    # seconds
+    read_timeout = 60                       # seconds
+    max_pool_connections = 64               # connections shared by every stream (at least 32)
+
+Retries of single requests are botocore's own retry modes; mover's chunk retry
+(:mod:`mover.retry`) sits above them and re-runs a whole chunk only for errors this module marks
+``retryable`` after botocore gave up. One boto3 client per store, shared by every thread
+(clients are thread-safe), with a connection pool large enough for every stream.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.client
+import io
+import os
+import re
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from mover.digests import Digest, digest
+from mover.errors import (
+    AccessDenied,
+    BadLocation,
+    ChunkFailed,
+    ConfigError,
+    MoverError,
+    NotWritable,
+    ObjectNotFound,
+    TransferError,
+    UsageError,
+    VerificationFailed,
+)
+from mover.location import Location
+from mover.store import (
+    Capabilities,
+    ChunkWriter,
+    GiB,
+    MiB,
+    ObjectInfo,
+    PartLimits,
+    PartReceipt,
+    StoreProvider,
+)
+
+T = TypeVar("T")
+
+#: S3's part limits: every part but the last at least 5 MiB, at most 5 GiB, 10,000 parts.
+MIN_PART_BYTES = 5 * MiB
+MAX_PART_BYTES = 5 * GiB
+MAX_PARTS = 10_000
+#: CopyObject copies at most 5 GiB in one request; larger objects need UploadPartCopy.
+MAX_COPY_OBJECT_BYTES = 5 * GiB
+#: Part size for server-side multipart copies: large, since no byte passes through mover.
+DEFAULT_COPY_PART_BYTES = 512 * MiB
+#: Parallel UploadPartCopy requests of one server-side copy.
+DEFAULT_COPY_STREAMS = 4
+#: Connections in the client's pool: at least one per stream, with room for HEADs and lists.
+MIN_POOL_CONNECTIONS = 32
+#: Seconds to wait for a TCP connection: botocore's 60 s default hides an unreachable endpoint.
+DEFAULT_CONNECT_TIMEOUT_S = 10.0
+DEFAULT_READ_TIMEOUT_S = 60.0
+#: botocore attempts per request (the first included) when neither options nor env say.
+DEFAULT_MAX_ATTEMPTS = 3
+
+#: Bucket names boto3 accepts (AWS is stricter; S3-compatible servers may be looser).
+_BUCKET = re.compile(r"^[A-Za-z0-9._-]{1,255}$")
+#: crc32c of zero bytes, base64, for the empty object.
+_EMPTY_CRC32C_B64 = digest("crc32c", b"").b64
+
+_DENIED_CODES = {
+    "AccessDenied",
+    "AllAccessDisabled",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidToken",
+    "TokenRefreshRequired",
+    "AuthorizationHeaderMalformed",
+    "InvalidSecurity",
+    "403",
+    "401",
+}
+_DIGEST_CODES = {"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch", "InvalidChecksum"}
+_RETRY_CODES = {
+    "SlowDown",
+    "ServiceUnavailable",
+    "InternalError",
+    "RequestTimeout",
+    "RequestTimeTooSkewed",
+    "Throttling",
+    "ThrottlingException",
+    "TooManyRequests",
+    "OperationAborted",
+}
+_NOT_FOUND_CODES = {"NoSuchKey", "NotFound", "404", "NoSuchVersion"}
+#: Checksums an object may carry in HEAD, mapped to mover's digest names.
+_CHECKSUM_FIELDS = (("ChecksumCRC32C", "crc32c"), ("ChecksumSHA256", "sha256"))
+
+
+class S3Provider(StoreProvider):
+    """One bucket on one S3 endpoint. Options: see the module docstring."""
+
+    scheme = "s3"
+    examples = ("s3://bucket/templates/centos.qcow2", "s3://backups/snapshots/")
+
+    _CAPS = Capabilities(
+        ranged_read=True,
+        chunk_writer=PartLimits(
+            min_part_bytes=MIN_PART_BYTES,
+            max_part_bytes=MAX_PART_BYTES,
+            max_parts=MAX_PARTS,
+            preferred_part_bytes=64 * MiB,
+            # Uploads are bound by the server; 4 streams of 64 MiB did best here.
+            preferred_streams=4,
+            single_put_below_bytes=8 * MiB,
+        ),
+        write_at=False,
+        streaming_write=True,
+        server_side_copy=True,
+        checksum_algorithms=("crc32c",),
+    )
+
+    def __init__(self, location: Location, options: dict[str, Any] | None = None) -> None:
+        super().__init__(location, options)
+        self.bucket = location.store
+        self._client: Any = None
+        self._endpoint: str | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, location: Location, options: dict[str, Any] | None = None) -> S3Provider:
+        bucket = location.store
+        if ":" in bucket:
+            raise BadLocation(
+                f"s3 URLs are s3://BUCKET/KEY, not {bucket!r}: give the server as endpoint_url "
+                "in a configured store or as AWS_ENDPOINT_URL"
+            )
+        if not _BUCKET.match(bucket):
+            raise BadLocation(f"{bucket!r} is not a valid S3 bucket name")
+        return cls(location, options)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._CAPS
+
+    def describe(self) -> str:
+        name = f"store {self.location.name!r} " if self.location.name else ""
+        return f"{name}s3://{self.bucket} at {self.endpoint}"
+
+    def _url(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    # -- the client -----------------------------------------------------------------------------
+
+    @property
+    def endpoint(self) -> str:
+        """The endpoint URL this store talks to, for messages; creates no connection."""
+        if self._endpoint is None:
+            try:
+                self._endpoint = str(self.client.meta.endpoint_url)
+            except MoverError:
+                return str(self.options.get("endpoint_url") or _env_endpoint() or "AWS S3")
+        return self._endpoint
+
+    @property
+    def client(self) -> Any:
+        """This store's boto3 client, created on first use and shared by every thread."""
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = self._make_client()
+        return self._client
+
+    def _credential_source(self) -> tuple[str, ...]:
+        """Where the credentials come from, for messages and for ``can_copy_from``; no secret."""
+        if self.options.get("credentials_env"):
+            return ("env", str(self.options["credentials_env"]))
+        if self.options.get("profile"):
+            return ("profile", str(self.options["profile"]))
+        return ("default",)
+
+    def _where_credentials(self) -> str:
+        source = self._credential_source()
+        if source[0] == "env":
+            return f"credentials from ${source[1]}_ACCESS_KEY_ID / ${source[1]}_SECRET_ACCESS_KEY"
+        if source[0] == "profile":
+            return f"credentials of profile {source[1]!r}"
+        return "credentials from boto3's chain (AWS_ACCESS_KEY_ID..., AWS_PROFILE, ~/.aws)"
+
+    def _make_client(self) -> Any:
+        try:
+            import boto3
+            import botocore.exceptions
+            from botocore.config import Config
+        except ImportError as exc:  # pragma: no cover - boto3 is a dependency
+            raise ConfigError("provider 's3' needs boto3: pip install boto3") from exc
+        o = self.options
+        try:
+            session = boto3.session.Session(profile_name=o.get("profile") or None)
+        except botocore.exceptions.ProfileNotFound as exc:
+            raise ConfigError(f"{self._label()}: profile {o.get('profile')!r} not found") from exc
+        kwargs: dict[str, Any] = {}
+        prefix = o.get("credentials_env")
+        if prefix:
+            names = [f"{prefix}_ACCESS_KEY_ID", f"{prefix}_SECRET_ACCESS_KEY"]
+            missing = [n for n in names if not os.environ.get(n)]
+            if missing:
+                raise ConfigError(
+                    f"{self._label()}: credentials_env = {prefix!r} but {', '.join(missing)} "
+                    "is not set in this process's environment"
+                )
+            kwargs["aws_access_key_id"] = os.environ[names[0]]
+            kwargs["aws_secret_access_key"] = os.environ[names[1]]
+            token = os.environ.get(f"{prefix}_SESSION_TOKEN")
+            if token:
+                kwargs["aws_session_token"] = token
+        if o.get("endpoint_url"):
+            kwargs["endpoint_url"] = str(o["endpoint_url"])
+        region = o.get("region") or session.region_name or "us-east-1"
+        scoped = session._session.get_scoped_config()  # the profile's settings, no I/O
+        retry_mode = o.get("retry_mode") or os.environ.get("AWS_RETRY_MODE")
+        retry_mode = retry_mode or scoped.get("retry_mode") or "standard"
+        attempts = o.get("max_attempts") or session._session.get_config_variable("max_attempts")
+        style = o.get("addressing_style")
+
+        def build(addressing: str) -> Any:
+            config = Config(
+                region_name=region,
+                retries={"mode": retry_mode, "max_attempts": int(attempts or DEFAULT_MAX_ATTEMPTS)},
+                max_pool_connections=max(
+                    MIN_POOL_CONNECTIONS, int(o.get("max_pool_connections") or 0)
+                ),
+                connect_timeout=float(o.get("connect_timeout") or DEFAULT_CONNECT_TIMEOUT_S),
+                read_timeout=float(o.get("read_timeout") or DEFAULT_READ_TIMEOUT_S),
+                tcp_keepalive=True,
+                s3={"addressing_style": addressing},
+                # mover sends its own per-part crc32c and checks ranged reads by length; the
+                # SDK's default whole-body CRCs would cost client CPU for nothing (measured in
+                # shared/TEST-SERVERS.md: 139 -> 167 MiB/s up on 2 cores).
+                request_checksum_calculation=o.get("request_checksum_calculation")
+                or "when_required",
+                response_checksum_validation=o.get("response_checksum_validation")
+                or "when_required",
+            )
+            try:
+                return session.client("s3", config=config, **kwargs)
+            except (ValueError, botocore.exceptions.BotoCoreError) as exc:
+                raise ConfigError(f"{self._label()}: cannot configure the S3 client: {exc}") from exc
+
+        # An S3-compatible server (an endpoint that is not AWS's) gets path-style addressing
+        # unless told otherwise: its buckets are rarely DNS names under its host.
+        client = build(style or ("path" if kwargs.get("endpoint_url") else "auto"))
+        if not style and not kwargs.get("endpoint_url") and not _is_aws(client.meta.endpoint_url):
+            client = build("path")  # the endpoint came from AWS_ENDPOINT_URL or a profile
+        return client
+
+    def _label(self) -> str:
+        return f"store {self.location.name!r}" if self.location.name else f"s3://{self.bucket}"
+
+    # -- errors ---------------------------------------------------------------------------------
+
+    def _error(self, exc: Exception, action: str, key: str | None = None) -> MoverError:
+        """Translate a botocore or socket error into the mover error a user can act on.
+
+        Messages name the store, the endpoint and the key, never a credential; server messages
+        of refused requests are left out (an AWS SignatureDoesNotMatch quotes the request).
+        """
+        import botocore.exceptions as bex
+
+        what = self._url(key) if key is not None else f"s3://{self.bucket}"
+        where = f"{what} at {self.endpoint}"
+        if isinstance(exc, MoverError):
+            return exc
+        if isinstance(exc, bex.ClientError):
+            err = exc.response.get("Error", {}) or {}
+            code = str(err.get("Code") or "")
+            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+            message = str(err.get("Message") or "").strip()
+            if code == "NoSuchBucket":
+                return ObjectNotFound(f"bucket {self.bucket!r} does not exist at {self.endpoint}")
+            if code in _NOT_FOUND_CODES or (status == 404 and code != "NoSuchUpload"):
+                return ObjectNotFound(f"{where}: no such object")
+            if code in _DENIED_CODES or status in (401, 403):
+                return AccessDenied(
+                    f"{where}: {action} refused ({code or status}); check the "
+                    f"{self._where_credentials()} and their permissions"
+                )
+            if code == "NoSuchUpload":
+                return ChunkFailed(
+                    f"{where}: the multipart upload no longer exists (aborted by another "
+                    "process, or expired by a lifecycle rule); start the copy again",
+                    retryable=False,
+                )
+            if code in _DIGEST_CODES:
+                return VerificationFailed(
+                    f"{where}: the server refused the bytes of {action}: their checksum differs "
+                    f"from the one mover read ({code})",
+                    retryable=True,
+                )
+            retryable = code in _RETRY_CODES or status >= 500 or status == 429
+            detail = f"{code}: {message}" if message else code or f"HTTP {status}"
+            return ChunkFailed(f"{where}: {action} failed: {detail}", retryable=retryable)
+        if isinstance(exc, (bex.NoCredentialsError, bex.PartialCredentialsError)):
+            return AccessDenied(
+                f"{what}: no usable credentials for {self.endpoint}; set "
+                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile, or credentials_env"
+            )
+        if isinstance(exc, (bex.EndpointConnectionError, bex.ConnectTimeoutError)):
+            return ChunkFailed(
+                f"cannot reach the S3 endpoint {self.endpoint} ({action} {what}): "
+                "is the server up and endpoint_url / AWS_ENDPOINT_URL right?",
+                retryable=True,
+            )
+        if isinstance(exc, bex.ParamValidationError):
+            return UsageError(f"{where}: {action}: {exc}")
+        if isinstance(exc, (bex.BotoCoreError, OSError, http.client.HTTPException)):
+            return ChunkFailed(
+                f"{where}: {action} failed: {type(exc).__name__}: {exc}", retryable=True
+            )
+        return ChunkFailed(f"{where}: {action} failed: {type(exc).__name__}: {exc}")
+
+    def _call(self, action: str, key: str | None, fn: Callable[[], T]) -> T:
+        """Run one SDK call and translate what it raises."""
+        try:
+            return fn()
+        except MoverError:
+            raise
+        except Exception as exc:
+            raise self._error(exc, action, key) from exc
+
+    def _bucket_exists(self) -> bool:
+        """HeadBucket: True if the bucket exists; raise for any answer but 404."""
+        import botocore.exceptions as bex
+
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except bex.ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            code = exc.response.get("Error", {}).get("Code")
+            if status == 404 or code in ("NoSuchBucket", "404", "NotFound"):
+                return False
+            raise self._error(exc, "checking the bucket") from exc
+        except Exception as exc:
+            raise self._error(exc, "checking the bucket") from exc
+        return True
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def stat(self, key: str) -> ObjectInfo:
+        import botocore.exceptions as bex
+
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
+        except bex.ClientError as exc:
+            error = self._error(exc, "HEAD", key)
+            # HEAD has no body, so a 404 does not say whether the bucket or the key is missing.
+            if isinstance(error, ObjectNotFound) and not self._bucket_exists():
+                raise ObjectNotFound(
+                    f"bucket {self.bucket!r} does not exist at {self.endpoint}"
+                ) from exc
+            raise error from exc
+        except Exception as exc:
+            raise self._error(exc, "HEAD", key) from exc
+        return _info(key, head)
+
+    def read_into(self, key: str, offset: int, buf: memoryview) -> int:
+        import botocore.exceptions as bex
+
+        want = len(buf)
+        if want == 0:
+            return 0
+        try:
+            resp = self.client.get_object(
+                Bucket=self.bucket, Key=key, Range=f"bytes={offset}-{offset + want - 1}"
+            )
+        except bex.ClientError as exc:
+            err = exc.response.get("Error", {})
+            if err.get("Code") == "InvalidRange" or (
+                exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 416
+            ):
+                return 0  # the object ends before offset
+            raise self._error(exc, f"GET at {offset}", key) from exc
+        except Exception as exc:
+            raise self._error(exc, f"GET at {offset}", key) from exc
+        body = resp["Body"]
+        length = resp.get("ContentLength")
+        status = resp.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if status != 206 and (offset != 0 or (length is not None and length > want)):
+            body.close()
+            raise ChunkFailed(
+                f"{self.describe()}/{key}: the server ignored the Range header (HTTP {status}); "
+                "it cannot serve ranged reads",
+                retryable=False,
+            )
+        expect = want if length is None else min(want, int(length))
+        got = 0
+        try:
+            got = _read_body_into(body, buf[:expect])
+        except Exception as exc:
+            body.close()
+            raise self._error(exc, f"reading GET at {offset + got}", key) from exc
+        if got < expect:
+            body.close()
+            raise ChunkFailed(
+                f"{self.describe()}/{key}: the connection closed after {got} of {expect} bytes "
+                f"at {offset}",
+                retryable=True,
+            )
+        _release_body(body)
+        return got
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        pages = paginator.paginate(Bucket=self.bucket, Prefix=prefix)
+        iterator = iter(pages)
+        while True:
+            page = self._call("listing", prefix, lambda: next(iterator, None))
+            if page is None:
+                return
+            for obj in page.get("Contents", []) or []:
+                if obj["Key"].endswith("/"):
+                    continue  # a "folder" marker made by a console, not data
+                yield ObjectInfo(
+                    key=obj["Key"],
+                    size=int(obj["Size"]),
+                    etag=_etag(obj.get("ETag")),
+                    mtime=obj["LastModified"].timestamp() if obj.get("LastModified") else None,
+                )
+
+    def is_folder(self, key: str) -> bool:
+        """True for a key ending in ``/``, or a prefix that holds objects and is no object."""
+        if not key or key.endswith("/"):
+            return True
+        if self.exists(key):
+            return False
+        answer = self._call(
+            "listing",
+            key + "/",
+            lambda: self.client.list_objects_v2(Bucket=self.bucket, Prefix=key + "/", MaxKeys=1),
+        )
+        return bool(answer.get("KeyCount") or answer.get("Contents"))
+
+    # -- writing --------------------------------------------------------------------------------
+
+    def check_writable(self, key: str, size: int | None) -> None:
+        if not key or key.endswith("/"):
+            raise UsageError(f"{self._url(key)}: name the destination object, not a prefix")
+        # Some servers (SeaweedFS by default) create a missing bucket on the first write, where
+        # AWS refuses: ask first, so a misspelt bucket is an error before any byte moves.
+        if not self._bucket_exists():
+            raise NotWritable(
+                f"bucket {self.bucket!r} does not exist at {self.endpoint}: create it first"
+            )
+
+    def open_writer(self, key: str, size: int | None, part_size: int) -> ChunkWriter:
+        answer = self._call(
+            "creating a multipart upload",
+            key,
+            lambda: self.client.create_multipart_upload(
+                Bucket=self.bucket, Key=key, ChecksumAlgorithm="CRC32C"
+            ),
+        )
+        return S3Writer(self, key, answer["UploadId"])
+
+    def resume_writer(self, key: str, state: dict[str, Any]) -> ChunkWriter:
+        return S3Writer(self, key, state["upload_id"])
+
+    def delete(self, key: str) -> None:
+        self.stat(key)  # S3 answers a DELETE of a missing key with success
+        self._call("DELETE", key, lambda: self.client.delete_object(Bucket=self.bucket, Key=key))
+
+    # -- server-side copy -----------------------------------------------------------------------
+
+    def can_copy_from(self, source: StoreProvider) -> bool:
+        """Same endpoint and same credentials: the server can read the source itself.
+
+        Decided from configuration only (no request). Different credentials might also work,
+        but cannot be known without trying; the streamed copy is the safe answer then.
+        """
+        if not isinstance(source, S3Provider):
+            return False
+        try:
+            same_endpoint = source.endpoint == self.endpoint
+        except MoverError:
+            return False
+        return same_endpoint and source._credential_source() == self._credential_source()
+
+    def copy_server_side(
+        self, source: StoreProvider, src_key: str, dst_key: str, size: int
+    ) -> ObjectInfo:
+        if not isinstance(source, S3Provider):
+            raise UsageError(f"{self.describe()} cannot copy from {source.describe()} itself")
+        src = {"Bucket": source.bucket, "Key": src_key}
+        cutoff = int(self.options.get("copy_cutoff_bytes") or MAX_COPY_OBJECT_BYTES)
+        if size <= min(cutoff, MAX_COPY_OBJECT_BYTES):
+            self._call(
+                f"CopyObject from {source._url(src_key)}",
+                dst_key,
+                lambda: self.client.copy_object(Bucket=self.bucket, Key=dst_key, CopySource=src),
+            )
+        else:
+            self._multipart_copy(source, src, dst_key, size)
+        info = self.stat(dst_key)
+        if info.size != size:
+            raise VerificationFailed(
+                f"{self._url(dst_key)}: the server-side copy holds {info.size} bytes, "
+                f"expected {size} (did {source._url(src_key)} change?)"
+            )
+        return info
+
+    def _multipart_copy(
+        self, source: S3Provider, src: dict[str, str], dst_key: str, size: int
+    ) -> None:
+        """UploadPartCopy in parallel parts, then complete; abort the upload on any failure."""
+        part = int(self.options.get("copy_part_bytes") or DEFAULT_COPY_PART_BYTES)
+        part = max(part, -(-size // MAX_PARTS), MIN_PART_BYTES)
+        part = min(part, MAX_PART_BYTES)
+        ranges = [(n, off, min(size, off + part) - 1) for n, off in enumerate(range(0, size, part))]
+        upload = self._call(
+            "creating a multipart upload for a copy",
+            dst_key,
+            lambda: self.client.create_multipart_upload(Bucket=self.bucket, Key=dst_key),
+        )["UploadId"]
+
+        def copy_part(item: tuple[int, int, int]) -> dict[str, Any]:
+            number, first, last = item
+            answer = self._call(
+                f"UploadPartCopy {first}-{last} from {source._url(src['Key'])}",
+                dst_key,
+                lambda: self.client.upload_part_copy(
+                    Bucket=self.bucket,
+                    Key=dst_key,
+                    UploadId=upload,
+                    PartNumber=number + 1,
+                    CopySource=src,
+                    CopySourceRange=f"bytes={first}-{last}",
+                ),
+            )
+            return {"PartNumber": number + 1, "ETag": answer["CopyPartResult"]["ETag"]}
+
+        streams = int(self.options.get("copy_streams") or DEFAULT_COPY_STREAMS)
+        try:
+            with ThreadPoolExecutor(max(1, streams), thread_name_prefix="mover-s3-copy") as pool:
+                parts = list(pool.map(copy_part, ranges))
+            self._call(
+                "completing a multipart copy",
+                dst_key,
+                lambda: self.client.complete_multipart_upload(
+                    Bucket=self.bucket,
+                    Key=dst_key,
+                    UploadId=upload,
+                    MultipartUpload={"Parts": parts},
+                ),
+            )
+        except BaseException:
+            S3Writer(self, dst_key, upload).abort_quietly()
+            raise
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and hasattr(client, "close"):
+            client.close()
+
+
+class S3Writer(ChunkWriter):
+    """One multipart upload: parts carry their crc32c, commit completes, abort aborts."""
+
+    def __init__(self, provider: S3Provider, key: str, upload_id: str) -> None:
+        self.provider = provider
+        self.key = key
+        self.upload_id = upload_id
+
+    def _where(self) -> str:
+        return f"{self.provider._url(self.key)} at {self.provider.endpoint}"
+
+    def write_part(self, part: int, offset: int, data: memoryview, expected: Digest) -> PartReceipt:
+        size = len(data)
+        if expected.algorithm == "crc32c":
+            crc = expected
+        else:
+            # Another algorithm was planned: confirm it over the bytes handed to the SDK here,
+            # and let the server confirm their crc32c.
+            stored = digest(expected.algorithm, data)
+            if stored != expected:
+                raise VerificationFailed(
+                    f"part {part} of {self._where()}: read {expected}, would send {stored}",
+                    retryable=True,
+                )
+            crc = digest("crc32c", data)
+        if size == 0:
+            # Nothing to carry: the commit writes an empty object (see the module docstring).
+            return PartReceipt(part, offset, 0, str(expected), {"empty": True})
+        p = self.provider
+        answer = p._call(
+            f"UploadPart {part + 1}",
+            self.key,
+            lambda: p.client.upload_part(
+                Bucket=p.bucket,
+                Key=self.key,
+                UploadId=self.upload_id,
+                PartNumber=part + 1,
+                Body=_BufferReader(data),
+                ContentLength=size,
+                ChecksumCRC32C=crc.b64,
+            ),
+        )
+        confirmed = answer.get("ChecksumCRC32C")
+        etag = str(answer.get("ETag") or "")
+        if confirmed is not None and confirmed != crc.b64:
+            raise VerificationFailed(
+                f"part {part} of {self._where()}: sent crc32c {crc.b64}, server stored {confirmed}",
+                retryable=True,
+            )
+        if confirmed is None:
+            # A server that ignores x-amz-checksum-*: its part ETag is the md5 of the part (no
+            # SSE-KMS here), so check that instead; it costs md5 only on such servers.
+            plain = _etag(etag) or ""
+            if re.fullmatch(r"[0-9a-f]{32}", plain) and plain != hashlib.md5(data).hexdigest():
+                raise VerificationFailed(
+                    f"part {part} of {self._where()}: the server stored bytes whose md5 differs "
+                    "from what mover sent",
+                    retryable=True,
+                )
+        return PartReceipt(
+            part, offset, size, str(expected), {"etag": etag, "crc32c": confirmed or crc.b64}
+        )
+
+    def commit(self, receipts: list[PartReceipt], size: int) -> ObjectInfo:
+        p = self.provider
+        ordered = sorted(receipts, key=lambda r: r.part)
+        expect = 0
+        for r in ordered:
+            if r.offset != expect:
+                raise TransferError(f"{self._where()}: parts do not cover the object at {expect}")
+            expect += r.size
+        if expect != size:
+            raise TransferError(f"{self._where()}: parts hold {expect} bytes, expected {size}")
+        parts = [r for r in ordered if not r.extra.get("empty")]
+        if not parts:
+            p._call(
+                "PutObject (empty)",
+                self.key,
+                lambda: p.client.put_object(
+                    Bucket=p.bucket, Key=self.key, Body=b"", ChecksumCRC32C=_EMPTY_CRC32C_B64
+                ),
+            )
+            self.abort_quietly()
+            return p.stat(self.key)
+        listing = [
+            {"PartNumber": r.part + 1, "ETag": r.extra["etag"], "ChecksumCRC32C": r.extra["crc32c"]}
+            for r in parts
+        ]
+        try:
+            p._call(
+                "CompleteMultipartUpload",
+                self.key,
+                lambda: p.client.complete_multipart_upload(
+                    Bucket=p.bucket,
+                    Key=self.key,
+                    UploadId=self.upload_id,
+                    MultipartUpload={"Parts": listing},
+                ),
+            )
+        except ChunkFailed:
+            # A complete whose answer was lost and retried finds no upload: it succeeded if the
+            # object now has exactly the multipart ETag these parts make.
+            if not self._completed_before(parts):
+                raise
+        info = p.stat(self.key)
+        if info.size != size:
+            raise VerificationFailed(f"{self._where()}: holds {info.size} bytes, expected {size}")
+        return info
+
+    def _completed_before(self, parts: list[PartReceipt]) -> bool:
+        try:
+            info = self.provider.stat(self.key)
+        except MoverError:
+            return False
+        md5s = [_etag(str(r.extra.get("etag"))) or "" for r in parts]
+        if not all(re.fullmatch(r"[0-9a-f]{32}", m) for m in md5s):
+            return False
+        expected = hashlib.md5(b"".join(bytes.fromhex(m) for m in md5s)).hexdigest()
+        return info.etag == f"{expected}-{len(parts)}"
+
+    def abort(self) -> None:
+        import botocore.exceptions as bex
+
+        p = self.provider
+        try:
+            p.client.abort_multipart_upload(Bucket=p.bucket, Key=self.key, UploadId=self.upload_id)
+        except bex.ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code == "NoSuchUpload" or status == 404:
+                return  # already aborted or completed: nothing partial is left
+            raise p._error(exc, "AbortMultipartUpload", self.key) from exc
+        except Exception as exc:
+            raise p._error(exc, "AbortMultipartUpload", self.key) from exc
+
+    def abort_quietly(self) -> None:
+        """Abort, ignoring failures: used where another error is already on its way."""
+        try:
+            self.abort()
+        except MoverError:
+            pass
+
+    def state(self) -> dict[str, Any]:
+        return {"upload_id": self.upload_id}
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+
+class _BufferReader(io.RawIOBase):
+    """A seekable file over a memoryview, so boto3 streams a part without copying the chunk.
+
+    boto3 refuses a memoryview as ``Body``, and ``bytes(view)`` would double the memory of every
+    stream; this hands the SDK small pieces of the caller's buffer, and seeks back for retries.
+    """
+
+    def __init__(self, view: memoryview) -> None:
+        super().__init__()
+        self._view = view.cast("B") if view.format != "B" or view.ndim != 1 else view
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, b: Any) -> int:
+        n = max(0, min(len(b), len(self._view) - self._pos))
+        b[:n] = self._view[self._pos : self._pos + n]
+        self._pos += n
+        return n
+
+    def read(self, size: int | None = -1) -> bytes:
+        end = len(self._view) if size is None or size < 0 else self._pos + size
+        out = bytes(self._view[self._pos : end])
+        self._pos += len(out)
+        return out
+
+    def __len__(self) -> int:
+        return max(0, len(self._view) - self._pos)
+
+
+def _read_body_into(body: Any, view: memoryview) -> int:
+    """Fill ``view`` from a GET's body; return the count (short only if the body ended).
+
+    The fast path reads from the HTTP response under urllib3 (``http.client``'s ``readinto``,
+    which receives straight into the buffer); botocore asks urllib3 for undecoded bytes, so both
+    paths see the same bytes. Falls back to ``StreamingBody.readinto`` where that is absent.
+    """
+    raw = getattr(body, "_raw_stream", None)
+    fp = getattr(raw, "_fp", None)
+    reader = fp.readinto if isinstance(fp, http.client.HTTPResponse) else body.readinto
+    got = 0
+    want = len(view)
+    while got < want:
+        n = reader(view[got:])
+        if not n:
+            break
+        got += n
+    return got
+
+
+def _release_body(body: Any) -> None:
+    """Return a fully read response's connection to the pool (the fast path bypassed urllib3's
+    own bookkeeping, which would otherwise release it at end of stream)."""
+    raw = getattr(body, "_raw_stream", None)
+    release = getattr(raw, "release_conn", None)
+    if release is not None:
+        release()
+    else:
+        body.close()
+
+
+def _etag(value: str | None) -> str | None:
+    return value.strip('"') if value else None
+
+
+def _info(key: str, head: dict[str, Any]) -> ObjectInfo:
+    checksum = None
+    for field, algorithm in _CHECKSUM_FIELDS:
+        value = head.get(field)
+        # A composite checksum ("...-N") is over the parts' checksums, not the object's bytes.
+        if value and "-" not in value and head.get("ChecksumType", "FULL_OBJECT") == "FULL_OBJECT":
+            checksum = f"{algorithm}:{base64.b64decode(value).hex()}"
+            break
+    modified = head.get("LastModified")
+    return ObjectInfo(
+        key=key,
+        size=int(head["ContentLength"]),
+        etag=_etag(head.get("ETag")),
+        checksum=checksum,
+        mtime=modified.timestamp() if modified is not None else None,
+    )
+
+
+def _env_endpoint() -> str | None:
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+
+
+def _is_aws(endpoint_url: str) -> bool:
+    host = urlsplit(endpoint_url).hostname or ""
+    return host.endswith(".amazonaws.com") or host.endswith(".amazonaws.com.cn")

@@ -1,0 +1,19 @@
+"""Shared fixtures: every test gets its own job-store directory and an empty memory store."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _isolated_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    state = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("MOVER_STATE_DIR", str(state))
+    monkeypatch.setenv("MOVER_CONFIG", str(state / "config.toml"))
+    from mover import stores
+    from mover.providers import memory
+
+    memory.reset()
+    stores.clear_cache()
+    yield
+    stores.clear_cache()
