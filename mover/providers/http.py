@@ -286,7 +286,9 @@ class HttpProvider(StoreProvider):
         finally:
             resp.close()
 
-    def _info(self, key: str, resp: requests.Response, size: int | None, ranges: bool) -> ObjectInfo:
+    def _info(
+        self, key: str, resp: requests.Response, size: int | None, ranges: bool
+    ) -> ObjectInfo:
         """Record what a stat learnt (range support, ETag) and build its ObjectInfo."""
         encoded = resp.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
         if size is None:
