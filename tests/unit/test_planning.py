@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from mover.errors import NotEnoughSpace, UsageError
@@ -34,7 +36,7 @@ def test_chunks_cover_the_object_exactly() -> None:
     chunks = make_chunks(total, size)
     assert chunks[0].offset == 0
     assert sum(c.length for c in chunks) == total
-    for a, b in zip(chunks, chunks[1:], strict=False):
+    for a, b in itertools.pairwise(chunks):
         assert a.offset + a.length == b.offset
     assert all(c.length <= size for c in chunks)
     assert all(c.length >= S3.min_part_bytes for c in chunks[:-1])

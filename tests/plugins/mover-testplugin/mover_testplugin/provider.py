@@ -12,8 +12,14 @@ from typing import Any
 
 from mover.digests import Digest, digest
 from mover.errors import ObjectNotFound, VerificationFailed
-from mover.store import Capabilities, ChunkWriter, ObjectInfo, PartLimits, PartReceipt
-from mover.store import StoreProvider
+from mover.store import (
+    Capabilities,
+    ChunkWriter,
+    ObjectInfo,
+    PartLimits,
+    PartReceipt,
+    StoreProvider,
+)
 
 
 class VendorXProvider(StoreProvider):
