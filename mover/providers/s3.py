@@ -41,6 +41,7 @@ Retries of single requests are botocore's own retry modes; mover's chunk retry
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import http.client
 import io
@@ -280,7 +281,9 @@ class S3Provider(StoreProvider):
             try:
                 return session.client("s3", config=config, **kwargs)
             except (ValueError, botocore.exceptions.BotoCoreError) as exc:
-                raise ConfigError(f"{self._label()}: cannot configure the S3 client: {exc}") from exc
+                raise ConfigError(
+                    f"{self._label()}: cannot configure the S3 client: {exc}"
+                ) from exc
 
         # An S3-compatible server (an endpoint that is not AWS's) gets path-style addressing
         # unless told otherwise: its buckets are rarely DNS names under its host.
@@ -734,10 +737,8 @@ class S3Writer(ChunkWriter):
 
     def abort_quietly(self) -> None:
         """Abort, ignoring failures: used where another error is already on its way."""
-        try:
+        with contextlib.suppress(MoverError):
             self.abort()
-        except MoverError:
-            pass
 
     def state(self) -> dict[str, Any]:
         return {"upload_id": self.upload_id}
