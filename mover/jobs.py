@@ -166,6 +166,14 @@ class JobStore(abc.ABC):
     def chunk_done(self, job_id: str, item: int, chunk: int, receipt: dict[str, Any]) -> int:
         """Mark a chunk done with its receipt; return how many chunks of the item are not."""
 
+    def record_chunk(self, job_id: str, item: int, chunk: int, receipt: dict[str, Any]) -> None:
+        """Record a chunk done when the caller does not need the count back; a store may
+        defer the write (the embedded executor counts chunks itself)."""
+        self.chunk_done(job_id, item, chunk, receipt)
+
+    def flush(self) -> None:
+        """Make every deferred write visible and durable as the store allows."""
+
     @abc.abstractmethod
     def update_item(self, job_id: str, item: int, **fields: Any) -> None:
         """Set an item's ``state``, ``digest``, ``error``, ``bytes_through``."""

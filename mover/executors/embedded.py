@@ -28,6 +28,7 @@ from mover.buffers import release
 from mover.errors import Cancelled, CannotHandle, MoverError
 from mover.jobs import (
     CANCELLED,
+    COMMITTING,
     DONE,
     FAILED,
     FINAL,
@@ -231,7 +232,7 @@ class EmbeddedExecutor:
                 )
                 with run.lock:
                     run.receipts[chunk.index] = receipt
-                self.jobs.chunk_done(self._job.id, run.item.index, chunk.index, receipt.to_dict())
+                self.jobs.record_chunk(self._job.id, run.item.index, chunk.index, receipt.to_dict())
             except Exception as exc:
                 with run.lock:
                     if run.error is None:
@@ -248,9 +249,11 @@ class EmbeddedExecutor:
     def _commit(self, run: _ItemRun) -> None:
         job_id, item = self._job.id, run.item
         try:
-            if not self.jobs.claim_commit(job_id, item.index):
-                log.info("job %s object %d: commit already claimed", job_id, item.index)
-                return
+            # Exactly once: only the thread that finished the item's last chunk gets here (the
+            # in-process counter decides), and resume refuses a job whose process is alive, so
+            # no other process runs this job. Executors whose chunks run in many processes
+            # decide with JobStore.claim_commit instead.
+            self.jobs.update_item(job_id, item.index, state=COMMITTING)
             receipts = [run.receipts[i] for i in sorted(run.receipts)]
             run.strategy.commit(run.source, run.destination, run.plan, receipts)
             digest = run.strategy.object_digest(run.plan, receipts)
@@ -280,6 +283,7 @@ class EmbeddedExecutor:
         self.jobs.update_item(self._job.id, item.index, state=state, error=message)
 
     def _finish(self, job_id: str) -> Job:
+        self.jobs.flush()
         job = self.jobs.get(job_id)
         states = {i.state for i in job.items}
         if states <= {DONE}:

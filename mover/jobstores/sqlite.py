@@ -2,8 +2,15 @@
 ``mover status`` and ``mover resume`` work without any server.
 
 The file is ``$MOVER_STATE_DIR/jobs.sqlite3``, by default under the XDG state directory
-(``~/.local/state/mover``). WAL mode with ``synchronous=NORMAL``: a crash may lose the last few
-chunk completions, which only means those chunks run again on resume (chunks are idempotent).
+(``~/.local/state/mover``). WAL mode with ``synchronous=NORMAL``.
+
+Writes behind: progress updates (plans, chunk and item states) are queued and committed by one
+writer thread in a single transaction every ``flush_interval_s`` (group commit), because a
+recursive copy of thousands of small objects would otherwise spend more time in SQLite
+transactions, and in contention for them, than moving bytes. Reads flush first, so a reader in
+this process always sees every write. A crash may lose the last interval of updates: those
+chunks run again on resume (chunks are idempotent), and an object whose plan was lost may leave
+its temporary file behind.
 """
 
 from __future__ import annotations
@@ -53,8 +60,21 @@ class SqliteJobStore(JobStore):
     """A :class:`JobStore` in one SQLite file, shared by the threads of one process (and,
     through SQLite's locking, by several processes on one host)."""
 
-    def __init__(self, path: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        write_behind: bool = True,
+        flush_interval_s: float = 0.05,
+    ) -> None:
         self.path = Path(path) if path else default_path()
+        self.write_behind = write_behind
+        self.flush_interval_s = flush_interval_s
+        self._cv = threading.Condition()
+        self._queue: list[tuple[str, Any]] = []
+        self._queued = 0  # batches queued so far
+        self._written = 0  # batches committed so far
+        self._writer: threading.Thread | None = None
+        self._writer_error: BaseException | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(
@@ -68,8 +88,57 @@ class SqliteJobStore(JobStore):
         self._lock = threading.RLock()
 
     def close(self) -> None:
+        self.flush()
         with self._lock:
             self._db.close()
+
+    # -- write-behind -------------------------------------------------------------------------
+
+    def _submit(self, statements: list[tuple[str, Any]]) -> None:
+        if not self.write_behind:
+            self._tx(statements)
+            return
+        with self._cv:
+            self._queue.extend(statements)
+            self._queued += 1
+            if self._writer is None or not self._writer.is_alive():
+                self._writer = threading.Thread(
+                    target=self._write_loop, name="mover-jobstore", daemon=True
+                )
+                self._writer.start()
+
+    def _write_loop(self) -> None:
+        while True:
+            with self._cv:
+                if not self._queue:
+                    self._cv.wait(self.flush_interval_s)
+                if not self._queue:
+                    return  # idle: the next submit starts a new writer
+                batch, self._queue = self._queue, []
+                upto = self._queued
+            try:
+                self._tx(batch)
+            except BaseException as exc:  # surfaced to the next flush or read
+                self._writer_error = exc
+            with self._cv:
+                self._written = upto
+                self._cv.notify_all()
+
+    def flush(self) -> None:
+        """Wait until every queued write is committed."""
+        with self._cv:
+            target = self._queued
+            while self._written < target:
+                if self._writer is None or not self._writer.is_alive():
+                    self._writer = threading.Thread(
+                        target=self._write_loop, name="mover-jobstore", daemon=True
+                    )
+                    self._writer.start()
+                self._cv.notify_all()
+                self._cv.wait(0.5)
+        if self._writer_error is not None:
+            exc, self._writer_error = self._writer_error, None
+            raise MoverError(f"cannot write to the job store {self.path}: {exc}") from exc
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -88,6 +157,7 @@ class SqliteJobStore(JobStore):
                 raise
 
     def create(self, job: Job) -> None:
+        self.flush()
         stmts: list[tuple[str, Any]] = [
             (
                 "INSERT INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -151,19 +221,25 @@ class SqliteJobStore(JobStore):
         stmts: list[tuple[str, Any]] = [
             ("DELETE FROM chunks WHERE job_id=? AND item=?", (job_id, item.index))
         ]
-        self._tx(stmts + self._item_rows(job_id, [item]))
+        self._submit(stmts + self._item_rows(job_id, [item]))
+
+    @staticmethod
+    def _chunk_done_sql(
+        job_id: str, item: int, chunk: int, receipt: dict[str, Any]
+    ) -> tuple[str, Any]:
+        return (
+            "UPDATE chunks SET state='done', digest=?, error=NULL, receipt=? "
+            "WHERE job_id=? AND item=? AND idx=?",
+            (receipt.get("digest"), json.dumps(receipt), job_id, item, chunk),
+        )
+
+    def record_chunk(self, job_id: str, item: int, chunk: int, receipt: dict[str, Any]) -> None:
+        self._submit([self._chunk_done_sql(job_id, item, chunk, receipt)])
 
     def chunk_done(self, job_id: str, item: int, chunk: int, receipt: dict[str, Any]) -> int:
+        self.flush()
         with self._lock:
-            self._tx(
-                [
-                    (
-                        "UPDATE chunks SET state='done', digest=?, error=NULL, receipt=? "
-                        "WHERE job_id=? AND item=? AND idx=?",
-                        (receipt.get("digest"), json.dumps(receipt), job_id, item, chunk),
-                    )
-                ]
-            )
+            self._tx([self._chunk_done_sql(job_id, item, chunk, receipt)])
             row = self._db.execute(
                 "SELECT COUNT(*) FROM chunks WHERE job_id=? AND item=? AND state!='done'",
                 (job_id, item),
@@ -171,7 +247,7 @@ class SqliteJobStore(JobStore):
         return int(row[0])
 
     def chunk_failed(self, job_id: str, item: int, chunk: int, error: str) -> None:
-        self._tx(
+        self._submit(
             [
                 (
                     "UPDATE chunks SET state='failed', error=? WHERE job_id=? AND item=? AND idx=?",
@@ -185,7 +261,7 @@ class SqliteJobStore(JobStore):
         if bad:
             raise ValueError(f"unknown item fields {bad}")
         sets = ", ".join(f"{k}=?" for k in fields)
-        self._tx(
+        self._submit(
             [
                 (
                     f"UPDATE items SET {sets} WHERE job_id=? AND idx=?",
@@ -200,9 +276,10 @@ class SqliteJobStore(JobStore):
             raise ValueError(f"unknown job fields {bad}")
         fields["updated"] = time.time()
         sets = ", ".join(f"{k}=?" for k in fields)
-        self._tx([(f"UPDATE jobs SET {sets} WHERE id=?", (*fields.values(), job_id))])
+        self._submit([(f"UPDATE jobs SET {sets} WHERE id=?", (*fields.values(), job_id))])
 
     def claim_commit(self, job_id: str, item: int) -> bool:
+        self.flush()
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -245,6 +322,7 @@ class SqliteJobStore(JobStore):
         )
 
     def get(self, job_id: str) -> Job:
+        self.flush()
         with self._lock:
             jid = self._resolve(job_id)
             job = self._job_from_row(
@@ -288,6 +366,7 @@ class SqliteJobStore(JobStore):
         return job
 
     def list(self, limit: int = 20) -> list[Job]:
+        self.flush()
         with self._lock:
             rows = self._db.execute(
                 "SELECT * FROM jobs ORDER BY created DESC LIMIT ?", (limit,)

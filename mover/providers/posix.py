@@ -90,6 +90,7 @@ class PosixProvider(StoreProvider):
         super().__init__(location, options)
         self.root = "/" + location.root.strip("/") if location.root else "/"
         self.sync = bool(self.options.get("sync", True))
+        self._made: set[str] = set()  # folders known to exist (recursive copies)
 
     @classmethod
     def open(cls, location: Location, options: dict[str, Any] | None = None) -> PosixProvider:
@@ -231,17 +232,22 @@ class PosixProvider(StoreProvider):
 
     def make_parents(self, key: str) -> None:
         folder = os.path.dirname(self.path(key))
+        if folder in self._made:
+            return
         try:
             os.makedirs(folder, exist_ok=True)
         except OSError as exc:
             raise _os_error(exc, folder) from exc
+        self._made.add(folder)
 
     def open_writer(self, key: str, size: int | None, part_size: int) -> ChunkWriter:
         path = self.path(key)
         folder, name = os.path.split(path)
         temp = os.path.join(folder, f".{name}{TEMP_MARK}{secrets.token_hex(6)}{TEMP_SUFFIX}")
         try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            # 0o666 less the umask, as the final file should have: a temp file is never
+            # chmod-ed later (one system call fewer per object).
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
             try:
                 if size:
                     os.ftruncate(fd, size)
@@ -306,12 +312,11 @@ class FileWriter(ChunkWriter):
         try:
             fd = os.open(self.temp, os.O_WRONLY | os.O_CLOEXEC)
             try:
-                os.ftruncate(fd, size)
+                if os.fstat(fd).st_size != size:
+                    os.ftruncate(fd, size)  # a stream, whose size was unknown at open
                 if self.provider.sync:
-                    os.fsync(fd)
-                umask = os.umask(0)
-                os.umask(umask)
-                os.fchmod(fd, 0o666 & ~umask)
+                    # Data first, then the rename: the new name never points at lost data.
+                    os.fdatasync(fd)
             finally:
                 os.close(fd)
             os.replace(self.temp, self.path)
