@@ -51,9 +51,10 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from mover.digests import Digest, digest
 from mover.errors import (
@@ -97,6 +98,11 @@ T = TypeVar("T")
 SEGMENTS_SUFFIX = "_segments"
 #: Swift's largest object, and so its largest segment (``max_file_size``: 5 GiB + 2 bytes).
 MAX_SEGMENT_BYTES = 5 * GiB
+#: Segment size of a server-side copy too large for one plain object (at least; raised to fit
+#: the object in ``max_manifest_segments``).
+COPY_SEGMENT_BYTES = 1 * GiB
+#: Ranged server-side copies run at once for one large object.
+COPY_STREAMS = 4
 #: SLO's default ``max_manifest_segments``.
 MAX_MANIFEST_SEGMENTS = 1000
 #: Segments below 1 MiB are accepted by SLO (its minimum is 1 byte) but, past the first ten,
@@ -623,7 +629,20 @@ class SwiftProvider(StoreProvider):
         return [s["name"] for s in manifest if str(s.get("name", "")).startswith(prefix)]
 
     def _manifest(self, key: str) -> list[dict[str, Any]]:
-        """The segment list of SLO ``key``; empty if ``key`` is absent or not an SLO."""
+        """The segment list of SLO ``key``; empty if ``key`` is absent or not an SLO.
+
+        A HEAD comes first: a GET of a plain object would fetch its whole body, and only an
+        SLO's manifest (at most 8 MiB in Swift) is worth reading into memory.
+        """
+        try:
+            head = self._call(
+                lambda c: c.head_object(self.container, key, query_string="multipart-manifest=get"),
+                self._where(key),
+            )
+        except ObjectNotFound:
+            return []
+        if not _is_slo(head):
+            return []
         try:
             headers, body = self._call(
                 lambda c: c.get_object(self.container, key, query_string="multipart-manifest=get"),
@@ -657,18 +676,23 @@ class SwiftProvider(StoreProvider):
     def copy_server_side(
         self, source: StoreProvider, src_key: str, dst_key: str, size: int
     ) -> ObjectInfo:
-        """COPY within the account. An SLO is copied as its data into a plain object (Swift's
-        ``copy`` middleware stands left of ``slo``), so the copy shares no segment with the
-        source and outlives it. Swift's largest plain object is 5 GiB: a larger SLO raises
-        :class:`CannotHandle`, so the dispatcher falls back to a chunked copy."""
+        """Copy within the account, no byte through mover.
+
+        Up to Swift's largest plain object (5 GiB, option ``max_copy_bytes``) this is one COPY.
+        An SLO is copied as its data into a plain object (Swift's ``copy`` middleware stands
+        left of ``slo``), so the copy shares no segment with the source and outlives it. A
+        larger object becomes an SLO whose segments are ranged server-side copies of the
+        source (``PUT`` with ``X-Copy-From`` and ``Range``, Swift's UploadPartCopy), made in
+        parallel and committed like any upload. If the destination was an SLO written by
+        mover, its old segments are deleted once the copy is in place.
+        """
         if not self.can_copy_from(source):
             raise CannotHandle(f"{self.describe()} cannot copy from {source.describe()} by itself")
         assert isinstance(source, SwiftProvider)
-        if size > MAX_SEGMENT_BYTES:
-            raise CannotHandle(
-                f"{source._where(src_key)} is {size} bytes, above Swift's largest plain object "
-                "(5 GiB): copy it in chunks"
-            )
+        limit = int(self.options.get("max_copy_bytes", MAX_SEGMENT_BYTES))
+        if size > limit:
+            return self._copy_in_segments(source, src_key, dst_key, size, limit)
+        old = self._old_mover_segments(dst_key)
         destination = f"/{self.container}/{dst_key}"
         what = f"copying {source._where(src_key)} to {self._where(dst_key)}"
         self._call(
@@ -681,7 +705,52 @@ class SwiftProvider(StoreProvider):
             raise VerificationFailed(
                 f"{what}: the copy holds {info.size} bytes, the source {size}", retryable=True
             )
+        for name in old:
+            container, _, obj = name.lstrip("/").partition("/")
+            with contextlib.suppress(MoverError):
+                self._delete_segment(container, obj)
         return info
+
+    def _copy_in_segments(
+        self, source: SwiftProvider, src_key: str, dst_key: str, size: int, limit: int
+    ) -> ObjectInfo:
+        limits = self._caps.chunk_writer
+        assert limits is not None
+        part = int(self.options.get("copy_segment_bytes", 0)) or max(
+            COPY_SEGMENT_BYTES, -(-size // limits.max_parts)
+        )
+        part = min(part, limit, limits.max_part_bytes)
+        ranges = [(i, off, min(part, size - off)) for i, off in enumerate(range(0, size, part))]
+        if len(ranges) > limits.max_parts:
+            raise UsageError(
+                f"{source._where(src_key)}: {size} bytes need {len(ranges)} segments, "
+                f"more than one SLO holds ({limits.max_parts})"
+            )
+        writer = self.open_writer(dst_key, size, part)
+        assert isinstance(writer, SwiftWriter)
+        copy_from = quote(f"/{source.container}/{src_key}")
+
+        def copy_range(item: tuple[int, int, int]) -> PartReceipt:
+            index, offset, length = item
+            name = writer.segment_name(index)
+            headers = {
+                "X-Copy-From": copy_from,
+                "Range": f"bytes={offset}-{offset + length - 1}",
+            }
+            etag = self._call(
+                lambda c: c.put_object(self.segments_container, name, None, headers=headers),
+                f"copying bytes {offset}-{offset + length - 1} of {source._where(src_key)}",
+            ).strip('"')
+            return PartReceipt(index, offset, length, "", {"segment": name, "etag": etag})
+
+        try:
+            with ThreadPoolExecutor(max_workers=min(COPY_STREAMS, len(ranges))) as pool:
+                receipts = list(pool.map(copy_range, ranges))
+            return writer.commit(receipts, size)
+        except BaseException:
+            with contextlib.suppress(MoverError):
+                writer.abort()
+            raise
 
 
 class _MemoryReader:
@@ -834,7 +903,10 @@ class SwiftWriter(ChunkWriter):
                     p._delete_segment(container, obj)
         if not segments:
             self._delete_own_segments()
-        return p.stat(self.key)
+        info = p.stat(self.key)
+        if info.size != size:
+            raise VerificationFailed(f"{where}: Swift holds {info.size} bytes, {size} were written")
+        return info
 
     def abort(self) -> None:
         p = self.provider

@@ -475,6 +475,78 @@ def test_copy_server_side_of_slo_makes_a_plain_object(
             swift_connection.delete_container(other)
 
 
+@pytest.fixture
+def other_container(container: str, swift_connection: Connection) -> Iterator[str]:
+    """A second container of the same account, emptied and deleted (with segments) after."""
+    name = container + "-other"
+    swift_connection.put_container(name)
+    yield name
+    for c in (name + "_segments", name):
+        with contextlib.suppress(Exception):
+            _, objects = swift_connection.get_container(c, full_listing=True)
+            for obj in objects:
+                swift_connection.delete_object(c, obj["name"])
+            swift_connection.delete_container(c)
+
+
+def test_copy_server_side_above_the_plain_object_limit_builds_an_slo(
+    swift_env: SwiftServer,
+    container: str,
+    other_container: str,
+    swift_connection: Connection,
+    tmp_path: Path,
+) -> None:
+    """Above ``max_copy_bytes`` (Swift's 5 GiB, lowered here) the copy is made of ranged
+    server-side copies into segments; the result shares nothing with the source."""
+    size = 3 * MiB + 5
+    want = _upload(tmp_path, container, "big.bin", size, 1 * MiB)
+    src = _provider(container)
+    dst = _provider(other_container, {"max_copy_bytes": MiB, "copy_segment_bytes": MiB})
+    try:
+        info = dst.copy_server_side(src, "big.bin", "big-copy.bin", size)
+        assert info.size == size
+        headers = swift_connection.head_object(other_container, "big-copy.bin")
+        assert headers["x-static-large-object"] == "True"
+        assert len(_segments(swift_connection, other_container)) == 4
+        src.delete("big.bin")
+        back = tmp_path / "back.bin"
+        mover.copy(f"swift://{other_container}/big-copy.bin", str(back))
+        assert _sha256(back) == want
+        # A plain copy over it (below the limit now) removes the segments it no longer uses.
+        _upload(tmp_path, container, "small.bin", 10, 1 * MiB)
+        dst.copy_server_side(src, "small.bin", "big-copy.bin", 10)
+        assert _segments(swift_connection, other_container) == []
+    finally:
+        src.close()
+        dst.close()
+
+
+def test_copy_between_containers_runs_server_side(
+    swift_env: SwiftServer,
+    container: str,
+    other_container: str,
+    swift_connection: Connection,
+    tmp_path: Path,
+) -> None:
+    """End to end: the dispatcher picks the server-side strategy, no byte passes mover."""
+    from mover.dispatcher import strategies
+
+    if "server-side" not in strategies:
+        from strategies.motion.server_side import ServerSideCopyStrategy
+
+        strategies.register("server-side", ServerSideCopyStrategy)
+    want = _upload(tmp_path, container, "s.bin", 2 * MiB + 3, 1 * MiB)
+
+    job = mover.copy(f"swift://{container}/s.bin", f"swift://{other_container}/d.bin")
+
+    item = job.items[0]
+    assert item.strategy == "server-side"
+    assert item.bytes_through == 0
+    back = tmp_path / "back.bin"
+    mover.copy(f"swift://{other_container}/d.bin", str(back))
+    assert _sha256(back) == want
+
+
 def test_can_copy_from_only_within_one_account(
     swift_env: SwiftServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
