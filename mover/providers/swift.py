@@ -89,7 +89,7 @@ try:
     from swiftclient import client as swift_client
 except ImportError as exc:  # pragma: no cover - depends on the installation
     raise PluginLoadError(
-        f"provider 'swift' needs python-swiftclient: pip install 'mover[swift]' ({exc})"
+        f"provider 'swift' needs python-swiftclient: pip install python-swiftclient ({exc})"
     ) from exc
 
 T = TypeVar("T")
@@ -116,7 +116,7 @@ DEFAULT_TIMEOUT_S = 60.0
 #: md5 of no bytes: the ETag of an empty object.
 EMPTY_MD5 = hashlib.md5(b"").hexdigest()
 #: Statuses worth retrying: server errors, time-outs, throttling.
-_RETRYABLE_STATUS = {408, 409, 429, 498, 499}
+_RETRYABLE_STATUS = {408, 429, 498, 499}
 
 
 # --- credentials ---------------------------------------------------------------------------
@@ -362,6 +362,9 @@ class SwiftProvider(StoreProvider):
         Only one thread talks to the auth service: the others wait on the lock and then find a
         token that differs from the one that failed them.
         """
+        url, token = self._storage_url, self._token
+        if stale is None and url and token:
+            return url, token  # the common case, without the lock
         with self._auth_lock:
             if self._token is not None and self._token != stale and self._storage_url:
                 return self._storage_url, self._token
@@ -392,11 +395,10 @@ class SwiftProvider(StoreProvider):
         if status in (401, 403):
             return AccessDenied(
                 f"Swift at {c.auth_url} refused the credentials of user {c.user!r} "
-                f"({status} {exc.http_reason or ''}".rstrip()
-                + f"); check {c.source}"
+                f"({status} {exc.http_reason or 'Unauthorized'}); check {c.source}"
             )
         if status is None:
-            text = str(exc)
+            text = self._redact(str(exc))
             if "keystoneclient" in text:
                 return ConfigError(
                     f"Swift auth version {c.auth_version} at {c.auth_url} needs "
@@ -408,6 +410,11 @@ class SwiftProvider(StoreProvider):
             f"Swift auth at {c.auth_url} answered {status} {exc.http_reason or ''}".rstrip(),
             retryable=retryable,
         )
+
+    def _redact(self, text: str) -> str:
+        """Vendor text with the secret cut out, should a library ever echo it."""
+        key = self.creds.key
+        return text.replace(key, "***") if key else text
 
     def _connection(self) -> Any:
         """This thread's Connection (created on first use), pointed at the shared token."""
@@ -475,7 +482,7 @@ class SwiftProvider(StoreProvider):
         if status == 413:
             return UsageError(f"{what}: Swift refused the size (413 {reason})")
         if status is None:
-            return ChunkFailed(f"{what}: {str(exc)[:200]}", retryable=True)
+            return ChunkFailed(f"{what}: {self._redact(str(exc))[:200]}", retryable=True)
         retryable = status >= 500 or status in _RETRYABLE_STATUS
         return ChunkFailed(
             f"{what}: Swift answered {status} {reason}".rstrip(), retryable=retryable

@@ -26,13 +26,14 @@ from mover.digests import digest
 from mover.errors import (
     AccessDenied,
     ChunkFailed,
+    ConfigError,
     MoverError,
     NotWritable,
     ObjectNotFound,
     VerificationFailed,
 )
 from mover.location import parse
-from mover.providers.swift import SwiftProvider
+from mover.providers.swift import SwiftProvider, resolve_credentials
 from tests.servers import free_port
 
 if TYPE_CHECKING:
@@ -585,3 +586,51 @@ def test_configured_store_reads_its_secret_from_credentials_env(
 
     _, body = swift_connection.get_object(container, "backups/a.bin")
     assert body == b"configured store"
+
+
+# --- where credentials come from (no server needed) ---------------------------------------------
+
+
+def test_credentials_follow_the_swift_cli() -> None:
+    v1 = resolve_credentials({}, {"ST_AUTH": "http://a/auth/v1.0", "ST_USER": "t:u", "ST_KEY": "k"})
+    assert (v1.auth_url, v1.user, v1.key, v1.auth_version) == (
+        "http://a/auth/v1.0",
+        "t:u",
+        "k",
+        "1.0",
+    )
+
+    keystone = {
+        "OS_AUTH_URL": "http://ks/v3",
+        "OS_USERNAME": "alice",
+        "OS_PASSWORD": "pw",
+        "OS_PROJECT_NAME": "backup",
+        "OS_USER_DOMAIN_NAME": "Default",
+        "OS_PROJECT_DOMAIN_NAME": "Default",
+        "OS_REGION_NAME": "east",
+    }
+    v3 = resolve_credentials({}, keystone)
+    assert v3.auth_version == "3"
+    assert v3.os_options == {
+        "project_name": "backup",
+        "user_domain_name": "Default",
+        "project_domain_name": "Default",
+        "region_name": "east",
+    }
+    no_domain = {k: v for k, v in keystone.items() if "DOMAIN" not in k}
+    assert resolve_credentials({}, no_domain).auth_version == "2.0"
+    assert (
+        resolve_credentials({}, {**no_domain, "OS_IDENTITY_API_VERSION": "3"}).auth_version == "3"
+    )
+
+
+def test_store_options_name_the_secret_never_hold_it() -> None:
+    options = {"auth_url": "http://a/auth/v1.0", "user": "t:u", "credentials_env": "EAST"}
+    creds = resolve_credentials(options, {"EAST_PASSWORD": "s3cr3t", "ST_KEY": "not this"})
+    assert creds.key == "s3cr3t"
+    assert "s3cr3t" not in repr(creds)
+    with pytest.raises(ConfigError, match="EAST_KEY nor EAST_PASSWORD") as missing:
+        resolve_credentials(options, {})
+    assert "s3cr3t" not in str(missing.value)
+    with pytest.raises(ConfigError, match="no Swift credentials"):
+        resolve_credentials({}, {})
