@@ -471,11 +471,16 @@ class S3Provider(StoreProvider):
             return True
         if self.exists(key):
             return False
-        answer = self._call(
-            "listing",
-            key + "/",
-            lambda: self.client.list_objects_v2(Bucket=self.bucket, Prefix=key + "/", MaxKeys=1),
-        )
+        try:
+            answer = self._call(
+                "listing",
+                key + "/",
+                lambda: self.client.list_objects_v2(
+                    Bucket=self.bucket, Prefix=key + "/", MaxKeys=1
+                ),
+            )
+        except ObjectNotFound:
+            return False  # no bucket: stat (a source) or check_writable (a destination) says so
         return bool(answer.get("KeyCount") or answer.get("Contents"))
 
     # -- writing --------------------------------------------------------------------------------
