@@ -482,7 +482,8 @@ class SwiftProvider(StoreProvider):
         if status == 413:
             return UsageError(f"{what}: Swift refused the size (413 {reason})")
         if status is None:
-            return ChunkFailed(f"{what}: {self._redact(str(exc))[:200]}", retryable=True)
+            # swiftclient's own refusals (a URL scheme it cannot speak): retrying cannot help.
+            return ChunkFailed(f"{what}: {self._redact(str(exc))[:200]}", retryable=False)
         retryable = status >= 500 or status in _RETRYABLE_STATUS
         return ChunkFailed(
             f"{what}: Swift answered {status} {reason}".rstrip(), retryable=retryable

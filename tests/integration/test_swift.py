@@ -258,6 +258,35 @@ def test_ranged_reads_across_segment_boundaries(
         store.close()
 
 
+def test_keys_with_spaces_unicode_and_percent(
+    swift_env: SwiftServer, container: str, other_container: str, swift_connection: Connection
+) -> None:
+    """Keys are quoted once on the wire, in segment names, manifests and X-Copy-From alike."""
+    key = "dir/ü ber 100%#x.bin"
+    data = os.urandom(2 * MiB + 1)
+    store = _provider(container)
+    dst = _provider(other_container, {"max_copy_bytes": MiB, "copy_segment_bytes": MiB})
+    try:
+        writer = store.open_writer(key, len(data), MiB)
+        view = memoryview(data)
+        receipts = [
+            writer.write_part(i, off, view[off : off + MiB], digest("md5", view[off : off + MiB]))
+            for i, off in enumerate(range(0, len(data), MiB))
+        ]
+        assert writer.commit(receipts, len(data)).size == len(data)
+        assert [i.key for i in store.list("dir/")] == [key]
+        buf = bytearray(len(data))
+        assert store.read_into(key, 0, memoryview(buf)) == len(data) and bytes(buf) == data
+        dst.copy_server_side(store, key, key, len(data))  # ranged copies into segments
+        _, body = swift_connection.get_object(other_container, key)
+        assert body == data
+        store.delete(key)
+        assert _segments(swift_connection, container) == []
+    finally:
+        store.close()
+        dst.close()
+
+
 def test_overwrite_replaces_object_and_removes_old_segments(
     swift_env: SwiftServer, container: str, swift_connection: Connection, tmp_path: Path
 ) -> None:
