@@ -36,6 +36,7 @@ Messages name the URL without its query (which may hold a signature) and never a
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import io
 import os
@@ -257,8 +258,7 @@ class HttpProvider(StoreProvider):
         if probed is not None and probed[0] == key:
             return probed[1]
         resp = self._request("HEAD", key)
-        resp.close()
-        ranges: bool
+        _finish(resp)
         if resp.status_code in _HEAD_REFUSED or (
             resp.status_code == 200 and "Content-Length" not in resp.headers
         ):
@@ -272,6 +272,8 @@ class HttpProvider(StoreProvider):
     def _stat_by_get(self, key: str) -> ObjectInfo:
         resp = self._request("GET", key, {"Range": "bytes=0-0"})
         try:
+            if resp.status_code != 200:  # a 200 here is the whole object: never read it
+                _finish(resp)
             if resp.status_code == 206:
                 m = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
                 size = int(m.group(3)) if m and m.group(3) != "*" else None
@@ -346,6 +348,7 @@ class HttpProvider(StoreProvider):
                     )
                 limit = length
             else:
+                _finish(resp)
                 raise self._status_error(resp, key)
             return self._read_body(resp, key, buf[:limit])
         finally:
@@ -427,6 +430,19 @@ class _Body(io.RawIOBase):
         if not self.closed:
             self._resp.close()
         super().close()
+
+
+def _finish(resp: requests.Response, limit: int = 64 * 1024) -> None:
+    """Read a short rest of the body so the connection goes back to the pool; else close it.
+
+    Closing a response whose body was not read to the end closes its connection, and the next
+    request pays for a new one (a TLS handshake over https).
+    """
+    length = 0 if resp.request.method == "HEAD" else _int(resp.headers.get("Content-Length"))
+    if length is not None and length <= limit:
+        with contextlib.suppress(requests.RequestException, urllib3.exceptions.HTTPError, OSError):
+            _ = resp.content
+    resp.close()
 
 
 def _credentials(env: str | None) -> tuple[str, str] | None:

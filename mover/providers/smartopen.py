@@ -92,6 +92,8 @@ EXTRAS = {
 }
 #: Schemes whose smart_open writer changes the object in place from the first byte.
 IN_PLACE = frozenset({"sftp", "ssh", "scp", "file", "webhdfs"})
+#: Schemes whose URLs may omit the host (``hdfs:///path`` uses the configured namenode).
+PATH_LIKE = frozenset({"file", "hdfs", "viewfs"})
 #: Seconds a part may wait for its predecessor before the write gives up.
 ORDER_WAIT_S = 120.0
 
@@ -127,6 +129,8 @@ class SmartOpenProvider(StoreProvider):
     )
     #: The smart_open transport to use; None means the location's own scheme.
     transport_scheme: ClassVar[str | None] = None
+    #: Checked per scheme in :meth:`open`: ``hdfs:///path`` (the default namenode) is valid.
+    needs_store: ClassVar[bool] = False
 
     def __init__(self, location: Location, options: dict[str, Any] | None = None) -> None:
         super().__init__(location, options)
@@ -152,7 +156,7 @@ class SmartOpenProvider(StoreProvider):
         """Check, without I/O, that smart_open can serve the scheme here; say what to install."""
         scheme = cls.transport_scheme or location.scheme
         check_transport(scheme)
-        if not (location.endpoint or location.store) and scheme != "file":
+        if not (location.endpoint or location.store) and scheme not in PATH_LIKE:
             raise BadLocation(f"{location}: no bucket, container or host after {scheme}://")
         return cls(location, options)
 

@@ -8,8 +8,9 @@ No GCS, Azure, SFTP or HDFS server runs here, so two things are tested:
 * the provider itself, end to end through the registry and ``mover.copy``, under a scheme
   registered at run time (``smfile``) whose transport is smart_open's own ``file`` transport.
   smart_open's ``file://`` is not mover's ``file`` scheme (the posix provider owns that), so a
-  small subclass points the alias at it: everything else (stat by opening, reading as one
-  stream, the in-order chunk writer, commit on close, abort) is the code gs:// or sftp:// run.
+  two-line subclass points the alias at that transport: everything else (stat by opening,
+  reading as one stream, the in-order chunk writer, commit on close, abort) is the code that
+  gs:// or sftp:// run.
 """
 
 from __future__ import annotations
@@ -38,12 +39,9 @@ ALIAS = "smfile"
 
 
 class LocalSmartOpen(SmartOpenProvider):
-    """smart_open's ``file`` transport under the alias scheme: ``smfile://localhost/abs/path``."""
+    """smart_open's ``file`` transport under the alias scheme: ``smfile:///abs/path``."""
 
     transport_scheme = "file"
-
-    def smart_url(self, key: str) -> str:
-        return "file:///" + key.lstrip("/")
 
 
 @pytest.fixture(autouse=True)
@@ -58,7 +56,7 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
 
 
 def alias_url(path: Path) -> str:
-    return f"{ALIAS}://localhost{path}"
+    return f"{ALIAS}://{path}"
 
 
 def sha256_of(path: Path) -> str:
