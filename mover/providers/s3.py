@@ -31,6 +31,10 @@ Configuration comes from boto3's standard chain (``AWS_ACCESS_KEY_ID``, ``AWS_EN
     connect_timeout = 10                    # seconds
     read_timeout = 60                       # seconds
     max_pool_connections = 64               # connections shared by every stream (at least 32)
+    payload_signing_enabled = false         # skip SigV4's sha256 of bodies over plain HTTP
+    copy_cutoff_bytes = 5368709120          # server-side copies above: UploadPartCopy parts
+    copy_part_bytes = 536870912             # part size of those (raised to fit 10,000 parts)
+    copy_streams = 4                        # part copies in parallel
 
 Retries of single requests are botocore's own retry modes; mover's chunk retry
 (:mod:`mover.retry`) sits above them and re-runs a whole chunk only for errors this module marks
@@ -258,6 +262,11 @@ class S3Provider(StoreProvider):
         retry_mode = retry_mode or scoped.get("retry_mode") or "standard"
         attempts = o.get("max_attempts") or session._session.get_config_variable("max_attempts")
         style = o.get("addressing_style")
+        # Over plain HTTP botocore signs every body with sha256 (most of a core at page-cache
+        # speed); the per-part crc32c already guards integrity, so a store may turn it off.
+        signing = {}
+        if o.get("payload_signing_enabled") is not None:
+            signing["payload_signing_enabled"] = _flag(o["payload_signing_enabled"])
 
         def build(addressing: str) -> Any:
             config = Config(
@@ -269,7 +278,7 @@ class S3Provider(StoreProvider):
                 connect_timeout=float(o.get("connect_timeout") or DEFAULT_CONNECT_TIMEOUT_S),
                 read_timeout=float(o.get("read_timeout") or DEFAULT_READ_TIMEOUT_S),
                 tcp_keepalive=True,
-                s3={"addressing_style": addressing},
+                s3={"addressing_style": addressing, **signing},
                 # mover sends its own per-part crc32c and checks ranged reads by length; the
                 # SDK's default whole-body CRCs would cost client CPU for nothing (measured in
                 # shared/TEST-SERVERS.md: 139 -> 167 MiB/s up on 2 cores).
@@ -307,6 +316,8 @@ class S3Provider(StoreProvider):
 
         what = self._url(key) if key is not None else f"s3://{self.bucket}"
         where = f"{what} at {self.endpoint}"
+        if self.location.name:
+            where += f" (store {self.location.name!r})"
         if isinstance(exc, MoverError):
             return exc
         if isinstance(exc, bex.ClientError):
@@ -327,6 +338,11 @@ class S3Provider(StoreProvider):
                 return ChunkFailed(
                     f"{where}: the multipart upload no longer exists (aborted by another "
                     "process, or expired by a lifecycle rule); start the copy again",
+                    retryable=False,
+                )
+            if code == "PreconditionFailed":
+                return ChunkFailed(
+                    f"{where}: the source changed during the copy ({action}); copy it again",
                     retryable=False,
                 )
             if code in _DIGEST_CODES:
@@ -559,10 +575,22 @@ class S3Provider(StoreProvider):
         part = max(part, -(-size // MAX_PARTS), MIN_PART_BYTES)
         part = min(part, MAX_PART_BYTES)
         ranges = [(n, off, min(size, off + part) - 1) for n, off in enumerate(range(0, size, part))]
+        # CopyObject keeps the source's content type and metadata; a multipart copy must be
+        # told them. Every part copy is pinned to the source's ETag, so a source replaced
+        # half-way fails (PreconditionFailed) instead of yielding a mixed object.
+        head = source._call(
+            "HEAD",
+            src["Key"],
+            lambda: source.client.head_object(Bucket=src["Bucket"], Key=src["Key"]),
+        )
+        extra: dict[str, Any] = {"Metadata": head.get("Metadata") or {}}
+        for field in ("ContentType", "ContentEncoding", "ContentDisposition", "CacheControl"):
+            if head.get(field):
+                extra[field] = head[field]
         upload = self._call(
             "creating a multipart upload for a copy",
             dst_key,
-            lambda: self.client.create_multipart_upload(Bucket=self.bucket, Key=dst_key),
+            lambda: self.client.create_multipart_upload(Bucket=self.bucket, Key=dst_key, **extra),
         )["UploadId"]
 
         def copy_part(item: tuple[int, int, int]) -> dict[str, Any]:
@@ -577,6 +605,7 @@ class S3Provider(StoreProvider):
                     PartNumber=number + 1,
                     CopySource=src,
                     CopySourceRange=f"bytes={first}-{last}",
+                    CopySourceIfMatch=head["ETag"],
                 ),
             )
             return {"PartNumber": number + 1, "ETag": answer["CopyPartResult"]["ETag"]}
@@ -845,6 +874,13 @@ def _info(key: str, head: dict[str, Any]) -> ObjectInfo:
         checksum=checksum,
         mtime=modified.timestamp() if modified is not None else None,
     )
+
+
+def _flag(value: Any) -> bool:
+    """A boolean option from TOML (a bool) or from text ("false", "0", "no")."""
+    if isinstance(value, str):
+        return value.strip().lower() not in ("", "0", "false", "no", "off")
+    return bool(value)
 
 
 def _env_endpoint() -> str | None:

@@ -292,7 +292,13 @@ def test_server_side_copy_above_cutoff_uses_part_copies(
 ) -> None:
     """Above the CopyObject limit (lowered here) the copy is UploadPartCopy in parallel parts."""
     body = os.urandom(12 * MiB + 3)
-    s3_client.put_object(Bucket=s3_bucket, Key="big.bin", Body=body)
+    s3_client.put_object(
+        Bucket=s3_bucket,
+        Key="big.bin",
+        Body=body,
+        ContentType="application/x-qemu-disk",
+        Metadata={"template": "centos"},
+    )
     options = {"copy_cutoff_bytes": 8 * MiB, "copy_part_bytes": PART, "copy_streams": 3}
     source = S3Provider.open(parse(f"s3://{s3_bucket}/big.bin"))
     target = S3Provider.open(parse(f"s3://{s3_bucket}/copy.bin"), options)
@@ -302,9 +308,36 @@ def test_server_side_copy_above_cutoff_uses_part_copies(
 
     assert info.size == len(body)
     assert info.etag is not None and info.etag.endswith("-3")
-    got = s3_client.get_object(Bucket=s3_bucket, Key="copy.bin")["Body"].read()
-    assert got == body
+    answer = s3_client.get_object(Bucket=s3_bucket, Key="copy.bin")
+    assert answer["Body"].read() == body
+    assert answer["ContentType"] == "application/x-qemu-disk"
+    assert answer["Metadata"] == {"template": "centos"}
     assert _uploads(s3_client, s3_bucket) == []
+
+
+def test_source_replaced_during_a_part_copy_fails_cleanly(
+    s3_env: SeaweedS3Server, s3_client: Any, s3_bucket: str
+) -> None:
+    """Part copies are pinned to the source's ETag: a source replaced half-way is an error,
+    never an object mixed from two versions, and the upload is aborted."""
+    s3_client.put_object(Bucket=s3_bucket, Key="big.bin", Body=os.urandom(12 * MiB))
+    options = {"copy_cutoff_bytes": 8 * MiB, "copy_part_bytes": PART, "copy_streams": 1}
+    source = S3Provider.open(parse(f"s3://{s3_bucket}/big.bin"))
+    target = S3Provider.open(parse(f"s3://{s3_bucket}/copy.bin"), options)
+    replaced = threading.Event()
+
+    def replace_source(**_: Any) -> None:
+        if not replaced.is_set():
+            replaced.set()
+            s3_client.put_object(Bucket=s3_bucket, Key="big.bin", Body=os.urandom(12 * MiB))
+
+    target.client.meta.events.register("before-call.s3.UploadPartCopy", replace_source)
+
+    with pytest.raises(ChunkFailed, match="source changed during the copy"):
+        target.copy_server_side(source, "big.bin", "copy.bin", 12 * MiB)
+
+    assert _uploads(s3_client, s3_bucket) == []
+    assert not target.exists("copy.bin")
 
 
 def test_other_endpoint_is_not_copied_server_side(s3_env: SeaweedS3Server, s3_bucket: str) -> None:
