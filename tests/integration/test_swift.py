@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -383,6 +384,57 @@ def test_unreachable_endpoint_is_retryable_and_named(
     assert failed.value.retryable
     assert f"127.0.0.1:{port}" in str(failed.value)
     assert "connection refused" in str(failed.value)
+
+
+@contextlib.contextmanager
+def _paused(server: SwiftServer, name: str) -> Iterator[None]:
+    """Freeze one of the server's processes (SIGSTOP) and always thaw it (SIGCONT).
+
+    A frozen process still accepts TCP connections (the kernel queues them) but never answers:
+    a hung server, without breaking the session's server for later tests.
+    """
+    process = next(p for p in server._processes if p.name == name)
+    os.kill(process.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(process.pid, signal.SIGCONT)
+
+
+def test_hung_proxy_times_out_retryably_naming_the_endpoint(
+    swift_env: SwiftServer, container: str, swift_connection: Connection
+) -> None:
+    swift_connection.put_object(container, "h.bin", b"hung")
+    store = _provider(container, {"timeout_s": 1})
+    try:
+        store.stat("h.bin")  # authenticated before the proxy hangs
+        with _paused(swift_env, "swift-proxy-server"), pytest.raises(ChunkFailed) as hung:
+            store.read_into("h.bin", 0, memoryview(bytearray(4)))
+        assert hung.value.retryable
+        assert "timed out" in str(hung.value)
+        assert f"127.0.0.1:{swift_env.port}" in str(hung.value)
+        buf = bytearray(4)
+        assert store.read_into("h.bin", 0, memoryview(buf)) == 4 and bytes(buf) == b"hung"
+    finally:
+        store.close()
+
+
+@pytest.mark.slow
+def test_server_error_is_retryable(
+    swift_env: SwiftServer, container: str, swift_connection: Connection
+) -> None:
+    """A hung object server makes the proxy answer 503 (after its 10 s node time-out)."""
+    swift_connection.put_object(container, "e.bin", b"error")
+    store = _provider(container)
+    try:
+        store.stat("e.bin")
+        with _paused(swift_env, "swift-object-server"), pytest.raises(ChunkFailed) as failed:
+            store.read_into("e.bin", 0, memoryview(bytearray(5)))
+        assert failed.value.retryable
+        assert "503" in str(failed.value)
+        assert f"swift://{container}/e.bin" in str(failed.value)
+    finally:
+        store.close()
 
 
 # --- failures during a transfer --------------------------------------------------------------
