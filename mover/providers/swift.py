@@ -441,6 +441,8 @@ class SwiftProvider(StoreProvider):
         conn = self._connection()
         url, token = self._authenticate(None)
         for attempt in (1, 2):
+            if conn.url != url and conn.http_conn is not None:
+                conn.close()  # a new storage URL (first use, re-auth): a new HTTP connection
             # swiftclient forgets the token on a 401, so keep the one this call used.
             conn.url, conn.token = url, token
             try:
@@ -458,7 +460,8 @@ class SwiftProvider(StoreProvider):
                 http.client.HTTPException,
                 OSError,
             ) as exc:
-                conn.http_conn = None  # framing may be broken: start a fresh connection
+                with contextlib.suppress(Exception):
+                    conn.close()  # framing may be broken: the next call opens a fresh one
                 raise _network_error(exc, _endpoint_of(url), what) from None
         raise AssertionError("unreachable")
 
