@@ -17,6 +17,8 @@ must cope with:
         connection (a broken transfer).
     gone_after (int | None): ranged GETs starting at or beyond this offset answer ``404``
         (the object vanished in the middle of a copy).
+    tls (tuple[str, str] | None): serve HTTPS with this certificate and key file
+        (:func:`make_certificate` makes a self-signed pair for ``127.0.0.1``).
 
 Use it as a context manager; the server is stopped (and its port released) on exit::
 
@@ -30,6 +32,7 @@ import base64
 import email.utils
 import os
 import re
+import ssl
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -56,6 +59,7 @@ class HttpServer:
         forbidden: tuple[str, ...] = (),
         truncate_after: int | None = None,
         gone_after: int | None = None,
+        tls: tuple[str, str] | None = None,
     ) -> None:
         self.root = Path(root).resolve()
         self.ranges = ranges
@@ -65,6 +69,7 @@ class HttpServer:
         self.forbidden = forbidden
         self.truncate_after = truncate_after
         self.gone_after = gone_after
+        self.tls = tls
         #: Every request seen, as ``(method, path, Range header or None)``.
         self.requests: list[tuple[str, str, str | None]] = []
         self._httpd: ThreadingHTTPServer | None = None
@@ -77,6 +82,10 @@ class HttpServer:
         handler = type("Handler", (_Handler,), {"server_config": self})
         httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         httpd.daemon_threads = True
+        if self.tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self.tls)
+            httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
         self._httpd = httpd
         self._port = int(httpd.server_address[1])
         self._thread = threading.Thread(
@@ -118,7 +127,8 @@ class HttpServer:
         return f"127.0.0.1:{self.port}"
 
     def url(self, path: str) -> str:
-        return f"http://{self.endpoint}/{path.lstrip('/')}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://{self.endpoint}/{path.lstrip('/')}"
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -251,3 +261,49 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | None:
     if start >= size or end < start:
         return None
     return start, min(end, size - 1)
+
+
+def make_certificate(folder: str | os.PathLike[str]) -> tuple[str, str]:
+    """A self-signed certificate for ``127.0.0.1`` (needs ``cryptography``): (cert, key) paths.
+
+    The certificate is its own CA, so a client trusts it by ``verify=<cert path>``.
+    """
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mover test server")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path = os.path.join(folder, "server.crt")
+    key_path = os.path.join(folder, "server.key")
+    with open(cert_path, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(key_path, "wb") as f:
+        f.write(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+    return cert_path, key_path

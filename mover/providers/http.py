@@ -161,8 +161,7 @@ class HttpProvider(StoreProvider):
         path, sep, query = key.partition("?")
         url = f"{self.base}/{quote(path, safe='/~:@!$&()*+,;=-._')}"
         if sep:
-            # '+' is re-encoded: after unquoting it can only have been a literal plus.
-            url += "?" + quote(query, safe="=&/~:@!$()*,;-._")
+            url += "?" + _quote_query(query)
         return url
 
     def shown(self, key: str) -> str:
@@ -204,6 +203,8 @@ class HttpProvider(StoreProvider):
                 stream=True,
                 allow_redirects=True,
                 timeout=self.timeout,
+                # Per request: requests lets REQUESTS_CA_BUNDLE override a session's verify.
+                verify=None if self.verify is True else self.verify,
             )
         except requests.RequestException as exc:
             raise self._connection_error(exc, key) from None
@@ -430,6 +431,17 @@ class _Body(io.RawIOBase):
         if not self.closed:
             self._resp.close()
         super().close()
+
+
+def _quote_query(query: str) -> str:
+    """Percent-encode a query for the wire, keeping escapes it already holds.
+
+    mover.location hands the query over decoded today; if it ever keeps it encoded, the
+    ``%XX`` escapes pass through untouched. A '+' is encoded: decoded, it was a literal plus
+    (``%2B``, as in a base64 signature), and a bare '+' would reach the server as a space.
+    """
+    query = re.sub(r"%(?![0-9A-Fa-f]{2})", "%25", query)
+    return quote(query, safe="=&/~:@!$()*,;-._%")
 
 
 def _finish(resp: requests.Response, limit: int = 64 * 1024) -> None:

@@ -21,7 +21,7 @@ from mover.jobs import DONE, FAILED, Job
 from mover.providers.http import HttpProvider
 from mover.store import MiB
 from mover.stores import clear_cache, open_location, providers
-from tests.httpserver import HttpServer
+from tests.httpserver import HttpServer, make_certificate
 
 pytestmark = pytest.mark.integration
 
@@ -150,15 +150,43 @@ def test_strategy_is_chosen_after_the_stat(served: dict[str, str]) -> None:
         assert store.capabilities.ranged_read is True
 
 
-def test_query_is_sent_but_never_shown(served: dict[str, str]) -> None:
+def test_query_is_sent_but_never_shown(served: dict[str, str], tmp_path: Path) -> None:
     with HttpServer(served["__root__"]) as server:
         url = server.url("five.bin") + "?X-Sig=top%2Bsecret&a=b"
         store, loc = open_location(url)
         assert store.stat(loc.full_key).size == SIZES["five.bin"]
         assert any("X-Sig=top%2Bsecret&a=b" in r[1] for r in server.requests)
+        # Through a whole copy: the chunks' ranged GETs carry the query too.
+        job = mover.copy(url, str(tmp_path / "q.bin"), chunk_size=1 * MiB)
+        assert job.items[0].strategy == "streaming"
+        ranged = [r for r in server.requests if r[2]]
+        assert len(ranged) == 6 and all("X-Sig=top%2Bsecret&a=b" in r[1] for r in ranged)
+        assert sha256_of(tmp_path / "q.bin") == served["five.bin"]
         with pytest.raises(ObjectNotFound) as err:
-            mover.copy(server.url("nope.bin") + "?X-Sig=topsecret", "/tmp/never-written")
+            mover.copy(server.url("nope.bin") + "?X-Sig=topsecret", str(tmp_path / "never"))
     assert "nope.bin" in str(err.value) and "topsecret" not in str(err.value)
+
+
+def test_https_with_a_trusted_certificate(
+    served: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("cryptography")
+    cert, key = make_certificate(tmp_path)
+    with HttpServer(served["__root__"], tls=(cert, key)) as server:
+        url = server.url("five.bin")
+        assert url.startswith("https://")
+        # Not trusted by default: a clear TLS error naming the endpoint, nothing written.
+        with pytest.raises(TransferError, match="TLS") as err:
+            mover.copy(url, str(tmp_path / "x"))
+        assert server.endpoint in str(err.value)
+        assert not (tmp_path / "x").exists()
+        clear_cache()
+        config = tmp_path / "mover.toml"
+        config.write_text(f'[stores.tls]\nurl = "https://{server.endpoint}/"\nverify = "{cert}"\n')
+        monkeypatch.setenv("MOVER_CONFIG", str(config))
+        job = mover.copy("store:tls/five.bin", str(tmp_path / "x"), chunk_size=1 * MiB)
+    assert job.items[0].strategy == "streaming" and len(job.items[0].chunks) == 6
+    assert sha256_of(tmp_path / "x") == served["five.bin"]
 
 
 # -- refusals and failures -------------------------------------------------------------------
