@@ -45,6 +45,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.client
+import io
 import json
 import os
 import secrets
@@ -53,7 +54,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from email.utils import parsedate_to_datetime
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 from urllib.parse import quote, urlsplit
 
 from mover.digests import Digest, digest
@@ -438,7 +439,12 @@ class SwiftProvider(StoreProvider):
         Vendor exceptions leave as mover errors; ``what`` names the object for messages and
         ``not_found`` is the message of a 404 (None: a 404 reads as ``what`` not found).
         """
-        conn = self._connection()
+        return self._call_on(self._connection(), fn, what, not_found=not_found)
+
+    def _call_on(
+        self, conn: Any, fn: Callable[[Any], T], what: str, *, not_found: str | None = None
+    ) -> T:
+        """:meth:`_call` on a given Connection."""
         url, token = self._authenticate(None)
         for attempt in (1, 2):
             if conn.url != url and conn.http_conn is not None:
@@ -544,6 +550,31 @@ class SwiftProvider(StoreProvider):
                 body.close()
 
         return self._call(get, what)
+
+    def open_read(self, key: str) -> BinaryIO:
+        """The whole object as a stream (for strategies that read sequentially).
+
+        The GET holds this thread's connection until the stream is read to its end or closed,
+        so it gets a Connection of its own rather than the thread's.
+        """
+        what = self._where(key)
+        conn = swift_client.Connection(
+            preauthurl="http://unset.invalid/",  # _call_on sets the shared URL and token
+            preauthtoken="unset",
+            retries=0,
+            timeout=self.timeout_s,
+            retry_on_ratelimit=False,
+        )
+        try:
+            _, body = self._call_on(
+                conn,
+                lambda c: c.get_object(self.container, key, resp_chunk_size=READ_PIECE_BYTES),
+                what,
+            )
+        except BaseException:
+            conn.close()
+            raise
+        return io.BufferedReader(_BodyStream(self, body, conn, what), READ_PIECE_BYTES)
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         marker = ""
@@ -762,6 +793,42 @@ class SwiftProvider(StoreProvider):
             with contextlib.suppress(MoverError):
                 writer.abort()
             raise
+
+
+class _BodyStream(io.RawIOBase):
+    """A GET's body as a raw stream whose errors are mover errors; closes its connection."""
+
+    def __init__(self, provider: SwiftProvider, body: Any, conn: Any, what: str) -> None:
+        self._provider = provider
+        self._body = body
+        self._conn = conn
+        self._what = what
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        try:
+            piece = self._body.read(len(view))
+        except (
+            requests.RequestException,
+            urllib3.exceptions.HTTPError,
+            http.client.HTTPException,
+            OSError,
+        ) as exc:
+            raise _network_error(exc, _endpoint_of(self._conn.url or ""), self._what) from None
+        n = len(piece)
+        view[:n] = piece
+        return n
+
+    def close(self) -> None:
+        if not self.closed:
+            with contextlib.suppress(Exception):
+                self._body.close()
+            with contextlib.suppress(Exception):
+                self._conn.close()
+        super().close()
 
 
 class _MemoryReader:

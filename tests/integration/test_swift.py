@@ -215,6 +215,39 @@ def test_file_to_swift_and_back(
     assert _sha256(back) == want
 
 
+def test_stream_of_unknown_size_from_stdin_to_swift_and_out_again(
+    swift_env: SwiftServer, container: str, swift_connection: Connection, tmp_path: Path
+) -> None:
+    """``mover copy - swift://...``: parts written in order, sizes told at commit."""
+    src = tmp_path / "src.bin"
+    want = _write_random(src, 3 * MiB + 17)
+    mover_cli = [sys.executable, "-m", "mover.cli.main"]
+    env = {**os.environ}
+    with open(src, "rb") as stdin:
+        result = subprocess.run(
+            [*mover_cli, "copy", "-q", "--chunk-size", "1MiB", "-", f"swift://{container}/s.bin"],
+            stdin=stdin,
+            capture_output=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+    assert result.returncode == 0, result.stderr.decode()
+    headers = swift_connection.head_object(container, "s.bin")
+    assert int(headers["content-length"]) == 3 * MiB + 17
+    assert len(_segments(swift_connection, container)) == 4
+
+    store = _provider(container)
+    try:
+        with store.open_read("s.bin") as stream:
+            h = hashlib.sha256()
+            while piece := stream.read(1_000_003):
+                h.update(piece)
+        assert h.hexdigest() == want
+    finally:
+        store.close()
+
+
 def test_object_written_by_swift_cli_is_read_by_mover(
     swift_env: SwiftServer, container: str, tmp_path: Path
 ) -> None:
