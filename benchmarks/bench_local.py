@@ -301,7 +301,7 @@ def bench_case(
                 start = time.perf_counter()
                 run(peer.command(case, dst), env)
                 exited = time.perf_counter() - start
-                run([tools.sync], env)
+                run([tools.sync, "-f", str(dst)], env)  # syncfs of the destination's file system
                 synced = time.perf_counter() - start
                 results[tool].seconds.append(exited)
                 results[tool + "+sync"].seconds.append(synced)
@@ -335,6 +335,42 @@ def version(argv: Sequence[str], env: dict[str, str]) -> str:
         return f"? ({exc.strerror})"
     lines = (done.stdout or done.stderr).strip().splitlines()
     return lines[0] if lines else "?"
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages: other work on the machine makes runs noisy."""
+    try:
+        one, five, fifteen = os.getloadavg()
+    except OSError:
+        return "?"
+    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
+
+
+def mover_revision(env: dict[str, str]) -> str:
+    """The git revision of the mover that runs, with "+changes" when its tree is not clean."""
+    code = "import mover, os; print(os.path.dirname(os.path.dirname(mover.__file__)))"
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
+    )
+    where = done.stdout.strip()
+    if done.returncode != 0 or not where:
+        return "?"
+    rev = subprocess.run(
+        ["git", "-C", where, "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if rev.returncode != 0:
+        return f"{where} (not a git checkout)"
+    dirty = subprocess.run(
+        ["git", "-C", where, "status", "--porcelain", "--", "mover", "strategies"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    changes = "+changes" if dirty.stdout.strip() else ""
+    return f"{rev.stdout.strip()}{changes} ({where})"
 
 
 def fs_type(path: Path) -> str:
@@ -372,16 +408,22 @@ def verdict(value: float | None, target: float) -> str:
 
 
 def print_table(all_results: dict[str, dict[str, Measure]]) -> None:
-    print(f"{'case':<18} {'tool':<13} {'seconds':>8} {'MiB/s':>9} {'ratio':>7}  runs (s)")
+    print(
+        f"{'case':<18} {'tool':<13} {'seconds':>8} {'MiB/s':>9} {'ratio':>7} {'best':>8}  runs (s)"
+    )
     for results in all_results.values():
         mover = results["mover"]
         for name, m in results.items():
             r = "" if name == "mover" else fmt_ratio(ratio(m, mover))
             runs = " ".join(f"{s:.3f}" for s in m.seconds)
             print(
-                f"{m.case.label:<18} {name:<13} {m.median:>8.3f} {m.mib_per_s:>9.1f} {r:>7}  {runs}"
+                f"{m.case.label:<18} {name:<13} {m.median:>8.3f} {m.mib_per_s:>9.1f} {r:>7} "
+                f"{min(m.seconds):>8.3f}  {runs}"
             )
-    print("ratio = peer seconds / mover seconds (> 1: mover is faster); medians.")
+    print(
+        "seconds and MiB/s: medians; ratio = peer seconds / mover seconds (> 1: mover is "
+        "faster), of medians; best: the fastest run."
+    )
 
 
 def print_targets(all_results: dict[str, dict[str, Measure]]) -> None:
@@ -474,6 +516,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  host: {platform.node()}, {os.cpu_count()} CPU(s), {platform.platform()}")
         print(f"  work folder: {work} ({fs_type(work)})")
         print(f"  mover: {version([mover, '--version'], env)} ({mover})")
+        print(f"  mover source: {mover_revision(env)}")
         print(f"  cp: {version([cp, '--version'], env)}")
         if rclone:
             print(f"  rclone: {version([rclone, 'version'], env)} ({rclone})")
@@ -483,6 +526,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"  python: {sys.version.split()[0]}; runs: {args.runs}; mover {' '.join(mover_extra)}"
         )
         print(f"  peak RSS from: {'GNU time -v' if gnu_time else 'os.wait4 rusage'}")
+        print(f"  command: {' '.join([os.path.basename(sys.executable), *sys.argv])}")
+        print(f"  load average at start: {load_average()}")
 
         cases = make_cases(work, large_bytes, small_files)
         chunk = mover_chunk_bytes(tools, env, cases[0], mover_extra)
@@ -519,6 +564,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"mover fixed cost per job (copy of a 1-byte file: start-up, job record, fsync; "
             f"median): {fixed:.3f} s, inside every mover row"
         )
+        print(f"load average at end: {load_average()} (high values: other work, noisy runs)")
     except BenchError as exc:
         print(f"bench_local: {exc}", file=sys.stderr)
         return 1
