@@ -245,6 +245,35 @@ def test_named_store_with_options(
     assert store.stat(loc.full_key).size == 3 * MiB
 
 
+def test_profile_with_its_own_endpoint(
+    s3_env: SeaweedS3Server,
+    s3_client: Any,
+    s3_bucket: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A profile of ~/.aws/config names the endpoint and keys: path-style addressing follows,
+    since the endpoint is not AWS's."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name)
+    aws_config = tmp_path / "aws-config"
+    aws_config.write_text(
+        "[profile seaweed]\n"
+        "region = us-east-1\n"
+        f"endpoint_url = {s3_env.endpoint_url}\n"
+        f"aws_access_key_id = {s3_env.access_key}\n"
+        f"aws_secret_access_key = {s3_env.secret_key}\n"
+    )
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(aws_config))
+    s3_client.put_object(Bucket=s3_bucket, Key="k", Body=b"hello")
+
+    store = S3Provider.open(parse(f"s3://{s3_bucket}/k"), {"profile": "seaweed"})
+
+    assert store.stat("k").size == 5
+    assert store.endpoint == s3_env.endpoint_url
+    assert store.client.meta.config.s3["addressing_style"] == "path"
+
+
 def test_recursive_copy_of_a_prefix(
     s3_env: SeaweedS3Server, s3_client: Any, s3_bucket: str, tmp_path: Path
 ) -> None:
