@@ -70,6 +70,8 @@ READ_TIMEOUT_S = 60.0
 #: Connections each thread's pool keeps per host (a thread has one request in flight at once,
 #: plus one for a redirect target).
 POOL_PER_THREAD = 2
+#: Read-ahead of a whole-object stream (reads larger than this bypass it).
+STREAM_BUFFER_BYTES = 256 * 1024
 #: HEAD answers after which a ranged GET of the first byte is tried instead.
 _HEAD_REFUSED = frozenset({400, 403, 405, 501})
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
@@ -389,7 +391,9 @@ class HttpProvider(StoreProvider):
             resp.close()
             raise self._status_error(resp, key)
         resp.raw.decode_content = False
-        return cast(BinaryIO, _Body(self, key, resp))
+        # Buffered, so that read(n) returns n bytes unless the body ends (callers rely on it);
+        # large reads still go straight into the caller's buffer.
+        return cast(BinaryIO, io.BufferedReader(_Body(self, key, resp), STREAM_BUFFER_BYTES))
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         """HTTP has no listing: the one object the URL names."""

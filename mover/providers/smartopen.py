@@ -205,7 +205,9 @@ class SmartOpenProvider(StoreProvider):
         return ObjectInfo(key=key, size=size)
 
     def open_read(self, key: str) -> BinaryIO:
-        return cast(BinaryIO, _Reader(self._open(key, "rb"), self.shown(key), self.location.scheme))
+        raw = _Reader(self._open(key, "rb"), self.shown(key), self.location.scheme)
+        # Buffered, so that read(n) returns n bytes unless the object ends (callers rely on it).
+        return cast(BinaryIO, io.BufferedReader(raw, 256 * 1024))
 
     def read_into(self, key: str, offset: int, buf: memoryview) -> int:
         raise UsageError(f"{self.shown(key)}: smart_open stores are read as one stream")

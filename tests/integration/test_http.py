@@ -120,6 +120,22 @@ def test_server_without_ranges_goes_as_one_stream(
     assert leftovers(out) == []
 
 
+@pytest.mark.parametrize("ranges", [True, False], ids=["ranges", "no-ranges"])
+def test_check_compares_across_http(served: dict[str, str], tmp_path: Path, ranges: bool) -> None:
+    from mover.check import compare
+
+    root = Path(served["__root__"])
+    with HttpServer(root, ranges=ranges) as server:
+        assert compare(server.url("hundred.bin"), str(root / "hundred.bin")).differences == []
+        assert compare(server.url("zero.bin"), str(root / "zero.bin")).differences == []
+        other = tmp_path / "other.bin"
+        data = bytearray((root / "five.bin").read_bytes())
+        data[-1] ^= 1
+        other.write_bytes(data)
+        result = compare(server.url("five.bin"), str(other))
+    assert len(result.differences) == 1 and "content differs" in result.differences[0]
+
+
 def test_head_refused_falls_back_to_a_ranged_get(served: dict[str, str], tmp_path: Path) -> None:
     """Servers (and presigned URLs) that refuse HEAD: a GET of byte 0 gives size and ranges."""
     with HttpServer(served["__root__"], head=False) as server:
