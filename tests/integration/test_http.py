@@ -12,6 +12,7 @@ import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -321,3 +322,43 @@ def test_read_only(served: dict[str, str], tmp_path: Path) -> None:
         with pytest.raises(UsageError, match="cannot be written"):
             mover.copy(str(tmp_path / "a"), server.url("a"))
         assert [i.key for i in store.list(loc.full_key)] == ["one.bin"]
+
+
+# -- to object stores, without ranges (the matrix covers ranged servers) -----------------------
+
+
+@pytest.mark.s3
+@pytest.mark.swift
+@pytest.mark.parametrize("name", ["zero.bin", "five.bin", "hundred.bin"])
+@pytest.mark.parametrize("kind", ["s3", "swift"])
+def test_stream_without_ranges_into_object_stores(
+    served: dict[str, str],
+    kind: str,
+    name: str,
+    s3_server: Any,
+    s3_bucket: str,
+    s3_client: Any,
+    swift_server: Any,
+    swift_container: str,
+    swift_connection: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A single stream into an S3 multipart upload or Swift segments: parts in order, within
+    the store's part limits, the object whole at the end."""
+    for var, value in s3_server.env().items():
+        monkeypatch.setenv(var, value)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("ST_AUTH", swift_server.auth_url)
+    monkeypatch.setenv("ST_USER", swift_server.user)
+    monkeypatch.setenv("ST_KEY", swift_server.key)
+    dst = f"s3://{s3_bucket}/{name}" if kind == "s3" else f"swift://{swift_container}/{name}"
+    with HttpServer(served["__root__"], ranges=False) as server:
+        job = mover.copy(server.url(name), dst, streams=4)
+    assert job.state == DONE and job.items[0].strategy == "single-stream"
+    if kind == "s3":
+        body = s3_client.get_object(Bucket=s3_bucket, Key=name)["Body"].read()
+    else:
+        body = swift_connection.get_object(swift_container, name)[1]
+    assert hashlib.sha256(body).hexdigest() == served[name]
