@@ -272,6 +272,44 @@ def test_object_written_by_swift_cli_is_read_by_mover(
     assert _sha256(back) == want
 
 
+def test_parts_written_and_read_from_many_threads_at_once(
+    swift_env: SwiftServer, container: str, swift_connection: Connection
+) -> None:
+    """One store, one token, a Connection per thread: parts in parallel, in any order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    data = os.urandom(12 * MiB + 3)
+    view = memoryview(data)
+    offsets = list(range(0, len(data), MiB))
+    store = _provider(container)
+    try:
+        writer = store.open_writer("par.bin", len(data), MiB)
+        state = writer.state()
+
+        def put(i: int) -> Any:
+            part = view[offsets[i] : offsets[i] + MiB]
+            # Each thread re-opens the writer from its state, as another worker would.
+            w = store.resume_writer("par.bin", state)
+            return w.write_part(i, offsets[i], part, digest("md5", part))
+
+        with ThreadPoolExecutor(6) as pool:
+            receipts = list(pool.map(put, reversed(range(len(offsets)))))
+        info = writer.commit(receipts, len(data))
+        assert info.size == len(data)
+
+        out = bytearray(len(data))
+
+        def get(i: int) -> int:
+            return store.read_into("par.bin", offsets[i], memoryview(out)[offsets[i] :][:MiB])
+
+        with ThreadPoolExecutor(6) as pool:
+            assert sum(pool.map(get, range(len(offsets)))) == len(data)
+        assert bytes(out) == data
+        assert len(store._connections) > 1
+    finally:
+        store.close()
+
+
 def test_ranged_reads_across_segment_boundaries(
     swift_env: SwiftServer, container: str, tmp_path: Path
 ) -> None:
