@@ -110,7 +110,9 @@ class EmbeddedExecutor:
             self._put(_START, ("start", item))
         threads = [
             threading.Thread(target=self._worker, name=f"mover-stream-{n}", daemon=True)
-            for n in range(min(self.streams, max(1, self._chunk_count(todo))))
+            # Items are planned by these threads, so their chunk counts are not known yet:
+            # always start every stream (an idle thread costs nothing but its stack).
+            for n in range(self.streams)
         ]
         for t in threads:
             t.start()
@@ -129,10 +131,6 @@ class EmbeddedExecutor:
         return self._finish(job.id)
 
     # -- internals ----------------------------------------------------------------------------
-
-    @staticmethod
-    def _chunk_count(items: list[Item]) -> int:
-        return sum(max(1, len(i.chunks)) for i in items) if items else 1
 
     def _put(self, priority: int, task: object) -> None:
         self._queue.put((priority, next(self._seq), task))

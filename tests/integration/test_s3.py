@@ -188,11 +188,6 @@ def test_writer_takes_parts_in_parallel_on_one_client(
     assert got == b"".join(blocks)
 
 
-@pytest.mark.xfail(
-    reason="the embedded executor starts min(streams, chunks known before planning) threads, "
-    "which is 1 for a single object not yet planned (mover/executors/embedded.py _chunk_count)",
-    strict=False,
-)
 def test_copy_of_one_object_runs_parts_in_parallel(
     s3_env: SeaweedS3Server, s3_client: Any, s3_bucket: str, tmp_path: Path
 ) -> None:
