@@ -50,18 +50,6 @@ MiB = 1024 * 1024
 # --- fixtures and helpers ------------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _swift_registered() -> Iterator[None]:
-    """Use the ``swift`` entry point; register the class only if the installed metadata
-    predates it (an editable install that was not re-installed after pyproject changed)."""
-    added = "swift" not in stores.providers
-    if added:
-        stores.providers.register("swift", SwiftProvider)
-    yield
-    if added:
-        stores.providers.unregister("swift")
-
-
 @pytest.fixture
 def swift_env(
     swift_server: SwiftServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
