@@ -29,6 +29,10 @@ Options (a configured store's table, ``[stores.NAME] url = "https://host/prefix/
     connect_timeout_s (float): seconds to open a connection (default 10).
     read_timeout_s (float): seconds to wait for the next bytes (default 60).
     verify (bool | str): check TLS certificates (default true), or a CA bundle path.
+    if_match (bool): send the ETag from ``stat`` with every ranged read (default true), so
+        that an object replaced during a copy fails it instead of mixing two versions; turn
+        it off for servers whose backends give one file different ETags (Apache's inode
+        ETags behind a load balancer answer 412 to a correct request).
 
 Messages name the URL without its query (which may hold a signature) and never a credential
 (``mover.location`` refuses URLs with user information).
@@ -109,6 +113,9 @@ class HttpProvider(StoreProvider):
         self._ranges: bool | None = None
         #: Strong ETags seen by stat, per key: ranged reads send ``If-Match`` with them.
         self._etags: dict[str, str] = {}
+        self.if_match = bool(o.get("if_match", True))
+        #: Sizes seen by stat, per key: a ranged answer for another total size is refused.
+        self._sizes: dict[str, int] = {}
         self._probed: tuple[str, ObjectInfo] | None = None
 
     @classmethod
@@ -248,7 +255,11 @@ class HttpProvider(StoreProvider):
         if code in (404, 410):
             return ObjectNotFound(f"{url}: no such object (HTTP {code})")
         if code == 412:
-            return ChunkFailed(f"{url}: the object changed during the copy (HTTP 412)")
+            return ChunkFailed(
+                f"{url}: the object changed during the copy (its ETag no longer matches, "
+                "HTTP 412); if it did not, the server's backends disagree on ETags: set "
+                "if_match = false for the store"
+            )
         if code == 429 or code >= 500:
             return ChunkFailed(f"{url}: server error (HTTP {code} {resp.reason})", retryable=True)
         return TransferError(f"{url}: unexpected answer HTTP {code} {resp.reason}")
@@ -306,6 +317,8 @@ class HttpProvider(StoreProvider):
         etag = resp.headers.get("ETag")
         if etag and not etag.startswith("W/") and not encoded:
             self._etags[key] = etag
+        if size is not None:
+            self._sizes[key] = size
         mtime = None
         if resp.headers.get("Last-Modified"):
             try:
@@ -326,7 +339,7 @@ class HttpProvider(StoreProvider):
         if want == 0:
             return 0
         headers = {"Range": f"bytes={offset}-{offset + want - 1}"}
-        etag = self._etags.get(key)
+        etag = self._etags.get(key) if self.if_match else None
         if etag:
             headers["If-Match"] = etag
         resp = self._request("GET", key, headers)
@@ -340,6 +353,12 @@ class HttpProvider(StoreProvider):
                     raise ChunkFailed(
                         f"{self.shown(key)}: asked for bytes from {offset}, the server sent "
                         f"{resp.headers.get('Content-Range') or 'no Content-Range'}"
+                    )
+                known = self._sizes.get(key)
+                if known is not None and m.group(3) != "*" and int(m.group(3)) != known:
+                    raise ChunkFailed(
+                        f"{self.shown(key)}: the object changed during the copy "
+                        f"({known} bytes at stat, {m.group(3)} now)"
                     )
                 limit = min(want, int(m.group(2)) - offset + 1)
             elif code == 200:

@@ -17,7 +17,14 @@ from typing import Any
 import pytest
 
 import mover
-from mover.errors import AccessDenied, MoverError, ObjectNotFound, TransferError, UsageError
+from mover.errors import (
+    AccessDenied,
+    ChunkFailed,
+    MoverError,
+    ObjectNotFound,
+    TransferError,
+    UsageError,
+)
 from mover.jobs import DONE, FAILED, Job
 from mover.providers.http import HttpProvider
 from mover.store import MiB
@@ -311,6 +318,23 @@ def test_server_that_ignores_ranges_it_claims_is_refused(
     assert job.items[0].strategy == "streaming"
     assert "ignored the byte range" in failed(job)
     assert not (tmp_path / "x").exists() and leftovers(tmp_path) == []
+
+
+def test_object_replaced_mid_copy_is_refused(served: dict[str, str], tmp_path: Path) -> None:
+    """If-Match with the ETag from stat: a replaced object fails the copy (412), never mixes."""
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "v.bin").write_bytes(os.urandom(3 * MiB))
+    with HttpServer(root) as server:
+        store, loc = open_location(server.url("v.bin"))
+        store.stat(loc.full_key)
+        buf = memoryview(bytearray(MiB))
+        assert store.read_into(loc.full_key, 0, buf) == MiB
+        (root / "v.tmp").write_bytes(os.urandom(3 * MiB))
+        os.replace(root / "v.tmp", root / "v.bin")  # a new inode: a new ETag
+        with pytest.raises(ChunkFailed, match="changed during the copy"):
+            store.read_into(loc.full_key, MiB, buf)
+        assert server.requests[-1][0] == "GET"
 
 
 def test_read_only(served: dict[str, str], tmp_path: Path) -> None:
