@@ -643,22 +643,28 @@ class SwiftProvider(StoreProvider):
             what,
         )
         if _is_slo(headers):
-            # Deletes the manifest and every segment it names, in one request. Swift answers
-            # 200 with a report; errors in it (a segment it could not delete) are raised.
-            response: dict[str, Any] = {}
-
-            def delete_slo(c: Any) -> None:
-                c.delete_object(
+            # The manifest and every segment it names, in one request (as ``swift delete``).
+            # Swift answers 200 with a report in the body even when something failed, so the
+            # manifest's absence is checked after; a segment left over only wastes space.
+            self._call(
+                lambda c: c.delete_object(
                     self.container,
                     key,
                     query_string="multipart-manifest=delete",
                     headers={"Accept": "application/json"},
-                    response_dict=response,
+                ),
+                what,
+            )
+            try:
+                # X-Newest: a replica that missed the delete must not answer for the others.
+                self._call(
+                    lambda c: c.head_object(self.container, key, headers={"X-Newest": "true"}),
+                    what,
                 )
-
-            self._call(delete_slo, what)
-        else:
-            self._call(lambda c: c.delete_object(self.container, key), what)
+            except ObjectNotFound:
+                return
+            raise ChunkFailed(f"{what}: Swift kept the object after deleting it", retryable=True)
+        self._call(lambda c: c.delete_object(self.container, key), what)
 
     def _old_mover_segments(self, key: str) -> list[str]:
         """Segments of the current object ``key`` that an earlier mover upload of ``key`` wrote.
