@@ -76,6 +76,8 @@ READ_TIMEOUT_S = 60.0
 POOL_PER_THREAD = 2
 #: Read-ahead of a whole-object stream (reads larger than this bypass it).
 STREAM_BUFFER_BYTES = 256 * 1024
+#: How many objects' ETags and sizes a store remembers for its ranged reads.
+_REMEMBER_KEYS = 4096
 #: HEAD answers after which a ranged GET of the first byte is tried instead.
 _HEAD_REFUSED = frozenset({400, 403, 405, 501})
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
@@ -315,6 +317,10 @@ class HttpProvider(StoreProvider):
             elif self._ranges is None:
                 self._ranges = True
         etag = resp.headers.get("ETag")
+        if len(self._etags) > _REMEMBER_KEYS or len(self._sizes) > _REMEMBER_KEYS:
+            # A long-lived worker stats many URLs of one host: forget (checks only weaken).
+            self._etags.clear()
+            self._sizes.clear()
         if etag and not etag.startswith("W/") and not encoded:
             self._etags[key] = etag
         if size is not None:

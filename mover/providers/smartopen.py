@@ -31,7 +31,10 @@ seconds without progress), since the capabilities cannot yet say "parts in order
 Options (a configured store's table):
     transport_params (table): passed to ``smart_open.open`` (a GCS or Azure client is built
         by smart_open from the environment; for SFTP e.g. ``user``, ``port``,
-        ``connect_kwargs.key_filename``). Secrets belong in the environment, not here.
+        ``connect_kwargs.key_filename``). Secrets never go here: a key ending in ``_env``
+        names an environment variable that holds the value of the key without it
+        (``password_env = "BOX_PASSWORD"`` gives ``password``); a literal ``password``,
+        ``token``, ``secret`` or ``passphrase`` is refused.
     compression (str): ``"disable"`` (default: bytes as stored) or a smart_open compression
         (``"infer_from_extension"``, ``".gz"`` ...) to decompress when reading and compress
         when writing; the size is then unknown until the end.
@@ -59,6 +62,7 @@ from mover.errors import (
     AccessDenied,
     BadLocation,
     ChunkFailed,
+    ConfigError,
     MoverError,
     ObjectNotFound,
     PluginLoadError,
@@ -136,7 +140,7 @@ class SmartOpenProvider(StoreProvider):
         super().__init__(location, options)
         o = self.options
         self.transport = self.transport_scheme or location.scheme
-        self.transport_params: dict[str, Any] = dict(o.get("transport_params") or {})
+        self.transport_params = _resolve_params(dict(o.get("transport_params") or {}))
         self.compression = str(o.get("compression", "disable"))
         self.order_wait_s = float(o.get("order_wait_s", ORDER_WAIT_S))
         self._caps = Capabilities(
@@ -405,6 +409,33 @@ class _Reader(io.RawIOBase):
         if not self.closed:
             _close_quietly(self._handle)
         super().close()
+
+
+#: Words that mark a secret in transport_params keys (a literal value is refused).
+_SECRET_WORDS = ("password", "passphrase", "secret", "token", "credential", "pkey", "sas")
+_SECRET_OK = ("_env", "filename", "_file", "_path")
+
+
+def _resolve_params(params: dict[str, Any], where: str = "transport_params") -> dict[str, Any]:
+    """Copy ``params``, taking ``NAME_env`` keys from the environment; refuse literal secrets."""
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        low = key.lower()
+        if isinstance(value, dict):
+            out[key] = _resolve_params(value, f"{where}.{key}")
+        elif low.endswith("_env"):
+            name = str(value)
+            if name not in os.environ:
+                raise ConfigError(f"{where}.{key}: environment variable {name} is not set")
+            out[key[: -len("_env")]] = os.environ[name]
+        elif any(w in low for w in _SECRET_WORDS) and not low.endswith(_SECRET_OK):
+            raise ConfigError(
+                f"{where}.{key} looks like a secret: put it in the environment and name the "
+                f"variable with {key}_env"
+            )
+        else:
+            out[key] = value
+    return out
 
 
 def check_transport(scheme: str) -> None:

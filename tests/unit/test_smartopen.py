@@ -28,7 +28,13 @@ import smart_open.transport
 
 import mover
 from mover.digests import digest
-from mover.errors import ChunkFailed, ObjectNotFound, PluginLoadError, VerificationFailed
+from mover.errors import (
+    ChunkFailed,
+    ConfigError,
+    ObjectNotFound,
+    PluginLoadError,
+    VerificationFailed,
+)
 from mover.jobs import DONE
 from mover.location import parse
 from mover.providers.smartopen import SmartOpenProvider
@@ -229,3 +235,29 @@ def test_corrupt_part_is_refused(tmp_path: Path) -> None:
     with pytest.raises(VerificationFailed):
         w.write_part(0, 0, memoryview(b"aaaa"), digest("xxh3_128", b"aaab"))
     w.abort()
+
+
+def test_secrets_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    loc = parse("smfile:///tmp/x")
+    monkeypatch.setenv("BOX_PASSWORD", "pw-from-env")
+    store = LocalSmartOpen.open(
+        loc,
+        {
+            "transport_params": {
+                "user": "backup",
+                "password_env": "BOX_PASSWORD",
+                "connect_kwargs": {"key_filename": "/keys/id"},
+            }
+        },
+    )
+    assert store.transport_params == {
+        "user": "backup",
+        "password": "pw-from-env",
+        "connect_kwargs": {"key_filename": "/keys/id"},
+    }
+    with pytest.raises(ConfigError, match="password_env"):
+        LocalSmartOpen.open(loc, {"transport_params": {"password": "literal"}})
+    with pytest.raises(ConfigError, match="passphrase"):
+        LocalSmartOpen.open(loc, {"transport_params": {"connect_kwargs": {"passphrase": "x"}}})
+    with pytest.raises(ConfigError, match="NOPE_UNSET"):
+        LocalSmartOpen.open(loc, {"transport_params": {"password_env": "NOPE_UNSET"}})
