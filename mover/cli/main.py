@@ -52,6 +52,25 @@ def _size(_ctx: click.Context, _param: click.Parameter, value: str | None) -> in
         raise click.BadParameter(exc.message) from exc
 
 
+def _fleet_configured() -> bool:
+    """A broker is configured: jobs live in Redis and copies go to the fleet by default."""
+    import os
+
+    return bool(os.environ.get("MOVER_BROKER_URL"))
+
+
+def _jobstore() -> Any:
+    """The job store ``mover jobs/status/resume/cancel`` read: Redis when a broker is
+    configured (the fleet's records), else the local SQLite file."""
+    if _fleet_configured():
+        from mover.jobstores.redis import RedisJobStore
+
+        return RedisJobStore()
+    from mover.api import default_jobstore
+
+    return default_jobstore()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
 @click.version_option(package_name="mover")
@@ -120,6 +139,59 @@ def _report(job: Any, as_json: bool, quiet: bool) -> None:
         sys.exit(EXIT_FAILED)
 
 
+def _copy_on_fleet(
+    source: str,
+    destination: str,
+    recursive: bool,
+    streams: int,
+    chunk_size: int | None,
+    quiet: bool,
+    as_json: bool,
+    wait: bool,
+    bar_on: bool,
+) -> None:
+    """``mover copy`` with the celery executor: plan here, publish, then follow or return."""
+    from mover.cli.progress import ProgressBar
+    from mover.errors import UsageError
+
+    if destination == "-" or source == "-":
+        _fail(str(UsageError("standard input/output cannot go through the fleet")), EXIT_USAGE)
+
+    def submit() -> Any:
+        from mover.executors import celery as fleet
+        from mover.jobstores.redis import RedisJobStore
+
+        jobs = RedisJobStore()
+        job = fleet.submit(
+            source,
+            destination,
+            recursive=recursive,
+            streams=streams,
+            chunk_size=chunk_size,
+            jobs=jobs,
+        )
+        return jobs, job
+
+    jobs, job = _run(submit)
+    if not wait:
+        if as_json:
+            click.echo(json.dumps(jobs.get(job.id).summary(), indent=2))
+        else:
+            click.echo(job.id)
+        return
+
+    def follow() -> Any:
+        from mover.executors import celery as fleet
+
+        with ProgressBar("copying", job.size, enabled=bar_on) as bar:
+            try:
+                return fleet.follow(job.id, jobs, on_progress=bar)
+            except KeyboardInterrupt:
+                _fail(f"stopped following; job {job.id} goes on (mover cancel {job.id})", 130)
+
+    _report(_run(follow), as_json, quiet)
+
+
 @cli.command()
 @click.argument("source")
 @click.argument("destination")
@@ -135,6 +207,19 @@ def _report(job: Any, as_json: bool, quiet: bool) -> None:
 @click.option("--dry-run", is_flag=True, help="Print the strategy and plan; move nothing.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, no summary.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@click.option(
+    "--executor",
+    type=click.Choice(["embedded", "celery"]),
+    default=None,
+    help="Where chunks run: in this process, or on the Celery fleet "
+    "(default: celery when MOVER_BROKER_URL is set, else embedded).",
+)
+@click.option(
+    "--wait/--no-wait",
+    default=False,
+    help="With the celery executor: follow the job to its end (progress bar, exit code); "
+    "without it, print the job id and return.",
+)
 def copy(
     source: str,
     destination: str,
@@ -144,15 +229,22 @@ def copy(
     dry_run: bool,
     quiet: bool,
     as_json: bool,
+    executor: str | None,
+    wait: bool,
 ) -> None:
     """Copy SOURCE to DESTINATION, verified chunk by chunk."""
-    from mover import api
     from mover.cli.progress import ProgressBar
 
     if dry_run:
         _run(lambda: _print_plan(source, destination, recursive, streams, chunk_size))
         return
     bar_on = not quiet and not as_json and destination != "-"
+    if (executor or ("celery" if _fleet_configured() else "embedded")) == "celery":
+        _copy_on_fleet(
+            source, destination, recursive, streams, chunk_size, quiet, as_json, wait, bar_on
+        )
+        return
+    from mover import api
 
     def body() -> Any:
         with ProgressBar("copying", None, enabled=bar_on) as bar:
@@ -171,15 +263,78 @@ def copy(
     _report(job, as_json, quiet)
 
 
+def _resume_on_fleet(store: Any, job: Any, quiet: bool, as_json: bool, wait: bool) -> None:
+    from mover.cli.progress import ProgressBar
+    from mover.executors import celery as fleet
+
+    resumed = _run(lambda: fleet.resume(job.id, store))
+    if not wait:
+        click.echo(resumed.id)
+        return
+
+    def follow() -> Any:
+        enabled = not quiet and not as_json
+        with ProgressBar("resuming", resumed.size, enabled=enabled) as bar:
+            return fleet.follow(resumed.id, store, on_progress=bar)
+
+    _report(_run(follow), as_json, quiet)
+
+
+@cli.command()
+@click.argument("job_id")
+@click.option(
+    "--wait",
+    "wait_s",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds to wait for the workers to stop; then unfinished objects are aborted "
+    "from here. 0: only ask, do not wait.",
+)
+def cancel(job_id: str, wait_s: float) -> None:
+    """Cancel a job of the fleet: queued chunks are dropped, running ones stop at their next
+    read, uploads are aborted and temporary data removed; the job ends cancelled."""
+    from mover.executors import celery as fleet
+
+    def body() -> Any:
+        store = _jobstore()
+        if not hasattr(store, "transition"):
+            from mover.errors import UsageError
+
+            raise UsageError(
+                "mover cancel acts on fleet jobs: set MOVER_BROKER_URL (an embedded copy "
+                "stops with Ctrl-C)"
+            )
+        return fleet.cancel(job_id, store, wait_s=wait_s or None)
+
+    job = _run(body)
+    click.echo(f"job {job.id}: {job.state}")
+
+
 @cli.command()
 @click.argument("job_id")
 @click.option("--streams", type=click.IntRange(1, 256), default=None)
 @click.option("-q", "--quiet", is_flag=True)
 @click.option("--json", "as_json", is_flag=True)
-def resume(job_id: str, streams: int | None, quiet: bool, as_json: bool) -> None:
-    """Finish a failed, cancelled or interrupted job: only what is not done runs again."""
+@click.option(
+    "--wait/--no-wait",
+    default=True,
+    help="Fleet jobs: follow the job to its end (default), or return once re-enqueued.",
+)
+def resume(job_id: str, streams: int | None, quiet: bool, as_json: bool, wait: bool) -> None:
+    """Finish a failed, cancelled or interrupted job: only what is not done runs again.
+
+    A job of the fleet (executor celery) is resumed on the fleet: only its chunks not done are
+    enqueued again."""
     from mover import api
     from mover.cli.progress import ProgressBar
+
+    if _fleet_configured():
+        store = _jobstore()
+        job = _run(lambda: store.get(job_id))
+        if job.executor == "celery":
+            _resume_on_fleet(store, job, quiet, as_json, wait)
+            return
 
     def body() -> Any:
         with ProgressBar("resuming", None, enabled=not quiet and not as_json) as bar:
@@ -252,12 +407,11 @@ def check(source: str, destination: str, recursive: bool, streams: int) -> None:
 @click.option("-n", "--limit", default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def jobs(limit: int, as_json: bool) -> None:
-    """List recent jobs."""
-    from mover.api import default_jobstore
+    """List recent jobs (of the fleet, in Redis, when MOVER_BROKER_URL is set)."""
     from mover.planning import human
 
     def body() -> None:
-        found = default_jobstore().list(limit)
+        found = _jobstore().list(limit)
         if as_json:
             click.echo(json.dumps([j.summary() for j in found], indent=2))
             return
@@ -276,11 +430,10 @@ def jobs(limit: int, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def status(job_id: str, as_json: bool) -> None:
     """Show a job: state, bytes, objects and chunks, errors."""
-    from mover.api import default_jobstore
     from mover.planning import human
 
     def body() -> None:
-        job = default_jobstore().get(job_id)
+        job = _jobstore().get(job_id)
         if as_json:
             click.echo(json.dumps(job.to_dict(), indent=2, default=str))
             return
@@ -293,6 +446,9 @@ def status(job_id: str, as_json: bool) -> None:
             click.echo(f"  digest: {job.digest}")
         if job.error:
             click.echo(f"  error: {job.error}")
+        elapsed = (job.finished or time.time()) - job.created
+        if elapsed > 0 and job.bytes_done:
+            click.echo(f"  rate: {human(int(job.bytes_done / elapsed))}/s over {elapsed:.1f} s")
         for item in job.items[:20]:
             done = sum(1 for c in item.chunks if c.state == "done")
             click.echo(
@@ -300,10 +456,71 @@ def status(job_id: str, as_json: bool) -> None:
                 f"{human(item.size):>10}  {item.destination}"
                 + (f"  ({item.error})" if item.error else "")
             )
+            for chunk in item.chunks:
+                if chunk.error and chunk.state != "done":
+                    click.echo(f"      chunk {chunk.index}: {chunk.state}: {chunk.error}")
         if len(job.items) > 20:
             click.echo(f"  ... {len(job.items) - 20} more objects")
 
     _run(body)
+
+
+def default_queues() -> list[str]:
+    """The queues a worker consumes unless told (``-Q``): ``mover`` (submit, commit),
+    ``celery`` (where a bare ``send_task`` lands), ``mover.<scheme>`` for every registered
+    provider and ``mover.store.<name>`` for every configured store."""
+    from mover import config as config_mod
+    from mover.stores import providers
+
+    queues = ["mover", "celery"]
+    queues += [f"mover.{name}" for name in providers.names()]
+    try:
+        stores = sorted(config_mod.load().stores)
+    except MoverError:
+        stores = []  # a broken configuration is reported by the commands that use it
+    return queues + [f"mover.store.{name}" for name in stores]
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.option("-Q", "--queues", help="Comma-separated queues (default: see below).")
+@click.option("-c", "--concurrency", type=click.IntRange(1, 1024), help="Pool size.")
+@click.option("-n", "--hostname", help="Worker name, e.g. mover1@%h.")
+@click.option(
+    "--pool",
+    type=click.Choice(["prefork", "threads", "solo"]),
+    default="prefork",
+    show_default=True,
+)
+@click.option("-l", "--loglevel", default="INFO", show_default=True)
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+def worker(
+    queues: str | None,
+    concurrency: int | None,
+    hostname: str | None,
+    pool: str,
+    loglevel: str,
+    celery_args: tuple[str, ...],
+) -> None:
+    """Run a Celery worker of the fleet (a thin wrapper of ``celery -A workers.app worker``).
+
+    The broker is MOVER_BROKER_URL. By default the worker consumes ``mover``, ``celery``,
+    ``mover.<scheme>`` for every provider and ``mover.store.<name>`` for every configured
+    store; -Q narrows it (e.g. -Q mover.s3 for a pool dedicated to S3 destinations). Extra
+    arguments go to celery unchanged. Credentials come from this process's environment and
+    configuration, never from task messages.
+    """
+    import os
+
+    argv = [sys.executable, "-m", "celery", "-A", "workers.app", "worker"]
+    argv += ["-Q", queues or ",".join(default_queues()), "--pool", pool, "-l", loglevel, "-E"]
+    if concurrency:
+        argv += ["-c", str(concurrency)]
+    if hostname:
+        argv += ["-n", hostname]
+    argv += list(celery_args)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, argv)
 
 
 @cli.command()

@@ -1,0 +1,79 @@
+"""The fleet's Python API: submit a copy to the Celery workers and follow it with a handle.
+
+    from mover import fleet
+
+    handle = fleet.submit("file:///srv/x.qcow2", "s3://backups/x.qcow2", chunk_size=64 << 20)
+    job = handle.wait(timeout=600)      # the finished Job (state done, failed or cancelled)
+    handle.status()                     # the Job as recorded now
+    handle.cancel()                     # stop it; waits for the workers to clean up
+
+The broker is ``MOVER_BROKER_URL``; validation and planning run in this process, chunks on
+the workers (see :mod:`mover.executors.celery`). For a copy in this process, use
+:func:`mover.copy`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mover.jobs import Job
+from mover.jobstores.redis import RedisJobStore
+
+
+@dataclass
+class JobHandle:
+    """A job running on the fleet, by id."""
+
+    id: str
+    jobs: RedisJobStore = field(repr=False)
+
+    def status(self) -> Job:
+        """The job as recorded now: state, items, chunks done, errors."""
+        return self.jobs.get(self.id)
+
+    def wait(self, timeout: float | None = None, poll_s: float = 0.5) -> Job:
+        """Block until the job is final and return it; raise TimeoutError after ``timeout``
+        seconds (the job goes on)."""
+        from mover.executors import celery as fleet
+
+        return fleet.follow(self.id, self.jobs, timeout_s=timeout, poll_s=poll_s)
+
+    def cancel(self, wait_s: float | None = 30.0) -> Job:
+        """Cancel the job (see :func:`mover.executors.celery.cancel`)."""
+        from mover.executors import celery as fleet
+
+        return fleet.cancel(self.id, self.jobs, wait_s=wait_s)
+
+    def resume(self) -> Job:
+        """Re-enqueue what is not done (see :func:`mover.executors.celery.resume`)."""
+        from mover.executors import celery as fleet
+
+        return fleet.resume(self.id, self.jobs)
+
+
+def submit(
+    source: str,
+    destination: str,
+    *,
+    recursive: bool = False,
+    streams: int = 4,
+    chunk_size: int | None = None,
+    jobs: RedisJobStore | None = None,
+) -> JobHandle:
+    """Validate and plan a copy here, publish its chunks to the fleet, return a handle.
+
+    Raises the :class:`~mover.errors.MoverError` of a bad request before anything is
+    enqueued (unknown store, missing object, ...)."""
+    from mover.executors import celery as fleet
+
+    jobs = jobs or RedisJobStore()
+    job = fleet.submit(
+        source, destination, recursive=recursive, streams=streams, chunk_size=chunk_size, jobs=jobs
+    )
+    return JobHandle(job.id, jobs)
+
+
+def handle(job_id: str, jobs: RedisJobStore | None = None) -> JobHandle:
+    """A handle on an existing fleet job (a unique prefix of its id is enough)."""
+    jobs = jobs or RedisJobStore()
+    return JobHandle(jobs.resolve(job_id), jobs)

@@ -1,0 +1,464 @@
+"""Job records in Redis, shared by the caller and every worker of the fleet.
+
+The fleet needs one job store that every process sees at once: the caller writes the job and
+its plans, workers record chunks and decide, atomically, which of them commits an object. This
+is :class:`~mover.jobs.JobStore` on Redis, the same contract as the SQLite store
+(:mod:`mover.jobstores.sqlite`), with a few fleet-only operations (``settle``, ``transition``,
+``item_final``) the celery executor needs to finish jobs without chords.
+
+Keys (``P`` is the prefix, ``mover`` by default; ``J`` is ``P:job:<id>``):
+
+========================  =====  ==========================================================
+``J``                     hash   the job: source, destination, state, options, n_items, ...
+``J:item:<i>``            hash   an item: source, destination, size, state, strategy, plan,
+                                 digest, error, chunks (``[[index, offset, length], ...]``),
+                                 n_chunks, commits (how many times the commit was claimed)
+``J:item:<i>:done``       set    indexes of chunks done (SADD + SCARD: idempotent counting)
+``J:item:<i>:settled``    set    indexes of chunks that will not run again (done or skipped)
+``J:item:<i>:receipts``   hash   chunk index -> receipt (JSON)
+``J:item:<i>:errors``     hash   chunk index -> last error message
+``J:final``               set    indexes of items in a final state
+``P:jobs``                zset   job id by creation time (``mover jobs``)
+``P:jobids``              zset   job ids, score 0, for prefix look-up (ZRANGEBYLEX)
+========================  =====  ==========================================================
+
+Every hash value is JSON (so ``None`` and numbers survive). A job that reaches a final state
+gets a TTL on all its keys (``MOVER_JOB_TTL_S``, default 7 days); resuming it removes the TTL.
+State changes that several processes may race for (claim the commit, fail an item, cancel a
+job) are optimistic transactions (WATCH/MULTI), so they are atomic on a real Redis and work on
+fakeredis without Lua. No credential is ever written here: records hold URLs, which cannot
+carry user info (:mod:`mover.location` refuses it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import WatchError
+from redis.retry import Retry
+
+from mover.errors import JobNotFound, MoverError
+from mover.jobs import COMMITTING, FINAL, RUNNING, ChunkRecord, Item, Job, JobStore
+
+#: Seconds a finished job's records are kept (``MOVER_JOB_TTL_S``).
+DEFAULT_TTL_S = 7 * 24 * 3600
+#: The Redis used when neither ``MOVER_JOBS_URL`` nor ``MOVER_BROKER_URL`` is set.
+DEFAULT_URL = "redis://127.0.0.1:6379/0"
+#: The key prefix (``MOVER_REDIS_PREFIX``).
+DEFAULT_PREFIX = "mover"
+#: A job being cancelled: chunks still queued return at once, running ones stop at their
+#: next read; it becomes ``cancelled`` when every chunk has settled.
+CANCELLING = "cancelling"
+
+_JOB_FIELDS = ("state", "error", "finished", "owner")
+_ITEM_FIELDS = ("state", "digest", "error", "bytes_through", "strategy", "size")
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _loads(raw: bytes | str | None) -> Any:
+    return None if raw is None else json.loads(raw)
+
+
+def _decode(mapping: dict[bytes, bytes]) -> dict[str, Any]:
+    return {k.decode(): _loads(v) for k, v in mapping.items()}
+
+
+def client_from_url(url: str) -> redis.Redis:
+    """A Redis client that rides out a short outage (a restart of the server) by retrying
+    each command with back-off for about half a minute, instead of failing the chunk."""
+    return redis.Redis.from_url(
+        url,
+        retry=Retry(ExponentialBackoff(cap=2.0, base=0.1), 20),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        health_check_interval=30,
+        socket_connect_timeout=5,
+        socket_timeout=30,
+    )
+
+
+class RedisJobStore(JobStore):
+    """A :class:`~mover.jobs.JobStore` in Redis, for the fleet.
+
+    Parameters:
+        url (str | None): the Redis URL; default ``MOVER_JOBS_URL``, else ``MOVER_BROKER_URL``,
+            else ``redis://127.0.0.1:6379/0``.
+        client (redis.Redis | None): use this client instead (tests pass a fakeredis one).
+        prefix (str): key prefix (default ``MOVER_REDIS_PREFIX`` or ``mover``).
+        ttl_s (int): seconds finished jobs are kept (default ``MOVER_JOB_TTL_S`` or 7 days).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        client: redis.Redis | None = None,
+        prefix: str | None = None,
+        ttl_s: int | None = None,
+    ) -> None:
+        if client is None:
+            url = (
+                url
+                or os.environ.get("MOVER_JOBS_URL")
+                or os.environ.get("MOVER_BROKER_URL")
+                or DEFAULT_URL
+            )
+            if not url.startswith(("redis://", "rediss://", "unix://")):
+                raise MoverError(
+                    f"the fleet's job store needs a Redis URL, not {url.split(':')[0]}"
+                )
+            client = client_from_url(url)
+        self.r = client
+        self.prefix = prefix or os.environ.get("MOVER_REDIS_PREFIX") or DEFAULT_PREFIX
+        self.ttl_s = int(ttl_s or os.environ.get("MOVER_JOB_TTL_S") or DEFAULT_TTL_S)
+
+    # -- keys -------------------------------------------------------------------------------
+
+    def job_key(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}"
+
+    def item_key(self, job_id: str, item: int, part: str = "") -> str:
+        base = f"{self.prefix}:job:{job_id}:item:{item}"
+        return f"{base}:{part}" if part else base
+
+    def _item_keys(self, job_id: str, item: int) -> list[str]:
+        return [
+            self.item_key(job_id, item),
+            *(self.item_key(job_id, item, p) for p in ("done", "settled", "receipts", "errors")),
+        ]
+
+    def _all_keys(self, job_id: str, n_items: int) -> list[str]:
+        keys = [self.job_key(job_id), f"{self.job_key(job_id)}:final"]
+        for i in range(n_items):
+            keys += self._item_keys(job_id, i)
+        return keys
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def create(self, job: Job) -> None:
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(
+            self.job_key(job.id),
+            mapping={
+                "id": _dumps(job.id),
+                "source": _dumps(job.source),
+                "destination": _dumps(job.destination),
+                "state": _dumps(job.state),
+                "recursive": _dumps(job.recursive),
+                "executor": _dumps(job.executor),
+                "options": _dumps(job.options),
+                "error": _dumps(job.error),
+                "created": _dumps(job.created),
+                "updated": _dumps(job.updated),
+                "finished": _dumps(job.finished),
+                "owner": _dumps(job.owner),
+                "n_items": _dumps(len(job.items)),
+            },
+        )
+        pipe.zadd(f"{self.prefix}:jobs", {job.id: job.created})
+        pipe.zadd(f"{self.prefix}:jobids", {job.id: 0})
+        for item in job.items:
+            self._write_item(pipe, job.id, item)
+        if job.state in FINAL:
+            self._expire(pipe, job.id, len(job.items))
+        pipe.execute()
+
+    def _write_item(self, pipe: Any, job_id: str, item: Item) -> None:
+        key = self.item_key(job_id, item.index)
+        pipe.delete(*self._item_keys(job_id, item.index)[1:])
+        pipe.hset(
+            key,
+            mapping={
+                "index": _dumps(item.index),
+                "source": _dumps(item.source),
+                "destination": _dumps(item.destination),
+                "size": _dumps(item.size),
+                "state": _dumps(item.state),
+                "strategy": _dumps(item.strategy),
+                "plan": _dumps(item.plan),
+                "digest": _dumps(item.digest),
+                "error": _dumps(item.error),
+                "bytes_through": _dumps(item.bytes_through),
+                "chunks": _dumps([[c.index, c.offset, c.length] for c in item.chunks]),
+                "n_chunks": _dumps(len(item.chunks)),
+                # A token that changes with every (re)plan: workers cache plans by it.
+                "planned": _dumps(f"{time.time():.6f}:{os.getpid()}"),
+            },
+        )
+        done = [c for c in item.chunks if c.state == "done"]
+        if done:
+            pipe.sadd(self.item_key(job_id, item.index, "done"), *(c.index for c in done))
+            pipe.sadd(self.item_key(job_id, item.index, "settled"), *(c.index for c in done))
+            receipts = {str(c.index): _dumps(c.receipt) for c in done if c.receipt}
+            if receipts:
+                pipe.hset(self.item_key(job_id, item.index, "receipts"), mapping=receipts)
+        errors = {str(c.index): _dumps(c.error) for c in item.chunks if c.error}
+        if errors:
+            pipe.hset(self.item_key(job_id, item.index, "errors"), mapping=errors)
+        if item.state in FINAL:
+            pipe.sadd(f"{self.job_key(job_id)}:final", item.index)
+        else:
+            pipe.srem(f"{self.job_key(job_id)}:final", item.index)
+
+    def save_item(self, job_id: str, item: Item) -> None:
+        pipe = self.r.pipeline(transaction=True)
+        self._write_item(pipe, job_id, item)
+        pipe.hset(self.job_key(job_id), "updated", _dumps(time.time()))
+        pipe.execute()
+
+    def chunk_done(self, job_id: str, item: int, chunk: int, receipt: dict[str, Any]) -> int:
+        """Record a chunk done; return how many chunks of the item are not done.
+
+        One MULTI: the receipt, SADD to the done and settled sets, SCARD. A chunk delivered
+        twice adds nothing the second time, so the count reaches 0 once per distinct chunk
+        set, and every caller that sees 0 races for :meth:`claim_commit`, which only one wins.
+        """
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(self.item_key(job_id, item, "receipts"), str(chunk), _dumps(receipt))
+        pipe.sadd(self.item_key(job_id, item, "done"), chunk)
+        pipe.sadd(self.item_key(job_id, item, "settled"), chunk)
+        pipe.hdel(self.item_key(job_id, item, "errors"), str(chunk))
+        pipe.scard(self.item_key(job_id, item, "done"))
+        pipe.hget(self.item_key(job_id, item), "n_chunks")
+        *_, n_done, n_chunks = pipe.execute()
+        return max(0, int(_loads(n_chunks) or 0) - int(n_done))
+
+    def chunk_failed(self, job_id: str, item: int, chunk: int, error: str) -> None:
+        self.r.hset(self.item_key(job_id, item, "errors"), str(chunk), _dumps(error))
+
+    def settle(self, job_id: str, item: int, chunk: int) -> int:
+        """Mark a chunk as one that will not run again (done, failed or skipped after a
+        cancel); return how many chunks of the item have not settled yet."""
+        pipe = self.r.pipeline(transaction=True)
+        pipe.sadd(self.item_key(job_id, item, "settled"), chunk)
+        pipe.scard(self.item_key(job_id, item, "settled"))
+        pipe.hget(self.item_key(job_id, item), "n_chunks")
+        _, n_settled, n_chunks = pipe.execute()
+        return max(0, int(_loads(n_chunks) or 0) - int(n_settled))
+
+    def unsettle(self, job_id: str, item: int, chunks: Iterable[int]) -> None:
+        """Forget that these chunks settled (resume re-enqueues them)."""
+        chunks = list(chunks)
+        if chunks:
+            self.r.srem(self.item_key(job_id, item, "settled"), *chunks)
+
+    def item_final(self, job_id: str, item: int) -> bool:
+        """Note that an item reached a final state; True for the one caller whose call made
+        every item of the job final (that caller finishes the job)."""
+        pipe = self.r.pipeline(transaction=True)
+        pipe.sadd(f"{self.job_key(job_id)}:final", item)
+        pipe.scard(f"{self.job_key(job_id)}:final")
+        pipe.hget(self.job_key(job_id), "n_items")
+        added, n_final, n_items = pipe.execute()
+        return bool(added) and int(n_final) >= int(_loads(n_items) or 0)
+
+    def update_item(self, job_id: str, item: int, **fields: Any) -> None:
+        bad = set(fields) - set(_ITEM_FIELDS)
+        if bad:
+            raise ValueError(f"unknown item fields {bad}")
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(self.item_key(job_id, item), mapping={k: _dumps(v) for k, v in fields.items()})
+        pipe.hset(self.job_key(job_id), "updated", _dumps(time.time()))
+        pipe.execute()
+
+    def update_job(self, job_id: str, **fields: Any) -> None:
+        bad = set(fields) - set(_JOB_FIELDS)
+        if bad:
+            raise ValueError(f"unknown job fields {bad}")
+        fields["updated"] = time.time()
+        n_items = int(_loads(self.r.hget(self.job_key(job_id), "n_items")) or 0)
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(self.job_key(job_id), mapping={k: _dumps(v) for k, v in fields.items()})
+        state = fields.get("state")
+        if state in FINAL:
+            self._expire(pipe, job_id, n_items)
+        elif state is not None:
+            for key in self._all_keys(job_id, n_items):
+                pipe.persist(key)
+        pipe.execute()
+
+    def _expire(self, pipe: Any, job_id: str, n_items: int) -> None:
+        for key in self._all_keys(job_id, n_items):
+            pipe.expire(key, self.ttl_s)
+
+    def transition(
+        self, key: str, from_states: Iterable[str], to_state: str, **fields: Any
+    ) -> bool:
+        """Atomically set ``state`` (and ``fields``) of the hash ``key`` if its state is one
+        of ``from_states``; True for the caller that did. WATCH/MULTI: a concurrent change
+        of the key makes the transaction retry against the new state."""
+        allowed = {_dumps(s) for s in from_states}
+        mapping = {"state": _dumps(to_state), **{k: _dumps(v) for k, v in fields.items()}}
+        with self.r.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    current = pipe.hget(key, "state")
+                    if current is None or current.decode() not in allowed:
+                        pipe.unwatch()
+                        return False
+                    pipe.multi()
+                    pipe.hset(key, mapping=mapping)
+                    pipe.execute()
+                    return True
+                except WatchError:
+                    continue
+
+    def claim_commit(self, job_id: str, item: int) -> bool:
+        """``running`` -> ``committing``, once; also counts the claims (``commits``), which
+        tests read to prove that no object was committed twice."""
+        won = self.transition(self.item_key(job_id, item), (RUNNING,), COMMITTING)
+        if won:
+            self.r.hincrby(self.item_key(job_id, item), "commits", 1)
+        return won
+
+    def commits(self, job_id: str, item: int) -> int:
+        """How many times the commit of an item was claimed (1 after a good run)."""
+        return int(self.r.hget(self.item_key(job_id, item), "commits") or 0)
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def resolve(self, job_id: str) -> str:
+        """The full id of a job from its id or a unique prefix; raise JobNotFound."""
+        if self.r.exists(self.job_key(job_id)):
+            return job_id
+        lo = f"[{job_id}".encode()
+        hi = f"[{job_id}".encode() + b"\xff"
+        found = [m.decode() for m in self.r.zrangebylex(f"{self.prefix}:jobids", lo, hi, 0, 3)]
+        found = [j for j in found if self.r.exists(self.job_key(j))]
+        if len(found) != 1:
+            why = "matches several jobs" if found else "is unknown"
+            raise JobNotFound(f"job {job_id!r} {why} (see mover jobs)")
+        return found[0]
+
+    def job_state(self, job_id: str) -> str | None:
+        """The job's state alone: one HGET, cheap enough to poll while a chunk runs."""
+        return _loads(self.r.hget(self.job_key(job_id), "state"))
+
+    def get_item(self, job_id: str, item: int, with_chunks: bool = True) -> Item:
+        """One item with its plan and (optionally) its chunks' states."""
+        pipe = self.r.pipeline(transaction=False)
+        self._queue_item_reads(pipe, job_id, item, with_chunks)
+        results = pipe.execute()
+        if not results[0]:
+            raise JobNotFound(f"job {job_id!r} has no object {item}")
+        return self._item_from(results, with_chunks)
+
+    def _queue_item_reads(self, pipe: Any, job_id: str, item: int, with_chunks: bool) -> None:
+        pipe.hgetall(self.item_key(job_id, item))
+        if with_chunks:
+            pipe.smembers(self.item_key(job_id, item, "done"))
+            pipe.hgetall(self.item_key(job_id, item, "receipts"))
+            pipe.hgetall(self.item_key(job_id, item, "errors"))
+
+    @staticmethod
+    def _item_from(results: list[Any], with_chunks: bool) -> Item:
+        d = _decode(results[0])
+        item = Item(
+            index=d["index"],
+            source=d["source"],
+            destination=d["destination"],
+            size=d.get("size"),
+            state=d.get("state") or "pending",
+            strategy=d.get("strategy"),
+            plan=d.get("plan") if with_chunks else None,
+            digest=d.get("digest"),
+            error=d.get("error"),
+            bytes_through=d.get("bytes_through"),
+        )
+        chunks = d.get("chunks") or []
+        if with_chunks:
+            done = {int(x) for x in results[1]}
+            receipts = {int(k): json.loads(v) for k, v in results[2].items()}
+            errors = {int(k): json.loads(v) for k, v in results[3].items()}
+        else:
+            done, receipts, errors = set(), {}, {}
+        for index, offset, length in chunks:
+            state = "done" if index in done else ("failed" if index in errors else "pending")
+            item.chunks.append(
+                ChunkRecord(
+                    index=index,
+                    offset=offset,
+                    length=length,
+                    state=state,
+                    digest=(receipts.get(index) or {}).get("digest"),
+                    error=errors.get(index),
+                    receipt=receipts.get(index),
+                )
+            )
+        return item
+
+    @staticmethod
+    def _job_from(d: dict[str, Any]) -> Job:
+        return Job(
+            id=d["id"],
+            source=d["source"],
+            destination=d["destination"],
+            state=d["state"],
+            recursive=bool(d.get("recursive")),
+            executor=d.get("executor") or "celery",
+            options=d.get("options") or {},
+            error=d.get("error"),
+            created=d.get("created") or 0.0,
+            updated=d.get("updated") or 0.0,
+            finished=d.get("finished"),
+            owner=d.get("owner") or "",
+        )
+
+    def _read_jobs(self, ids: list[str], with_chunks: bool) -> list[Job | None]:
+        pipe = self.r.pipeline(transaction=False)
+        for jid in ids:
+            pipe.hgetall(self.job_key(jid))
+        raw_jobs = pipe.execute()
+        jobs: list[Job | None] = []
+        pipe = self.r.pipeline(transaction=False)
+        per_item = 4 if with_chunks else 1
+        for raw in raw_jobs:
+            if not raw:
+                jobs.append(None)
+                continue
+            job = self._job_from(_decode(raw))
+            jobs.append(job)
+            n_items = int(_loads(raw.get(b"n_items")) or 0)
+            for i in range(n_items):
+                self._queue_item_reads(pipe, job.id, i, with_chunks)
+        results = pipe.execute()
+        pos = 0
+        for job, raw in zip(jobs, raw_jobs, strict=True):
+            if job is None:
+                continue
+            for _ in range(int(_loads(raw.get(b"n_items")) or 0)):
+                chunk = results[pos : pos + per_item]
+                pos += per_item
+                if chunk[0]:
+                    job.items.append(self._item_from(chunk, with_chunks))
+        return jobs
+
+    def get(self, job_id: str) -> Job:
+        jid = self.resolve(job_id)
+        job = self._read_jobs([jid], with_chunks=True)[0]
+        if job is None:
+            raise JobNotFound(f"job {job_id!r} is unknown (see mover jobs)")
+        return job
+
+    def list(self, limit: int = 20) -> list[Job]:
+        ids = [m.decode() for m in self.r.zrevrange(f"{self.prefix}:jobs", 0, max(0, limit - 1))]
+        jobs = self._read_jobs(ids, with_chunks=False)
+        gone = [jid for jid, job in zip(ids, jobs, strict=True) if job is None]
+        if gone:  # expired: drop them from the indexes
+            self.r.zrem(f"{self.prefix}:jobs", *gone)
+            self.r.zrem(f"{self.prefix}:jobids", *gone)
+        return [j for j in jobs if j is not None]
+
+    def close(self) -> None:
+        self.r.close()

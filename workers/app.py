@@ -1,0 +1,95 @@
+"""The Celery app of the fleet: ``celery -A workers.app worker`` (or ``mover worker``).
+
+Settings come from the environment, so that a worker, the ``mover`` CLI and a service that only
+sends tasks by name agree without sharing a file:
+
+``MOVER_BROKER_URL``
+    The broker, e.g. ``redis://redis:6379/0`` (default ``redis://127.0.0.1:6379/0``). The job
+    records live in the same Redis unless ``MOVER_JOBS_URL`` names another.
+``MOVER_RESULT_BACKEND``
+    Where task results go (only ``mover.submit`` keeps one: the job id); default the broker.
+``MOVER_VISIBILITY_TIMEOUT_S`` (default 60)
+    Seconds a delivered, unacknowledged chunk stays invisible before Redis hands it to another
+    worker. A running chunk renews its lease every third of this (see
+    :mod:`workers.tasks`), so a chunk may run longer than the timeout without being delivered
+    twice; a *dead* worker's chunk is redelivered after the timeout plus one restore sweep.
+``MOVER_RESTORE_INTERVAL_S`` (default 10)
+    How often a worker sweeps for expired unacked messages (kombu's
+    ``unacked_restore_interval``, with ``unacked_restore_throttle`` 1 so the sweep really runs
+    that often). With the defaults, a killed worker's chunk runs again within about a minute.
+
+Why these Celery settings (CELERY-FACTS.md has the measurements):
+
+- JSON only: task messages are public API (other services send ``mover.submit`` by name) and
+  must never unpickle anything.
+- ``task_acks_late`` + ``task_reject_on_worker_lost``: a chunk is acknowledged after it ran, so
+  a worker killed mid-chunk loses nothing (a killed pool child's chunk is requeued at once; a
+  killed worker's waits for the visibility timeout). Chunks are idempotent, and the commit is
+  claimed once in the job store, so a second delivery does no harm.
+- ``worker_prefetch_multiplier`` 1: a worker holds no more chunks than it runs, so chunks are
+  not stuck behind a busy worker and reserved chunks do not outlive their lease.
+- ``worker_send_task_events``: Flower sees tasks. Task-sent events stay off: they cost a
+  PUBLISH per chunk at enqueue time (about a quarter of the publish rate).
+"""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+#: The broker used when ``MOVER_BROKER_URL`` is not set.
+DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
+#: The queue ``mover.submit`` and ``mover.job.commit`` go to, and every worker consumes.
+DEFAULT_QUEUE = "mover"
+
+
+def broker_url() -> str:
+    return os.environ.get("MOVER_BROKER_URL") or DEFAULT_BROKER_URL
+
+
+def transport_options() -> dict[str, float]:
+    """kombu's Redis transport options: visibility timeout and restore sweep."""
+    return {
+        "visibility_timeout": float(os.environ.get("MOVER_VISIBILITY_TIMEOUT_S") or 60),
+        "unacked_restore_interval": float(os.environ.get("MOVER_RESTORE_INTERVAL_S") or 10),
+        "unacked_restore_throttle": 1,
+    }
+
+
+def make_app() -> Celery:
+    """Build the app from the environment (tests build one per broker)."""
+    broker = broker_url()
+    app = Celery("mover", include=["workers.tasks"])
+    app.conf.update(
+        broker_url=broker,
+        result_backend=os.environ.get("MOVER_RESULT_BACKEND") or broker,
+        task_serializer="json",
+        result_serializer="json",
+        event_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        broker_transport_options=transport_options(),
+        result_backend_transport_options={"retry_policy": {"max_retries": 20}},
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,  # ride out a broker restart, however long
+        worker_send_task_events=True,
+        task_send_sent_event=False,
+        task_default_queue=DEFAULT_QUEUE,
+        task_routes={
+            "mover.submit": {"queue": DEFAULT_QUEUE},
+            "mover.job.commit": {"queue": DEFAULT_QUEUE},
+        },
+        result_expires=7 * 24 * 3600,
+        worker_hijack_root_logger=True,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+        enable_utc=True,
+    )
+    return app
+
+
+#: The app ``celery -A workers.app`` finds.
+app = make_app()

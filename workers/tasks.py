@@ -1,0 +1,425 @@
+"""Every Celery task of mover. Their names are public API, independent of this module's path:
+
+``mover.submit`` (queue ``mover``; workers also consume ``celery``)
+    args ``[{"source": URL, "destination": URL, "options": {...}}]``; options: ``streams``
+    (int), ``chunk_size`` (int bytes or a size such as ``"8MiB"``), ``recursive`` (bool).
+    Validates, plans and enqueues the chunks on the worker side, and returns the job id. A bad
+    request fails the task with a ``ValueError`` that says what is wrong and names the job
+    record where the same error is kept (``mover status JOB``).
+``mover.chunk.copy`` (queue ``mover.store.NAME`` or ``mover.<scheme>`` of the destination)
+    args ``[job_id, item, chunk]``. Runs one chunk, records its receipt; the worker that
+    completes an object's last chunk commits it. No result kept.
+``mover.job.commit`` (queue ``mover``)
+    args ``[job_id, item]``. Commits an object whose chunks are all done (objects with no
+    chunk, and resumed jobs whose committer died). No result kept.
+
+Exactly once, without chords: a chunk may run twice (redelivery after a lost worker); it
+rewrites the same part and records the same receipt. ``chunk_done`` is a SADD + SCARD on the
+item's set of done chunks, so the last chunk is seen by whoever completes the set, and
+``claim_commit`` (a WATCH/MULTI state change ``running`` -> ``committing``) lets only one of
+them commit. The commit verifies the whole object (``strategy.object_digest``) as the embedded
+executor does.
+
+Cancellation: each chunk reads the job state first and returns at once when the job is being
+cancelled (queued chunks are dropped this way); while a chunk runs, a per-process watcher polls
+the job and item states every ``MOVER_CANCEL_POLL_S`` (1 s) and sets the chunk's cancelled
+event, which the strategy checks at each read. The object's write is aborted at once by the
+first chunk that notices, and again when its last chunk settles (in case a chunk still running
+elsewhere recreated something); then the job becomes ``cancelled``.
+
+Leases: the same watcher renews the broker's lease of each running chunk (the score of its
+delivery tag in kombu's ``unacked_index``), so a chunk that runs longer than the visibility
+timeout is not handed to a second worker while the first is alive, and the timeout can stay
+short enough for a dead worker's chunk to come back within about a minute.
+
+Retries: a retryable error (``MoverError.retryable``: connection, time-out, 5xx, SlowDown)
+is retried by Celery (``self.retry``) with exponential back-off and full jitter, at most
+``MOVER_CHUNK_RETRIES`` (5) times; mover's own retry loop is not used here, so retries never
+multiply. Other errors (403, 404, a checksum mismatch) fail the object at once and abort it.
+
+Secrets: task arguments are ids and indexes; workers resolve stores and credentials from their
+own environment and configuration. Log lines name the job, object and chunk, never a secret.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from celery import Task
+from celery.utils.time import get_exponential_backoff_interval
+
+from mover import dispatcher
+from mover.config import parse_size
+from mover.errors import Cancelled, MoverError
+from mover.executors import celery as fleet_exec
+from mover.jobs import CANCELLED, COMMITTING, DONE, FAILED, PENDING, RUNNING, Job, new_job_id
+from mover.jobstores.redis import CANCELLING, RedisJobStore, client_from_url
+from mover.motion import Chunk, ChunkContext, Endpoint, MotionStrategy, Options, Plan
+from mover.store import PartReceipt
+from mover.transfer import Request, endpoints, prepare
+from workers.app import app, broker_url, transport_options
+
+log = logging.getLogger("mover.worker")
+
+#: Retries of a chunk after a retryable error (``MOVER_CHUNK_RETRIES``).
+CHUNK_RETRIES = int(os.environ.get("MOVER_CHUNK_RETRIES") or 5)
+#: Largest back-off between retries, seconds.
+RETRY_BACKOFF_MAX_S = 60
+#: Seconds between two looks at the job state while a chunk runs (``MOVER_CANCEL_POLL_S``).
+CANCEL_POLL_S = float(os.environ.get("MOVER_CANCEL_POLL_S") or 1.0)
+_STOP_JOB = (CANCELLING, CANCELLED, FAILED)
+_SUBMIT_OPTIONS = {"streams", "chunk_size", "recursive"}
+
+
+# -- per-process state (created lazily: prefork children each get their own) ----------------
+
+_local = threading.local()
+_pid_state: dict[str, Any] = {}
+
+
+def _jobs() -> RedisJobStore:
+    """This process's job store (one Redis connection pool per process)."""
+    if _pid_state.get("pid") != os.getpid():
+        _pid_state.clear()
+        _pid_state["pid"] = os.getpid()
+        _pid_state["jobs"] = RedisJobStore()
+    return _pid_state["jobs"]
+
+
+@dataclass
+class _Watched:
+    job_id: str
+    item: int
+    tag: str | None
+    event: threading.Event = field(default_factory=threading.Event)
+
+
+class _Watcher:
+    """One thread per worker process: sets the cancelled event of running chunks whose job
+    is being cancelled (or whose object failed), and renews their broker leases."""
+
+    def __init__(self, jobs: RedisJobStore) -> None:
+        self.jobs = jobs
+        self._lock = threading.Lock()
+        self._watched: dict[int, _Watched] = {}
+        self._seq = 0
+        opts = transport_options()
+        self._lease_every_s = max(1.0, opts["visibility_timeout"] / 3)
+        self._broker = client_from_url(broker_url()) if broker_url().startswith("redis") else None
+        threading.Thread(target=self._loop, name="mover-watcher", daemon=True).start()
+
+    @contextlib.contextmanager
+    def watch(self, job_id: str, item: int, tag: str | None) -> Iterator[threading.Event]:
+        entry = _Watched(job_id, item, tag)
+        with self._lock:
+            self._seq += 1
+            key = self._seq
+            self._watched[key] = entry
+        try:
+            yield entry.event
+        finally:
+            with self._lock:
+                self._watched.pop(key, None)
+
+    def _loop(self) -> None:
+        last_lease = time.monotonic()
+        while True:
+            time.sleep(CANCEL_POLL_S)
+            with self._lock:
+                entries = list(self._watched.values())
+            if not entries:
+                continue
+            try:
+                pipe = self.jobs.r.pipeline(transaction=False)
+                for e in entries:
+                    pipe.hget(self.jobs.job_key(e.job_id), "state")
+                    pipe.hget(self.jobs.item_key(e.job_id, e.item), "state")
+                states = pipe.execute()
+                for n, e in enumerate(entries):
+                    job_state, item_state = states[2 * n], states[2 * n + 1]
+                    job_state = job_state.decode().strip('"') if job_state else None
+                    item_state = item_state.decode().strip('"') if item_state else None
+                    if job_state in _STOP_JOB or item_state in (FAILED, CANCELLED):
+                        e.event.set()
+                if self._broker is not None and time.monotonic() - last_lease > self._lease_every_s:
+                    last_lease = time.monotonic()
+                    now = time.time()
+                    tags = {e.tag: now for e in entries if e.tag}
+                    if tags:
+                        # XX: only renew leases that still exist (never resurrect an acked one).
+                        self._broker.zadd("unacked_index", tags, xx=True)
+            except Exception as exc:  # a Redis hiccup must not kill the watcher
+                log.warning("watcher: %s", exc)
+
+
+def _watcher() -> _Watcher:
+    w = _pid_state.get("watcher")
+    if w is None or _pid_state.get("pid") != os.getpid():
+        jobs = _jobs()
+        w = _Watcher(jobs)
+        _pid_state["watcher"] = w
+    return w
+
+
+@dataclass
+class _Prepared:
+    strategy: MotionStrategy
+    plan: Plan
+    source: Endpoint
+    destination: Endpoint
+    chunks: dict[int, Chunk]
+    stamp: str
+
+
+def _prepared(jobs: RedisJobStore, job_id: str, item: int) -> tuple[str | None, _Prepared | None]:
+    """The item's state and its strategy, plan and endpoints, cached per process while the
+    plan does not change (a resume re-plans failed objects: a new writer state)."""
+    state_raw, stamp_raw = jobs.r.hmget(jobs.item_key(job_id, item), ["state", "planned"])
+    state = state_raw.decode().strip('"') if state_raw else None
+    stamp = stamp_raw.decode() if stamp_raw else ""
+    cache: dict[tuple[str, int], _Prepared] = _pid_state.setdefault("plans", {})
+    hit = cache.get((job_id, item))
+    if hit is not None and stamp and hit.stamp == stamp:
+        return state, hit
+    record = jobs.get_item(job_id, item, with_chunks=False) if state else None
+    if record is None or not record.plan or not record.strategy:
+        return state, None
+    plan = Plan.from_dict(record.plan)
+    source, destination = endpoints(record)
+    prepared = _Prepared(
+        dispatcher.get_strategy(record.strategy),
+        plan,
+        source,
+        destination,
+        {c.index: c for c in plan.chunks},
+        stamp,
+    )
+    if len(cache) > 256:
+        cache.clear()
+    cache[(job_id, item)] = prepared
+    return state, prepared
+
+
+def _text(exc: BaseException) -> str:
+    return exc.message if isinstance(exc, MoverError) else f"{type(exc).__name__}: {exc}"
+
+
+def _abort(jobs: RedisJobStore, job_id: str, item: int, prepared: _Prepared | None) -> None:
+    if prepared is None:
+        return
+    try:
+        prepared.strategy.abort(prepared.source, prepared.destination, prepared.plan)
+    except Exception as exc:
+        log.warning("job %s object %d: abort failed: %s", job_id, item, _text(exc))
+
+
+def _item_settled(jobs: RedisJobStore, job_id: str, item: int, prepared: _Prepared | None) -> None:
+    """Every chunk of a failed or cancelled object has settled: clean once more, then count
+    the object final (and finish the job if it was the last)."""
+    _abort(jobs, job_id, item, prepared)
+    if jobs.item_final(job_id, item):
+        job = fleet_exec.finish_job(jobs, job_id)
+        log.info("job %s %s", job_id, job.state)
+
+
+def _give_up(
+    jobs: RedisJobStore,
+    job_id: str,
+    item: int,
+    chunk: int,
+    prepared: _Prepared | None,
+    error: BaseException | str | None,
+) -> None:
+    """This chunk will not run (job cancelled, object failed): stop the object once, settle."""
+    job_state = jobs.job_state(job_id)
+    target = CANCELLED if job_state in (CANCELLING, CANCELLED) else FAILED
+    message = (
+        "cancelled"
+        if target == CANCELLED
+        else (_text(error) if isinstance(error, BaseException) else (error or "failed"))
+    )
+    if jobs.transition(jobs.item_key(job_id, item), (PENDING, RUNNING), target, error=message):
+        log.warning(
+            "job %s object %d chunk %d: object %s: %s", job_id, item, chunk, target, message
+        )
+        _abort(jobs, job_id, item, prepared)
+    if jobs.settle(job_id, item, chunk) == 0:
+        state = jobs.get_item(job_id, item, with_chunks=False).state
+        if state in (FAILED, CANCELLED):
+            _item_settled(jobs, job_id, item, prepared)
+
+
+def _commit(jobs: RedisJobStore, job_id: str, item: int) -> None:
+    """Commit an object whose chunks are all done, if this caller wins the claim."""
+    if not jobs.claim_commit(job_id, item):
+        return
+    _, prepared = _prepared(jobs, job_id, item)
+    assert prepared is not None
+    if jobs.job_state(job_id) in (CANCELLING, CANCELLED):
+        jobs.transition(jobs.item_key(job_id, item), (COMMITTING,), CANCELLED, error="cancelled")
+        _item_settled(jobs, job_id, item, prepared)
+        return
+    try:
+        record = jobs.get_item(job_id, item)
+        receipts = [PartReceipt.from_dict(c.receipt) for c in record.chunks if c.receipt]
+        receipts.sort(key=lambda r: r.part)
+        prepared.strategy.commit(prepared.source, prepared.destination, prepared.plan, receipts)
+        digest = prepared.strategy.object_digest(prepared.plan, receipts)
+        size = sum(r.size for r in receipts)
+        jobs.update_item(job_id, item, state=DONE, digest=digest, error=None, size=size)
+        log.info("job %s object %d committed (%d parts, %s)", job_id, item, len(receipts), digest)
+    except Exception as exc:
+        log.warning("job %s object %d: commit failed: %s", job_id, item, _text(exc))
+        jobs.transition(jobs.item_key(job_id, item), (COMMITTING,), FAILED, error=_text(exc))
+        _abort(jobs, job_id, item, prepared)
+    if jobs.item_final(job_id, item):
+        job = fleet_exec.finish_job(jobs, job_id)
+        log.info("job %s %s", job_id, job.state)
+
+
+# -- tasks ---------------------------------------------------------------------------------
+
+
+@app.task(name=fleet_exec.CHUNK_TASK, bind=True, ignore_result=True, max_retries=CHUNK_RETRIES)
+def chunk_copy(self: Task, job_id: str, item: int, chunk: int) -> None:
+    """Run chunk ``chunk`` of object ``item`` of job ``job_id`` (see the module docstring)."""
+    jobs = _jobs()
+    job_state = jobs.job_state(job_id)
+    if job_state is None:
+        log.warning("job %s chunk %d/%d: no such job (expired?); dropped", job_id, item, chunk)
+        return
+    state, prepared = _prepared(jobs, job_id, item)
+    if state in (DONE, COMMITTING):
+        return  # a second delivery of a chunk of an object already committed
+    if job_state in _STOP_JOB or state != RUNNING or prepared is None:
+        _give_up(jobs, job_id, item, chunk, prepared, f"object is {state}")
+        return
+    spec = prepared.chunks.get(chunk)
+    if spec is None:
+        _give_up(jobs, job_id, item, chunk, prepared, f"chunk {chunk} is not in the plan")
+        return
+    tag = (self.request.properties or {}).get("delivery_tag")
+    started = time.monotonic()
+    try:
+        with _watcher().watch(job_id, item, tag) as cancelled:
+            ctx = ChunkContext(None, cancelled)
+            ctx.check()
+            receipt = prepared.strategy.run_chunk(
+                prepared.source, prepared.destination, prepared.plan, spec, ctx
+            )
+    except Exception as exc:
+        now_state = jobs.get_item(job_id, item, with_chunks=False).state
+        if now_state in (DONE, COMMITTING):
+            return  # the object was committed by another delivery meanwhile
+        if isinstance(exc, Cancelled) or jobs.job_state(job_id) in _STOP_JOB:
+            _give_up(jobs, job_id, item, chunk, prepared, exc)
+            return
+        retryable = (
+            exc.retryable
+            if isinstance(exc, MoverError)
+            else isinstance(exc, (ConnectionError, TimeoutError))
+        )
+        jobs.chunk_failed(job_id, item, chunk, _text(exc))
+        if retryable and self.request.retries < CHUNK_RETRIES:
+            countdown = get_exponential_backoff_interval(
+                factor=1,
+                retries=self.request.retries,
+                maximum=RETRY_BACKOFF_MAX_S,
+                full_jitter=True,
+            )
+            log.warning(
+                "job %s object %d chunk %d: retry %d in %d s after %s",
+                job_id,
+                item,
+                chunk,
+                self.request.retries + 1,
+                countdown,
+                _text(exc),
+            )
+            raise self.retry(exc=exc, countdown=countdown) from None
+        log.warning("job %s object %d chunk %d failed: %s", job_id, item, chunk, _text(exc))
+        _give_up(jobs, job_id, item, chunk, prepared, exc)
+        return
+    remaining = jobs.chunk_done(job_id, item, chunk, receipt.to_dict())
+    log.info(
+        "job %s object %d chunk %d done: %d bytes in %.2f s%s",
+        job_id,
+        item,
+        chunk,
+        receipt.size,
+        time.monotonic() - started,
+        " (redelivered)" if (self.request.delivery_info or {}).get("redelivered") else "",
+    )
+    if remaining == 0:
+        _commit(jobs, job_id, item)
+
+
+@app.task(name=fleet_exec.COMMIT_TASK, ignore_result=True)
+def job_commit(job_id: str, item: int) -> None:
+    """Commit object ``item`` of job ``job_id`` if all its chunks are done."""
+    jobs = _jobs()
+    record = jobs.get_item(job_id, item)
+    if record.state != RUNNING:
+        return
+    if all(c.state == DONE for c in record.chunks):
+        _commit(jobs, job_id, item)
+
+
+def _parse_request(request: Any) -> tuple[str, str, dict[str, Any]]:
+    """Check the shape of a ``mover.submit`` request; raise ValueError saying what is wrong."""
+    if not isinstance(request, dict):
+        raise ValueError('expected {"source": ..., "destination": ..., "options": {...}}')
+    unknown = set(request) - {"source", "destination", "options"}
+    if unknown:
+        raise ValueError(f"unknown request fields {sorted(unknown)}")
+    source, destination = request.get("source"), request.get("destination")
+    if not isinstance(source, str) or not source:
+        raise ValueError("request needs a source (a URL or store:NAME/key)")
+    if not isinstance(destination, str) or not destination:
+        raise ValueError("request needs a destination (a URL or store:NAME/key)")
+    options = request.get("options") or {}
+    if not isinstance(options, dict):
+        raise ValueError("options must be an object")
+    bad = set(options) - _SUBMIT_OPTIONS
+    if bad:
+        raise ValueError(f"unknown options {sorted(bad)} (known: {sorted(_SUBMIT_OPTIONS)})")
+    return source, destination, options
+
+
+@app.task(name=fleet_exec.SUBMIT_TASK, bind=True)
+def submit(self: Task, request: dict[str, Any]) -> str:
+    """Validate, plan and enqueue a copy on the worker side; return the job id."""
+    jobs = _jobs()
+    source = destination = "?"
+    try:
+        source, destination, options = _parse_request(request)
+        streams = int(options.get("streams") or 4)
+        raw_chunk = options.get("chunk_size")
+        chunk_size = parse_size(raw_chunk) if raw_chunk not in (None, "", 0) else None
+        recursive = bool(options.get("recursive", False))
+        job = prepare(Request(source, destination, recursive, Options(streams, chunk_size)))
+        job.options["recursive"] = recursive
+    except (MoverError, ValueError, TypeError) as exc:
+        message = _text(exc) if isinstance(exc, MoverError) else str(exc)
+        failed = Job(
+            id=new_job_id(),
+            source=str(source),
+            destination=str(destination),
+            state=FAILED,
+            executor="celery",
+            error=f"bad request: {message}",
+            finished=time.time(),
+        )
+        jobs.create(failed)
+        log.warning("mover.submit refused (job %s): %s", failed.id, message)
+        raise ValueError(f"mover.submit: {message} (job {failed.id})") from None
+    fleet_exec.start(job, jobs, app)
+    log.info("job %s submitted by task %s: %d object(s)", job.id, self.request.id, len(job.items))
+    return job.id
