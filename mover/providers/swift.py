@@ -513,8 +513,16 @@ class SwiftProvider(StoreProvider):
     # -- reading ----------------------------------------------------------------------------
 
     def stat(self, key: str) -> ObjectInfo:
-        headers = self._call(lambda c: c.head_object(self.container, key), self._where(key))
-        return _info_from_headers(key, headers)
+        return self._stat(key)
+
+    def _stat(self, key: str, *, newest: bool = False) -> ObjectInfo:
+        """HEAD ``key``; ``newest`` asks every replica (``X-Newest``), for checks right after a
+        write, which one replica that missed it must not answer for the others."""
+        headers = {"X-Newest": "true"} if newest else None
+        answer = self._call(
+            lambda c: c.head_object(self.container, key, headers=headers), self._where(key)
+        )
+        return _info_from_headers(key, answer)
 
     def read_into(self, key: str, offset: int, buf: memoryview) -> int:
         want = len(buf)
@@ -748,7 +756,7 @@ class SwiftProvider(StoreProvider):
             what,
             not_found=f"{source._where(src_key)} or container {self.container}: not found",
         )
-        info = self.stat(dst_key)
+        info = self._stat(dst_key, newest=True)
         if info.size != size:
             raise VerificationFailed(
                 f"{what}: the copy holds {info.size} bytes, the source {size}", retryable=True
@@ -987,7 +995,7 @@ class SwiftWriter(ChunkWriter):
                     p._delete_segment(container, obj)
         if not segments:
             self._delete_own_segments()
-        info = p.stat(self.key)
+        info = p._stat(self.key, newest=True)
         if info.size != size:
             raise VerificationFailed(f"{where}: Swift holds {info.size} bytes, {size} were written")
         return info
