@@ -39,6 +39,9 @@ Options (a configured store's table):
         (``"infer_from_extension"``, ``".gz"`` ...) to decompress when reading and compress
         when writing; the size is then unknown until the end.
     order_wait_s (float): how long a part may wait for its predecessor (default 120).
+    connection_string_env (str): for ``azure://``, the environment variable that holds the
+        storage account's connection string (default ``AZURE_STORAGE_CONNECTION_STRING``);
+        smart_open needs a client object, which cannot be written in a configuration file.
 """
 
 from __future__ import annotations
@@ -143,6 +146,10 @@ class SmartOpenProvider(StoreProvider):
         self.transport_params = _resolve_params(dict(o.get("transport_params") or {}))
         self.compression = str(o.get("compression", "disable"))
         self.order_wait_s = float(o.get("order_wait_s", ORDER_WAIT_S))
+        self.connection_string_env = str(
+            o.get("connection_string_env", "AZURE_STORAGE_CONNECTION_STRING")
+        )
+        self._client: Any = None
         self._caps = Capabilities(
             ranged_read=False,
             chunk_writer=PartLimits(
@@ -188,10 +195,29 @@ class SmartOpenProvider(StoreProvider):
                 self.smart_url(key),
                 mode,
                 compression=self.compression,
-                transport_params=self.transport_params or None,
+                transport_params=self._params() or None,
             )
         except Exception as exc:
             raise translate(exc, self.shown(key), self.location.scheme) from None
+
+    def _params(self) -> dict[str, Any]:
+        """transport_params, with the client object a transport needs built from the
+        environment (Azure: from a connection string; GCS builds its own)."""
+        params = dict(self.transport_params)
+        if self.transport == "azure" and "client" not in params:
+            if self._client is None:
+                text = os.environ.get(self.connection_string_env)
+                if not text:
+                    raise ConfigError(
+                        f"{self.describe()}: set {self.connection_string_env} to the storage "
+                        "account's connection string (or connection_string_env to another "
+                        "variable)"
+                    )
+                from azure.storage.blob import BlobServiceClient
+
+                self._client = BlobServiceClient.from_connection_string(text)
+            params["client"] = self._client
+        return params
 
     def stat(self, key: str) -> ObjectInfo:
         """Open the object to learn that it exists and, where the reader can seek, its size."""
