@@ -236,6 +236,25 @@ def test_stream_of_unknown_size_from_stdin_to_swift_and_out_again(
         store.close()
 
 
+def test_recursive_copy_of_a_folder_through_swift(
+    swift_env: SwiftServer, container: str, tmp_path: Path
+) -> None:
+    tree = {"a.bin": 10, "sub/b.bin": 2 * MiB + 1, "sub/deeper/c.bin": 0}
+    src = tmp_path / "tree"
+    want = {}
+    for rel, size in tree.items():
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        want[rel] = _write_random(src / rel, size)
+
+    mover.copy(f"{src}/", f"swift://{container}/backup/", recursive=True, chunk_size=MiB)
+    out = tmp_path / "out"
+    out.mkdir()
+    mover.copy(f"swift://{container}/backup/", f"{out}/", recursive=True, chunk_size=MiB)
+
+    got = {str(p.relative_to(out)): _sha256(p) for p in out.rglob("*") if p.is_file()}
+    assert got == want
+
+
 def test_object_written_by_swift_cli_is_read_by_mover(
     swift_env: SwiftServer, container: str, tmp_path: Path
 ) -> None:
