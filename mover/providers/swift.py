@@ -21,18 +21,28 @@ renewed without failing a chunk. Connections are made with ``retries=0``: mover'
 policy (:mod:`mover.retry`) decides, from the ``retryable`` flag set here, so retries never
 multiply.
 
-**Writes are Static Large Objects.** Each part is a segment object in ``<container>_segments``
-(the ``swift`` CLI's convention, so its tools see them) named ``<object>/<upload-id>/<part:08d>``.
-Each segment is sent with its md5 as ``ETag``, so Swift refuses a part whose bytes differ (422)
-and answers with the md5 it computed itself; commit PUTs the manifest
-(``?multipart-manifest=put``) in which Swift checks every segment's ETag and size again. Until
-commit the object name is untouched: an existing object stays readable, and a failed upload
-leaves it as it was. An object of one part is an SLO of one segment too, rather than a
-server-side copy of the segment to the final name: a copy makes the cluster read and write the
-whole part again inside the commit (minutes for a 5 GiB part), where a manifest costs one small
-PUT, and every reader sees an SLO as an ordinary object. Only the empty object is a plain PUT:
-it has no bytes to stage. When an upload replaces an SLO that mover wrote earlier, the old
-upload's segments are deleted after the new manifest is in place, as ``swift upload`` does.
+**Writes stage segments; commit makes the object.** Each part is a segment object in
+``<container>_segments`` (the ``swift`` CLI's convention, so its tools see them) named
+``<object>/<upload-id>/<part:08d>``. Each segment is sent with its md5 as ``ETag``, so Swift
+refuses a part whose bytes differ (422) and answers with the md5 it computed itself. Until
+commit the object name is untouched: an existing object stays readable, and a failed or
+aborted upload leaves it as it was (abort deletes this upload's segments, and nothing else).
+Commit then makes the object in one request:
+
+- several parts: PUT the Static Large Object manifest (``?multipart-manifest=put``), in which
+  Swift checks every segment's ETag and size again;
+- one part up to ``plain_max_bytes`` (64 MiB): a server-side copy of the segment to the object
+  name, then the segment is deleted. Small objects so end as plain objects ("small ones as one
+  PUT"), whose ETag is the md5 of their bytes, with nothing in the segments container to
+  orphan; a PUT straight to the object name at ``write_part`` would instead replace an existing
+  object before commit, which the chunk-writer contract forbids. The copy costs the cluster one
+  more read and write of at most 64 MiB; a larger single part stays an SLO of one segment,
+  whose commit is one small PUT;
+- no bytes: a plain PUT of the empty object (nothing to stage).
+
+When an upload replaces an SLO that mover wrote earlier, the old upload's segments are deleted
+after the new object is in place, as ``swift upload`` does; segments not laid out by mover are
+left alone, since another manifest may share them.
 
 **A missing container is an error, not created.** The ``swift`` CLI creates a container on upload;
 for backups a typo in a container name would then silently scatter data into a new container,
@@ -104,6 +114,9 @@ MAX_SEGMENT_BYTES = 5 * GiB
 COPY_SEGMENT_BYTES = 1 * GiB
 #: Ranged server-side copies run at once for one large object.
 COPY_STREAMS = 4
+#: A one-part object up to this size becomes a plain object at commit (a server-side copy of
+#: its segment, cheap at this size); larger ones stay an SLO of one segment.
+PLAIN_MAX_BYTES = 64 * MiB
 #: SLO's default ``max_manifest_segments``.
 MAX_MANIFEST_SEGMENTS = 1000
 #: Segments below 1 MiB are accepted by SLO (its minimum is 1 byte) but, past the first ten,
@@ -301,6 +314,8 @@ class SwiftProvider(StoreProvider):
         )
         self.timeout_s = float(o.get("timeout_s", DEFAULT_TIMEOUT_S))
         self.listing_limit = int(o["listing_limit"]) if o.get("listing_limit") else None
+        #: A one-part object up to this size is committed as a plain object, not an SLO.
+        self.plain_max_bytes = int(o.get("plain_max_bytes", PLAIN_MAX_BYTES))
         self.creds = resolve_credentials(o)
         self._caps = Capabilities(
             ranged_read=True,
@@ -941,6 +956,7 @@ class SwiftWriter(ChunkWriter):
             raise TransferError(f"{where}: parts hold {expect} bytes, expected {size}")
         segments = [r for r in ordered if r.size > 0]
         old = p._old_mover_segments(self.key)
+        plain = not segments or (len(segments) == 1 and size <= p.plain_max_bytes)
         if not segments:
             p._call(
                 lambda c: c.put_object(
@@ -949,56 +965,88 @@ class SwiftWriter(ChunkWriter):
                 where,
                 not_found=f"{p._where()}: no such container",
             )
+        elif plain:
+            self._copy_segment_to_object(segments[0])
         else:
-            manifest = [
-                {
-                    "path": f"/{self.segments_container}/{r.extra['segment']}",
-                    "etag": r.extra["etag"],
-                    "size_bytes": r.size,
-                }
-                for r in segments
-            ]
-            body = json.dumps(manifest)
-
-            def put_manifest(conn: Any) -> str:
-                try:
-                    return str(
-                        conn.put_object(
-                            p.container,
-                            self.key,
-                            body,
-                            query_string="multipart-manifest=put",
-                            headers={"Accept": "application/json"},
-                        )
-                    )
-                except swift_client.ClientException as exc:
-                    if exc.http_status != 400:
-                        raise
-                    detail = (exc.http_response_content or b"")[:300]
-                    raise VerificationFailed(
-                        f"{where}: Swift refused the manifest, a segment is missing or differs "
-                        f"from what was sent: {detail!r}"
-                    ) from None
-
-            etag = p._call(put_manifest, where, not_found=f"{p._where()}: no such container")
-            want = hashlib.md5("".join(r.extra["etag"] for r in segments).encode()).hexdigest()
-            if etag.strip('"') != want:
-                raise VerificationFailed(
-                    f"{where}: the manifest's ETag {etag} is not the md5 of its segments' ETags"
-                )
-        mine = {f"/{self.segments_container}/{r.extra['segment']}" for r in segments}
+            self._put_manifest(segments)
+        mine = set() if plain else {self._path(r) for r in segments}
         for name in old:
             if name not in mine:
                 container, _, obj = name.lstrip("/").partition("/")
                 # A leftover segment wastes space but breaks nothing.
                 with contextlib.suppress(MoverError):
                     p._delete_segment(container, obj)
-        if not segments:
-            self._delete_own_segments()
+        if plain:
+            # The object holds its own bytes now; its staging segment is not needed.
+            with contextlib.suppress(MoverError):
+                self._delete_own_segments()
         info = p._stat(self.key, newest=True)
         if info.size != size:
             raise VerificationFailed(f"{where}: Swift holds {info.size} bytes, {size} were written")
         return info
+
+    def _path(self, receipt: PartReceipt) -> str:
+        """The manifest path of a part's segment: ``/<segments container>/<segment>``."""
+        return f"/{self.segments_container}/{receipt.extra['segment']}"
+
+    def _copy_segment_to_object(self, receipt: PartReceipt) -> None:
+        """Make a one-part object a plain object: a server-side copy of its one segment.
+
+        Swift computes the copy's ETag from the bytes it wrote: it must be the segment's md5,
+        which is the md5 mover read, so the whole object is verified by the store.
+        """
+        p = self.provider
+        where = p._where(self.key)
+        headers = {"X-Copy-From": quote(self._path(receipt))}
+        etag = p._call(
+            lambda c: c.put_object(p.container, self.key, None, headers=headers),
+            where,
+            not_found=f"{where}: its segment or the container {p.container} vanished",
+        ).strip('"')
+        if etag != receipt.extra["etag"]:
+            raise VerificationFailed(
+                f"{where}: Swift copied a segment of md5 {receipt.extra['etag']} into an object "
+                f"of md5 {etag}",
+                retryable=True,
+            )
+
+    def _put_manifest(self, segments: list[PartReceipt]) -> None:
+        """PUT the SLO manifest; Swift checks every segment's ETag and size against it."""
+        p = self.provider
+        where = p._where(self.key)
+        body = json.dumps(
+            [
+                {"path": self._path(r), "etag": r.extra["etag"], "size_bytes": r.size}
+                for r in segments
+            ]
+        )
+
+        def put_manifest(conn: Any) -> str:
+            try:
+                return str(
+                    conn.put_object(
+                        p.container,
+                        self.key,
+                        body,
+                        query_string="multipart-manifest=put",
+                        headers={"Accept": "application/json"},
+                    )
+                )
+            except swift_client.ClientException as exc:
+                if exc.http_status != 400:
+                    raise
+                detail = (exc.http_response_content or b"")[:300]
+                raise VerificationFailed(
+                    f"{where}: Swift refused the manifest, a segment is missing or differs "
+                    f"from what was sent: {detail!r}"
+                ) from None
+
+        etag = p._call(put_manifest, where, not_found=f"{p._where()}: no such container")
+        want = hashlib.md5("".join(r.extra["etag"] for r in segments).encode()).hexdigest()
+        if etag.strip('"') != want:
+            raise VerificationFailed(
+                f"{where}: the manifest's ETag {etag} is not the md5 of its segments' ETags"
+            )
 
     def abort(self) -> None:
         p = self.provider

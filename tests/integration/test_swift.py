@@ -180,10 +180,11 @@ def test_file_to_swift_and_back(
     assert int(headers["content-length"]) == size
     parts = -(-size // chunk_size)
     segments = _segments(swift_connection, container)
-    if size == 0:
-        # Nothing to stage: a plain empty object, and no segment left behind.
+    if parts <= 1:
+        # One part or none: a plain object whose ETag is its md5, no segment left behind.
         assert "x-static-large-object" not in headers
         assert segments == []
+        assert headers["etag"].strip('"') == hashlib.md5(src.read_bytes()).hexdigest()
     else:
         assert headers["x-static-large-object"] == "True"
         assert len(segments) == parts
@@ -364,6 +365,37 @@ def test_keys_with_spaces_unicode_and_percent(
     finally:
         store.close()
         dst.close()
+
+
+def test_one_part_objects_are_plain_up_to_plain_max_bytes(
+    swift_env: SwiftServer, container: str, swift_connection: Connection
+) -> None:
+    data = os.urandom(2 * MiB)
+    md5 = digest("md5", data)
+    for limit, slo in ((2 * MiB, False), (MiB, True)):
+        store = _provider(container, {"plain_max_bytes": limit})
+        try:
+            writer = store.open_writer("one.bin", len(data), len(data))
+            receipt = writer.write_part(0, 0, memoryview(data), md5)
+            info = writer.commit([receipt], len(data))
+        finally:
+            store.close()
+        headers = swift_connection.head_object(container, "one.bin")
+        assert (headers.get("x-static-large-object") == "True") is slo
+        assert (info.checksum == str(md5)) is not slo  # a plain object's ETag is its md5
+        assert len(_segments(swift_connection, container)) == (1 if slo else 0)
+        assert swift_connection.get_object(container, "one.bin")[1] == data
+
+
+def test_small_object_over_an_slo_removes_the_slo_segments(
+    swift_env: SwiftServer, container: str, swift_connection: Connection, tmp_path: Path
+) -> None:
+    _upload(tmp_path, container, "shrink.bin", 3 * MiB, 1 * MiB)
+    assert len(_segments(swift_connection, container)) == 3
+    want = _upload(tmp_path, container, "shrink.bin", 1000, 1 * MiB)
+    assert _segments(swift_connection, container) == []
+    _, body = swift_connection.get_object(container, "shrink.bin")
+    assert hashlib.sha256(body).hexdigest() == want
 
 
 def test_overwrite_replaces_object_and_removes_old_segments(
