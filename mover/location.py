@@ -154,10 +154,14 @@ def parse(text: str) -> Location:
         )
     # An empty store (scheme:///path) is the provider's to accept or refuse
     # (StoreProvider.needs_store): path-like stores of plugins use it as the file store does.
-    key = unquote(parts.path.lstrip("/"))
+    path = unquote(parts.path.lstrip("/"))
+    key = safe_key(path) if path else ""
     if parts.query:
-        key = f"{key}?{unquote(parts.query)}" if scheme in ("http", "https") else key
-    return Location(scheme, netloc, safe_key(key) if key else "", endpoint=netloc)
+        # The query is kept as written, never normalised (``..`` or ``//`` in a query mean
+        # nothing to the path): the provider decides what it is (an HTTP query, a "?" in an
+        # object key).
+        key = f"{key}?{parts.query}"
+    return Location(scheme, netloc, key, endpoint=netloc)
 
 
 def _file_location(path: str) -> Location:

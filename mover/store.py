@@ -83,6 +83,8 @@ class Capabilities:
             size and in any order.
         streaming_write: the store accepts an object of unknown size through the chunk writer
             (parts written in order, sizes told at commit).
+        ordered_parts: parts must arrive in order, one at a time, at the writer of the process
+            that opened it (a pipe, a stream-only SDK): only sequential strategies may write.
         server_side_copy: the store can copy from another store by itself for some pairs
             (ask :meth:`StoreProvider.can_copy_from` which).
         local_path: objects are files on this host, reachable at :meth:`StoreProvider.local_path`,
@@ -95,6 +97,7 @@ class Capabilities:
     chunk_writer: PartLimits | None = None
     write_at: bool = False
     streaming_write: bool = False
+    ordered_parts: bool = False
     server_side_copy: bool = False
     local_path: bool = False
     checksum_algorithms: tuple[str, ...] = ("xxh3_128",)

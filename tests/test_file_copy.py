@@ -343,3 +343,12 @@ def test_third_party_provider_and_strategy(tmp_path: Path, monkeypatch) -> None:
     assert (tmp_path / "vx" / "bucket" / "a.img").read_bytes() == src.read_bytes()
     back = mover.copy("vendorx://bucket/a.img", str(tmp_path / "back.img"))
     assert back.state == "done" and (tmp_path / "back.img").read_bytes() == src.read_bytes()
+
+
+def test_many_chunks_to_stdout_arrive_in_order(tmp_path: Path) -> None:
+    """stdout takes parts in order only: the parallel streaming strategy must not write it."""
+    data = os.urandom(6 * 1024 * 1024 + 3)
+    (tmp_path / "a").write_bytes(data)
+    out = run_cli("copy", "-q", "--chunk-size", "1MiB", "--streams", "4", str(tmp_path / "a"), "-")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == data

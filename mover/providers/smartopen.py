@@ -159,6 +159,7 @@ class SmartOpenProvider(StoreProvider):
             ),
             write_at=False,
             streaming_write=True,
+            ordered_parts=True,
             checksum_algorithms=("xxh3_128",),
         )
 

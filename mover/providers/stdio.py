@@ -35,6 +35,7 @@ class StdioProvider(StoreProvider):
         chunk_writer=PartLimits(preferred_part_bytes=8 * MiB, preferred_streams=1),
         write_at=False,
         streaming_write=True,
+        ordered_parts=True,
         checksum_algorithms=("xxh3_128",),
     )
 

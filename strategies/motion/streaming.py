@@ -36,6 +36,8 @@ class StreamingStrategy(MotionStrategy):
             return Priority.CANT_HANDLE
         if not (destination.caps.writable and destination.caps.chunk_writer):
             return Priority.CANT_HANDLE
+        if destination.caps.ordered_parts:  # parallel chunks would arrive out of order
+            return Priority.CANT_HANDLE
         return Priority.DEFAULT
 
     def plan(self, source: Endpoint, destination: Endpoint, options: Options) -> Plan:

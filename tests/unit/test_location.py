@@ -69,3 +69,10 @@ def test_config_refuses_literal_secret(tmp_path) -> None:
 )
 def test_parse_size(text: str, expected: int) -> None:
     assert config.parse_size(text) == expected
+
+
+def test_query_is_kept_raw_and_not_normalised() -> None:
+    loc = parse("http://h/a/b?x=../../c&q=1//2&e=%26")
+    assert loc.key == "a/b?x=../../c&q=1//2&e=%26"
+    with pytest.raises(KeyEscapesRoot):
+        parse("http://h/../etc?x=1")

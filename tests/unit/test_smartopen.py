@@ -133,11 +133,11 @@ def test_round_trip(tmp_path: Path, size: int) -> None:
     out = tmp_path / "out"
     out.mkdir()
 
-    # A ranged source and several chunks: the streaming strategy wins and runs chunks in
-    # parallel; the writer puts them in order.
+    # The writer takes parts in order only (ordered_parts): the sequential strategy writes
+    # it, even from a ranged source with several chunks.
     job = mover.copy(str(src), alias_url(out / "a.bin"), streams=4, chunk_size=1 * MiB)
     assert job.state == DONE
-    assert job.items[0].strategy == "streaming"
+    assert job.items[0].strategy == "single-stream"
     assert sha256_of(out / "a.bin") == sha256_of(src)
 
     # As a source it has no ranges: one stream.
