@@ -127,6 +127,8 @@ MIN_SEGMENT_BYTES = 1 * MiB
 READ_PIECE_BYTES = 8 * MiB
 #: Socket time-out of every request, in seconds, unless the ``timeout_s`` option says otherwise.
 DEFAULT_TIMEOUT_S = 60.0
+#: How long a container seen to exist is not checked again, in seconds.
+CONTAINER_SEEN_S = 60.0
 #: md5 of no bytes: the ETag of an empty object.
 EMPTY_MD5 = hashlib.md5(b"").hexdigest()
 #: Statuses worth retrying: server errors, time-outs, throttling.
@@ -337,6 +339,8 @@ class SwiftProvider(StoreProvider):
         self._local = threading.local()
         self._connections: list[Any] = []
         self._connections_lock = threading.Lock()
+        #: container -> when it was last seen to exist (monotonic seconds).
+        self._containers_seen: dict[str, float] = {}
 
     @classmethod
     def open(cls, location: Location, options: dict[str, Any] | None = None) -> SwiftProvider:
@@ -630,7 +634,7 @@ class SwiftProvider(StoreProvider):
         if not key or key.endswith("/"):
             raise UsageError(f"{self._where(key)}: name the destination object")
         try:
-            self._call(lambda c: c.head_container(self.container), self._where())
+            self._check_container(self.container)
         except ObjectNotFound:
             raise NotWritable(
                 f"{self._where()}: no such container; mover does not create containers "
@@ -642,12 +646,30 @@ class SwiftProvider(StoreProvider):
         if size is not None and size > limits.max_part_bytes * limits.max_parts:
             raise UsageError(f"{self._where(key)}: {size} bytes is more than one SLO can hold")
 
+    def _check_container(self, container: str) -> None:
+        """HEAD ``container`` unless it was seen lately; raise ObjectNotFound if it is absent.
+
+        Remembered for :data:`CONTAINER_SEEN_S` seconds, so that a run of small objects pays
+        one HEAD per container, not one per object.
+        """
+        seen = self._containers_seen.get(container)
+        if seen is not None and time.monotonic() - seen < CONTAINER_SEEN_S:
+            return
+        self._call(lambda c: c.head_container(container), self._where(container=container))
+        self._containers_seen[container] = time.monotonic()
+
+    def _forget_container(self, container: str) -> None:
+        self._containers_seen.pop(container, None)
+
     def _ensure_segments_container(self) -> None:
-        where = self._where(container=self.segments_container)
         try:
-            self._call(lambda c: c.head_container(self.segments_container), where)
+            self._check_container(self.segments_container)
         except ObjectNotFound:
-            self._call(lambda c: c.put_container(self.segments_container), where)
+            self._call(
+                lambda c: c.put_container(self.segments_container),
+                self._where(container=self.segments_container),
+            )
+            self._containers_seen[self.segments_container] = time.monotonic()
 
     def open_writer(self, key: str, size: int | None, part_size: int) -> ChunkWriter:
         if not key or key.endswith("/"):
@@ -930,11 +952,15 @@ class SwiftWriter(ChunkWriter):
                 )
             )
 
-        etag = self.provider._call(
-            put,
-            where,
-            not_found=f"{where}: the segments container vanished during the upload",
-        ).strip('"')
+        try:
+            etag = self.provider._call(
+                put,
+                where,
+                not_found=f"{where}: the segments container vanished during the upload",
+            ).strip('"')
+        except ObjectNotFound:
+            self.provider._forget_container(self.segments_container)
+            raise
         if etag != md5:
             raise VerificationFailed(
                 f"{where}: sent md5 {md5}, Swift stored md5 {etag}", retryable=True
@@ -965,10 +991,11 @@ class SwiftWriter(ChunkWriter):
                 where,
                 not_found=f"{p._where()}: no such container",
             )
+            etag = EMPTY_MD5
         elif plain:
-            self._copy_segment_to_object(segments[0])
+            etag = self._copy_segment_to_object(segments[0])
         else:
-            self._put_manifest(segments)
+            etag = self._put_manifest(segments)
         mine = set() if plain else {self._path(r) for r in segments}
         for name in old:
             if name not in mine:
@@ -979,17 +1006,19 @@ class SwiftWriter(ChunkWriter):
         if plain:
             # The object holds its own bytes now; its staging segment is not needed.
             with contextlib.suppress(MoverError):
-                self._delete_own_segments()
-        info = p._stat(self.key, newest=True)
-        if info.size != size:
-            raise VerificationFailed(f"{where}: Swift holds {info.size} bytes, {size} were written")
-        return info
+                for r in segments:
+                    p._delete_segment(self.segments_container, r.extra["segment"])
+        # No HEAD to confirm: Swift itself checked what the object is made of (the copy's md5,
+        # or every segment's md5 and size in the manifest), and its ETag was checked above.
+        return ObjectInfo(
+            key=self.key, size=size, etag=etag, checksum=f"md5:{etag}" if plain else None
+        )
 
     def _path(self, receipt: PartReceipt) -> str:
         """The manifest path of a part's segment: ``/<segments container>/<segment>``."""
         return f"/{self.segments_container}/{receipt.extra['segment']}"
 
-    def _copy_segment_to_object(self, receipt: PartReceipt) -> None:
+    def _copy_segment_to_object(self, receipt: PartReceipt) -> str:
         """Make a one-part object a plain object: a server-side copy of its one segment.
 
         Swift computes the copy's ETag from the bytes it wrote: it must be the segment's md5,
@@ -1009,8 +1038,9 @@ class SwiftWriter(ChunkWriter):
                 f"of md5 {etag}",
                 retryable=True,
             )
+        return etag
 
-    def _put_manifest(self, segments: list[PartReceipt]) -> None:
+    def _put_manifest(self, segments: list[PartReceipt]) -> str:
         """PUT the SLO manifest; Swift checks every segment's ETag and size against it."""
         p = self.provider
         where = p._where(self.key)
@@ -1047,6 +1077,7 @@ class SwiftWriter(ChunkWriter):
             raise VerificationFailed(
                 f"{where}: the manifest's ETag {etag} is not the md5 of its segments' ETags"
             )
+        return want
 
     def abort(self) -> None:
         p = self.provider
