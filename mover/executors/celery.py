@@ -68,11 +68,20 @@ def queue_for(destination: str) -> str:
     return f"mover.{loc.scheme}" if loc.scheme else DEFAULT_QUEUE
 
 
-def get_app() -> Celery:
-    """The fleet's Celery app (imported only here, so that embedded runs never load Celery)."""
-    from workers.app import app
+_apps: dict[str, Celery] = {}
 
-    return app
+
+def get_app() -> Celery:
+    """The fleet's Celery app for the current ``MOVER_BROKER_URL`` (imported only here, so
+    that embedded runs never load Celery; rebuilt if the broker changed since import)."""
+    from workers import app as app_module
+
+    url = app_module.broker_url()
+    if app_module.app.conf.broker_url == url:
+        return app_module.app
+    if url not in _apps:
+        _apps[url] = app_module.make_app()
+    return _apps[url]
 
 
 def plan_item(job: Job, item: Item, streams: int, chunk_size: int | None) -> None:

@@ -362,7 +362,7 @@ class RedisJobStore(JobStore):
             pipe.hgetall(self.item_key(job_id, item, "errors"))
 
     @staticmethod
-    def _item_from(results: list[Any], with_chunks: bool) -> Item:
+    def _item_from(results: list[Any], with_chunks: bool, with_plan: bool = True) -> Item:
         d = _decode(results[0])
         item = Item(
             index=d["index"],
@@ -371,7 +371,7 @@ class RedisJobStore(JobStore):
             size=d.get("size"),
             state=d.get("state") or "pending",
             strategy=d.get("strategy"),
-            plan=d.get("plan") if with_chunks else None,
+            plan=d.get("plan") if with_plan else None,
             digest=d.get("digest"),
             error=d.get("error"),
             bytes_through=d.get("bytes_through"),
@@ -441,7 +441,7 @@ class RedisJobStore(JobStore):
                 chunk = results[pos : pos + per_item]
                 pos += per_item
                 if chunk[0]:
-                    job.items.append(self._item_from(chunk, with_chunks))
+                    job.items.append(self._item_from(chunk, with_chunks, with_chunks))
         return jobs
 
     def get(self, job_id: str) -> Job:

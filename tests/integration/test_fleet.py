@@ -1,0 +1,497 @@
+"""The fleet on real parts: a private Redis, real ``mover worker`` processes (prefork, -c 2),
+real files, the S3 server when it is installed, and a throttled HTTP source that makes chunks
+slow enough to kill, cancel or restart things in the middle of a job.
+
+Workers are subprocesses in their own sessions, stopped by PID (their process group) at the
+end, also on failure. Their visibility timeout is 10 s and their restore sweep 2 s, so a
+killed worker's chunks come back within about 15 s.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.redis, pytest.mark.celery]
+
+MiB = 1 << 20
+MOVER = [sys.executable, "-m", "mover.cli.main"]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(8 * MiB):
+            h.update(block)
+    return h.hexdigest()
+
+
+def random_file(path: Path, size: int) -> Path:
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            n = min(left, 8 * MiB)
+            f.write(os.urandom(n))
+            left -= n
+    return path
+
+
+def temp_files(folder: Path) -> list[str]:
+    """Temporary files a file writer leaves beside the destination."""
+    return [p.name for p in folder.iterdir() if ".mover-" in p.name]
+
+
+class _Throttled(BaseHTTPRequestHandler):
+    """Serves files of ``server.root`` with ranges, at ``server.rate`` bytes/s a request."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def _target(self) -> Path | None:
+        path = Path(self.server.root) / self.path.lstrip("/")  # type: ignore[attr-defined]
+        return path if path.is_file() else None
+
+    def do_HEAD(self) -> None:
+        path = self._target()
+        if path is None:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(path.stat().st_size))
+        self.send_header("Accept-Ranges", "bytes")
+        self.end_headers()
+
+    def do_GET(self) -> None:
+        path = self._target()
+        if path is None:
+            self.send_error(404)
+            return
+        size = path.stat().st_size
+        start, end = 0, size - 1
+        match = re.match(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
+        if match:
+            start = int(match.group(1))
+            end = min(size - 1, int(match.group(2) or size - 1))
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(end - start + 1))
+        self.send_header("Accept-Ranges", "bytes")
+        self.end_headers()
+        piece = 256 * 1024
+        with open(path, "rb") as f:
+            f.seek(start)
+            left = end - start + 1
+            while left > 0:
+                data = f.read(min(piece, left))
+                try:
+                    self.wfile.write(data)
+                except OSError:
+                    return
+                left -= len(data)
+                rate = self.server.rate  # type: ignore[attr-defined]
+                if rate:
+                    time.sleep(len(data) / rate)
+
+
+@pytest.fixture(scope="module")
+def slow_http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A ranged HTTP server over a folder of random files, 3 MiB/s per request."""
+    root = tmp_path_factory.mktemp("http")
+    random_file(root / "slow.bin", 48 * MiB)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Throttled)
+    server.daemon_threads = True
+    server.root = root  # type: ignore[attr-defined]
+    server.rate = 3 * MiB  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    server.url = f"http://127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@dataclass
+class Worker:
+    name: str
+    proc: subprocess.Popen
+    log: Path
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def children(self) -> list[int]:
+        """PIDs of the pool processes (the celery main process is a child of the python
+        that ``mover worker`` exec'd, i.e. the same PID)."""
+        try:
+            raw = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
+        except OSError:
+            return []
+        return [int(p) for p in raw.split()]
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, sig)
+
+
+@dataclass
+class Fleet:
+    redis: Any
+    env: dict[str, str]
+    folder: Path
+    workers: list[Worker] = field(default_factory=list)
+    s3: Any = None
+
+    def start_worker(self, name: str) -> Worker:
+        log = self.folder / f"{name}.log"
+        proc = subprocess.Popen(
+            [*MOVER, "worker", "-c", "2", "--pool", "prefork", "-n", f"{name}@%h"],
+            env=self.env,
+            stdout=open(log, "wb"),  # noqa: SIM115 - closed with the process
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=ROOT,
+        )
+        worker = Worker(name, proc, log)
+        self.workers.append(worker)
+        return worker
+
+    def wait_ready(self, *workers: Worker, timeout_s: float = 30) -> None:
+        deadline = time.monotonic() + timeout_s
+        for w in workers:
+            while " ready." not in w.text():
+                assert w.proc.poll() is None, f"worker {w.name} died:\n{w.text()[-3000:]}"
+                assert time.monotonic() < deadline, f"worker {w.name} not ready:\n{w.text()}"
+                time.sleep(0.1)
+
+    def stop(self, worker: Worker, sig: int = signal.SIGTERM) -> None:
+        worker.kill(sig)
+        try:
+            worker.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            worker.kill(signal.SIGKILL)
+            worker.proc.wait(5)
+
+    def mover(self, *args: str, timeout_s: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [*MOVER, *args], env=self.env, capture_output=True, text=True, timeout=timeout_s
+        )
+
+    def jobs(self) -> Any:
+        from mover.jobstores.redis import RedisJobStore
+
+        return RedisJobStore(self.redis.url)
+
+
+@pytest.fixture(scope="module")
+def fleet(
+    redis_server: Any, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Fleet]:
+    """Two workers (prefork, -c 2) on the private Redis; S3 credentials in their
+    environment when the S3 server is available."""
+    folder = tmp_path_factory.mktemp("fleet")
+    env = dict(os.environ)
+    env.update(
+        MOVER_BROKER_URL=redis_server.url,
+        MOVER_STATE_DIR=str(folder / "state"),
+        MOVER_CONFIG=str(folder / "config.toml"),
+        MOVER_VISIBILITY_TIMEOUT_S="10",
+        MOVER_RESTORE_INTERVAL_S="2",
+        MOVER_CHUNK_RETRIES="3",
+        PYTHONPATH=str(ROOT),
+    )
+    s3 = None
+    try:
+        s3 = request.getfixturevalue("s3_server")
+        env.update(
+            AWS_ACCESS_KEY_ID=s3.access_key,
+            AWS_SECRET_ACCESS_KEY=s3.secret_key,
+            AWS_ENDPOINT_URL=s3.endpoint_url,
+            AWS_DEFAULT_REGION=s3.region,
+        )
+    except pytest.skip.Exception:
+        s3 = None
+    fleet = Fleet(redis_server, env, folder, s3=s3)
+    try:
+        a, b = fleet.start_worker("w1"), fleet.start_worker("w2")
+        fleet.wait_ready(a, b)
+        yield fleet
+    finally:
+        for w in fleet.workers:
+            fleet.stop(w)
+
+
+@pytest.fixture
+def fleet_env(fleet: Fleet, monkeypatch: pytest.MonkeyPatch) -> Fleet:
+    """This test process talks to the fleet's Redis too (in-process API calls)."""
+    for key in ("MOVER_BROKER_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        if key in fleet.env:
+            monkeypatch.setenv(key, fleet.env[key])
+    if "AWS_ENDPOINT_URL" in fleet.env:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", fleet.env["AWS_ENDPOINT_URL"])
+    return fleet
+
+
+@pytest.fixture(scope="module")
+def big_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return random_file(tmp_path_factory.mktemp("big") / "big.bin", 200 * MiB)
+
+
+def wait_for(predicate: Any, timeout_s: float, what: str, poll_s: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(poll_s)
+
+
+def chunks_done(jobs: Any, job_id: str) -> int:
+    return sum(1 for c in jobs.get(job_id).items[0].chunks if c.state == "done")
+
+
+def submit_slow(fleet: Fleet, slow_http: Any, dst: Path) -> str:
+    """Publish the slow HTTP object (48 MiB, 2 MiB chunks at 3 MiB/s each) to ``dst``."""
+    out = fleet.mover(
+        "copy",
+        f"{slow_http.url}/slow.bin",
+        str(dst),
+        "--chunk-size",
+        "2MiB",
+        "--executor",
+        "celery",
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+# -- tests ----------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_two_workers_copy_200_mib_file_to_file(fleet: Fleet, big_file: Path, tmp_path: Path):
+    """``mover copy --executor celery --wait``: 50 chunks over 2 workers; sha256 identical,
+    one commit, both workers ran chunks and their logs name the job."""
+    dst = tmp_path / "copy.bin"
+    started = time.monotonic()
+    out = fleet.mover(
+        "copy", str(big_file), str(dst), "--chunk-size", "4MiB", "--executor", "celery", "--wait"
+    )
+    elapsed = time.monotonic() - started
+    assert out.returncode == 0, out.stderr
+    assert "done: 1 object(s)" in out.stderr and "verified:" in out.stderr
+    assert sha256(dst) == sha256(big_file)
+    job_id = re.search(r"job (\w+)", out.stderr).group(1)
+    jobs = fleet.jobs()
+    job = jobs.get(job_id)
+    assert job.state == "done" and job.executor == "celery"
+    assert len(job.items[0].chunks) == 50
+    assert jobs.commits(job_id, 0) == 1
+    for w in fleet.workers[:2]:
+        assert f"job {job_id} object 0 chunk" in w.text(), f"{w.name} ran no chunk"
+    assert not temp_files(tmp_path)
+    print(f"\nfleet file->file 200 MiB: {elapsed:.2f} s (CLI wall time)")
+
+
+@pytest.mark.slow
+@pytest.mark.s3
+def test_two_workers_copy_200_mib_file_to_s3(fleet_env: Fleet, big_file: Path, tmp_path: Path):
+    """The Python API (mover.fleet.submit) to S3: workers hold the credentials; the part
+    count and the sha256 of the object read back match."""
+    if fleet_env.s3 is None:
+        pytest.skip("no S3 server")
+    import boto3
+
+    from mover import fleet as fleet_api
+
+    s3 = boto3.client("s3", **fleet_env.s3.client_kwargs())
+    bucket = f"fleet-{os.getpid()}-{int(time.time())}"
+    s3.create_bucket(Bucket=bucket)
+    started = time.monotonic()
+    handle = fleet_api.submit(str(big_file), f"s3://{bucket}/big.bin", chunk_size=8 * MiB)
+    job = handle.wait(timeout=120)
+    elapsed = time.monotonic() - started
+    assert job.state == "done", job.error
+    back = tmp_path / "back.bin"
+    s3.download_file(bucket, "big.bin", str(back))
+    assert sha256(back) == sha256(big_file)
+    assert handle.jobs.commits(job.id, 0) == 1
+    assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
+    print(f"\nfleet file->s3 200 MiB: {elapsed:.2f} s")
+
+
+def test_raw_celery_client_submits_by_name(fleet: Fleet, tmp_path: Path):
+    """A client that does not import mover sends ``mover.submit`` by name and gets a job id;
+    a bad request fails with a clear error, recorded on a job too."""
+    src = random_file(tmp_path / "small.bin", 5 * MiB + 123)
+    dst = tmp_path / "out" / "small.bin"
+    dst.parent.mkdir()
+    script = f"""
+import sys
+from celery import Celery
+app = Celery(broker={fleet.redis.url!r}, backend={fleet.redis.url!r})
+ok = app.send_task("mover.submit", args=[{{"source": {str(src)!r},
+    "destination": {str(dst)!r}, "options": {{"chunk_size": "1MiB"}}}}], queue="mover")
+print(ok.get(timeout=60))
+bad = app.send_task("mover.submit", args=[{{"source": "/no/such/file",
+    "destination": {str(dst)!r}}}])  # default queue celery: workers consume it too
+try:
+    bad.get(timeout=60)
+except Exception as exc:
+    print("ERROR", exc)
+assert not any(m == "mover" or m.startswith("mover.") for m in sys.modules), "mover imported"
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd="/"
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    job_id = lines[0]
+    jobs = fleet.jobs()
+    job = wait_for(lambda: (j := jobs.get(job_id)).state in ("done", "failed") and j, 60, "the job")
+    assert job.state == "done", job.error
+    assert sha256(dst) == sha256(src)
+    assert lines[1].startswith("ERROR") and "no such file" in lines[1]
+    bad_id = re.search(r"\(job (\w+)\)", lines[1]).group(1)
+    bad = jobs.get(bad_id)
+    assert bad.state == "failed" and "no such file" in (bad.error or "")
+
+
+@pytest.mark.slow
+def test_kill_9_worker_mid_job(fleet: Fleet, slow_http: Any, tmp_path: Path):
+    """A whole worker (main process and pool) killed with SIGKILL mid-job: its chunks come
+    back after the visibility timeout, the job completes, verified, committed once."""
+    victim = fleet.start_worker("victim")
+    fleet.wait_ready(victim)
+    dst = tmp_path / "killed.bin"
+    job_id = submit_slow(fleet, slow_http, dst)
+    jobs = fleet.jobs()
+    wait_for(lambda: f"job {job_id} object 0 chunk" in victim.text(), 30, "a victim chunk")
+    victim.kill(signal.SIGKILL)
+    victim.proc.wait(10)
+    job = wait_for(
+        lambda: (j := jobs.get(job_id)).state in ("done", "failed", "cancelled") and j,
+        90,
+        "the job to finish",
+        poll_s=0.5,
+    )
+    assert job.state == "done", job.error
+    assert sha256(dst) == sha256(Path(slow_http.root) / "slow.bin")
+    assert jobs.commits(job_id, 0) == 1
+    assert not temp_files(tmp_path)
+
+
+@pytest.mark.slow
+def test_kill_9_pool_child_mid_job(fleet: Fleet, slow_http: Any, tmp_path: Path):
+    """A pool child killed mid-chunk: WorkerLostError, the chunk is requeued at once (reject
+    on worker lost), the job completes, verified, committed once."""
+    dst = tmp_path / "child.bin"
+    job_id = submit_slow(fleet, slow_http, dst)
+    jobs = fleet.jobs()
+    wait_for(lambda: chunks_done(jobs, job_id) >= 2, 30, "two chunks")
+    victim = fleet.workers[0]
+    children = victim.children()
+    assert children, "no pool children found"
+    os.kill(children[0], signal.SIGKILL)
+    job = wait_for(
+        lambda: (j := jobs.get(job_id)).state in ("done", "failed", "cancelled") and j,
+        90,
+        "the job to finish",
+        poll_s=0.5,
+    )
+    assert job.state == "done", job.error
+    assert sha256(dst) == sha256(Path(slow_http.root) / "slow.bin")
+    assert jobs.commits(job_id, 0) == 1
+    wait_for(lambda: "WorkerLostError" in victim.text() or "exited" in victim.text(), 10, "log")
+
+
+@pytest.mark.slow
+def test_cancel_mid_job(fleet: Fleet, slow_http: Any, tmp_path: Path):
+    """``mover cancel`` mid-job: running chunks stop, queued ones are dropped, the temporary
+    file is removed and the job ends cancelled."""
+    dst = tmp_path / "cancelled.bin"
+    job_id = submit_slow(fleet, slow_http, dst)
+    jobs = fleet.jobs()
+    wait_for(lambda: chunks_done(jobs, job_id) >= 2, 30, "two chunks")
+    started = time.monotonic()
+    out = fleet.mover("cancel", job_id)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"job {job_id}: cancelled"
+    assert time.monotonic() - started < 20
+    job = jobs.get(job_id)
+    assert job.state == "cancelled" and job.items[0].state == "cancelled"
+    assert chunks_done(jobs, job_id) < len(job.items[0].chunks)
+    assert not dst.exists()
+    time.sleep(1.5)  # a chunk still finishing elsewhere must not bring the file back
+    assert not temp_files(tmp_path)
+    assert jobs.commits(job_id, 0) == 0
+
+
+@pytest.mark.slow
+def test_redis_restart_mid_job(fleet: Fleet, slow_http: Any, tmp_path: Path):
+    """Redis restarted mid-job (append-only file kept): workers reconnect and the job
+    completes; if a message was lost, ``mover resume`` re-enqueues what is not done."""
+    dst = tmp_path / "restart.bin"
+    job_id = submit_slow(fleet, slow_http, dst)
+    jobs = fleet.jobs()
+    wait_for(lambda: chunks_done(jobs, job_id) >= 2, 30, "two chunks")
+    fleet.redis.restart()
+
+    def finished() -> Any:
+        with contextlib.suppress(Exception):
+            job = jobs.get(job_id)
+            return job if job.state in ("done", "failed", "cancelled") else None
+        return None
+
+    deadline = time.monotonic() + 45
+    job = None
+    while job is None and time.monotonic() < deadline:
+        job = finished()
+        time.sleep(0.5)
+    resumed = False
+    if job is None:  # not finished: resume re-enqueues the chunks not done
+        resumed = True
+        out = fleet.mover("resume", job_id, "--no-wait")
+        assert out.returncode == 0, out.stderr
+        job = wait_for(finished, 60, "the resumed job", poll_s=0.5)
+    assert job.state == "done", job.error
+    assert sha256(dst) == sha256(Path(slow_http.root) / "slow.bin")
+    assert jobs.commits(job_id, 0) == 1
+    print(f"\nredis restart: {'resumed' if resumed else 'completed by itself'}")
+
+
+def test_status_and_jobs_read_redis(fleet: Fleet, tmp_path: Path):
+    """``mover jobs`` and ``mover status`` read the fleet's records when a broker is set;
+    ``mover copy`` without --wait prints the job id and returns."""
+    src = random_file(tmp_path / "s.bin", 3 * MiB)
+    out = fleet.mover("copy", str(src), str(tmp_path / "d.bin"), "--chunk-size", "1MiB")
+    assert out.returncode == 0, out.stderr
+    job_id = out.stdout.strip()
+    jobs = fleet.jobs()
+    wait_for(lambda: jobs.get(job_id).state == "done", 30, "the job")
+    listed = fleet.mover("jobs")
+    assert job_id in listed.stdout
+    status = fleet.mover("status", job_id)
+    assert f"job {job_id}: done" in status.stdout and "3/3 chunks" in status.stdout
