@@ -35,8 +35,13 @@ Why these Celery settings (CELERY-FACTS.md has the measurements):
 from __future__ import annotations
 
 import os
+import warnings
 
 from celery import Celery
+
+# We keep running chunks alive when the broker connection drops (they are idempotent and
+# finish their part); Celery warns about that default at every reconnect. Say it once, here.
+warnings.filterwarnings("ignore", message=".*worker_cancel_long_running_tasks_on_connection_loss.*")
 
 #: The broker used when ``MOVER_BROKER_URL`` is not set.
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"

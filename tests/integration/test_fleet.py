@@ -401,6 +401,9 @@ def test_kill_9_worker_mid_job(fleet: Fleet, slow_http: Any, tmp_path: Path):
     assert sha256(dst) == sha256(Path(slow_http.root) / "slow.bin")
     assert jobs.commits(job_id, 0) == 1
     assert not temp_files(tmp_path)
+    # The chunks the victim held came back to the others through the restore sweep.
+    survivors = "".join(w.text() for w in fleet.workers if w is not victim)
+    assert re.search(rf"job {job_id} object 0 chunk \d+ done.*\(redelivered\)", survivors)
 
 
 @pytest.mark.slow
@@ -480,6 +483,73 @@ def test_redis_restart_mid_job(fleet: Fleet, slow_http: Any, tmp_path: Path):
     assert sha256(dst) == sha256(Path(slow_http.root) / "slow.bin")
     assert jobs.commits(job_id, 0) == 1
     print(f"\nredis restart: {'resumed' if resumed else 'completed by itself'}")
+
+
+def test_permanent_error_fails_job_and_cleans(fleet: Fleet, slow_http: Any, tmp_path: Path):
+    """A non-retryable error (the source vanishes: 404) fails the object at once; its
+    temporary file is removed and the job ends failed with the error."""
+    root = Path(slow_http.root)
+    (root / "vanishing.bin").write_bytes((root / "slow.bin").read_bytes())
+    dst = tmp_path / "vanished.bin"
+    out = fleet.mover(
+        "copy",
+        f"{slow_http.url}/vanishing.bin",
+        str(dst),
+        "--chunk-size",
+        "2MiB",
+        "--executor",
+        "celery",
+    )
+    assert out.returncode == 0, out.stderr
+    job_id = out.stdout.strip()
+    jobs = fleet.jobs()
+    wait_for(lambda: chunks_done(jobs, job_id) >= 1, 30, "a chunk")
+    (root / "vanishing.bin").unlink()
+    job = wait_for(
+        lambda: (j := jobs.get(job_id)).state in ("done", "failed", "cancelled") and j,
+        30,
+        "the job to fail",
+        poll_s=0.2,
+    )
+    assert job.state == "failed"
+    assert "404" in (job.error or "") or "not found" in (job.error or "").lower(), job.error
+    assert not dst.exists() and not temp_files(tmp_path)
+    status = fleet.mover("status", job_id)
+    assert "failed" in status.stdout
+
+
+@pytest.mark.s3
+def test_no_secret_in_redis_or_logs(fleet: Fleet):
+    """After the S3 copies, the workers' secret key is in no Redis key or value and in no
+    worker log line: tasks carry ids, workers resolve credentials themselves."""
+    if fleet.s3 is None:
+        pytest.skip("no S3 server")
+    import redis
+
+    secret = fleet.s3.secret_key.encode()
+    client = redis.Redis.from_url(fleet.redis.url)
+    seen = 0
+    for key in client.scan_iter(count=1000):
+        seen += 1
+        assert secret not in key
+        kind = client.type(key)
+        if kind == b"string":
+            values = [client.get(key) or b""]
+        elif kind == b"hash":
+            values = [k + v for k, v in client.hgetall(key).items()]
+        elif kind == b"list":
+            values = client.lrange(key, 0, -1)
+        elif kind == b"set":
+            values = list(client.smembers(key))
+        elif kind == b"zset":
+            values = [m for m, _ in client.zrange(key, 0, -1, withscores=True)]
+        else:
+            values = []
+        for value in values:
+            assert secret not in value, f"secret in Redis key {key!r}"
+    assert seen > 0
+    for w in fleet.workers:
+        assert fleet.s3.secret_key not in w.text(), f"secret in {w.name}'s log"
 
 
 def test_status_and_jobs_read_redis(fleet: Fleet, tmp_path: Path):
