@@ -398,6 +398,25 @@ def test_small_object_over_an_slo_removes_the_slo_segments(
     assert hashlib.sha256(body).hexdigest() == want
 
 
+def test_put_writes_a_small_object_in_one_request(
+    swift_env: SwiftServer, container: str, swift_connection: Connection, tmp_path: Path
+) -> None:
+    """The proposed single-PUT path: whole or nothing, an SLO's old segments removed."""
+    _upload(tmp_path, container, "p.bin", 2 * MiB + 1, 1 * MiB)
+    store = _provider(container)
+    try:
+        data = os.urandom(1000)
+        info = store.put("p.bin", memoryview(data), digest("sha256", data))
+        assert info.checksum == str(digest("md5", data))
+        assert _segments(swift_connection, container) == []
+        with pytest.raises(VerificationFailed):
+            store.put("p.bin", memoryview(b"other"), digest("md5", b"not these bytes"))
+        assert swift_connection.get_object(container, "p.bin")[1] == data
+        assert store.put("empty", memoryview(b""), digest("md5", b"")).size == 0
+    finally:
+        store.close()
+
+
 def test_overwrite_replaces_object_and_removes_old_segments(
     swift_env: SwiftServer, container: str, swift_connection: Connection, tmp_path: Path
 ) -> None:
