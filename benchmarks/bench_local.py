@@ -79,11 +79,16 @@ class Measure:
     tool: str
     case: Case
     seconds: list[float] = field(default_factory=list)
+    cpu_seconds: list[float] = field(default_factory=list)
     rss_bytes: list[int] = field(default_factory=list)
 
     @property
     def median(self) -> float:
         return statistics.median(self.seconds)
+
+    @property
+    def cpu_median(self) -> float:
+        return statistics.median(self.cpu_seconds) if self.cpu_seconds else float("nan")
 
     @property
     def mib_per_s(self) -> float:
@@ -200,38 +205,48 @@ def run(argv: Sequence[str], env: dict[str, str]) -> None:
         )
 
 
-def run_measured(
-    argv: Sequence[str], env: dict[str, str], tools: Tools, scratch: Path
-) -> tuple[float, int | None]:
-    """Run a program and return (seconds, peak RSS in bytes).
+@dataclass(frozen=True)
+class Usage:
+    """What one run of a program cost."""
 
-    The peak RSS comes from GNU time (``-v``) when it is installed, otherwise from
-    ``os.wait4``, which reports the rusage of that one child (``RUSAGE_CHILDREN`` would mix
-    in the other tools this process has run). The few milliseconds GNU time adds are the same
-    for every run.
+    seconds: float  #: wall clock, start to exit
+    cpu_seconds: float  #: user + system time of the program (and its children)
+    rss_bytes: int | None  #: peak resident set
+
+
+def run_measured(
+    argv: Sequence[str],
+    env: dict[str, str],
+    gnu_time: str | None = None,
+    scratch: Path | None = None,
+) -> Usage:
+    """Run a program to completion and say what it cost; a failure stops the benchmark.
+
+    Wall clock and CPU time come from this process (``os.wait4`` gives the rusage of that one
+    child, where ``RUSAGE_CHILDREN`` would mix in every tool run so far). With ``gnu_time``
+    the program runs under ``/usr/bin/time -v`` and the peak RSS is the one it reports (its
+    few milliseconds are the same in every run); otherwise the peak RSS is wait4's.
     """
-    if tools.gnu_time:
-        report = scratch / "time-v.txt"
-        full = [tools.gnu_time, "-v", "-o", str(report), *argv]
-        start = time.perf_counter()
-        run(full, env)
-        seconds = time.perf_counter() - start
-        match = re.search(r"Maximum resident set size \(kbytes\): (\d+)", report.read_text())
-        report.unlink()
-        return seconds, int(match.group(1)) * KiB if match else None
+    report = (scratch / "time-v.txt") if gnu_time and scratch else None
+    full = [gnu_time, "-v", "-o", str(report), *argv] if gnu_time and report else list(argv)
     start = time.perf_counter()
-    proc = subprocess.Popen(
-        list(argv), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
+    proc = subprocess.Popen(full, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _pid, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
-    stderr = proc.stderr.read() if proc.stderr else ""
+    stderr = b""
     if proc.stderr:
+        stderr = proc.stderr.read()
         proc.stderr.close()
     if proc.returncode != 0:
-        raise BenchError(f"{' '.join(argv)} exited {proc.returncode}: {stderr.strip()[-2000:]}")
-    return seconds, usage.ru_maxrss * KiB  # Linux reports kilobytes
+        text = stderr.decode(errors="replace").strip()[-2000:]
+        raise BenchError(f"{' '.join(argv)} exited {proc.returncode}: {text}")
+    rss: int | None = usage.ru_maxrss * KiB  # Linux reports kilobytes
+    if report is not None:
+        match = re.search(r"Maximum resident set size \(kbytes\): (\d+)", report.read_text())
+        report.unlink()
+        rss = int(match.group(1)) * KiB if match else None
+    return Usage(seconds, usage.ru_utime + usage.ru_stime, rss)
 
 
 def timed(argv: Sequence[str], env: dict[str, str]) -> float:
@@ -292,19 +307,26 @@ def bench_case(
                 argv = [tools.mover, "copy", "--quiet", *mover_extra]
                 argv += ["-r"] if case.recursive else []
                 argv += [str(case.source), str(dst)]
-                seconds, rss = run_measured(argv, env, tools, work)
-                results["mover"].seconds.append(seconds)
-                if rss is not None:
-                    results["mover"].rss_bytes.append(rss)
+                used = run_measured(argv, env, tools.gnu_time, work)
+                results["mover"].seconds.append(used.seconds)
+                results["mover"].cpu_seconds.append(used.cpu_seconds)
+                if used.rss_bytes is not None:
+                    results["mover"].rss_bytes.append(used.rss_bytes)
             else:
                 peer = next(p for p in peers if p.name == tool)
-                start = time.perf_counter()
-                run(peer.command(case, dst), env)
-                exited = time.perf_counter() - start
-                run([tools.sync, "-f", str(dst)], env)  # syncfs of the destination's file system
-                synced = time.perf_counter() - start
-                results[tool].seconds.append(exited)
-                results[tool + "+sync"].seconds.append(synced)
+                used = run_measured(peer.command(case, dst), env)
+                # syncfs of the destination's file system: what mover's fsyncs achieve
+                flushed = run_measured([tools.sync, "-f", str(dst)], env)
+                for name, seconds, cpu in (
+                    (tool, used.seconds, used.cpu_seconds),
+                    (
+                        tool + "+sync",
+                        used.seconds + flushed.seconds,
+                        used.cpu_seconds + flushed.cpu_seconds,
+                    ),
+                ):
+                    results[name].seconds.append(seconds)
+                    results[name].cpu_seconds.append(cpu)
             shape = tree_shape(dst)
             if shape != (case.files, case.total_bytes):
                 raise BenchError(
@@ -409,7 +431,8 @@ def verdict(value: float | None, target: float) -> str:
 
 def print_table(all_results: dict[str, dict[str, Measure]]) -> None:
     print(
-        f"{'case':<18} {'tool':<13} {'seconds':>8} {'MiB/s':>9} {'ratio':>7} {'best':>8}  runs (s)"
+        f"{'case':<16} {'tool':<12} {'seconds':>8} {'MiB/s':>8} {'ratio':>6} {'best':>7} "
+        f"{'cpu s':>6}  runs (s)"
     )
     for results in all_results.values():
         mover = results["mover"]
@@ -417,12 +440,13 @@ def print_table(all_results: dict[str, dict[str, Measure]]) -> None:
             r = "" if name == "mover" else fmt_ratio(ratio(m, mover))
             runs = " ".join(f"{s:.3f}" for s in m.seconds)
             print(
-                f"{m.case.label:<18} {name:<13} {m.median:>8.3f} {m.mib_per_s:>9.1f} {r:>7} "
-                f"{min(m.seconds):>8.3f}  {runs}"
+                f"{m.case.label:<16} {name:<12} {m.median:>8.3f} {m.mib_per_s:>8.1f} {r:>6} "
+                f"{min(m.seconds):>7.3f} {m.cpu_median:>6.2f}  {runs}"
             )
     print(
-        "seconds and MiB/s: medians; ratio = peer seconds / mover seconds (> 1: mover is "
-        "faster), of medians; best: the fastest run."
+        "seconds, MiB/s: medians of wall clock; ratio = peer seconds / mover seconds of "
+        "medians (> 1: mover is faster);\nbest: the fastest run; cpu s: median user+system "
+        "seconds of the programs (kernel flusher threads not counted)."
     )
 
 
