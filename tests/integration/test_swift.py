@@ -769,6 +769,40 @@ def test_can_copy_from_only_within_one_account(
     assert not here.can_copy_from(elsewhere)
 
 
+@pytest.mark.s3
+def test_swift_to_s3_and_back_streams_through_mover(
+    swift_env: SwiftServer,
+    container: str,
+    swift_connection: Connection,
+    s3_server: Any,
+    s3_bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """Across two kinds of store, the generic streaming strategy: Swift's SLO to S3's
+    multipart upload and back into a new SLO, bytes unchanged."""
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    stores.clear_cache()
+    size = 12 * MiB + 1
+    want = _upload(tmp_path, container, "x.bin", size, 5 * MiB)
+
+    there = mover.copy(f"swift://{container}/x.bin", f"s3://{s3_bucket}/x.bin", chunk_size=5 * MiB)
+    back = mover.copy(f"s3://{s3_bucket}/x.bin", f"swift://{container}/y.bin", chunk_size=5 * MiB)
+
+    assert there.items[0].strategy == back.items[0].strategy == "streaming"
+    headers = swift_connection.head_object(container, "y.bin")
+    assert headers["x-static-large-object"] == "True"
+    out = tmp_path / "out.bin"
+    result = _swift_cli(swift_env, "download", container, "y.bin", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert _sha256(out) == want
+
+
 # --- a configured store -----------------------------------------------------------------------
 
 
