@@ -359,6 +359,12 @@ def chunk_copy(self: Task, job_id: str, item: int, chunk: int) -> None:
     )
     if remaining == 0:
         _commit(jobs, job_id, item)
+        return
+    # The object may have failed or been cancelled while this chunk ran: if this chunk was
+    # the last to settle, nobody else is left to clean up and count the object final.
+    state = jobs.get_item(job_id, item, with_chunks=False).state
+    if state in (FAILED, CANCELLED) and jobs.settle(job_id, item, chunk) == 0:
+        _item_settled(jobs, job_id, item, prepared)
 
 
 @app.task(name=fleet_exec.COMMIT_TASK, ignore_result=True)

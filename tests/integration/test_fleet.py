@@ -87,6 +87,16 @@ class _Throttled(BaseHTTPRequestHandler):
             self.send_error(404)
             return
         size = path.stat().st_size
+        if path.name.startswith("flaky"):
+            # The first GET of each range fails with 503: a retryable server error.
+            seen = self.server.seen  # type: ignore[attr-defined]
+            key = (self.path, self.headers.get("Range"))
+            if key not in seen:
+                seen.add(key)
+                self.send_response(503)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
         start, end = 0, size - 1
         match = re.match(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
         if match:
@@ -124,6 +134,7 @@ def slow_http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     server.daemon_threads = True
     server.root = root  # type: ignore[attr-defined]
     server.rate = 3 * MiB  # type: ignore[attr-defined]
+    server.seen = set()  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     server.url = f"http://127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
@@ -483,6 +494,29 @@ def test_redis_restart_mid_job(fleet: Fleet, slow_http: Any, tmp_path: Path):
     assert sha256(dst) == sha256(Path(slow_http.root) / "slow.bin")
     assert jobs.commits(job_id, 0) == 1
     print(f"\nredis restart: {'resumed' if resumed else 'completed by itself'}")
+
+
+def test_retryable_errors_retry_with_celery(fleet: Fleet, slow_http: Any, tmp_path: Path):
+    """Every chunk first meets an HTTP 503 (retryable): Celery retries it after a jittered
+    back-off and the job completes, verified."""
+    root = Path(slow_http.root)
+    random_file(root / "flaky.bin", 6 * MiB)
+    dst = tmp_path / "flaky.bin"
+    out = fleet.mover(
+        "copy",
+        f"{slow_http.url}/flaky.bin",
+        str(dst),
+        "--chunk-size",
+        "1MiB",
+        "--executor",
+        "celery",
+        "--wait",
+    )
+    assert out.returncode == 0, out.stderr
+    assert sha256(dst) == sha256(root / "flaky.bin")
+    job_id = re.search(r"job (\w+)", out.stderr).group(1)
+    logs = "".join(w.text() for w in fleet.workers)
+    assert len(re.findall(rf"job {job_id} object 0 chunk \d+: retry 1 in", logs)) == 6
 
 
 def test_permanent_error_fails_job_and_cleans(fleet: Fleet, slow_http: Any, tmp_path: Path):
