@@ -586,6 +586,32 @@ def test_no_secret_in_redis_or_logs(fleet: Fleet):
         assert fleet.s3.secret_key not in w.text(), f"secret in {w.name}'s log"
 
 
+@pytest.mark.slow
+def test_resume_reenqueues_only_missing_chunks(fleet: Fleet, slow_http: Any, tmp_path: Path):
+    """Queued chunks lost (the queue deleted under a running job): the job stalls; ``mover
+    resume`` enqueues only the chunks not done, and no chunk done before runs again."""
+    import redis
+
+    dst = tmp_path / "resumed.bin"
+    job_id = submit_slow(fleet, slow_http, dst)
+    jobs = fleet.jobs()
+    wait_for(lambda: chunks_done(jobs, job_id) >= 3, 30, "three chunks")
+    redis.Redis.from_url(fleet.redis.url).delete("mover.file")  # the queued chunks are lost
+    time.sleep(2)  # let the running chunks finish
+    job = jobs.get(job_id)
+    assert job.state == "running"
+    before = {c.index for c in job.items[0].chunks if c.state == "done"}
+    assert 0 < len(before) < len(job.items[0].chunks)
+    out = fleet.mover("resume", job_id)
+    assert out.returncode == 0, out.stderr
+    assert "done: 1 object(s)" in out.stderr
+    assert sha256(dst) == sha256(Path(slow_http.root) / "slow.bin")
+    assert jobs.commits(job_id, 0) == 1
+    logs = "".join(w.text() for w in fleet.workers)
+    for index in before:
+        assert len(re.findall(rf"job {job_id} object 0 chunk {index} done", logs)) == 1
+
+
 def test_status_and_jobs_read_redis(fleet: Fleet, tmp_path: Path):
     """``mover jobs`` and ``mover status`` read the fleet's records when a broker is set;
     ``mover copy`` without --wait prints the job id and returns."""
