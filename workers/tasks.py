@@ -251,7 +251,7 @@ def _give_up(
         )
         _abort(jobs, job_id, item, prepared)
     if jobs.settle(job_id, item, chunk) == 0:
-        state = jobs.get_item(job_id, item, with_chunks=False).state
+        state = jobs.item_state(job_id, item)
         if state in (FAILED, CANCELLED):
             _item_settled(jobs, job_id, item, prepared)
 
@@ -315,7 +315,7 @@ def chunk_copy(self: Task, job_id: str, item: int, chunk: int) -> None:
                 prepared.source, prepared.destination, prepared.plan, spec, ctx
             )
     except Exception as exc:
-        now_state = jobs.get_item(job_id, item, with_chunks=False).state
+        now_state = jobs.item_state(job_id, item)
         if now_state in (DONE, COMMITTING):
             return  # the object was committed by another delivery meanwhile
         if isinstance(exc, Cancelled) or jobs.job_state(job_id) in _STOP_JOB:
@@ -362,7 +362,7 @@ def chunk_copy(self: Task, job_id: str, item: int, chunk: int) -> None:
         return
     # The object may have failed or been cancelled while this chunk ran: if this chunk was
     # the last to settle, nobody else is left to clean up and count the object final.
-    state = jobs.get_item(job_id, item, with_chunks=False).state
+    state = jobs.item_state(job_id, item)
     if state in (FAILED, CANCELLED) and jobs.settle(job_id, item, chunk) == 0:
         _item_settled(jobs, job_id, item, prepared)
 

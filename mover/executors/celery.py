@@ -231,17 +231,18 @@ def follow(
 
     Raises TimeoutError after ``timeout_s`` (the job keeps running on the fleet)."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    job_id = jobs.resolve(job_id)
     seen = 0
     while True:
-        job = jobs.get(job_id)
-        done = job.bytes_done
+        # Two hash fields per poll, not the whole record: a job may have 10,000 chunks.
+        state, done = jobs.progress(job_id)
         if on_progress is not None and done > seen:
             on_progress(done - seen)
             seen = done
-        if job.state in FINAL:
-            return job
+        if state in FINAL:
+            return jobs.get(job_id)
         if deadline is not None and time.monotonic() > deadline:
-            raise TimeoutError(f"job {job_id} still {job.state} after {timeout_s} s")
+            raise TimeoutError(f"job {job_id} still {state} after {timeout_s} s")
         time.sleep(poll_s)
 
 
@@ -308,6 +309,13 @@ def resume(job_id: str, jobs: RedisJobStore, app: Celery | None = None) -> Job:
         pending = [c.index for c in item.chunks if c.state != DONE]
         jobs.unsettle(job.id, item.index, pending)
         work.append((item, pending))
+    jobs.set_progress(
+        job.id,
+        sum(
+            c.length or 0 for i in job.items if i.state != DONE for c in i.chunks if c.state == DONE
+        )
+        + sum(i.size or 0 for i in job.items if i.state == DONE),
+    )
     if work:
         publish(jobs, job.id, work, app)
     elif all(i.state in FINAL for i in job.items):

@@ -230,7 +230,10 @@ class RedisJobStore(JobStore):
         pipe.hdel(self.item_key(job_id, item, "errors"), str(chunk))
         pipe.scard(self.item_key(job_id, item, "done"))
         pipe.hget(self.item_key(job_id, item), "n_chunks")
-        *_, n_done, n_chunks = pipe.execute()
+        _, added, _, _, n_done, n_chunks = pipe.execute()
+        if added and receipt.get("size"):
+            # Progress for followers (``progress``); counted once per distinct chunk.
+            self.r.hincrby(self.job_key(job_id), "bytes_done", int(receipt["size"]))
         return max(0, int(_loads(n_chunks) or 0) - int(n_done))
 
     def chunk_failed(self, job_id: str, item: int, chunk: int, error: str) -> None:
@@ -344,6 +347,20 @@ class RedisJobStore(JobStore):
     def job_state(self, job_id: str) -> str | None:
         """The job's state alone: one HGET, cheap enough to poll while a chunk runs."""
         return _loads(self.r.hget(self.job_key(job_id), "state"))
+
+    def item_state(self, job_id: str, item: int) -> str | None:
+        """An item's state alone (one HGET; the item hash also holds the plan, which can be
+        large, so callers on the hot path must not read the whole hash)."""
+        return _loads(self.r.hget(self.item_key(job_id, item), "state"))
+
+    def progress(self, job_id: str) -> tuple[str | None, int]:
+        """The job's state and bytes of chunks done so far: two fields, cheap to poll."""
+        state, done = self.r.hmget(self.job_key(job_id), ["state", "bytes_done"])
+        return _loads(state), int(done or 0)
+
+    def set_progress(self, job_id: str, nbytes: int) -> None:
+        """Reset the progress counter (resume: objects planned again start from zero)."""
+        self.r.hset(self.job_key(job_id), "bytes_done", int(nbytes))
 
     def get_item(self, job_id: str, item: int, with_chunks: bool = True) -> Item:
         """One item with its plan and (optionally) its chunks' states."""

@@ -121,6 +121,8 @@ class _Throttled(BaseHTTPRequestHandler):
                     return
                 left -= len(data)
                 rate = self.server.rate  # type: ignore[attr-defined]
+                if path.name.startswith("long"):
+                    rate = 2 * MiB
                 if rate:
                     time.sleep(len(data) / rate)
 
@@ -415,6 +417,33 @@ def test_kill_9_worker_mid_job(fleet: Fleet, slow_http: Any, tmp_path: Path):
     # The chunks the victim held came back to the others through the restore sweep.
     survivors = "".join(w.text() for w in fleet.workers if w is not victim)
     assert re.search(rf"job {job_id} object 0 chunk \d+ done.*\(redelivered\)", survivors)
+
+
+@pytest.mark.slow
+def test_chunk_longer_than_visibility_timeout_runs_once(
+    fleet: Fleet, slow_http: Any, tmp_path: Path
+):
+    """One chunk of 26 MiB at 2 MiB/s (13 s) against a 10 s visibility timeout: the
+    worker renews the chunk's lease while it runs, so it is not delivered a second time."""
+    root = Path(slow_http.root)
+    random_file(root / "long.bin", 26 * MiB)
+    dst = tmp_path / "long.bin"
+    out = fleet.mover(
+        "copy",
+        f"{slow_http.url}/long.bin",
+        str(dst),
+        "--chunk-size",
+        "26MiB",
+        "--executor",
+        "celery",
+        "--wait",
+    )
+    assert out.returncode == 0, out.stderr
+    assert sha256(dst) == sha256(root / "long.bin")
+    job_id = re.search(r"job (\w+)", out.stderr).group(1)
+    logs = "".join(w.text() for w in fleet.workers)
+    runs = re.findall(rf"job {job_id} object 0 chunk 0 done: \d+ bytes in ([\d.]+) s", logs)
+    assert len(runs) == 1 and float(runs[0]) > 10, runs
 
 
 @pytest.mark.slow

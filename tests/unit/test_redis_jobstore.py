@@ -71,6 +71,7 @@ def test_chunk_done_counts_and_is_idempotent(store: RedisJobStore) -> None:
     for n in (1, 2):
         store.chunk_done("abc123", 0, n, {"part": n, "size": 10, "digest": f"d{n}"})
     assert store.chunk_done("abc123", 0, 3, {"part": 3, "size": 10, "digest": "d3"}) == 0
+    assert store.progress("abc123") == ("running", 40)  # the second delivery not counted
     item = store.get("abc123").items[0]
     assert all(c.state == "done" for c in item.chunks)
     assert item.chunks[1].error is None and item.chunks[2].digest == "d2"
