@@ -428,6 +428,7 @@ def test_chunk_longer_than_visibility_timeout_runs_once(
     root = Path(slow_http.root)
     random_file(root / "long.bin", 26 * MiB)
     dst = tmp_path / "long.bin"
+    offsets = {w.name: len(w.text()) for w in fleet.workers}
     out = fleet.mover(
         "copy",
         f"{slow_http.url}/long.bin",
@@ -444,6 +445,10 @@ def test_chunk_longer_than_visibility_timeout_runs_once(
     logs = "".join(w.text() for w in fleet.workers)
     runs = re.findall(rf"job {job_id} object 0 chunk 0 done: \d+ bytes in ([\d.]+) s", logs)
     assert len(runs) == 1 and float(runs[0]) > 10, runs
+    time.sleep(2)  # a second delivery would have come by now (timeout 10 s + sweep 2 s)
+    fresh = "".join(w.text()[offsets.get(w.name, 0) :] for w in fleet.workers)
+    received = re.findall(r"mover\.chunk\.copy\[([0-9a-f-]+)\] received", fresh)
+    assert len(received) == 1, f"the chunk was delivered {len(received)} times"
 
 
 @pytest.mark.slow
