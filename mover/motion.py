@@ -88,6 +88,7 @@ class Plan:
         chunks: the chunks, in order.
         algorithm: the digest algorithm chunks are verified with.
         writer: the destination writer's state (temp path, upload id), if any.
+        put: the object is small enough to be written whole by one atomic ``put`` (no writer).
         bytes_through: how many bytes will pass through mover (0 for a server-side copy).
         notes: human-readable remarks on the choices (a part size raised to fit a limit).
     """
@@ -98,6 +99,7 @@ class Plan:
     chunks: list[Chunk]
     algorithm: str = "xxh3_128"
     writer: dict[str, Any] = field(default_factory=dict)
+    put: bool = False
     bytes_through: int | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -109,6 +111,7 @@ class Plan:
             "chunks": [c.to_dict() for c in self.chunks],
             "algorithm": self.algorithm,
             "writer": self.writer,
+            "put": self.put,
             "bytes_through": self.bytes_through,
             "notes": list(self.notes),
         }
@@ -122,6 +125,7 @@ class Plan:
             chunks=[Chunk.from_dict(c) for c in d["chunks"]],
             algorithm=d.get("algorithm", "xxh3_128"),
             writer=dict(d.get("writer") or {}),
+            put=bool(d.get("put", False)),
             bytes_through=d.get("bytes_through"),
             notes=list(d.get("notes") or []),
         )

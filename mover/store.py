@@ -85,6 +85,9 @@ class Capabilities:
             (parts written in order, sizes told at commit).
         ordered_parts: parts must arrive in order, one at a time, at the writer of the process
             that opened it (a pipe, a stream-only SDK): only sequential strategies may write.
+        atomic_put_max_bytes: objects up to this size can be written whole by
+            :meth:`StoreProvider.put` in one atomic request (0: no ``put``). For small objects
+            that is one request instead of begin, part and commit.
         server_side_copy: the store can copy from another store by itself for some pairs
             (ask :meth:`StoreProvider.can_copy_from` which).
         local_path: objects are files on this host, reachable at :meth:`StoreProvider.local_path`,
@@ -98,6 +101,7 @@ class Capabilities:
     write_at: bool = False
     streaming_write: bool = False
     ordered_parts: bool = False
+    atomic_put_max_bytes: int = 0
     server_side_copy: bool = False
     local_path: bool = False
     checksum_algorithms: tuple[str, ...] = ("xxh3_128",)
@@ -282,6 +286,16 @@ class StoreProvider(abc.ABC):
         Called only when ``capabilities.chunk_writer`` is set. ``size`` is None for streams.
         """
         raise UsageError(f"{self.describe()} cannot be written")
+
+    def put(self, key: str, data: memoryview, expected: Digest) -> ObjectInfo:
+        """Store ``data`` as the whole object ``key`` in one atomic request.
+
+        Called only for objects up to ``capabilities.atomic_put_max_bytes``. The object appears
+        whole or not at all, and an existing object is replaced only when the put succeeds, so
+        no commit is needed. As ``ChunkWriter.write_part``, the store must confirm ``expected``
+        and raise :class:`~mover.errors.VerificationFailed` otherwise.
+        """
+        raise UsageError(f"{self.describe()} cannot put an object in one request")
 
     def resume_writer(self, key: str, state: dict[str, Any]) -> ChunkWriter:
         """Re-open a writer from its :meth:`ChunkWriter.state` (another thread or worker)."""

@@ -52,6 +52,7 @@ import io
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -87,6 +88,8 @@ T = TypeVar("T")
 #: S3's part limits: every part but the last at least 5 MiB, at most 5 GiB, 10,000 parts.
 MIN_PART_BYTES = 5 * MiB
 MAX_PART_BYTES = 5 * GiB
+#: How long a bucket seen to exist is trusted before it is checked again (seconds).
+BUCKET_CHECK_TTL_S = 60.0
 MAX_PARTS = 10_000
 #: CopyObject copies at most 5 GiB in one request; larger objects need UploadPartCopy.
 MAX_COPY_OBJECT_BYTES = 5 * GiB
@@ -156,6 +159,9 @@ class S3Provider(StoreProvider):
         ),
         write_at=False,
         streaming_write=True,
+        # PutObject is atomic and carries the same server-verified crc32c as a part: objects
+        # of one chunk take one request instead of three (create, part, complete).
+        atomic_put_max_bytes=MAX_PART_BYTES,
         server_side_copy=True,
         checksum_algorithms=("crc32c",),
     )
@@ -166,6 +172,9 @@ class S3Provider(StoreProvider):
         self._client: Any = None
         self._endpoint: str | None = None
         self._lock = threading.Lock()
+        #: monotonic time until which the bucket is known to exist (one HeadBucket per job,
+        #: not per object, for recursive copies of many small objects)
+        self._bucket_seen_until = 0.0
 
     @classmethod
     def open(cls, location: Location, options: dict[str, Any] | None = None) -> S3Provider:
@@ -506,10 +515,43 @@ class S3Provider(StoreProvider):
             raise UsageError(f"{self._url(key)}: name the destination object, not a prefix")
         # Some servers (SeaweedFS by default) create a missing bucket on the first write, where
         # AWS refuses: ask first, so a misspelt bucket is an error before any byte moves.
+        if time.monotonic() < self._bucket_seen_until:
+            return
         if not self._bucket_exists():
             raise NotWritable(
                 f"bucket {self.bucket!r} does not exist at {self.endpoint}: create it first"
             )
+        self._bucket_seen_until = time.monotonic() + BUCKET_CHECK_TTL_S
+
+    def put(self, key: str, data: memoryview, expected: Digest) -> ObjectInfo:
+        """PutObject with the object's crc32c, which the server verifies (BadDigest)."""
+        if expected.algorithm == "crc32c":
+            crc = expected
+        else:
+            stored = digest(expected.algorithm, data)
+            if stored != expected:
+                raise VerificationFailed(
+                    f"{self._url(key)}: read {expected}, would send {stored}", retryable=True
+                )
+            crc = digest("crc32c", data)
+        answer = self._call(
+            "PutObject",
+            key,
+            lambda: self.client.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=_BufferReader(data),
+                ContentLength=len(data),
+                ChecksumCRC32C=crc.b64,
+            ),
+        )
+        confirmed = answer.get("ChecksumCRC32C")
+        if confirmed is not None and confirmed != crc.b64:
+            raise VerificationFailed(
+                f"{self._url(key)}: sent crc32c {crc.b64}, server stored {confirmed}",
+                retryable=True,
+            )
+        return ObjectInfo(key, len(data), etag=_etag(answer.get("ETag")))
 
     def open_writer(self, key: str, size: int | None, part_size: int) -> ChunkWriter:
         answer = self._call(

@@ -18,25 +18,39 @@ def pick_algorithm(destination: Endpoint) -> str:
 
 
 def chunked_plan(
-    name: str, source: Endpoint, destination: Endpoint, options: Options, size: int | None
+    name: str,
+    source: Endpoint,
+    destination: Endpoint,
+    options: Options,
+    size: int | None,
+    allow_put: bool = False,
 ) -> Plan:
-    """Plan chunks within the destination's part limits and open its writer."""
+    """Plan chunks within the destination's part limits and open its writer; with
+    ``allow_put``, an object of one chunk that the store can put atomically gets no writer."""
     limits = destination.caps.chunk_writer or PartLimits()
     chunk_size, notes = choose_chunk_size(
         size, limits, options.chunk_size, options.streams, where=destination.store.describe()
     )
     destination.store.check_writable(destination.key, size)
-    writer = destination.store.open_writer(destination.key, size, chunk_size)
-    return Plan(
+    chunks = make_chunks(size, chunk_size)
+    plan = Plan(
         strategy=name,
         size=size,
         chunk_size=chunk_size,
-        chunks=make_chunks(size, chunk_size),
+        chunks=chunks,
         algorithm=pick_algorithm(destination),
-        writer=writer.state(),
         bytes_through=size,
         notes=notes,
     )
+    most = destination.caps.atomic_put_max_bytes
+    fits = most > 0 and size is not None and size <= most
+    if allow_put and fits and len(chunks) == 1:
+        # One chunk, one atomic request: no upload to begin, commit or abort.
+        plan.put = True
+        plan.notes.append("written whole by one atomic put")
+        return plan
+    plan.writer = destination.store.open_writer(destination.key, size, chunk_size).state()
+    return plan
 
 
 def confirm(receipt: PartReceipt, expected: Digest, where: str) -> PartReceipt:
@@ -60,6 +74,9 @@ def short_read(where: str, offset: int, want: int, got: int) -> ChunkFailed:
 def commit_writer(
     source: Endpoint, destination: Endpoint, plan: Plan, receipts: list[PartReceipt]
 ) -> ObjectInfo:
+    if plan.put:
+        # The put already made the object visible, atomically.
+        return ObjectInfo(destination.key, sum(r.size for r in receipts))
     writer = destination.store.resume_writer(destination.key, plan.writer)
     size = sum(r.size for r in receipts)
     return writer.commit(sorted(receipts, key=lambda r: r.part), size)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from mover.buffers import chunk_buffer
 from mover.digests import digest
-from mover.errors import ChunkFailed
 from mover.motion import Chunk, ChunkContext, Endpoint, MotionStrategy, Options, Plan, Priority
 from mover.store import MiB, ObjectInfo, PartReceipt
 from strategies.motion.common import (
@@ -42,7 +41,9 @@ class StreamingStrategy(MotionStrategy):
 
     def plan(self, source: Endpoint, destination: Endpoint, options: Options) -> Plan:
         assert source.info is not None
-        return chunked_plan(self.name, source, destination, options, source.info.size)
+        return chunked_plan(
+            self.name, source, destination, options, source.info.size, allow_put=True
+        )
 
     def run_chunk(
         self, source: Endpoint, destination: Endpoint, plan: Plan, chunk: Chunk, ctx: ChunkContext
@@ -63,11 +64,12 @@ class StreamingStrategy(MotionStrategy):
         ctx.check()
         data = buf[:length]
         expected = digest(plan.algorithm, data)
+        if plan.put:
+            info = destination.store.put(destination.key, data, expected)
+            extra = {"etag": info.etag} if info.etag else {}
+            return PartReceipt(chunk.index, chunk.offset, length, str(expected), extra)
         writer = destination.store.resume_writer(destination.key, plan.writer)
-        try:
-            receipt = writer.write_part(chunk.index, chunk.offset, data, expected)
-        except ChunkFailed:
-            raise
+        receipt = writer.write_part(chunk.index, chunk.offset, data, expected)
         return confirm(receipt, expected, destination.store.describe())
 
     def commit(

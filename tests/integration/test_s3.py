@@ -131,8 +131,11 @@ def test_file_to_s3_and_back(
     assert len(up.items[0].chunks) == parts
     head = s3_client.head_object(Bucket=s3_bucket, Key="dir/object.bin")
     assert head["ContentLength"] == size
-    if size:
+    if parts > 1:
         assert head["ETag"].strip('"').endswith(f"-{parts}")  # a multipart upload, completed
+    else:
+        assert up.items[0].plan["put"]  # one chunk: one atomic PutObject, no upload
+        assert "-" not in head["ETag"]
     assert _sha256_object(s3_client, s3_bucket, "dir/object.bin") == want
     assert _uploads(s3_client, s3_bucket) == []
 
