@@ -14,8 +14,9 @@ page cache warm (the source is read once first) and the dirty pages of earlier r
 Why "+sync" rows: mover fsyncs every file it commits (and its folder), so its time includes
 getting the bytes to disk; ``cp`` and ``rclone`` (checked with strace: no fsync, fdatasync or
 syncfs) leave them dirty in the page cache. Each peer run is therefore timed twice: when the
-tool exits, and after a ``sync`` that follows it. The "+sync" figure is the fair one and is what
-the targets are judged on; the other is printed too.
+tool exits, and after a ``sync -f DST`` (syncfs of the destination's file system) that follows
+it. The "+sync" figure is the fair one and is what the targets are judged on; the other is
+printed too.
 
 Ratios are peer seconds / mover seconds: above 1 means mover is faster. Targets (issue 2,
 item 10): >= 0.9x cp on the large file, >= 1.0x rclone on the small files.
@@ -557,15 +558,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         chunk = mover_chunk_bytes(tools, env, cases[0], mover_extra)
         fixed = fixed_cost(tools, env, work, max(args.runs, 3))
 
+        cp_path: str = cp
         peers = [
-            Peer("cp", lambda c, d: [cp, *(["-r"] if c.recursive else []), str(c.source), str(d)])
+            Peer(
+                "cp",
+                lambda c, d: [cp_path, *(["-r"] if c.recursive else []), str(c.source), str(d)],
+            )
         ]
         if rclone:
+            rclone_path: str = rclone
             peers.append(
                 Peer(
                     "rclone",
                     lambda c, d: [
-                        rclone,
+                        rclone_path,
                         "copy" if c.recursive else "copyto",
                         "-q",
                         "--ignore-times",
