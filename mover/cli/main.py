@@ -65,7 +65,9 @@ def _jobstore() -> Any:
     if _fleet_configured():
         from mover.jobstores.redis import RedisJobStore
 
-        return RedisJobStore()
+        store = RedisJobStore()
+        store.check()
+        return store
     from mover.api import default_jobstore
 
     return default_jobstore()
@@ -162,6 +164,7 @@ def _copy_on_fleet(
         from mover.jobstores.redis import RedisJobStore
 
         jobs = RedisJobStore()
+        jobs.check()
         job = fleet.submit(
             source,
             destination,

@@ -119,8 +119,33 @@ class RedisJobStore(JobStore):
                 )
             client = client_from_url(url)
         self.r = client
+        self.url = url or ""
         self.prefix = prefix or os.environ.get("MOVER_REDIS_PREFIX") or DEFAULT_PREFIX
         self.ttl_s = int(ttl_s or os.environ.get("MOVER_JOB_TTL_S") or DEFAULT_TTL_S)
+
+    def check(self, timeout_s: float = 3.0) -> None:
+        """Fail fast, with a clear error, when Redis cannot be reached (the client itself
+        retries for about half a minute, which suits a worker riding out a restart but not a
+        command line waiting for an answer). The message names host and port, never a
+        password."""
+        if not self.url:
+            return
+        probe = redis.Redis.from_url(
+            self.url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s
+        )
+        try:
+            probe.ping()
+        except redis.RedisError as exc:
+            kwargs = probe.connection_pool.connection_kwargs
+            where = f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
+            reason = type(exc).__name__
+            raise MoverError(
+                f"cannot reach Redis at {where} ({reason}): is the broker up, and "
+                "MOVER_BROKER_URL right?",
+                retryable=True,
+            ) from None
+        finally:
+            probe.close()
 
     # -- keys -------------------------------------------------------------------------------
 
