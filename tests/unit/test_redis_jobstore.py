@@ -164,3 +164,25 @@ def test_update_fields_checked(store: RedisJobStore) -> None:
     store.update_item("abc123", 0, state="done", digest="zz", size=40)
     item = store.get("abc123").items[0]
     assert (item.state, item.digest) == ("done", "zz")
+
+
+def test_queue_routing_by_destination() -> None:
+    """Chunks go to the queue of their destination store (the executor's routing rule)."""
+    from mover.executors.celery import queue_for
+
+    assert queue_for("s3://bucket/key") == "mover.s3"
+    assert queue_for("store:backup-east/templates/x.qcow2") == "mover.store.backup-east"
+    assert queue_for("/tmp/x") == "mover.file"
+    assert queue_for("::not a url::") in ("mover", "mover.file")
+
+
+def test_executor_module_does_not_import_celery() -> None:
+    """The embedded path stays fast: importing the executor and job store loads no Celery."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, mover.executors.celery, mover.jobstores.redis, mover.fleet, mover.cli.main;"
+        "assert 'celery' not in sys.modules, 'celery imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
