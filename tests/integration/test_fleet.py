@@ -452,17 +452,30 @@ def test_chunk_longer_than_visibility_timeout_runs_once(
 
 
 @pytest.mark.slow
-def test_kill_9_pool_child_mid_job(fleet: Fleet, slow_http: Any, tmp_path: Path):
-    """A pool child killed mid-chunk: WorkerLostError, the chunk is requeued at once (reject
-    on worker lost), the job completes, verified, committed once."""
+def test_kill_9_pool_child_mid_job(fleet_env: Fleet, slow_http: Any, tmp_path: Path):
+    """The pool child running a chunk is killed with SIGKILL: WorkerLostError, the chunk is
+    requeued at once (reject on worker lost) and runs again; the job completes, verified,
+    committed once."""
+    from mover.executors.celery import get_app
+
+    fleet = fleet_env
     dst = tmp_path / "child.bin"
     job_id = submit_slow(fleet, slow_http, dst)
     jobs = fleet.jobs()
-    wait_for(lambda: chunks_done(jobs, job_id) >= 2, 30, "two chunks")
-    victim = fleet.workers[0]
-    children = victim.children()
-    assert children, "no pool children found"
-    os.kill(children[0], signal.SIGKILL)
+    inspect = get_app().control.inspect(timeout=1.0)
+
+    def running_child() -> tuple[Worker, int] | None:
+        for tasks in (inspect.active() or {}).values():
+            for task in tasks:
+                if task.get("name") == "mover.chunk.copy" and job_id in str(task.get("args")):
+                    pid = int(task["worker_pid"])
+                    for w in fleet.workers:
+                        if pid in w.children():
+                            return w, pid
+        return None
+
+    victim, pid = wait_for(running_child, 30, "a chunk running in a pool child")
+    os.kill(pid, signal.SIGKILL)
     job = wait_for(
         lambda: (j := jobs.get(job_id)).state in ("done", "failed", "cancelled") and j,
         90,
@@ -472,7 +485,9 @@ def test_kill_9_pool_child_mid_job(fleet: Fleet, slow_http: Any, tmp_path: Path)
     assert job.state == "done", job.error
     assert sha256(dst) == sha256(Path(slow_http.root) / "slow.bin")
     assert jobs.commits(job_id, 0) == 1
-    wait_for(lambda: "WorkerLostError" in victim.text() or "exited" in victim.text(), 10, "log")
+    wait_for(lambda: "WorkerLostError" in victim.text(), 10, "WorkerLostError in the log")
+    logs = "".join(w.text() for w in fleet.workers)
+    assert re.search(rf"job {job_id} object 0 chunk \d+ done.*\(redelivered\)", logs)
 
 
 @pytest.mark.slow
