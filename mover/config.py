@@ -75,15 +75,28 @@ def load(path: Path | None = None) -> Config:
     return Config(stores=stores, defaults=data.get("defaults", {}) or {}, path=path)
 
 
+def store_table(name: str, config: Config) -> dict[str, Any] | None:
+    """A store's table: the TOML file's, else the catalogue's (``mover stores add``), so that a
+    ``store:NAME`` resolves the same in every process sharing the catalogue file."""
+    table = config.stores.get(name)
+    if table is None:
+        from mover.catalogue.store import store_table as catalogue_table  # no import cycle
+
+        table = catalogue_table(name)
+    return table
+
+
 def resolve(location: Location, config: Config | None = None) -> tuple[Location, dict[str, Any]]:
     """Turn ``store:NAME/key`` into the store's URL location with its root; other locations
     pass through. Returns the location and the store's options."""
     if location.name is None:
         return location, {}
     config = config if config is not None else load()
-    table = config.stores.get(location.name)
+    table = store_table(location.name, config)
     if table is None:
-        known = ", ".join(sorted(config.stores)) or "none configured"
+        from mover.catalogue.store import store_names
+
+        known = ", ".join(sorted(set(config.stores) | set(store_names()))) or "none configured"
         where = f" in {config.path}" if config.path else ""
         raise UnknownStore(f"unknown store {location.name!r}{where} (known: {known})")
     base = parse(table["url"])

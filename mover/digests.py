@@ -20,7 +20,6 @@ import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-import crc32c as _crc32c
 import xxhash
 
 
@@ -28,8 +27,15 @@ def _xxh3_128(data: memoryview | bytes) -> bytes:
     return xxhash.xxh3_128_digest(data)
 
 
+def _crc32c(data: memoryview | bytes, value: int = 0) -> int:
+    # Imported on first use: file-to-file copies digest with xxh3 and never pay for it.
+    import crc32c
+
+    return crc32c.crc32c(data, value)
+
+
 def _crc32c_digest(data: memoryview | bytes) -> bytes:
-    return _crc32c.crc32c(data).to_bytes(4, "big")
+    return _crc32c(data).to_bytes(4, "big")
 
 
 def _hashlib(name: str) -> Callable[[memoryview | bytes], bytes]:
@@ -65,7 +71,7 @@ class Hasher:
 
     def update(self, data: memoryview | bytes) -> None:
         if self._crc is not None:
-            self._crc = _crc32c.crc32c(data, self._crc)
+            self._crc = _crc32c(data, self._crc)
         else:
             self._h.update(data)
 

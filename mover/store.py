@@ -321,5 +321,10 @@ class StoreProvider(abc.ABC):
         """The absolute path of ``key`` on this host (when ``capabilities.local_path``)."""
         raise NotImplementedError(f"{self.describe()} has no local paths")
 
+    def flush(self) -> None:
+        """Make every object this store committed durable, where commits defer part of that
+        (the file store syncs folders once per job, not once per file). Executors call it
+        after commits, at the latest before they mark a job done."""
+
     def close(self) -> None:
         """Release connections and file descriptors."""

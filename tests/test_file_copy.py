@@ -352,3 +352,16 @@ def test_many_chunks_to_stdout_arrive_in_order(tmp_path: Path) -> None:
     out = run_cli("copy", "-q", "--chunk-size", "1MiB", "--streams", "4", str(tmp_path / "a"), "-")
     assert out.returncode == 0, out.stderr
     assert out.stdout == data
+
+
+def test_same_process_copies_again_after_the_destination_was_removed(tmp_path: Path) -> None:
+    """The file store remembers folders it made; one removed meanwhile is made again."""
+    import shutil
+
+    src = tmp_path / "tree"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "a").write_bytes(b"abc")
+    assert mover.copy(str(src), str(tmp_path / "dst"), recursive=True).state == "done"
+    shutil.rmtree(tmp_path / "dst")
+    assert mover.copy(str(src), str(tmp_path / "dst"), recursive=True).state == "done"
+    assert (tmp_path / "dst" / "sub" / "a").read_bytes() == b"abc"

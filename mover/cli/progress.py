@@ -10,16 +10,7 @@ import sys
 import threading
 from types import TracebackType
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
+from typing import Any
 
 
 class ProgressBar:
@@ -29,13 +20,23 @@ class ProgressBar:
         self.enabled = enabled and sys.stderr.isatty()
         self.done = 0
         self._lock = threading.Lock()
-        self._progress: Progress | None = None
-        self._task: TaskID | None = None
+        self._progress: Any = None  # a rich Progress, imported only when shown
+        self._task: Any = None
         self._description = description
         self._total = total
 
     def __enter__(self) -> ProgressBar:
         if self.enabled:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+
             self._progress = Progress(
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),

@@ -40,7 +40,7 @@ from mover.jobs import (
     JobStore,
 )
 from mover.motion import Chunk, ChunkContext, Endpoint, MotionStrategy, Options, Plan
-from mover.store import PartReceipt
+from mover.store import PartReceipt, StoreProvider
 from mover.transfer import endpoints
 
 log = logging.getLogger("mover.executor")
@@ -90,6 +90,7 @@ class EmbeddedExecutor:
         self._lock = threading.Lock()
         self._open_items = 0
         self._all_done = threading.Event()
+        self._destinations: dict[int, StoreProvider] = {}
 
     # -- public -----------------------------------------------------------------------------
 
@@ -163,6 +164,8 @@ class EmbeddedExecutor:
             return
         try:
             source, destination = endpoints(item)
+            with self._lock:
+                self._destinations[id(destination.store)] = destination.store
             run = self._plan(item, source, destination)
         except Exception as exc:
             self._fail_item(item, exc)
@@ -281,6 +284,12 @@ class EmbeddedExecutor:
         self.jobs.update_item(self._job.id, item.index, state=state, error=message)
 
     def _finish(self, job_id: str) -> Job:
+        flush_error: str | None = None
+        for store in self._destinations.values():
+            try:
+                store.flush()  # committed objects durable before the job says done
+            except MoverError as exc:
+                flush_error = flush_error or f"{store.describe()}: {exc.message}"
         self.jobs.flush()
         job = self.jobs.get(job_id)
         states = {i.state for i in job.items}
@@ -295,6 +304,8 @@ class EmbeddedExecutor:
             if len(failed) > 1:
                 error = f"{len(failed)} of {len(job.items)} objects failed; first: {error}"
             state = FAILED
+        if flush_error is not None and state == DONE:
+            state, error = FAILED, f"objects written but not made durable: {flush_error}"
         assert state in FINAL
         self.jobs.update_job(job_id, state=state, error=error, finished=time.time())
         return self.jobs.get(job_id)

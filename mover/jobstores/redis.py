@@ -264,6 +264,17 @@ class RedisJobStore(JobStore):
     def chunk_failed(self, job_id: str, item: int, chunk: int, error: str) -> None:
         self.r.hset(self.item_key(job_id, item, "errors"), str(chunk), _dumps(error))
 
+    def is_chunk_done(self, job_id: str, item: int, chunk: int) -> bool:
+        return bool(self.r.sismember(self.item_key(job_id, item, "done"), chunk))
+
+    def chunks_left(self, job_id: str, item: int) -> int:
+        """How many chunks of the item are not done (without recording anything)."""
+        pipe = self.r.pipeline(transaction=True)
+        pipe.scard(self.item_key(job_id, item, "done"))
+        pipe.hget(self.item_key(job_id, item), "n_chunks")
+        n_done, n_chunks = pipe.execute()
+        return max(0, int(_loads(n_chunks) or 0) - int(n_done))
+
     def settle(self, job_id: str, item: int, chunk: int) -> int:
         """Mark a chunk as one that will not run again (done, failed or skipped after a
         cancel); return how many chunks of the item have not settled yet."""

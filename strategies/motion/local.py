@@ -19,6 +19,7 @@ from mover.buffers import chunk_buffer
 from mover.digests import digest
 from mover.errors import CannotHandle, ChunkFailed, VerificationFailed
 from mover.motion import Chunk, ChunkContext, Endpoint, MotionStrategy, Options, Plan, Priority
+from mover.osio import start_writeback
 from mover.store import MiB, ObjectInfo, PartReceipt
 from strategies.motion.common import abort_writer, chunked_plan, commit_writer
 
@@ -65,6 +66,8 @@ class LocalStrategy(MotionStrategy):
         try:
             _kernel_copy(fin, fout, chunk.offset, length, ctx)
             source_digest, stored_digest = _verify(fin, fout, chunk.offset, length, plan, ctx)
+            if length:
+                start_writeback(fout, chunk.offset, length)
         except OSError as exc:
             raise ChunkFailed(
                 f"copying {src_path} at {chunk.offset}: {exc.strerror or exc}",

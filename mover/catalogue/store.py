@@ -1,0 +1,627 @@
+"""The catalogue: zones, the region, stores, and the data objects they hold, in one SQLite file.
+
+CloudStack keeps image stores with a role and a scope, and every copy of a template or snapshot
+in a store as a row with its own state and install path (ObjectInDataStoreStateMachine:
+Allocated -> Creating -> Ready, Failed). This module is that bookkeeping for mover:
+
+- a *zone* is a name; the *region* is the one scope every zone reads;
+- a *store* has a name, a provider URL (``s3://bucket/prefix/``, ``swift://container/``,
+  ``file:///srv/images/``), provider options (``endpoint_url``, ``auth_url``, ``user``...), a role
+  (``image`` or ``primary``), a scope (``zone:NAME`` or ``region``) and a credentials
+  *reference*: the PREFIX of environment variables (``credentials_env``) or a file's path
+  (``credentials_file``). A secret itself is refused, by the rule :mod:`mover.config` applies to
+  the TOML configuration, so nothing in this file is worth stealing;
+- a *data object* (template, snapshot) has a name, kind, format, size and checksum, and one
+  *copy* row per store that holds it, with that copy's state and location.
+
+The file is ``$MOVER_CATALOGUE`` or ``$MOVER_STATE_DIR/catalogue.sqlite3`` (beside the job
+store). Stores of the TOML configuration (``[stores.NAME]``, optionally with ``role`` and
+``scope`` keys) appear here too, read-only; :func:`store_table` is how ``store:NAME/key``
+locations find a catalogue store, so every process that shares the file resolves the same
+stores with its own credentials.
+
+Every function returns plain dataclasses with ``to_dict()``: the service layer hands JSON-able
+dicts to callers (CLI, Python API, Celery tasks).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from mover import config as config_mod
+from mover.errors import (
+    BadLocation,
+    ConfigError,
+    MoverError,
+    ObjectNotFound,
+    UnknownStore,
+    UsageError,
+)
+from mover.location import parse
+
+#: Per-copy states, CloudStack's object-in-store states.
+ALLOCATED, CREATING, READY, FAILED = "allocated", "creating", "ready", "failed"
+COPY_STATES = (ALLOCATED, CREATING, READY, FAILED)
+#: Store roles.
+ROLES = ("image", "primary")
+REGION = "region"
+#: Object kinds.
+TEMPLATE, SNAPSHOT = "template", "snapshot"
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: Keys of a store record that are not provider options.
+_RESERVED = ("url", "role", "scope")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS zones (
+    name TEXT PRIMARY KEY, description TEXT NOT NULL DEFAULT '', created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS stores (
+    name TEXT PRIMARY KEY, url TEXT NOT NULL, role TEXT NOT NULL, scope TEXT NOT NULL,
+    credentials_env TEXT, credentials_file TEXT, options TEXT NOT NULL, created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS objects (
+    id TEXT PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL, format TEXT,
+    size INTEGER, checksum TEXT, scope TEXT NOT NULL DEFAULT '', meta TEXT NOT NULL DEFAULT '{}',
+    created REAL NOT NULL, UNIQUE (kind, name)
+);
+CREATE TABLE IF NOT EXISTS copies (
+    object_id TEXT NOT NULL, store TEXT NOT NULL, state TEXT NOT NULL, location TEXT NOT NULL,
+    job_id TEXT, error TEXT, updated REAL NOT NULL, PRIMARY KEY (object_id, store)
+);
+CREATE TABLE IF NOT EXISTS backups (
+    id TEXT PRIMARY KEY, object_id TEXT NOT NULL, store TEXT NOT NULL, parent TEXT,
+    manifest TEXT NOT NULL, size INTEGER NOT NULL, sha256 TEXT NOT NULL,
+    chunk_size INTEGER NOT NULL, chunks INTEGER NOT NULL, chunks_sent INTEGER NOT NULL,
+    bytes_sent INTEGER NOT NULL, job_id TEXT, created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS placement_turns (scope TEXT PRIMARY KEY, turn INTEGER NOT NULL);
+"""
+
+
+#: Catalogue files whose schema this process has made sure of.
+_INITIALISED: set[str] = set()
+
+
+def default_path() -> Path:
+    """``$MOVER_CATALOGUE``, else ``catalogue.sqlite3`` next to the job store."""
+    env = os.environ.get("MOVER_CATALOGUE")
+    if env:
+        return Path(env)
+    base = os.environ.get("MOVER_STATE_DIR") or platformdirs.user_state_dir("mover")
+    return Path(base) / "catalogue.sqlite3"
+
+
+# --- records --------------------------------------------------------------------------------
+
+
+@dataclass
+class Zone:
+    name: str
+    description: str = ""
+    created: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class StoreRecord:
+    """One store: where it is, what it is for, and where its credentials come from."""
+
+    name: str
+    url: str
+    role: str = "image"
+    scope: str = ""
+    credentials_env: str | None = None
+    credentials_file: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    origin: str = "catalogue"  #: "catalogue" or the TOML file it comes from
+    created: float = 0.0
+
+    @property
+    def zone(self) -> str | None:
+        """The zone this store serves, or None for a region or unscoped store."""
+        return self.scope[5:] if self.scope.startswith("zone:") else None
+
+    def table(self) -> dict[str, Any]:
+        """The store as a TOML-like table, which :func:`mover.config.resolve` turns into a
+        location and provider options (the credentials *reference*, never a secret)."""
+        table: dict[str, Any] = {"url": self.url, **self.options}
+        if self.credentials_env:
+            table["credentials_env"] = self.credentials_env
+        if self.credentials_file:
+            table["credentials_file"] = self.credentials_file
+        return table
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["zone"] = self.zone
+        return d
+
+
+@dataclass
+class Copy:
+    """One copy of a data object in one store, with its state (CloudStack's install path is
+    ``location``, written ``store:NAME/key``)."""
+
+    store: str
+    state: str
+    location: str
+    job_id: str | None = None
+    error: str | None = None
+    updated: float = 0.0
+    scope: str = ""  #: the store's scope, filled in when read
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class DataObject:
+    """A template or a snapshot and its copies."""
+
+    id: str
+    kind: str
+    name: str
+    format: str | None = None
+    size: int | None = None
+    checksum: str | None = None
+    scope: str = ""  #: templates: "region" or "zone"; snapshots: ""
+    meta: dict[str, Any] = field(default_factory=dict)
+    created: float = 0.0
+    copies: list[Copy] = field(default_factory=list)
+
+    @property
+    def state(self) -> str:
+        """Ready when every copy is; failed when any is; else the least advanced state."""
+        states = {c.state for c in self.copies}
+        if not states:
+            return ALLOCATED
+        if FAILED in states:
+            return FAILED
+        for s in (ALLOCATED, CREATING):
+            if s in states:
+                return s
+        return READY
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["state"] = self.state
+        return d
+
+
+# --- validation ---------------------------------------------------------------------------
+
+
+def check_name(name: str, what: str) -> str:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise UsageError(
+            f"{what} name {name!r}: use letters, digits, '.', '_' and '-' (at most 128)"
+        )
+    return name
+
+
+def check_no_secret(name: str, options: dict[str, Any]) -> None:
+    """Refuse an option that holds a secret, by the TOML configuration's rule
+    (:data:`mover.config.SECRET_WORDS`): the option's *name* says it, the value is never shown."""
+    for key in options:
+        low = key.lower()
+        if any(w in low for w in config_mod.SECRET_WORDS) and not low.endswith(
+            config_mod._SECRET_OK
+        ):
+            raise ConfigError(
+                f"store {name!r}: option {key!r} would hold a secret; the catalogue keeps only "
+                "a reference: put the secret in the environment (--credentials-env PREFIX) or "
+                "a file (--credentials-file PATH)"
+            )
+
+
+def parse_scope(scope: str) -> str:
+    """``region``, ``zone:NAME`` or ``""`` (a store no template placement picks)."""
+    if scope in ("", REGION):
+        return scope
+    if scope.startswith("zone:") and _NAME.match(scope[5:]):
+        return scope
+    raise UsageError(f"scope {scope!r}: write 'region' or 'zone:NAME'")
+
+
+# --- the catalogue ------------------------------------------------------------------------
+
+
+class Catalogue:
+    """The catalogue file. One short-lived SQLite connection per call, so instances are safe to
+    share between threads and cheap to create in every process (workers, CLI, tests)."""
+
+    def __init__(self, path: str | Path | None = None, config: config_mod.Config | None = None):
+        self.path = Path(path) if path else default_path()
+        self._config = config
+
+    @property
+    def config(self) -> config_mod.Config:
+        if self._config is None:
+            self._config = config_mod.load()
+        return self._config
+
+    @contextmanager
+    def _db(self, write: bool = True) -> Iterator[sqlite3.Connection]:
+        """One transaction: IMMEDIATE for writers (SQLite then waits for the lock instead of
+        failing an upgrade), deferred for readers."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise MoverError(f"cannot open the catalogue {self.path}: {exc}") from exc
+        with closing(conn):
+            key = str(self.path.resolve())
+            if key not in _INITIALISED:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.executescript(_SCHEMA)
+                _INITIALISED.add(key)
+            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    # -- zones ------------------------------------------------------------------------------
+
+    def add_zone(self, name: str, description: str = "") -> Zone:
+        check_name(name, "zone")
+        if name == REGION:
+            raise UsageError("'region' is the region's scope, not a zone name")
+        zone = Zone(name, description, time.time())
+        with self._db() as db:
+            if db.execute("SELECT 1 FROM zones WHERE name=?", (name,)).fetchone():
+                raise UsageError(f"zone {name!r} already exists")
+            db.execute("INSERT INTO zones VALUES (?,?,?)", (name, description, zone.created))
+        return zone
+
+    def zones(self) -> list[Zone]:
+        with self._db(write=False) as db:
+            rows = db.execute("SELECT name, description, created FROM zones ORDER BY name")
+            return [Zone(*r) for r in rows.fetchall()]
+
+    def get_zone(self, name: str) -> Zone:
+        for zone in self.zones():
+            if zone.name == name:
+                return zone
+        known = ", ".join(z.name for z in self.zones()) or "none; add one with mover zones add"
+        raise UsageError(f"unknown zone {name!r} (known: {known})")
+
+    # -- stores -----------------------------------------------------------------------------
+
+    def add_store(
+        self,
+        name: str,
+        url: str,
+        *,
+        role: str = "image",
+        scope: str = "",
+        credentials_env: str | None = None,
+        credentials_file: str | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> StoreRecord:
+        """Add a store after checking everything that can be checked without the network:
+        a known provider, a URL it can serve, an existing zone, and no secret anywhere."""
+        from mover.stores import providers
+
+        check_name(name, "store")
+        options = dict(options or {})
+        check_no_secret(name, options)
+        # A reference given as an option is a reference all the same.
+        credentials_env = credentials_env or options.pop("credentials_env", None)
+        credentials_file = credentials_file or options.pop("credentials_file", None)
+        for key in _RESERVED:
+            if key in options:
+                raise UsageError(f"store {name!r}: give {key} as its own argument")
+        if credentials_env is not None and not _ENV_NAME.match(str(credentials_env)):
+            raise ConfigError(
+                f"store {name!r}: credentials_env must be an environment variable PREFIX "
+                "(letters, digits, _), not a value"
+            )
+        if credentials_file is not None and not os.path.isabs(str(credentials_file)):
+            raise ConfigError(f"store {name!r}: credentials_file must be an absolute path")
+        if role not in ROLES:
+            raise UsageError(f"store {name!r}: role {role!r} is not one of {', '.join(ROLES)}")
+        scope = parse_scope(scope)
+        if scope.startswith("zone:"):
+            self.get_zone(scope[5:])
+        config_mod.check_not_url_with_secret(url)
+        try:
+            location = parse(url)
+        except BadLocation as exc:
+            raise BadLocation(f"store {name!r}: {exc.message}") from exc
+        if location.name is not None:
+            raise UsageError(f"store {name!r}: give a provider URL, not another store")
+        cls = providers.get(location.scheme)
+        if cls.needs_store and not location.store:
+            raise BadLocation(f"store {name!r}: {url} names no bucket, container or host")
+        if name in self.config.stores:
+            raise UsageError(
+                f"store {name!r} is already configured in {self.config.path}; pick another name"
+            )
+        record = StoreRecord(
+            name,
+            url,
+            role,
+            scope,
+            credentials_env,
+            credentials_file,
+            options,
+            "catalogue",
+            time.time(),
+        )
+        with self._db() as db:
+            if db.execute("SELECT 1 FROM stores WHERE name=?", (name,)).fetchone():
+                raise UsageError(f"store {name!r} already exists (mover stores remove {name})")
+            db.execute(
+                "INSERT INTO stores VALUES (?,?,?,?,?,?,?,?)",
+                (
+                    name,
+                    url,
+                    role,
+                    scope,
+                    credentials_env,
+                    credentials_file,
+                    json.dumps(options),
+                    record.created,
+                ),
+            )
+        return record
+
+    def remove_store(self, name: str, *, force: bool = False) -> StoreRecord:
+        """Forget a store; refused while it holds copies, unless ``force`` (the data stays)."""
+        record = self.get_store(name)
+        if record.origin != "catalogue":
+            raise UsageError(f"store {name!r} comes from {record.origin}: edit that file")
+        with self._db() as db:
+            held = db.execute("SELECT COUNT(*) FROM copies WHERE store=?", (name,)).fetchone()[0]
+            if held and not force:
+                raise UsageError(
+                    f"store {name!r} holds {held} copies of templates or snapshots: delete them "
+                    "first, or remove with --force (their records go, the data stays)"
+                )
+            db.execute("DELETE FROM copies WHERE store=?", (name,))
+            db.execute("DELETE FROM stores WHERE name=?", (name,))
+        return record
+
+    def _catalogue_stores(self, name: str | None = None) -> list[StoreRecord]:
+        sql = (
+            "SELECT name, url, role, scope, credentials_env, credentials_file, options, created "
+            "FROM stores"
+        )
+        args: tuple[str, ...] = ()
+        if name is not None:
+            sql, args = sql + " WHERE name=?", (name,)
+        with self._db(write=False) as db:
+            rows = db.execute(sql + " ORDER BY name", args).fetchall()
+        return [
+            StoreRecord(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), "catalogue", r[7])
+            for r in rows
+        ]
+
+    def _config_stores(self) -> list[StoreRecord]:
+        out = []
+        for name, table in sorted(self.config.stores.items()):
+            options = {k: v for k, v in table.items() if k not in _RESERVED}
+            out.append(
+                StoreRecord(
+                    name,
+                    str(table["url"]),
+                    str(table.get("role", "image")),
+                    str(table.get("scope", "")),
+                    options.pop("credentials_env", None),
+                    options.pop("credentials_file", None),
+                    options,
+                    str(self.config.path),
+                )
+            )
+        return out
+
+    def stores(self, *, role: str | None = None, scope: str | None = None) -> list[StoreRecord]:
+        """Every store, the configuration's first (they win on a name), filtered."""
+        seen: dict[str, StoreRecord] = {}
+        for record in self._config_stores() + self._catalogue_stores():
+            seen.setdefault(record.name, record)
+        out = list(seen.values())
+        if role is not None:
+            out = [s for s in out if s.role == role]
+        if scope is not None:
+            out = [s for s in out if s.scope == scope]
+        return sorted(out, key=lambda s: s.name)
+
+    def get_store(self, name: str) -> StoreRecord:
+        for record in self.stores():
+            if record.name == name:
+                return record
+        known = ", ".join(s.name for s in self.stores()) or "none; add one with mover stores add"
+        raise UnknownStore(f"unknown store {name!r} (known: {known})")
+
+    def find_store_table(self, name: str) -> dict[str, Any] | None:
+        """A catalogue store's table for :func:`mover.config.resolve`, or None."""
+        for record in self._catalogue_stores(name):
+            return record.table()
+        return None
+
+    # -- data objects -----------------------------------------------------------------------
+
+    def create_object(
+        self,
+        kind: str,
+        name: str,
+        *,
+        format: str | None = None,
+        size: int | None = None,
+        checksum: str | None = None,
+        scope: str = "",
+        meta: dict[str, Any] | None = None,
+    ) -> DataObject:
+        check_name(name, kind)
+        obj = DataObject(
+            uuid.uuid4().hex[:16], kind, name, format, size, checksum, scope, meta or {},
+            time.time(),
+        )
+        with self._db() as db:
+            if db.execute(
+                "SELECT 1 FROM objects WHERE kind=? AND name=?", (kind, name)
+            ).fetchone():
+                raise UsageError(f"{kind} {name!r} already exists")
+            db.execute(
+                "INSERT INTO objects VALUES (?,?,?,?,?,?,?,?,?)",
+                (obj.id, kind, name, format, size, checksum, scope, json.dumps(obj.meta),
+                 obj.created),
+            )
+        return obj
+
+    def update_object(self, obj_id: str, **fields: Any) -> None:
+        allowed = {"format", "size", "checksum", "scope", "meta"}
+        bad = set(fields) - allowed
+        if bad:
+            raise ValueError(f"cannot update {', '.join(sorted(bad))}")
+        if "meta" in fields:
+            fields["meta"] = json.dumps(fields["meta"])
+        sets = ", ".join(f"{k}=?" for k in fields)
+        with self._db() as db:
+            db.execute(f"UPDATE objects SET {sets} WHERE id=?", (*fields.values(), obj_id))
+
+    def find_object(self, kind: str, name: str) -> DataObject | None:
+        with self._db(write=False) as db:
+            row = db.execute(
+                "SELECT id, kind, name, format, size, checksum, scope, meta, created "
+                "FROM objects WHERE kind=? AND name=?",
+                (kind, name),
+            ).fetchone()
+            if row is None:
+                return None
+            copies = db.execute(
+                "SELECT store, state, location, job_id, error, updated FROM copies "
+                "WHERE object_id=? ORDER BY store",
+                (row[0],),
+            ).fetchall()
+        obj = DataObject(*row[:7], json.loads(row[7]), row[8])
+        scopes = {s.name: s.scope for s in self.stores()}
+        obj.copies = [Copy(*c, scope=scopes.get(c[0], "?")) for c in copies]
+        return obj
+
+    def get_object(self, kind: str, name: str) -> DataObject:
+        obj = self.find_object(kind, name)
+        if obj is None:
+            raise ObjectNotFound(f"no {kind} named {name!r} in the catalogue {self.path}")
+        return obj
+
+    def objects(self, kind: str) -> list[DataObject]:
+        with self._db(write=False) as db:
+            names = [r[0] for r in db.execute(
+                "SELECT name FROM objects WHERE kind=? ORDER BY name", (kind,)
+            ).fetchall()]
+        return [o for o in (self.find_object(kind, n) for n in names) if o is not None]
+
+    def delete_object(self, obj_id: str) -> None:
+        with self._db() as db:
+            db.execute("DELETE FROM copies WHERE object_id=?", (obj_id,))
+            db.execute("DELETE FROM backups WHERE object_id=?", (obj_id,))
+            db.execute("DELETE FROM objects WHERE id=?", (obj_id,))
+
+    def set_copy(
+        self,
+        obj_id: str,
+        store: str,
+        state: str,
+        location: str,
+        *,
+        job_id: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Create or move one copy's row to ``state`` (the state machine's one writer)."""
+        if state not in COPY_STATES:
+            raise ValueError(f"unknown copy state {state!r}")
+        with self._db() as db:
+            db.execute(
+                "INSERT INTO copies VALUES (?,?,?,?,?,?,?) ON CONFLICT (object_id, store) DO "
+                "UPDATE SET state=excluded.state, location=excluded.location, "
+                "job_id=COALESCE(excluded.job_id, copies.job_id), error=excluded.error, "
+                "updated=excluded.updated",
+                (obj_id, store, state, location, job_id, error, time.time()),
+            )
+
+    def delete_copy(self, obj_id: str, store: str) -> None:
+        with self._db() as db:
+            db.execute("DELETE FROM copies WHERE object_id=? AND store=?", (obj_id, store))
+
+    # -- snapshot backups ---------------------------------------------------------------------
+
+    def add_backup(self, obj_id: str, store: str, backup: dict[str, Any]) -> None:
+        with self._db() as db:
+            db.execute(
+                "INSERT INTO backups VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    backup["id"], obj_id, store, backup.get("parent"), backup["manifest"],
+                    backup["size"], backup["sha256"], backup["chunk_size"], backup["chunks"],
+                    backup["chunks_sent"], backup["bytes_sent"], backup.get("job_id"),
+                    backup["created"],
+                ),
+            )
+
+    def backups(self, obj_id: str, store: str | None = None) -> list[dict[str, Any]]:
+        """The backups of a snapshot, oldest first."""
+        cols = (
+            "id", "store", "parent", "manifest", "size", "sha256", "chunk_size", "chunks",
+            "chunks_sent", "bytes_sent", "job_id", "created",
+        )
+        sql = f"SELECT {', '.join(cols)} FROM backups WHERE object_id=?"
+        args: tuple[Any, ...] = (obj_id,)
+        if store is not None:
+            sql += " AND store=?"
+            args += (store,)
+        with self._db(write=False) as db:
+            rows = db.execute(sql + " ORDER BY created, id", args).fetchall()
+        return [dict(zip(cols, r, strict=True)) for r in rows]
+
+    # -- placement --------------------------------------------------------------------------
+
+    def next_turn(self, scope: str) -> int:
+        """How many placements were made in ``scope`` before this one (round robin across
+        processes: the count lives here, not in a plugin's memory)."""
+        with self._db() as db:
+            row = db.execute("SELECT turn FROM placement_turns WHERE scope=?", (scope,)).fetchone()
+            turn = row[0] if row else 0
+            db.execute(
+                "INSERT INTO placement_turns VALUES (?, ?) ON CONFLICT (scope) DO UPDATE "
+                "SET turn=excluded.turn",
+                (scope, turn + 1),
+            )
+        return int(turn)
+
+
+def store_table(name: str) -> dict[str, Any] | None:
+    """The catalogue's table for store ``name``, or None: the hook :func:`mover.config.resolve`
+    calls for a ``store:NAME`` it does not know from the TOML file. A missing catalogue file is
+    an empty catalogue (nothing is created by a lookup)."""
+    path = default_path()
+    if not path.exists():
+        return None
+    return Catalogue(path).find_store_table(name)
+
+
+def store_names() -> list[str]:
+    """Names of the catalogue's own stores, for "unknown store" messages."""
+    path = default_path()
+    if not path.exists():
+        return []
+    return [s.name for s in Catalogue(path)._catalogue_stores()]

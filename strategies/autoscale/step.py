@@ -1,0 +1,135 @@
+"""Step scaling: bands of backlog per slot mapped to step changes, with a cool-down.
+
+As AWS step scaling: the metric falls into exactly one band (bands have no gaps and no overlaps,
+from 0 to infinity, checked at construction), and the band says how many slots to add or remove.
+After a change the queue waits ``cooldown_s`` before the next one, so a change has time to land
+(a grow takes 2-5 s) and show in the metric; a scale-up may cut a scale-down's cool-down short,
+because a growing backlog should never wait for a shrink to settle.
+
+The metric is backlog per slot: (waiting + in flight) / current slots, or the backlog itself when
+the queue has no slot yet. Per slot rather than absolute, so that the same bands stop adding once
+there are enough slots instead of adding on every interval while a large backlog drains.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from mover.autoscale import AutoscaleStrategy, Decision, Observations, ScaleState
+from mover.errors import UsageError
+
+#: ``(lower, upper, change)``: backlog per slot in ``[lower, upper)`` changes the slots by
+#: ``change``.
+Band = tuple[float, float, int]
+
+#: Shed idle slots quickly, leave a wide dead band around the working point (no flapping when
+#: arrivals are steady), add in proportion to how far behind the queue is.
+DEFAULT_BANDS: tuple[Band, ...] = (
+    (0.0, 0.5, -4),
+    (0.5, 1.0, -1),
+    (1.0, 24.0, 0),
+    (24.0, 60.0, 2),
+    (60.0, math.inf, 4),
+)
+
+
+def parse_bands(text: str) -> tuple[Band, ...]:
+    """Parse ``"0:0.5:-4,0.5:1:-1,1:24:0,24:inf:+2"`` (lower:upper:change, comma-separated)."""
+    bands: list[Band] = []
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        parts = item.split(":")
+        if len(parts) != 3:
+            raise UsageError(f"step: band {item!r} is not lower:upper:change")
+        try:
+            bands.append((float(parts[0]), float(parts[1]), int(parts[2])))
+        except ValueError as exc:
+            raise UsageError(f"step: band {item!r}: {exc}") from exc
+    return tuple(bands)
+
+
+def check_bands(bands: Sequence[Sequence[Any]]) -> tuple[Band, ...]:
+    """The bands, validated: sorted, from 0 to infinity, each starting where the last ended."""
+    out: list[Band] = []
+    for band in bands:
+        if len(band) != 3:
+            raise UsageError(f"step: band {band!r} is not (lower, upper, change)")
+        lower, upper, change = float(band[0]), float(band[1]), band[2]
+        if not isinstance(change, int) or isinstance(change, bool):
+            raise UsageError(f"step: band {band!r}: change must be an integer number of slots")
+        if not lower < upper:
+            raise UsageError(f"step: band {band!r}: lower must be below upper")
+        out.append((lower, upper, change))
+    if not out:
+        raise UsageError("step: at least one band is needed")
+    if out[0][0] != 0:
+        raise UsageError(f"step: the first band must start at 0, not {out[0][0]:g} (a gap)")
+    for prev, nxt in zip(out, out[1:], strict=False):
+        if nxt[0] < prev[1]:
+            raise UsageError(f"step: bands {prev} and {nxt} overlap")
+        if nxt[0] > prev[1]:
+            raise UsageError(f"step: gap between bands {prev} and {nxt}")
+    if out[-1][1] != math.inf:
+        raise UsageError(f"step: the last band must end at inf, not {out[-1][1]:g} (a gap)")
+    return tuple(out)
+
+
+class StepStrategy(AutoscaleStrategy):
+    """Bands of backlog per slot mapped to step changes, with a cool-down.
+
+    Parameters:
+        bands (sequence of (lower, upper, change), or a string for :func:`parse_bands`):
+            backlog per slot in ``[lower, upper)`` adds ``change`` slots (negative removes).
+            Default :data:`DEFAULT_BANDS`.
+        cooldown_s (float): seconds after a change before the next change of the same queue;
+            a scale-up is allowed during a scale-down's cool-down. Default 5.
+    """
+
+    name = "step"
+    summary = "bands of backlog per slot mapped to step changes, with a cool-down"
+
+    def __init__(
+        self, bands: Sequence[Sequence[Any]] | str = DEFAULT_BANDS, cooldown_s: float = 5.0
+    ) -> None:
+        if isinstance(bands, str):
+            bands = parse_bands(bands)
+        if not cooldown_s >= 0:
+            raise UsageError(f"step: cooldown_s must be >= 0, got {cooldown_s}")
+        self.bands = check_bands(bands)
+        self.cooldown_s = float(cooldown_s)
+
+    def band(self, metric: float) -> Band:
+        """The band that holds ``metric``."""
+        for band in self.bands:
+            if band[0] <= metric < band[1]:
+                return band
+        return self.bands[-1]  # metric == inf cannot happen; keeps the type checker calm
+
+    def decide(self, observations: Observations, state: ScaleState) -> Decision:
+        now = observations.time_s
+        last: dict[str, Any] = dict(state.history.get("last_change", {}))
+        answers: dict[str, tuple[int, str]] = {}
+        for queue, obs in observations.queues.items():
+            current = state.current(queue)
+            metric = obs.backlog / current if current else float(obs.backlog)
+            lower, upper, change = self.band(metric)
+            what = f"backlog {obs.backlog} over {current} slots = {metric:.1f} per slot"
+            band = f"band [{lower:g}, {upper:g}) says {change:+d}"
+            target = state.clamp(queue, current + change)
+            if target == current:
+                answers[queue] = (current, f"{what}: {band}; hold {current}")
+                continue
+            up = target > current
+            since, direction = last.get(queue, [None, 0])
+            cooling = since is not None and now - since < self.cooldown_s
+            if cooling and not (up and direction < 0):
+                answers[queue] = (
+                    current,
+                    f"{what}: {band}; hold {current}, cooling down until "
+                    f"{since + self.cooldown_s:g} s",
+                )
+                continue
+            last[queue] = [now, 1 if up else -1]
+            answers[queue] = (target, f"{what}: {band}; {'up' if up else 'down'} to {target}")
+        return Decision.per_queue(answers, {"last_change": last})

@@ -1,0 +1,1 @@
+"""Placement plugins, one module each, registered in the ``mover.placement`` entry-point group."""
