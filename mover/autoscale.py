@@ -221,7 +221,9 @@ class AutoscaleStrategy(ABC):
 
 
 def validate_decision(
-    strategy: AutoscaleStrategy | str, decision: Decision, observations: Observations,
+    strategy: AutoscaleStrategy | str,
+    decision: Decision,
+    observations: Observations,
     state: ScaleState,
 ) -> Decision:
     """Check a decision against the contract; return it, or raise :class:`StrategyContractError`.

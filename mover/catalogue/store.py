@@ -474,18 +474,32 @@ class Catalogue:
     ) -> DataObject:
         check_name(name, kind)
         obj = DataObject(
-            uuid.uuid4().hex[:16], kind, name, format, size, checksum, scope, meta or {},
+            uuid.uuid4().hex[:16],
+            kind,
+            name,
+            format,
+            size,
+            checksum,
+            scope,
+            meta or {},
             time.time(),
         )
         with self._db() as db:
-            if db.execute(
-                "SELECT 1 FROM objects WHERE kind=? AND name=?", (kind, name)
-            ).fetchone():
+            if db.execute("SELECT 1 FROM objects WHERE kind=? AND name=?", (kind, name)).fetchone():
                 raise UsageError(f"{kind} {name!r} already exists")
             db.execute(
                 "INSERT INTO objects VALUES (?,?,?,?,?,?,?,?,?)",
-                (obj.id, kind, name, format, size, checksum, scope, json.dumps(obj.meta),
-                 obj.created),
+                (
+                    obj.id,
+                    kind,
+                    name,
+                    format,
+                    size,
+                    checksum,
+                    scope,
+                    json.dumps(obj.meta),
+                    obj.created,
+                ),
             )
         return obj
 
@@ -527,9 +541,12 @@ class Catalogue:
 
     def objects(self, kind: str) -> list[DataObject]:
         with self._db(write=False) as db:
-            names = [r[0] for r in db.execute(
-                "SELECT name FROM objects WHERE kind=? ORDER BY name", (kind,)
-            ).fetchall()]
+            names = [
+                r[0]
+                for r in db.execute(
+                    "SELECT name FROM objects WHERE kind=? ORDER BY name", (kind,)
+                ).fetchall()
+            ]
         return [o for o in (self.find_object(kind, n) for n in names) if o is not None]
 
     def delete_object(self, obj_id: str) -> None:
@@ -571,9 +588,18 @@ class Catalogue:
             db.execute(
                 "INSERT INTO backups VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
-                    backup["id"], obj_id, store, backup.get("parent"), backup["manifest"],
-                    backup["size"], backup["sha256"], backup["chunk_size"], backup["chunks"],
-                    backup["chunks_sent"], backup["bytes_sent"], backup.get("job_id"),
+                    backup["id"],
+                    obj_id,
+                    store,
+                    backup.get("parent"),
+                    backup["manifest"],
+                    backup["size"],
+                    backup["sha256"],
+                    backup["chunk_size"],
+                    backup["chunks"],
+                    backup["chunks_sent"],
+                    backup["bytes_sent"],
+                    backup.get("job_id"),
                     backup["created"],
                 ),
             )
@@ -581,8 +607,18 @@ class Catalogue:
     def backups(self, obj_id: str, store: str | None = None) -> list[dict[str, Any]]:
         """The backups of a snapshot, oldest first."""
         cols = (
-            "id", "store", "parent", "manifest", "size", "sha256", "chunk_size", "chunks",
-            "chunks_sent", "bytes_sent", "job_id", "created",
+            "id",
+            "store",
+            "parent",
+            "manifest",
+            "size",
+            "sha256",
+            "chunk_size",
+            "chunks",
+            "chunks_sent",
+            "bytes_sent",
+            "job_id",
+            "created",
         )
         sql = f"SELECT {', '.join(cols)} FROM backups WHERE object_id=?"
         args: tuple[Any, ...] = (obj_id,)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import sys
 import threading
 from types import TracebackType
-
 from typing import Any
 
 
