@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
 from celery.utils.time import get_exponential_backoff_interval
 
 from mover import dispatcher
@@ -74,6 +75,10 @@ CHUNK_RETRIES = int(os.environ.get("MOVER_CHUNK_RETRIES") or 5)
 RETRY_BACKOFF_MAX_S = 60
 #: Seconds between two looks at the job state while a chunk runs (``MOVER_CANCEL_POLL_S``).
 CANCEL_POLL_S = float(os.environ.get("MOVER_CANCEL_POLL_S") or 1.0)
+#: Seconds a chunk may run before it is interrupted and retried (``MOVER_CHUNK_TIME_LIMIT_S``,
+#: prefork pool only). Leases are renewed while a chunk runs, so without this a chunk stuck
+#: on a dead connection in a live worker would never be handed to anyone else.
+CHUNK_TIME_LIMIT_S = float(os.environ.get("MOVER_CHUNK_TIME_LIMIT_S") or 3600)
 _STOP_JOB = (CANCELLING, CANCELLED, FAILED)
 _SUBMIT_OPTIONS = {"streams", "chunk_size", "recursive"}
 
@@ -287,7 +292,14 @@ def _commit(jobs: RedisJobStore, job_id: str, item: int) -> None:
 # -- tasks ---------------------------------------------------------------------------------
 
 
-@app.task(name=fleet_exec.CHUNK_TASK, bind=True, ignore_result=True, max_retries=CHUNK_RETRIES)
+@app.task(
+    name=fleet_exec.CHUNK_TASK,
+    bind=True,
+    ignore_result=True,
+    max_retries=CHUNK_RETRIES,
+    soft_time_limit=CHUNK_TIME_LIMIT_S,
+    time_limit=CHUNK_TIME_LIMIT_S + 60,
+)
 def chunk_copy(self: Task, job_id: str, item: int, chunk: int) -> None:
     """Run chunk ``chunk`` of object ``item`` of job ``job_id`` (see the module docstring)."""
     jobs = _jobs()
@@ -304,6 +316,13 @@ def chunk_copy(self: Task, job_id: str, item: int, chunk: int) -> None:
     spec = prepared.chunks.get(chunk)
     if spec is None:
         _give_up(jobs, job_id, item, chunk, prepared, f"chunk {chunk} is not in the plan")
+        return
+    if jobs.is_chunk_done(job_id, item, chunk):
+        # Delivered again after it was done (its worker died before the ack, or a retry was
+        # restored): do not move the bytes again, only make sure the object gets committed.
+        log.info("job %s object %d chunk %d: already done", job_id, item, chunk)
+        if jobs.chunks_left(job_id, item) == 0:
+            _commit(jobs, job_id, item)
         return
     tag = (self.request.properties or {}).get("delivery_tag")
     started = time.monotonic()
@@ -324,7 +343,7 @@ def chunk_copy(self: Task, job_id: str, item: int, chunk: int) -> None:
         retryable = (
             exc.retryable
             if isinstance(exc, MoverError)
-            else isinstance(exc, (ConnectionError, TimeoutError))
+            else isinstance(exc, (ConnectionError, TimeoutError, SoftTimeLimitExceeded))
         )
         jobs.chunk_failed(job_id, item, chunk, _text(exc))
         if retryable and self.request.retries < CHUNK_RETRIES:
