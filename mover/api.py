@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from mover.errors import JobStateError, MoverError
 from mover.executors.embedded import EmbeddedExecutor
-from mover.jobs import DONE, FAILED, RUNNING, Job, JobStore
+from mover.jobs import DONE, FAILED, RUNNING, Item, Job, JobStore
 from mover.jobstores.sqlite import SqliteJobStore
 from mover.motion import Options
 from mover.transfer import Request, prepare
@@ -72,6 +72,10 @@ def resume(
     if job.state == RUNNING and local and int(pid) != os.getpid() and _alive(int(pid)):
         raise JobStateError(f"job {job.id} is still running in process {pid}")
     for item in job.items:
+        if item.state == DONE and not _still_there(item):
+            # Recorded done, but the object is not where it was committed (a crash between
+            # the record and a grouped commit, or someone removed it): copy it again.
+            item.state = FAILED
         if item.state in (FAILED, "cancelled"):
             item.state, item.plan, item.chunks, item.error = "pending", None, [], None
             jobs.save_item(job.id, item)
@@ -84,6 +88,18 @@ def resume(
     if raise_on_failure and done.state != DONE:
         raise MoverError(f"job {done.id} {done.state}: {done.error}")
     return done
+
+
+def _still_there(item: Item) -> bool:
+    """Whether a done item's destination exists with the size that was committed."""
+    from mover.transfer import endpoints
+
+    try:
+        _source, destination = endpoints(item)
+        info = destination.store.stat(destination.key)
+    except MoverError:
+        return False
+    return item.size is None or info.size is None or info.size == item.size
 
 
 def _alive(pid: int) -> bool:

@@ -321,10 +321,17 @@ class StoreProvider(abc.ABC):
         """The absolute path of ``key`` on this host (when ``capabilities.local_path``)."""
         raise NotImplementedError(f"{self.describe()} has no local paths")
 
+    def begin_batch(self) -> None:
+        """An executor starts a job here: until :meth:`end_batch`, commits may be deferred
+        and grouped (the file store commits small files in groups). Calls nest."""
+
+    def end_batch(self) -> None:
+        """The job's commits are over: make them all visible and durable (:meth:`flush`)."""
+        self.flush()
+
     def flush(self) -> None:
-        """Make every object this store committed durable, where commits defer part of that
-        (the file store syncs folders once per job, not once per file). Executors call it
-        after commits, at the latest before they mark a job done."""
+        """Make every object this store committed durable and visible, where commits defer
+        part of that (the file store syncs folders once per job, not once per file)."""
 
     def close(self) -> None:
         """Release connections and file descriptors."""

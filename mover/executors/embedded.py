@@ -46,6 +46,8 @@ from mover.transfer import endpoints
 log = logging.getLogger("mover.executor")
 
 _START, _CHUNK = 1, 0  # queue priorities: chunks of started objects first
+#: Jobs of at least this many objects run inside their stores' batches (grouped commits).
+BATCH_MIN_OBJECTS = 16
 
 
 @dataclass
@@ -91,6 +93,7 @@ class EmbeddedExecutor:
         self._open_items = 0
         self._all_done = threading.Event()
         self._destinations: dict[int, StoreProvider] = {}
+        self._batched = False
 
     # -- public -----------------------------------------------------------------------------
 
@@ -105,6 +108,9 @@ class EmbeddedExecutor:
         self._job = job
         todo = [i for i in job.items if i.state != DONE]
         self._open_items = len(todo)
+        # Many objects: let stores group their commits (one disk flush for many small files).
+        # One or a few: each is committed on its own, which costs less than a group flush.
+        self._batched = len(todo) >= BATCH_MIN_OBJECTS
         if not todo:
             self._all_done.set()
         for item in todo:
@@ -165,7 +171,10 @@ class EmbeddedExecutor:
         try:
             source, destination = endpoints(item)
             with self._lock:
-                self._destinations[id(destination.store)] = destination.store
+                if id(destination.store) not in self._destinations:
+                    if self._batched:
+                        destination.store.begin_batch()
+                    self._destinations[id(destination.store)] = destination.store
             run = self._plan(item, source, destination)
         except Exception as exc:
             self._fail_item(item, exc)
@@ -287,7 +296,11 @@ class EmbeddedExecutor:
         flush_error: str | None = None
         for store in self._destinations.values():
             try:
-                store.flush()  # committed objects durable before the job says done
+                # Committed objects durable (and, in a batch, visible) before the job is done.
+                if self._batched:
+                    store.end_batch()
+                else:
+                    store.flush()
             except MoverError as exc:
                 flush_error = flush_error or f"{store.describe()}: {exc.message}"
         self.jobs.flush()
