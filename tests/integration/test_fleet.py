@@ -175,6 +175,7 @@ class Fleet:
     folder: Path
     workers: list[Worker] = field(default_factory=list)
     s3: Any = None
+    swift: Any = None
 
     def start_worker(self, name: str) -> Worker:
         log = self.folder / f"{name}.log"
@@ -245,7 +246,13 @@ def fleet(
         )
     except pytest.skip.Exception:
         s3 = None
-    fleet = Fleet(redis_server, env, folder, s3=s3)
+    swift = None
+    try:
+        swift = request.getfixturevalue("swift_server")
+        env.update(ST_AUTH=swift.auth_url, ST_USER=swift.user, ST_KEY=swift.key)
+    except pytest.skip.Exception:
+        swift = None
+    fleet = Fleet(redis_server, env, folder, s3=s3, swift=swift)
     try:
         a, b = fleet.start_worker("w1"), fleet.start_worker("w2")
         fleet.wait_ready(a, b)
@@ -258,11 +265,17 @@ def fleet(
 @pytest.fixture
 def fleet_env(fleet: Fleet, monkeypatch: pytest.MonkeyPatch) -> Fleet:
     """This test process talks to the fleet's Redis too (in-process API calls)."""
-    for key in ("MOVER_BROKER_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+    for key in (
+        "MOVER_BROKER_URL",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_ENDPOINT_URL",
+        "ST_AUTH",
+        "ST_USER",
+        "ST_KEY",
+    ):
         if key in fleet.env:
             monkeypatch.setenv(key, fleet.env[key])
-    if "AWS_ENDPOINT_URL" in fleet.env:
-        monkeypatch.setenv("AWS_ENDPOINT_URL", fleet.env["AWS_ENDPOINT_URL"])
     return fleet
 
 
@@ -353,6 +366,42 @@ def test_two_workers_copy_200_mib_file_to_s3(fleet_env: Fleet, big_file: Path, t
     assert handle.jobs.commits(job.id, 0) == 1
     assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
     print(f"\nfleet file->s3 200 MiB: {elapsed:.2f} s")
+
+
+@pytest.mark.slow
+@pytest.mark.s3
+@pytest.mark.swift
+def test_two_workers_copy_200_mib_s3_to_swift(fleet_env: Fleet, big_file: Path, tmp_path: Path):
+    """S3 to Swift on the fleet (ranged GETs into SLO segments); the object read back from
+    Swift has the source's sha256."""
+    if fleet_env.s3 is None or fleet_env.swift is None:
+        pytest.skip("needs the S3 and Swift servers")
+    import boto3
+    from swiftclient.client import Connection
+
+    from mover import fleet as fleet_api
+
+    s3 = boto3.client("s3", **fleet_env.s3.client_kwargs())
+    bucket = f"fleet-sw-{os.getpid()}-{int(time.time())}"
+    s3.create_bucket(Bucket=bucket)
+    s3.upload_file(str(big_file), bucket, "big.bin")
+    swift = Connection(**fleet_env.swift.connection_kwargs())
+    container = f"fleet-{os.getpid()}-{int(time.time())}"
+    swift.put_container(container)
+    started = time.monotonic()
+    handle = fleet_api.submit(
+        f"s3://{bucket}/big.bin", f"swift://{container}/big.bin", chunk_size=8 * MiB
+    )
+    job = handle.wait(timeout=120)
+    elapsed = time.monotonic() - started
+    assert job.state == "done", job.error
+    h = hashlib.sha256()
+    _, body = swift.get_object(container, "big.bin", resp_chunk_size=8 * MiB)
+    for block in body:
+        h.update(block)
+    assert h.hexdigest() == sha256(big_file)
+    assert handle.jobs.commits(job.id, 0) == 1
+    print(f"\nfleet s3->swift 200 MiB: {elapsed:.2f} s")
 
 
 def test_raw_celery_client_submits_by_name(fleet: Fleet, tmp_path: Path):
@@ -633,6 +682,8 @@ def test_no_secret_in_redis_or_logs(fleet: Fleet):
     assert seen > 0
     for w in fleet.workers:
         assert fleet.s3.secret_key not in w.text(), f"secret in {w.name}'s log"
+        if fleet.swift is not None:
+            assert fleet.swift.key not in w.text(), f"Swift key in {w.name}'s log"
 
 
 @pytest.mark.slow
