@@ -123,6 +123,12 @@ def choose(
     if not candidates:
         raise UsageError(f"no image store in scope {request.scope} for {request.kind}")
     name = plugin_name(placement)
+    if name == DEFAULT and DEFAULT not in placements:
+        # Until the in-tree entry point is declared (pyproject.toml), the default registers
+        # itself: placement must work out of the box.
+        from strategies.placement.capacity import CapacityPlacement
+
+        placements.register(DEFAULT, CapacityPlacement)
     chosen = placements.get(name)().choose(list(candidates), request)
     if chosen not in candidates:
         raise MoverError(f"placement {name!r} chose {chosen!r}, which is not a candidate")

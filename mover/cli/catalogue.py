@@ -1,0 +1,494 @@
+"""``mover zones|stores|template|snapshot``: the catalogue from the command line.
+
+Each command is a thin layer over :mod:`mover.catalogue` (the same functions a Python caller
+or a Celery task uses): it parses options, calls one function, and prints either a short
+human line or, with ``--json``, the function's JSON result. Exit codes as everywhere in mover:
+0 done, 1 failed (a failed copy, a store that fails its check), 2 usage.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from mover.errors import EXIT_FAILED, MoverError
+
+
+def _run(fn: Callable[[], Any]) -> Any:
+    """Run a command body; a mover error becomes one line on stderr and its exit code."""
+    try:
+        return fn()
+    except MoverError as exc:
+        click.echo(f"mover: {exc.message}", err=True)
+        sys.exit(exc.exit_code)
+    except OSError as exc:
+        click.echo(f"mover: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
+
+
+def _echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, sort_keys=True, default=str))
+
+
+def _size(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:
+    if value is None:
+        return None
+    from mover.config import parse_size
+
+    try:
+        return parse_size(value)
+    except MoverError as exc:
+        raise click.BadParameter(exc.message) from exc
+
+
+def _value(text: str) -> Any:
+    """``-o key=value``: true/false and integers typed, the rest kept as text."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+def _options(pairs: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{key or pair!r}: write KEY=VALUE", param_hint="-o")
+        out[key.strip()] = _value(value.strip())
+    return out
+
+
+def _human(n: int | None) -> str:
+    from mover.planning import human
+
+    return human(n)
+
+
+# --- zones ----------------------------------------------------------------------------------
+
+
+@click.group()
+def zones() -> None:
+    """Zones: the places whose image stores hold per-zone templates."""
+
+
+@zones.command("add")
+@click.argument("name")
+@click.option("--description", default="", help="Free text.")
+def zones_add(name: str, description: str) -> None:
+    """Add zone NAME."""
+    from mover import catalogue
+
+    zone = _run(lambda: catalogue.add_zone(name, description))
+    click.echo(f"zone {zone['name']} added")
+
+
+@zones.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def zones_list(as_json: bool) -> None:
+    """List zones, each with its image stores."""
+    from mover import catalogue
+
+    found = _run(catalogue.list_zones)
+    stores = _run(catalogue.list_stores)
+    for zone in found:
+        zone["stores"] = [s["name"] for s in stores if s["scope"] == f"zone:{zone['name']}"]
+    if as_json:
+        _echo_json(found)
+        return
+    region = [s["name"] for s in stores if s["scope"] == "region"]
+    click.echo(f"region  stores: {', '.join(region) or '-'}")
+    for zone in found:
+        click.echo(f"{zone['name']:<8} stores: {', '.join(zone['stores']) or '-'}")
+
+
+# --- stores ---------------------------------------------------------------------------------
+
+
+@click.group()
+def stores() -> None:
+    """Stores: where templates and snapshots are kept; no secret is ever stored."""
+
+
+@stores.command("add")
+@click.argument("name")
+@click.argument("url")
+@click.option(
+    "--role",
+    type=click.Choice(["image", "primary"]),
+    default="image",
+    show_default=True,
+    help="image: templates, snapshots, backups; primary: volumes.",
+)
+@click.option("--scope", default="", help="'region' or 'zone:NAME' (unscoped if omitted).")
+@click.option(
+    "--credentials-env",
+    metavar="PREFIX",
+    help="Credentials from $PREFIX_ACCESS_KEY_ID/_SECRET_ACCESS_KEY (S3), $PREFIX_KEY (Swift).",
+)
+@click.option("--credentials-file", metavar="PATH", help="Credentials from this file.")
+@click.option(
+    "-o",
+    "--option",
+    "pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Provider option (endpoint_url, auth_url, user, region...); repeatable. "
+    "Secrets are refused: reference them with --credentials-env/--credentials-file.",
+)
+def stores_add(
+    name: str,
+    url: str,
+    role: str,
+    scope: str,
+    credentials_env: str | None,
+    credentials_file: str | None,
+    pairs: tuple[str, ...],
+) -> None:
+    """Add store NAME at URL (s3://bucket/prefix/, swift://container/, file:///srv/images/)."""
+    from mover import catalogue
+
+    options = _options(pairs)
+    record = _run(
+        lambda: catalogue.add_store(
+            name,
+            url,
+            role=role,
+            scope=scope,
+            credentials_env=credentials_env,
+            credentials_file=credentials_file,
+            options=options,
+        )
+    )
+    click.echo(
+        f"store {record['name']} added: {record['url']} role {record['role']} "
+        f"scope {record['scope'] or '-'} (mover stores check {record['name']} tests it)"
+    )
+
+
+@stores.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def stores_list(as_json: bool) -> None:
+    """List stores: the catalogue's and the configuration file's."""
+    from mover import catalogue
+
+    found = _run(catalogue.list_stores)
+    if as_json:
+        _echo_json(found)
+        return
+    for s in found:
+        creds = (
+            f"env {s['credentials_env']}"
+            if s["credentials_env"]
+            else f"file {s['credentials_file']}"
+            if s["credentials_file"]
+            else "default chain"
+        )
+        origin = "" if s["origin"] == "catalogue" else f"  (from {s['origin']})"
+        click.echo(
+            f"{s['name']:<16} {s['role']:<8} {s['scope'] or '-':<12} {s['url']}  "
+            f"credentials: {creds}{origin}"
+        )
+
+
+@stores.command("remove")
+@click.argument("name")
+@click.option("--force", is_flag=True, help="Also forget the copies it holds (data stays).")
+def stores_remove(name: str, force: bool) -> None:
+    """Remove store NAME from the catalogue (its data is not touched)."""
+    from mover import catalogue
+
+    _run(lambda: catalogue.remove_store(name, force=force))
+    click.echo(f"store {name} removed")
+
+
+@stores.command("check")
+@click.argument("names", nargs=-1)
+@click.option("--json", "as_json", is_flag=True)
+def stores_check(names: tuple[str, ...], as_json: bool) -> None:
+    """Check stores (all if none named): reachable, authenticated, can write, list, read and
+    delete a probe object. Exit 1 if any fails."""
+    from mover import catalogue
+    from mover.catalogue.checks import report_line
+
+    results = _run(lambda: catalogue.check_stores(list(names) or None))
+    if as_json:
+        _echo_json(results)
+    else:
+        for r in results:
+            click.echo(report_line(r))
+    if not all(r["ok"] for r in results):
+        sys.exit(EXIT_FAILED)
+
+
+# --- templates ------------------------------------------------------------------------------
+
+
+@click.group()
+def template() -> None:
+    """Templates: registered region-wide or per zone, copied, located, deleted."""
+
+
+def _copies_line(result: dict[str, Any]) -> str:
+    return ", ".join(f"{c['store']} {c['state']}" for c in result["copies"]) or "no copies"
+
+
+@template.command("register")
+@click.argument("name")
+@click.argument("source")
+@click.option(
+    "--scope",
+    type=click.Choice(["region", "zone"]),
+    default="region",
+    show_default=True,
+    help="region: one copy every zone reads; zone: one copy in each of --zones.",
+)
+@click.option("--zones", "zone_list", help="Comma-separated zones (with --scope zone).")
+@click.option("--format", "fmt", help="Disk format (default: from the file name).")
+@click.option("--checksum", help="ALGORITHM:HEX, e.g. sha256:...; verified before any copy.")
+@click.option("--streams", type=click.IntRange(1, 256), default=4, show_default=True)
+@click.option("--chunk-size", callback=_size, help="Bytes per chunk (64MiB, 8M ...).")
+@click.option("--placement", help="Placement plugin (default: capacity).")
+@click.option("--json", "as_json", is_flag=True)
+def template_register(
+    name: str,
+    source: str,
+    scope: str,
+    zone_list: str | None,
+    fmt: str | None,
+    checksum: str | None,
+    streams: int,
+    chunk_size: int | None,
+    placement: str | None,
+    as_json: bool,
+) -> None:
+    """Register template NAME from SOURCE (any location mover reads)."""
+    from mover import catalogue
+
+    zone_names = [z.strip() for z in (zone_list or "").split(",") if z.strip()] or None
+    result = _run(
+        lambda: catalogue.register_template(
+            name,
+            source,
+            scope=scope,
+            zones=zone_names,
+            format=fmt,
+            checksum=checksum,
+            streams=streams,
+            chunk_size=chunk_size,
+            placement=placement,
+        )
+    )
+    if as_json:
+        _echo_json(result)
+    else:
+        click.echo(
+            f"template {name} ({result['scope']}, {_human(result['size'])}): {_copies_line(result)}"
+        )
+        for run in result["copies_run"]:
+            if run["state"] != "ready":
+                error = run.get("error") or (run.get("job") or {}).get("error")
+                click.echo(f"  {run['store']}: {error}", err=True)
+    if not result["ok"]:
+        sys.exit(EXIT_FAILED)
+
+
+@template.command("copy")
+@click.argument("name")
+@click.option("--to-zone", required=True, help="The zone that gets its own copy.")
+@click.option("--streams", type=click.IntRange(1, 256), default=4, show_default=True)
+@click.option("--chunk-size", callback=_size)
+@click.option("--placement", help="Placement plugin (default: capacity).")
+@click.option("--json", "as_json", is_flag=True)
+def template_copy(
+    name: str,
+    to_zone: str,
+    streams: int,
+    chunk_size: int | None,
+    placement: str | None,
+    as_json: bool,
+) -> None:
+    """Copy template NAME into an image store of zone --to-zone."""
+    from mover import catalogue
+
+    result = _run(
+        lambda: catalogue.copy_template(
+            name, to_zone, streams=streams, chunk_size=chunk_size, placement=placement
+        )
+    )
+    if as_json:
+        _echo_json(result)
+    elif result.get("already"):
+        click.echo(f"template {name} is already in zone {to_zone}: {_copies_line(result)}")
+    else:
+        click.echo(f"template {name}: {_copies_line(result)}")
+    if not result["ok"]:
+        sys.exit(EXIT_FAILED)
+
+
+@template.command("locate")
+@click.argument("name")
+@click.option("--zone", required=True)
+@click.option("--json", "as_json", is_flag=True)
+def template_locate(name: str, zone: str, as_json: bool) -> None:
+    """Where zone --zone reads template NAME: its own copy, or the region's."""
+    from mover import catalogue
+
+    result = _run(lambda: catalogue.locate_template(name, zone))
+    if as_json:
+        _echo_json(result)
+    else:
+        click.echo(f"{result['url']}  ({result['via']} copy in store {result['store']})")
+
+
+@template.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def template_list(as_json: bool) -> None:
+    """List templates with the state of their copies."""
+    from mover import catalogue
+
+    found = _run(catalogue.list_templates)
+    if as_json:
+        _echo_json(found)
+        return
+    for t in found:
+        click.echo(
+            f"{t['name']:<20} {t['scope']:<7} {t['format'] or '-':<6} {_human(t['size']):>10}  "
+            f"{t['state']:<9} {_copies_line(t)}"
+        )
+
+
+@template.command("show")
+@click.argument("name")
+def template_show(name: str) -> None:
+    """Show template NAME and every copy (JSON)."""
+    from mover import catalogue
+
+    _echo_json(_run(lambda: catalogue.show_template(name)))
+
+
+@template.command("delete")
+@click.argument("name")
+def template_delete(name: str) -> None:
+    """Delete template NAME: every copy in every store, then its record."""
+    from mover import catalogue
+
+    result = _run(lambda: catalogue.delete_template(name))
+    click.echo(f"template {name} deleted ({len(result['deleted'])} copies)")
+
+
+# --- snapshots ------------------------------------------------------------------------------
+
+
+@click.group()
+def snapshot() -> None:
+    """Snapshots: chunked, incremental backups of volumes, restored verified."""
+
+
+@snapshot.command("backup")
+@click.argument("source")
+@click.option("--to", "to", required=True, help="The store to back up into.")
+@click.option("--name", help="Snapshot name (default: the source's file name).")
+@click.option("--chunk-size", callback=_size, help="Bytes per chunk (8MiB or the parent's).")
+@click.option("--streams", type=click.IntRange(1, 256), default=4, show_default=True)
+@click.option("--full", is_flag=True, help="Send every chunk, not only the changed ones.")
+@click.option("--json", "as_json", is_flag=True)
+def snapshot_backup(
+    source: str,
+    to: str,
+    name: str | None,
+    chunk_size: int | None,
+    streams: int,
+    full: bool,
+    as_json: bool,
+) -> None:
+    """Back SOURCE up into store --to; incremental against the previous backup there."""
+    from mover import catalogue
+
+    result = _run(
+        lambda: catalogue.backup_snapshot(
+            source, to, name=name, chunk_size=chunk_size, streams=streams, full=full
+        )
+    )
+    if as_json:
+        _echo_json(result)
+        return
+    kind = "full" if result["full"] else f"incremental on {result['parent']}"
+    click.echo(
+        f"snapshot {result['snapshot']} backup {result['id']} ({kind}): "
+        f"{result['chunks_sent']} of {result['chunks']} chunks sent, "
+        f"{_human(result['bytes_sent'])} of {_human(result['size'])}; sha256 {result['sha256']}"
+    )
+    for note in result["notes"]:
+        click.echo(f"  note: {note}")
+
+
+@snapshot.command("restore")
+@click.argument("name")
+@click.argument("destination")
+@click.option("--backup", help="A backup id or its prefix (default: the latest).")
+@click.option("--from", "from_store", help="The store to restore from (default: any).")
+@click.option("--json", "as_json", is_flag=True)
+def snapshot_restore(
+    name: str, destination: str, backup: str | None, from_store: str | None, as_json: bool
+) -> None:
+    """Rebuild snapshot NAME at DESTINATION, verified against its manifest."""
+    from mover import catalogue
+
+    result = _run(
+        lambda: catalogue.restore_snapshot(name, destination, backup=backup, store=from_store)
+    )
+    if as_json:
+        _echo_json(result)
+        return
+    click.echo(
+        f"snapshot {name} backup {result['backup']} restored to {result['destination']} "
+        f"({_human(result['size'])}, sha256 {result['sha256']} verified)"
+    )
+
+
+@snapshot.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def snapshot_list(as_json: bool) -> None:
+    """List snapshots and their backups."""
+    from mover import catalogue
+
+    found = _run(catalogue.list_snapshots)
+    if as_json:
+        _echo_json(found)
+        return
+    for s in found:
+        stores = ", ".join(c["store"] for c in s["copies"]) or "-"
+        click.echo(
+            f"{s['name']:<20} {_human(s['size']):>10}  {len(s['backups'])} backups  in {stores}"
+        )
+
+
+@snapshot.command("show")
+@click.argument("name")
+def snapshot_show(name: str) -> None:
+    """Show snapshot NAME and its backups (JSON)."""
+    from mover import catalogue
+
+    _echo_json(_run(lambda: catalogue.show_snapshot(name)))
+
+
+@snapshot.command("delete")
+@click.argument("name")
+def snapshot_delete(name: str) -> None:
+    """Delete snapshot NAME: every backup in every store, then its record."""
+    from mover import catalogue
+
+    result = _run(lambda: catalogue.delete_snapshot(name))
+    click.echo(f"snapshot {name} deleted ({result['objects_deleted']} objects)")
+
+
+#: The groups ``mover.cli.main`` attaches: ``for g in catalogue_groups: cli.add_command(g)``.
+catalogue_groups: list[click.Group] = [zones, stores, template, snapshot]
