@@ -85,7 +85,6 @@ _SUBMIT_OPTIONS = {"streams", "chunk_size", "recursive"}
 
 # -- per-process state (created lazily: prefork children each get their own) ----------------
 
-_local = threading.local()
 _pid_state: dict[str, Any] = {}
 
 
@@ -185,7 +184,7 @@ class _Prepared:
 
 def _prepared(jobs: RedisJobStore, job_id: str, item: int) -> tuple[str | None, _Prepared | None]:
     """The item's state and its strategy, plan and endpoints, cached per process while the
-    plan does not change (a resume re-plans failed objects: a new writer state)."""
+    plan does not change: the item's ``planned`` token changes with every (re)plan."""
     state_raw, stamp_raw = jobs.r.hmget(jobs.item_key(job_id, item), ["state", "planned"])
     state = state_raw.decode().strip('"') if state_raw else None
     stamp = stamp_raw.decode() if stamp_raw else ""
