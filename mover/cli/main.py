@@ -333,9 +333,18 @@ def resume(job_id: str, streams: int | None, quiet: bool, as_json: bool, wait: b
     from mover.cli.progress import ProgressBar
 
     if _fleet_configured():
-        store = _jobstore()
-        job = _run(lambda: store.get(job_id))
-        if job.executor == "celery":
+        from mover.errors import JobNotFound
+
+        store = _run(_jobstore)
+
+        def find() -> Any:
+            try:
+                return store.get(job_id)
+            except JobNotFound:
+                return None  # not a fleet job: perhaps an embedded one, in SQLite
+
+        job = _run(find)
+        if job is not None and job.executor == "celery":
             _resume_on_fleet(store, job, quiet, as_json, wait)
             return
 
