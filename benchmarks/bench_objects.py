@@ -45,6 +45,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -334,6 +335,13 @@ class S3Side:
         )
         self.client.upload_file(str(path), bucket, key, Config=config)
 
+    def read_through(self, bucket: str, key: str) -> None:
+        """GET an object and throw its bytes away: warms the server's caches, untimed (the
+        first read after an upload is much slower for every client)."""
+        body = self.client.get_object(Bucket=bucket, Key=key)["Body"]
+        while body.read(8 * MiB):
+            pass
+
     def empty_all(self) -> None:
         for bucket in S3_BUCKETS:
             self.delete_prefix(bucket, "")
@@ -380,6 +388,12 @@ class SwiftSide:
             head = self.conn.head_object(container, objects[0]["name"])
             return 1, int(head["content-length"])
         return len(objects), sum(int(o["bytes"]) for o in objects)
+
+    def read_through(self, container: str, name: str) -> None:
+        """GET an object and throw its bytes away (warms the server's caches, untimed)."""
+        _headers, body = self.conn.get_object(container, name, resp_chunk_size=8 * MiB)
+        for _piece in body:
+            pass
 
     def empty(self, container: str) -> None:
         """Delete everything in ``container`` and its segments container (threads of their
@@ -943,7 +957,10 @@ def bench_case(
     sync = st.tools["sync"]
     assert sync
     for index in range(runs):
-        for tool in tools:
+        # Rotated each run, so that no tool always goes first (after another tool's run, the
+        # server's caches are warmer than after a clean-up).
+        shift = index % len(tools)
+        for tool in tools[shift:] + tools[:shift]:
             tag = f"{tool.name}-{index}"
             if case.kind == "large-down":
                 (st.work / "dl" / tag).mkdir(parents=True, exist_ok=True)
@@ -1144,6 +1161,10 @@ def write_configs(work: Path, s3: S3Side | None, chunk: int, streams: int) -> di
     return env
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     raw = list(sys.argv[1:] if argv is None else argv)
     if raw[:1] == ["--boto3"]:
@@ -1192,6 +1213,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     sserver = stack.enter_context(SwiftServer())
                     swift = SwiftSide(sserver.auth_url, sserver.user, sserver.key, sserver.pids)
                 env.update(swift.env())
+            # After the servers' own handler (installed as they start): a SIGTERM unwinds
+            # through the finally below, which stops them and removes the work folder.
+            signal.signal(signal.SIGTERM, _terminate)
             env.update(write_configs(work, s3, chunk, args.streams))
             mover_extra = ["--streams", str(args.streams), "--chunk-size", args.chunk_size]
             print(f"mover object-store benchmark, {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
@@ -1285,6 +1309,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     else (swift.pids if swift else [])
                 )
                 warm(st.large)
+                if case.kind in ("large-down", "copy") and s3 and case.key.startswith("s3"):
+                    s3.read_through("bench-src", "large.bin")
+                if case.kind == "large-down" and swift and case.key.startswith("sw"):
+                    swift.read_through("bench-swsrc", "large.bin")
                 all_results[case.key] = bench_case(
                     st, case, case_tools, check, clean, args.runs, pids
                 )
