@@ -143,8 +143,8 @@ class StoreRecord:
         table: dict[str, Any] = {"url": self.url, **self.options}
         if self.credentials_env:
             table["credentials_env"] = self.credentials_env
-        if self.credentials_file:
-            table["credentials_file"] = self.credentials_file
+        elif self.credentials_file:
+            table["credentials_env"] = export_credentials_file(self.name, self.credentials_file)
         return table
 
     def to_dict(self) -> dict[str, Any]:
@@ -202,6 +202,37 @@ class DataObject:
         d = asdict(self)
         d["state"] = self.state
         return d
+
+
+def export_credentials_file(store: str, path: str) -> str:
+    """Read a store's credentials file into this process's environment; return the PREFIX.
+
+    The providers read credentials from ``PREFIX_*`` environment variables (``credentials_env``:
+    S3 ``PREFIX_ACCESS_KEY_ID``/``PREFIX_SECRET_ACCESS_KEY``/``PREFIX_SESSION_TOKEN``, Swift
+    ``PREFIX_KEY`` or ``PREFIX_PASSWORD``). A credentials file holds the same names without the
+    prefix, one ``NAME=VALUE`` a line (``#`` comments), readable by the worker's user only; it
+    is read when the store is resolved, in the process that uses it, and its values go under
+    ``MOVER_STORE_<NAME>_``. So one mechanism serves both references, and the file's contents
+    never reach the catalogue, a task message or a log line (errors name the file and line,
+    never a value).
+    """
+    prefix = "MOVER_STORE_" + re.sub(r"[^A-Z0-9_]", "_", store.upper())
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(
+            f"store {store!r}: cannot read its credentials file {path}: {exc.strerror}"
+        ) from exc
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, value = line.partition("=")
+        name = name.strip().removeprefix("export ").strip()
+        if not sep or not _ENV_NAME.match(name):
+            raise ConfigError(f"store {store!r}: {path} line {number}: expected NAME=VALUE")
+        os.environ[f"{prefix}_{name.upper()}"] = value.strip().strip("'\"")
+    return prefix
 
 
 # --- validation ---------------------------------------------------------------------------

@@ -257,10 +257,30 @@ def test_stores_check_good_and_wrong_credentials(world: World) -> None:
         credentials_env="BAD",
         options={"endpoint_url": world.s3_server.endpoint_url},
     )
+    # Credentials by file reference: NAME=VALUE lines, read by the process that uses the store.
+    s3_file = world.root / "s3.credentials"
+    s3_file.write_text(
+        f"# region S3\nACCESS_KEY_ID={world.s3_server.access_key}\n"
+        f"SECRET_ACCESS_KEY={world.s3_server.secret_key}\n"
+    )
+    swift_file = world.root / "swift.credentials"
+    swift_file.write_text(f"KEY={world.swift_server.key}\n")
+    cat.add_store(
+        "file-s3",
+        f"s3://{world.bucket}/viafile/",
+        credentials_file=str(s3_file),
+        options={"endpoint_url": world.s3_server.endpoint_url},
+    )
+    cat.add_store(
+        "file-swift",
+        f"swift://{world.container}/viafile/",
+        credentials_file=str(swift_file),
+        options={"auth_url": world.swift_server.auth_url, "user": world.swift_server.user},
+    )
     r = _mover("stores", "check")
     assert r.exit_code == 1
     lines = {line.split()[1]: line for line in r.output.splitlines()}
-    for good in ("region-s3", "a-files", "b-swift"):
+    for good in ("region-s3", "a-files", "b-swift", "file-s3", "file-swift"):
         assert lines[good].startswith("ok "), r.output
     assert lines["bad-s3"].startswith("FAIL ") and "bad-s3" in lines["bad-s3"]
     assert WRONG_SECRET not in r.output and world.s3_server.secret_key not in r.output

@@ -327,3 +327,38 @@ def test_cli(world: Path) -> None:
     r = runner.invoke(_cli(), ["stores", "check"])
     assert r.exit_code == 1
     assert "ok    a1" in r.output and "FAIL  gone" in r.output
+
+
+def test_credentials_file_reference(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    creds = tmp_path / "creds"
+    creds.write_text("# comment\nACCESS_KEY_ID=AK\nexport SECRET_ACCESS_KEY='sk-value'\n")
+    cat.add_store("via-file", "s3://bucket/", credentials_file=str(creds))
+    table = config_mod.store_table("via-file", config_mod.load())
+    assert table is not None and table["credentials_env"] == "MOVER_STORE_VIA_FILE"
+    assert os.environ["MOVER_STORE_VIA_FILE_SECRET_ACCESS_KEY"] == "sk-value"
+    monkeypatch.delenv("MOVER_STORE_VIA_FILE_ACCESS_KEY_ID")
+    monkeypatch.delenv("MOVER_STORE_VIA_FILE_SECRET_ACCESS_KEY")
+    assert b"sk-value" not in Catalogue().path.read_bytes()
+    creds.write_text("sk-value-without-a-name\n")
+    with pytest.raises(ConfigError, match="line 1") as err:
+        config_mod.store_table("via-file", config_mod.load())
+    assert "sk-value" not in str(err.value)
+
+
+def test_service_runs_operations_from_json_payloads(world: Path) -> None:
+    from mover.catalogue import service
+
+    src = world / "svc.raw"
+    src.write_bytes(os.urandom(3000))
+    payload = json.loads(json.dumps({"name": "svc", "source": str(src), "scope": "region"}))
+    out = service.run("mover.template.register", payload)
+    assert json.loads(json.dumps(out))["state"] == "ready"
+    assert service.run("mover.template.locate", {"name": "svc", "zone": "b"})["via"] == "region"
+    backup = service.run("mover.snapshot.backup", {"source": str(src), "to": "backup"})
+    assert backup["chunks_sent"] == 1
+    with pytest.raises(UsageError, match="unknown payload keys catalogue"):
+        service.run("mover.template.show", {"name": "svc", "catalogue": "x"})
+    with pytest.raises(UsageError, match="lacks zone"):
+        service.run("mover.template.locate", {"name": "svc"})
+    with pytest.raises(UsageError, match="unknown catalogue operation"):
+        service.run("mover.template.nope", {})
