@@ -52,7 +52,7 @@ import math
 import random
 from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -278,6 +278,15 @@ class Metrics:
     reaction_up: tuple[int | None, ...]  #: per rising step; None: no rise asked before the next
     reaction_down: tuple[int | None, ...]  #: per burst drained
     reversals_per_step: tuple[int, ...]
+    #: Where the worker-seconds above the ideal went: slots asked for and not usable yet (grow
+    #: delay), usable and idle, and (the rest) busy but slower than one unloaded stream.
+    starting_seconds: float = 0.0
+    idle_seconds: float = 0.0
+
+    @property
+    def slow_seconds(self) -> float:
+        busy = self.worker_seconds - self.starting_seconds - self.idle_seconds
+        return max(0.0, busy - self.ideal_worker_seconds)
 
     @property
     def ratio(self) -> float:
@@ -340,7 +349,6 @@ def simulate(
     config = config or SimConfig()
     store = store or StoreModel()
     rng = random.Random(config.seed)
-    q = config.queue
     bursts_of = _burst_ids(workload, config.burst_gap_s)
     arrivals = deque(zip(workload.arrivals, bursts_of, strict=True))
     pending: deque[int] = deque()  # burst id of each waiting chunk
@@ -350,6 +358,8 @@ def simulate(
     samples: list[Sample] = []
     trace: list[tuple[float, int, int]] = []
     worker_seconds = 0.0
+    starting_seconds = 0.0
+    idle_seconds = 0.0
     left = workload.total_chunks
     last_arrival = workload.arrivals[-1][0]
     hard_stop = last_arrival + 3600.0
@@ -390,12 +400,16 @@ def simulate(
                     s.burst = pending.popleft()
                     s.remaining = config.chunk_bytes - spare
         worker_seconds += len(slots) * dt
+        usable_now = sum(1 for s in slots if s.usable_at <= t + 1e-9)
+        starting_seconds += (len(slots) - usable_now) * dt
+        idle_seconds += sum(1 for s in slots if s.remaining <= 0 and s.usable_at <= t + 1e-9) * dt
         if step % max(1, round(0.5 / dt)) == 0:
             trace.append((t, len(pending) + len(busy), len(slots)))
         if left == 0 and done_at is None and not arrivals:
             done_at = t + dt
         step += 1
     metrics = _metrics(workload, config, store, samples, finished, bursts_of, worker_seconds)
+    metrics = replace(metrics, starting_seconds=starting_seconds, idle_seconds=idle_seconds)
     return SimResult(
         strategy.name or type(strategy).__name__,
         strategy.params(),
@@ -641,6 +655,8 @@ def report(result: SimResult) -> str:
         f"{result.config.max_concurrency}, store best {result.store.optimum_streams} streams)",
         f"  worker-seconds   {m.worker_seconds:.0f} / ideal {m.ideal_worker_seconds:.0f} = "
         f"{m.ratio:.2f}x (target <= {TARGET_WORKER_SECONDS_RATIO}x: {mark[ok['worker_seconds']]})",
+        f"                   above the ideal: {m.starting_seconds:.0f} starting, "
+        f"{m.idle_seconds:.0f} idle, {m.slow_seconds:.0f} slowed by the store",
         f"  drain per burst  {drains}",
         f"  reaction         up {_fmt_reaction(m.reaction_up)}; down "
         f"{_fmt_reaction(m.reaction_down)} intervals (max "

@@ -6,13 +6,15 @@ After a change the queue waits ``cooldown_s`` before the next one, so a change h
 (a grow takes 2-5 s) and show in the metric; a scale-up may cut a scale-down's cool-down short,
 because a growing backlog should never wait for a shrink to settle.
 
-The metric is backlog per slot: (waiting + in flight) / current slots, or the backlog itself when
-the queue has no slot yet. Per slot rather than absolute, so that the same bands stop adding once
-there are enough slots instead of adding on every interval while a large backlog drains.
+The metric is backlog per slot: (waiting + in flight) / current slots; infinite (the top band)
+when work waits and the queue has no slot yet. Per slot rather than absolute, so that the same
+bands stop adding once there are enough slots instead of adding on every interval while a large
+backlog drains.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -24,14 +26,15 @@ from mover.errors import UsageError
 #: ``change``.
 Band = tuple[float, float, int]
 
-#: Shed idle slots quickly, leave a wide dead band around the working point (no flapping when
-#: arrivals are steady), add in proportion to how far behind the queue is.
+#: Shed slots fast when most are idle (below 0.5 chunk per slot), one at a time when a few are;
+#: hold while each slot has up to 8 chunks (about two 5 s intervals of 64 MiB chunks) of work,
+#: a dead band wide enough that steady arrivals do not flap; add one, or two when far behind.
 DEFAULT_BANDS: tuple[Band, ...] = (
-    (0.0, 0.5, -4),
+    (0.0, 0.5, -8),
     (0.5, 1.0, -1),
-    (1.0, 24.0, 0),
-    (24.0, 60.0, 2),
-    (60.0, math.inf, 4),
+    (1.0, 8.0, 0),
+    (8.0, 30.0, 1),
+    (30.0, math.inf, 2),
 )
 
 
@@ -65,7 +68,7 @@ def check_bands(bands: Sequence[Sequence[Any]]) -> tuple[Band, ...]:
         raise UsageError("step: at least one band is needed")
     if out[0][0] != 0:
         raise UsageError(f"step: the first band must start at 0, not {out[0][0]:g} (a gap)")
-    for prev, nxt in zip(out, out[1:], strict=False):
+    for prev, nxt in itertools.pairwise(out):
         if nxt[0] < prev[1]:
             raise UsageError(f"step: bands {prev} and {nxt} overlap")
         if nxt[0] > prev[1]:
@@ -90,7 +93,7 @@ class StepStrategy(AutoscaleStrategy):
     summary = "bands of backlog per slot mapped to step changes, with a cool-down"
 
     def __init__(
-        self, bands: Sequence[Sequence[Any]] | str = DEFAULT_BANDS, cooldown_s: float = 5.0
+        self, bands: Sequence[Sequence[Any]] | str = DEFAULT_BANDS, cooldown_s: float = 10.0
     ) -> None:
         if isinstance(bands, str):
             bands = parse_bands(bands)
@@ -104,7 +107,7 @@ class StepStrategy(AutoscaleStrategy):
         for band in self.bands:
             if band[0] <= metric < band[1]:
                 return band
-        return self.bands[-1]  # metric == inf cannot happen; keeps the type checker calm
+        return self.bands[-1]  # metric == inf: work waiting and no slot
 
     def decide(self, observations: Observations, state: ScaleState) -> Decision:
         now = observations.time_s
@@ -112,7 +115,8 @@ class StepStrategy(AutoscaleStrategy):
         answers: dict[str, tuple[int, str]] = {}
         for queue, obs in observations.queues.items():
             current = state.current(queue)
-            metric = obs.backlog / current if current else float(obs.backlog)
+            # No slot and work waiting is the worst case there is: the top band.
+            metric = obs.backlog / current if current else math.inf if obs.backlog else 0.0
             lower, upper, change = self.band(metric)
             what = f"backlog {obs.backlog} over {current} slots = {metric:.1f} per slot"
             band = f"band [{lower:g}, {upper:g}) says {change:+d}"

@@ -57,9 +57,22 @@ class ThroughputStrategy(AutoscaleStrategy):
         settle_s (float): seconds a level must have run, all slots present, before its bytes/s
             is judged; at least the observer's measurement window. Default 5.
         memory_s (float): seconds a level's measured bytes/s is trusted. Default 120.
-        queue_window_s (float): the slots never exceed the highest backlog of this many seconds.
-            Default 10.
+        queue_window_s (float): the slots never exceed the highest backlog of this many seconds
+            (long enough that a steady trickle does not flap). Default 30.
+        idle_window_s (float): a queue whose backlog stayed 0 this long goes to its minimum at
+            once; the spare-slot rule looks this far back too. Default 5 (the last tick at a 5 s
+            interval: an empty queue frees its slots at once; a grow is 2-5 s away if work
+            comes back).
         ema_alpha (float): weight of a new measurement of a level already measured. Default 0.5.
+        spare_slots (int | None): when nothing has waited for ``idle_window_s``, keep at most the
+            chunks in flight plus this many slots; None keeps the ``queue_window_s`` cap only.
+            Default 1.
+        slow_start (bool): while each added slot still adds its full share of bytes/s, add half
+            again the current slots instead of ``step_up``. Default False: on a store that
+            saturates within a few streams it overshoots the optimum.
+        drain_horizon_s (float): no slot is added when the waiting chunks would drain within
+            this many seconds at the current chunks/s: the slot would land after the work is
+            gone. Default 10.
     """
 
     name = "throughput"
@@ -75,8 +88,12 @@ class ThroughputStrategy(AutoscaleStrategy):
         base_success_rate: float = 0.96,
         settle_s: float = 5.0,
         memory_s: float = 120.0,
-        queue_window_s: float = 10.0,
+        queue_window_s: float = 30.0,
+        idle_window_s: float = 5.0,
         ema_alpha: float = 0.5,
+        spare_slots: int | None = 1,
+        slow_start: bool = False,
+        drain_horizon_s: float = 10.0,
     ) -> None:
         checks = {
             "start_streams": start_streams >= 1,
@@ -88,7 +105,10 @@ class ThroughputStrategy(AutoscaleStrategy):
             "settle_s": settle_s >= 0,
             "memory_s": memory_s > 0,
             "queue_window_s": queue_window_s >= 0,
+            "idle_window_s": 0 <= idle_window_s <= queue_window_s,
             "ema_alpha": 0 < ema_alpha <= 1,
+            "spare_slots": spare_slots is None or spare_slots >= 0,
+            "drain_horizon_s": drain_horizon_s >= 0,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -102,7 +122,11 @@ class ThroughputStrategy(AutoscaleStrategy):
         self.settle_s = float(settle_s)
         self.memory_s = float(memory_s)
         self.queue_window_s = float(queue_window_s)
+        self.idle_window_s = float(idle_window_s)
         self.ema_alpha = float(ema_alpha)
+        self.spare_slots = None if spare_slots is None else int(spare_slots)
+        self.slow_start = bool(slow_start)
+        self.drain_horizon_s = float(drain_horizon_s)
 
     def decide(self, observations: Observations, state: ScaleState) -> Decision:
         now = observations.time_s
@@ -123,10 +147,15 @@ class ThroughputStrategy(AutoscaleStrategy):
         self, obs: QueueObservation, state: ScaleState, queue: str, mem: dict[str, Any], now: float
     ) -> tuple[int, str]:
         current = state.current(queue)
-        lo, hi = state.bounds(queue)
+        lo, _ = state.bounds(queue)
         levels: dict[str, list[float]] = mem["levels"]
-        mem["backlog"].append([now, obs.backlog])
-        queue_cap = max(b for _, b in mem["backlog"])
+        mem["backlog"].append([now, obs.backlog, obs.depth])
+        queue_cap = max(b[1] for b in mem["backlog"])
+        recent = [b for b in mem["backlog"] if b[0] > now - self.idle_window_s]
+        if self.spare_slots is not None and all(b[2] == 0 for b in recent):
+            # Nothing waited for the idle window: the slots beyond those in flight (and a spare)
+            # are idle, and an idle slot is a process that costs.
+            queue_cap = min(queue_cap, max(b[1] for b in recent) + self.spare_slots)
         finished = obs.chunks_per_s > 0
         success = 1.0 - obs.error_rate if finished else 1.0
         prev_success = mem.get("success", 1.0)
@@ -135,18 +164,26 @@ class ThroughputStrategy(AutoscaleStrategy):
             mem["landed_at"] = now
 
         def capped(value: int, why: str) -> tuple[int, str]:
-            # Rule 3: never more slots than the backlog (waiting + in flight) of the window.
+            # Rule 3, FTS3's reading: no increase beyond the chunks waiting to use it.
+            if current < value and obs.depth < value and current > 0:
+                value, why = current, f"{why}; but only {obs.depth} waiting: hold"
+            # A slot that lands (2-5 s) after the queue is gone only costs.
+            drains_s = obs.depth / obs.chunks_per_s if obs.chunks_per_s else math.inf
+            if current < value and current > 0 and drains_s < self.drain_horizon_s:
+                value = current
+                why = f"{why}; but the queue drains in {drains_s:.0f} s at this rate: hold"
+            # Mover's addition: a slot costs while idle, so never more slots than the backlog
+            # (waiting + in flight) of the window.
             if value > max(lo, queue_cap):
                 return max(lo, queue_cap), f"{why}; capped at the backlog ({queue_cap})"
             return value, why
 
-        if obs.backlog == 0 and queue_cap == 0:
-            return lo, f"queue empty for {self.queue_window_s:g} s: down to {lo}"
+        if max(b[1] for b in recent) == 0:
+            return lo, f"queue empty for {self.idle_window_s:g} s: down to {lo}"
         if current == 0:
-            best = _best_level(levels)
-            start = best if best is not None else self.start_streams
-            origin = f"the best measured level ({best})" if best is not None else "start_streams"
-            return capped(max(start, lo), f"work arrived, no slot: start at {origin}")
+            return capped(
+                max(self.start_streams, lo), f"work arrived, no slot: start at {self.start_streams}"
+            )
         # Rule 1: the success-rate gate (recoverable failures make a store slower for all).
         if finished and success < self.min_success_rate:
             if success > prev_success and success >= self.base_success_rate:
@@ -177,26 +214,41 @@ class ThroughputStrategy(AutoscaleStrategy):
         if old is not None:
             bps = self.ema_alpha * bps + (1 - self.ema_alpha) * old[0]
         levels[key] = [bps, now]
-        below = levels.get(str(current - 1))
-        above = levels.get(str(current + 1))
+        lower = [int(k) for k in levels if int(k) < current]
+        higher = [int(k) for k in levels if int(k) > current]
         here = f"level {current}: {_mb(bps)}"
-        if below is None:
-            if above is not None and above[0] <= bps * (1 + self.rise_margin):
-                return current, f"{here}, {current + 1} was no faster ({_mb(above[0])}): hold"
-            return capped(current + self.step_up, f"{here}, nothing measured below: probe up")
-        ref = below[0]
-        if bps > ref * (1 + self.rise_margin):
-            if above is not None and above[0] <= bps * (1 + self.rise_margin):
-                return current, f"{here}, {current + 1} was no faster ({_mb(above[0])}): hold"
+        if higher:
+            nxt = min(higher)
+            if levels[str(nxt)][0] <= bps * (1 + self.rise_margin):
+                nxt_bps = _mb(levels[str(nxt)][0])
+                return current, f"{here}, {nxt} was no faster ({nxt_bps}): hold"
+        if not lower:
             return capped(
-                current + self.step_up, f"{here} > {current - 1}: {_mb(ref)}, rising: add"
+                current + self._step(current, True), f"{here}, nothing measured below: probe up"
             )
+        ref_level = max(lower)
+        ref = levels[str(ref_level)][0]
+        than = f"{ref_level}: {_mb(ref)}"
+        if bps > ref * (1 + self.rise_margin):
+            # Each added slot still brought its full share: the store is far from saturation.
+            linear = bps / current >= (1 - self.fall_margin) * ref / ref_level
+            step = self._step(current, linear)
+            if higher:
+                step = min(step, min(higher) - current)
+            return capped(current + step, f"{here} > {than}, rising: add {step}")
         # Rule 4's order of magnitude, then the finer step back past the optimum.
         if round(math.log10(bps)) < round(math.log10(ref)):
-            return current - 1, f"{here} fell an order of magnitude from {_mb(ref)}: step down"
+            return current - 1, f"{here} fell an order of magnitude from {than}: step down"
         if bps < ref * (1 - self.fall_margin):
-            return current - 1, f"{here} < {current - 1}: {_mb(ref)}, past the optimum: step back"
-        return capped(current, f"{here} ~ {current - 1}: {_mb(ref)}, flat: hold")
+            return current - 1, f"{here} < {than}, past the optimum: step back"
+        return capped(current, f"{here} ~ {than}, flat: hold")
+
+    def _step(self, current: int, linear: bool) -> int:
+        """Slots to add: ``step_up``, or half again the current slots while throughput still
+        grows in proportion (``slow_start``, as TCP's window; FTS3 ramps by +1 per minute)."""
+        if self.slow_start and linear:
+            return max(self.step_up, current // 2)
+        return self.step_up
 
 
 def _fresh(mem: Any, now: float, memory_s: float, queue_window_s: float) -> dict[str, Any]:
