@@ -19,6 +19,7 @@ arguments are the job id and indexes only: no URL, no credential, ever.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -130,6 +131,13 @@ def plan_job(job: Job, jobs: RedisJobStore) -> list[Item]:
     return planned
 
 
+def _batch(producer: Any) -> contextlib.AbstractContextManager[Any]:
+    """kombu's publish batch where it exists (kombu >= 5.7 on Redis: LPUSHes go in
+    pipelines of 1,000 instead of one round trip each); a no-op elsewhere."""
+    batch = getattr(producer, "batch", None)
+    return batch(max_size=1000) if batch is not None else contextlib.nullcontext()
+
+
 def publish(
     jobs: RedisJobStore,
     job_id: str,
@@ -141,7 +149,7 @@ def publish(
     number of tasks sent."""
     app = app or get_app()
     sent = 0
-    with app.producer_or_acquire() as producer:
+    with app.producer_or_acquire() as producer, _batch(producer):
         for item, chunks in work:
             queue = queue_for(item.destination)
             if not chunks:
