@@ -176,8 +176,17 @@ def builtin_burst() -> Workload:
     return Workload("builtin:burst", tuple(rows))
 
 
+def builtin_big() -> Workload:
+    """One large burst: 1,000 chunks (62.5 GiB) at once, after 10 s of quiet.
+
+    Big enough that a strategy blind to throughput asks for more streams than the store's
+    optimum, where the store gets slower: what the ``throughput`` strategy is for.
+    """
+    return Workload("builtin:big", ((10.5, 1000),))
+
+
 #: Built-in workloads by name (after ``builtin:``).
-BUILTIN_WORKLOADS = {"burst": builtin_burst}
+BUILTIN_WORKLOADS = {"burst": builtin_burst, "big": builtin_big}
 
 
 def load_workload(spec: str) -> Workload:
