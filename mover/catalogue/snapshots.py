@@ -78,7 +78,7 @@ def _jobstore(jobs: JobStore | None) -> JobStore:
 def _read_manifest(location: str) -> dict[str, Any]:
     store, loc = open_location(location)
     try:
-        manifest = json.loads(read_small(store, loc.full_key))
+        manifest: dict[str, Any] = json.loads(read_small(store, loc.full_key))
     except ValueError as exc:
         raise VerificationFailed(f"{location}: not a snapshot manifest ({exc})") from exc
     if manifest.get("version") != MANIFEST_VERSION:

@@ -559,9 +559,21 @@ class Catalogue:
                 "WHERE object_id=? ORDER BY store",
                 (row[0],),
             ).fetchall()
-        obj = DataObject(*row[:7], json.loads(row[7]), row[8])
+        obj = DataObject(
+            id=row[0],
+            kind=row[1],
+            name=row[2],
+            format=row[3],
+            size=row[4],
+            checksum=row[5],
+            scope=row[6],
+            meta=json.loads(row[7]),
+            created=row[8],
+        )
         scopes = {s.name: s.scope for s in self.stores()}
-        obj.copies = [Copy(*c, scope=scopes.get(c[0], "?")) for c in copies]
+        obj.copies = [
+            Copy(c[0], c[1], c[2], c[3], c[4], c[5], scope=scopes.get(c[0], "?")) for c in copies
+        ]
         return obj
 
     def get_object(self, kind: str, name: str) -> DataObject:

@@ -81,6 +81,12 @@ def _parse_checksum(checksum: str) -> tuple[str, str]:
     return algorithm, hexpart.lower()
 
 
+def _default_jobs() -> JobStore:
+    from mover.api import default_jobstore
+
+    return default_jobstore()
+
+
 def _image_stores(cat: Catalogue, scope: str) -> list[Any]:
     stores = cat.stores(role="image", scope=scope)
     if not stores:
@@ -183,6 +189,7 @@ def register_template(
     src_store, src_loc = open_location(source)
     info = src_store.stat(src_loc.full_key)
     verified = None
+    info_size: int | None = info.size
     if checksum:
         algorithm, expected = _parse_checksum(checksum)
         got, size = sha256_of(src_store, src_loc.full_key, algorithm)
@@ -193,8 +200,6 @@ def register_template(
             )
         verified = f"{algorithm}:{got}"
         info_size = size
-    else:
-        info_size = info.size
     basename = src_loc.basename or name
     key = _key(name, basename)
     targets = [(s, _place(cat, s, name, key, info_size, placement)) for s in scopes]
@@ -209,6 +214,7 @@ def register_template(
     )
     for _s, store in targets:
         cat.set_copy(obj.id, store, ALLOCATED, f"store:{store}/{key}")
+    jobs = jobs or _default_jobs()  # one job store for the parallel copies
     with ThreadPoolExecutor(max_workers=len(targets), thread_name_prefix="template") as pool:
         runs = list(
             pool.map(
@@ -256,6 +262,7 @@ def copy_template(
     store = _place(cat, scope, name, key, obj.size, placement)
     destination = f"store:{store}/{key}"
     cat.set_copy(obj.id, store, ALLOCATED, destination)
+    jobs = jobs or _default_jobs()
     run = _run_copy(cat, obj, store, source.location, destination, streams, chunk_size, jobs)
     out = show_template(name, catalogue=cat)
     out.update(ok=run["state"] == READY, already=False, copies_run=[run])
