@@ -362,3 +362,39 @@ def test_service_runs_operations_from_json_payloads(world: Path) -> None:
         service.run("mover.template.locate", {"name": "svc"})
     with pytest.raises(UsageError, match="unknown catalogue operation"):
         service.run("mover.template.nope", {})
+
+
+def test_store_remove_refused_while_holding_copies(world: Path) -> None:
+    src = world / "r.raw"
+    src.write_bytes(b"r" * 100)
+    cat.register_template("r", str(src), scope="zone", zones=["b"])
+    with pytest.raises(UsageError, match="holds 1 copies"):
+        cat.remove_store("b1")
+    cat.remove_store("b1", force=True)
+    assert "b1" not in {s["name"] for s in cat.list_stores()}
+    assert cat.show_template("r")["copies"] == []
+
+
+def test_snapshot_memory_is_bounded_by_streams_times_chunk(tmp_path: Path) -> None:
+    """A 48 MiB volume in 1 MiB chunks on 3 streams: the backup and the restore allocate a few
+    chunk buffers, never the volume (tracemalloc sees every bytearray)."""
+    import tracemalloc
+
+    (tmp_path / "bk").mkdir()
+    cat.add_store("fbk", f"file://{tmp_path}/bk/")
+    vol = tmp_path / "big"
+    with vol.open("wb") as f:
+        for _ in range(48):
+            f.write(os.urandom(MiB))
+    tracemalloc.start()
+    try:
+        cat.backup_snapshot(str(vol), "fbk", chunk_size=MiB, streams=3)
+        _, backup_peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        cat.restore_snapshot("big", str(tmp_path / "back"))
+        _, restore_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert backup_peak < 3 * MiB + 4 * MiB, backup_peak
+    assert restore_peak < MiB + 4 * MiB, restore_peak
+    assert (tmp_path / "back").read_bytes() == vol.read_bytes()
