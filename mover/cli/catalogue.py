@@ -189,7 +189,7 @@ def stores_list(as_json: bool) -> None:
             if s["credentials_env"]
             else f"file {s['credentials_file']}"
             if s["credentials_file"]
-            else "default chain"
+            else "provider default (none named)"
         )
         origin = "" if s["origin"] == "catalogue" else f"  (from {s['origin']})"
         click.echo(
