@@ -395,6 +395,11 @@ def simulate(
         # Free usable slots take work; chunks progress at the store's share.
         _take(slots, pending, t, config)
         busy = [s for s in slots if s.remaining > 0]
+        # Cost of this step [t, t + dt), as the slots stand at its start.
+        usable_now = sum(1 for s in slots if s.usable_at <= t + 1e-9)
+        worker_seconds += len(slots) * dt
+        starting_seconds += (len(slots) - usable_now) * dt
+        idle_seconds += (usable_now - len(busy)) * dt
         if busy:
             share = store.throughput(len(busy)) / len(busy) * dt
             for s in busy:
@@ -408,10 +413,6 @@ def simulate(
                         break
                     s.burst = pending.popleft()
                     s.remaining = config.chunk_bytes - spare
-        worker_seconds += len(slots) * dt
-        usable_now = sum(1 for s in slots if s.usable_at <= t + 1e-9)
-        starting_seconds += (len(slots) - usable_now) * dt
-        idle_seconds += sum(1 for s in slots if s.remaining <= 0 and s.usable_at <= t + 1e-9) * dt
         if step % max(1, round(0.5 / dt)) == 0:
             trace.append((t, len(pending) + len(busy), len(slots)))
         if left == 0 and done_at is None and not arrivals:
