@@ -253,18 +253,10 @@ class ThroughputStrategy(AutoscaleStrategy):
 
 def _fresh(mem: Any, now: float, memory_s: float, queue_window_s: float) -> dict[str, Any]:
     """A copy of one queue's memory with stale measurements dropped (never mutate the input)."""
-    mem = dict(mem or {})
-    mem["levels"] = {
-        k: list(v) for k, v in dict(mem.get("levels", {})).items() if now - v[1] <= memory_s
+    out: dict[str, Any] = dict(mem or {})
+    out["levels"] = {
+        k: list(v) for k, v in dict(out.get("levels", {})).items() if now - v[1] <= memory_s
     }
-    mem["backlog"] = [list(b) for b in mem.get("backlog", []) if b[0] > now - queue_window_s]
-    mem.setdefault("landed_at", None)
-    return mem
-
-
-def _best_level(levels: dict[str, list[float]]) -> int | None:
-    """The lowest level within 5 % of the best measured bytes/s: the knee, not the plateau."""
-    if not levels:
-        return None
-    best = max(v[0] for v in levels.values())
-    return min(int(k) for k, v in levels.items() if v[0] >= 0.95 * best)
+    out["backlog"] = [list(b) for b in out.get("backlog", []) if b[0] > now - queue_window_s]
+    out.setdefault("landed_at", None)
+    return out

@@ -313,7 +313,7 @@ class _Bad(AutoscaleStrategy):
     [
         (lambda o: Decision({}, "r"), "no desired concurrency for"),
         (lambda o: Decision({Q: 99}, "r"), r"outside its bounds \[0, 16\]"),
-        (lambda o: Decision({Q: 2.5}, "r"), "outside its bounds"),
+        (lambda o: Decision({Q: 2.5}, "r"), "outside its bounds"),  # type: ignore[dict-item]
         (lambda o: Decision({Q: 1}, ""), "no reason"),
         (lambda o: Decision({Q: 1}, "r", {"t": object()}), "not plain data"),
         (lambda o: {Q: 1}, "not a Decision"),
