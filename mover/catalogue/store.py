@@ -430,6 +430,7 @@ class Catalogue:
                 )
             db.execute("DELETE FROM copies WHERE store=?", (name,))
             db.execute("DELETE FROM stores WHERE name=?", (name,))
+        forget_cached_stores()
         return record
 
     def _catalogue_stores(self, name: str | None = None) -> list[StoreRecord]:
@@ -688,14 +689,35 @@ class Catalogue:
         return int(turn)
 
 
+#: Store tables found recently: (catalogue path, name) -> (monotonic time, table). Every chunk
+#: and item resolves its store, so a lookup must not cost a SQLite open each time; a store
+#: removed by another process is forgotten here within :data:`_CACHE_S`. Misses are not cached
+#: (a store just added elsewhere is found at once).
+_CACHE: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
+_CACHE_S = 2.0
+
+
 def store_table(name: str) -> dict[str, Any] | None:
     """The catalogue's table for store ``name``, or None: the hook :func:`mover.config.resolve`
     calls for a ``store:NAME`` it does not know from the TOML file. A missing catalogue file is
     an empty catalogue (nothing is created by a lookup)."""
     path = default_path()
+    key = (str(path), name)
+    hit = _CACHE.get(key)
+    now = time.monotonic()
+    if hit is not None and now - hit[0] < _CACHE_S:
+        return dict(hit[1])
     if not path.exists():
         return None
-    return Catalogue(path).find_store_table(name)
+    table = Catalogue(path).find_store_table(name)
+    if table is not None:
+        _CACHE[key] = (now, table)
+    return None if table is None else dict(table)
+
+
+def forget_cached_stores() -> None:
+    """Drop cached store tables (after this process adds or removes a store)."""
+    _CACHE.clear()
 
 
 def store_names() -> list[str]:

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from mover import catalogue as cat
 from mover import config as config_mod
 from mover.catalogue.placement import Candidate, Placement, PlacementRequest, choose, placements
-from mover.catalogue.store import Catalogue
+from mover.catalogue.store import Catalogue, forget_cached_stores
 from mover.cli.catalogue import catalogue_groups
 from mover.errors import ConfigError, NotEnoughSpace, UnknownStore, UsageError, VerificationFailed
 from mover.location import parse
@@ -340,6 +340,7 @@ def test_credentials_file_reference(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.delenv("MOVER_STORE_VIA_FILE_SECRET_ACCESS_KEY")
     assert b"sk-value" not in Catalogue().path.read_bytes()
     creds.write_text("sk-value-without-a-name\n")
+    forget_cached_stores()  # the file is read again when the store is next resolved
     with pytest.raises(ConfigError, match="line 1") as err:
         config_mod.store_table("via-file", config_mod.load())
     assert "sk-value" not in str(err.value)
