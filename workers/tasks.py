@@ -275,6 +275,9 @@ def _commit(jobs: RedisJobStore, job_id: str, item: int) -> None:
         receipts = [PartReceipt.from_dict(c.receipt) for c in record.chunks if c.receipt]
         receipts.sort(key=lambda r: r.part)
         prepared.strategy.commit(prepared.source, prepared.destination, prepared.plan, receipts)
+        # Each object is durable before it is recorded done: a worker has no job-wide batch
+        # (StoreProvider.begin_batch), so what a commit deferred is flushed right here.
+        prepared.destination.store.flush()
         digest = prepared.strategy.object_digest(prepared.plan, receipts)
         size = sum(r.size for r in receipts)
         jobs.update_item(job_id, item, state=DONE, digest=digest, error=None, size=size)
