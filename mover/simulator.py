@@ -23,6 +23,10 @@ The model (all deterministic for a given seed):
   size, and bytes/s and chunks/s of the chunks that *finished* in the last interval (what the
   live observer reads from chunk records; lumpy, as there).
 
+Workloads: ``builtin:burst`` (bursts separated by idle periods, with step changes of the arrival
+rate; the one issue 5's targets are set on), ``builtin:big`` (one burst large enough to push a
+throughput-blind strategy past the store's optimum), or a file (:func:`load_workload`).
+
 The metrics (:class:`Metrics`), defined precisely:
 
 - **worker-seconds**: the integral of slots asked for (usable or still starting) over the run,
@@ -37,8 +41,10 @@ The metrics (:class:`Metrics`), defined precisely:
 - **step changes**: the arrival rate, counted in windows of ``step_window_s``, starts (from 0),
   stops (to 0) or changes by a factor of 2 or more. **Reaction** to a rising step: the number of
   control ticks from the step up to and including the first tick that asks for more slots
-  (1 = the first tick after the step); to a drained burst: ticks from the moment the backlog
-  reaches zero to the first tick that asks for fewer slots (0 when already at the minimum).
+  (1 = the first tick after the step; 0 when the slots were already at the maximum; ``None``,
+  a miss, when no rise was asked before the next step); to a drained burst: ticks from the
+  moment the backlog reaches zero to the first tick that asks for fewer slots (0 when already at
+  the minimum).
 - **direction reversals**: the direction of each change the strategy asks for (up or down);
   a reversal is a change opposite to the previous one. Each reversal is charged to the step
   change whose segment (from that step to the next one) holds it.

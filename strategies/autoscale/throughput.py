@@ -1,24 +1,35 @@
 """Throughput seeking, after CERN FTS3's optimizer: add streams while bytes/s still rises.
 
 FTS3 tunes the number of active transfers per link every 60 s (see shared/ANCHORS.md and
-``OptimizerConnections.cpp``). Its rules, in order, and how they read here:
+``src/server/services/optimizer/OptimizerConnections.cpp``). Its rules, and how they read here:
 
 1. success rate below 97 % -> one step down (hold if it is improving and at least 96 %); a
-   success rate that worsens -> one step down. Here success = 1 - ``error_rate``.
+   success rate that worsens -> one step down. Here success = 1 - ``error_rate`` of the chunks
+   that finished in the observer's window.
 2. no throughput data -> hold.
-3. never more actives than queued files. FTS3's actives are a limit that costs nothing when idle;
-   here a slot is a process that costs while idle, so the slots follow the backlog down (the
-   highest backlog of the last ``queue_window_s``, so that a steady trickle does not flap).
-4. throughput rising by more than ``rise_margin`` -> +1 (``step_up``); falling by an order of
-   magnitude (``round(log10(bytes/s))`` drops, FTS3's noise damping) -> one step down.
+3. never more actives than queued files: no increase beyond the chunks waiting.
+4. throughput rising by more than ``rise_margin`` over the level below -> +``step_up``;
+   falling by an order of magnitude (``round(log10(bytes/s))`` drops, FTS3's noise damping) ->
+   one step down.
 
-What is added, because chunks finish in seconds, not minutes: a level is only judged once the
-last change has landed (a grow takes 2-5 s) and one full measurement (``settle_s``) has been
-taken with every slot busy (otherwise the queue, not the store, limits the throughput); each
-level's throughput is remembered for ``memory_s``, so that a level measured slower than the one
-below it (by more than ``fall_margin``) is stepped back from, and not probed again while that
-memory is fresh. That is the answer to "more streams can make a store slower": the strategy
-settles on the concurrency where aggregate bytes/s stops rising.
+What mover adds, because chunks finish in seconds (not minutes) and a slot is a process that
+costs while idle (an FTS3 active is only a limit):
+
+- a level is judged only once the last change has landed (a grow takes 2-5 s) and it has run for
+  ``settle_s`` with every slot busy and chunks waiting; otherwise the queue, not the store,
+  limits the throughput, and the strategy holds;
+- each level's bytes/s is remembered for ``memory_s``: a level measured slower than the one below
+  (by more than ``fall_margin``) is stepped back from, and a level above that was no faster is
+  not probed again while that memory is fresh. With FTS3's order-of-magnitude rule alone, a store
+  that loses 5 % per extra stream would be pushed far past its optimum;
+- no slot is added when the waiting chunks would drain within ``drain_horizon_s`` at the current
+  rate (it would land after the work is gone);
+- slots follow the backlog down: never more than the highest backlog of ``queue_window_s``, nor,
+  when nothing has waited for ``idle_window_s``, more than the chunks in flight plus
+  ``spare_slots``; an empty queue goes to its minimum at once.
+
+That is the answer to "more streams can make a store slower": the strategy settles on the
+concurrency where aggregate bytes/s stops rising, and the simulator shows it (``builtin:big``).
 """
 
 from __future__ import annotations
@@ -159,7 +170,8 @@ class ThroughputStrategy(AutoscaleStrategy):
         finished = obs.chunks_per_s > 0
         success = 1.0 - obs.error_rate if finished else 1.0
         prev_success = mem.get("success", 1.0)
-        mem["success"] = success
+        if finished:  # a window where nothing finished says nothing of the success rate
+            mem["success"] = success
         if mem.get("landed_at") is None and obs.slots >= current:
             mem["landed_at"] = now
 
