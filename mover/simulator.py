@@ -46,8 +46,10 @@ The metrics (:class:`Metrics`), defined precisely:
   moment the backlog reaches zero to the first tick that asks for fewer slots (0 when already at
   the minimum).
 - **direction reversals**: the direction of each change the strategy asks for (up or down);
-  a reversal is a change opposite to the previous one. Each reversal is charged to the step
-  change whose segment (from that step to the next one) holds it.
+  a reversal is a change opposite to the previous one. Each reversal is charged to the latest
+  step change, at or before it, in its new direction (a turn up answers the latest rise, a turn
+  down the latest fall), or to the latest step at all when there is none. A burst costs one
+  reversal up and one down; flapping shows as two or more on one step.
 """
 
 from __future__ import annotations
@@ -562,7 +564,6 @@ def _metrics(
     ideal = total_bytes / store.stream_bytes_per_s
     bursts = _bursts(workload, config, store, finished, bursts_of)
     steps = detect_steps(workload, config.step_window_s)
-    ticks = [s.time_s for s in samples]
 
     def ticks_until(start: float, end: float, want: int) -> int | None:
         count = 0
@@ -580,7 +581,9 @@ def _metrics(
     for i, st in enumerate(steps):
         if st.direction < 0:
             continue
-        end = steps[i + 1].time_s if i + 1 < len(steps) else math.inf
+        # Until the next rising step: arrivals stopping right after an instant burst do not
+        # cut the time the strategy has to react to it.
+        end = next((s.time_s for s in steps[i + 1 :] if s.direction > 0), math.inf)
         before = [s for s in samples if s.time_s < st.time_s]
         if before and before[-1].slots >= config.max_concurrency:
             reaction_up.append(0)  # already at the maximum: nothing to react with
@@ -594,19 +597,19 @@ def _metrics(
             reaction_down.append(0)
             continue
         reaction_down.append(ticks_until(b.drained_s, nxt, -1))
-    # Reversals, charged to the step whose segment holds them.
-    bounds = [st.time_s for st in steps]
+    # Reversals, each charged to the latest step that calls for its new direction (a turn up
+    # answers a rise), or the latest step of any direction when none does.
     per_step = [0] * len(steps)
     last_dir = 0
     for s in samples:
         if s.direction == 0:
             continue
         if last_dir and s.direction != last_dir:
-            idx = max((i for i, b in enumerate(bounds) if b <= s.time_s), default=None)
-            if idx is not None:
-                per_step[idx] += 1
+            before = [i for i, st in enumerate(steps) if st.time_s <= s.time_s + 1e-9]
+            same = [i for i in before if steps[i].direction == s.direction]
+            if same or before:
+                per_step[(same or before)[-1]] += 1
         last_dir = s.direction
-    del ticks
     return Metrics(
         worker_seconds,
         ideal,
