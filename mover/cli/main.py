@@ -538,11 +538,13 @@ def worker(
 @cli.command()
 def plugins() -> None:
     """List registered providers, strategies and other plugins, and any that fail to load."""
+    from mover.autoscale import autoscale_strategies
+    from mover.catalogue.placement import placements
     from mover.dispatcher import strategies as motion
     from mover.stores import providers
 
     def body() -> None:
-        for registry in (providers, motion):
+        for registry in (providers, motion, autoscale_strategies, placements):
             click.echo(f"{registry.group}:")
             infos = {i.name: i for i in registry.infos()}
             for name, _plugin, error in registry.load_all():
@@ -551,6 +553,17 @@ def plugins() -> None:
                 click.echo(f"  {name:<14} {info.target:<50} {state}")
 
     _run(body)
+
+
+def _attach_groups() -> None:
+    """The command groups that live in their own modules (one concern per module)."""
+    from mover.cli.catalogue import catalogue_groups
+
+    for group in catalogue_groups:
+        cli.add_command(group)
+
+
+_attach_groups()
 
 
 def main() -> None:
