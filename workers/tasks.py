@@ -450,3 +450,38 @@ def submit(self: Task, request: dict[str, Any]) -> str:
     fleet_exec.start(job, jobs, app)
     log.info("job %s submitted by task %s: %d object(s)", job.id, self.request.id, len(job.items))
     return job.id
+
+
+# -- the catalogue's operations (templates, snapshots, stores) ------------------------------
+
+
+def _catalogue_task(name: str) -> None:
+    """Register ``name`` as a task that runs the catalogue operation with a JSON payload.
+
+    The operation runs in the worker that takes the task (its copies with the embedded
+    executor, its credentials from the worker's own catalogue or configuration): the task
+    message holds names and locations only.
+    """
+
+    def run(payload: dict[str, Any] | None = None) -> Any:
+        from mover.catalogue import service
+
+        try:
+            return service.run(name, payload)
+        except MoverError as exc:
+            log.warning("%s refused: %s", name, _text(exc))
+            raise ValueError(f"{name}: {_text(exc)}") from None
+
+    run.__name__ = run.__qualname__ = name.replace(".", "_")
+    run.__doc__ = f"The catalogue operation {name}, payload a JSON object."
+    app.task(name=name)(run)
+
+
+def _register_catalogue_tasks() -> None:
+    from mover.catalogue.service import OPERATIONS
+
+    for name in OPERATIONS:
+        _catalogue_task(name)
+
+
+_register_catalogue_tasks()
