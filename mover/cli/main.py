@@ -557,13 +557,18 @@ def plugins() -> None:
 
 def _attach_groups() -> None:
     """The command groups that live in their own modules (one concern per module)."""
+    from mover.cli.autoscale import autoscale_group
     from mover.cli.catalogue import catalogue_groups
 
-    for group in catalogue_groups:
+    for group in [*catalogue_groups, autoscale_group]:
         cli.add_command(group)
 
 
 _attach_groups()
+
+from mover.cli.flower import flower_command  # noqa: E402
+
+cli.add_command(flower_command)
 
 
 def main() -> None:
