@@ -571,11 +571,6 @@ from mover.cli.flower import flower_command  # noqa: E402
 cli.add_command(flower_command)
 
 
-from mover.cli.flower import flower_command  # noqa: E402
-
-cli.add_command(flower_command)
-
-
 def main() -> None:
     try:
         cli(standalone_mode=False)
