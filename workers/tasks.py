@@ -65,7 +65,9 @@ from mover.jobstores.redis import CANCELLING, RedisJobStore, client_from_url
 from mover.motion import Chunk, ChunkContext, Endpoint, MotionStrategy, Options, Plan
 from mover.store import PartReceipt
 from mover.transfer import Request, endpoints, prepare
+from workers import limits
 from workers.app import app, broker_url, transport_options
+from workers.observer import record_chunk
 
 log = logging.getLogger("mover.worker")
 
@@ -327,9 +329,15 @@ def chunk_copy(self: Task, job_id: str, item: int, chunk: int) -> None:
             _commit(jobs, job_id, item)
         return
     tag = (self.request.properties or {}).get("delivery_tag")
+    queue = (self.request.delivery_info or {}).get("routing_key") or "mover"
+    try:  # per-store limits (workers/limits.py): a store at its cap sends the chunk back
+        lease = limits.acquire(jobs.r, (prepared.source, prepared.destination), spec.length or 0)
+    except limits.LeaseUnavailable as busy:
+        self.request.retries -= 1  # waiting for a store is not a failed attempt
+        raise self.retry(countdown=busy.retry_after_s) from None
     started = time.monotonic()
     try:
-        with _watcher().watch(job_id, item, tag) as cancelled:
+        with lease, _watcher().watch(job_id, item, tag) as cancelled:
             ctx = ChunkContext(None, cancelled)
             ctx.check()
             receipt = prepared.strategy.run_chunk(
@@ -348,6 +356,7 @@ def chunk_copy(self: Task, job_id: str, item: int, chunk: int) -> None:
             else isinstance(exc, (ConnectionError, TimeoutError, SoftTimeLimitExceeded))
         )
         jobs.chunk_failed(job_id, item, chunk, _text(exc))
+        record_chunk(jobs.r, queue, 0, ok=False)
         if retryable and self.request.retries < CHUNK_RETRIES:
             countdown = get_exponential_backoff_interval(
                 factor=1,
@@ -369,6 +378,7 @@ def chunk_copy(self: Task, job_id: str, item: int, chunk: int) -> None:
         _give_up(jobs, job_id, item, chunk, prepared, exc)
         return
     remaining = jobs.chunk_done(job_id, item, chunk, receipt.to_dict())
+    record_chunk(jobs.r, queue, receipt.size, ok=True)
     log.info(
         "job %s object %d chunk %d done: %d bytes in %.2f s%s",
         job_id,

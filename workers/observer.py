@@ -1,0 +1,246 @@
+"""The observer: what the autoscale controller sees of the fleet, once per control interval.
+
+Per queue: the depth (every priority band), the unacknowledged messages (chunks in flight), the
+workers consuming it with their *real* pool sizes, and the bytes/s, chunks/s and error rate of
+the chunks that finished recently. Strategies never do I/O; this module does all of it, in a
+handful of round trips:
+
+- depth: ``LLEN`` of ``Q``, ``Q\\x06\\x163``, ``Q\\x06\\x166``, ``Q\\x06\\x169`` in one pipeline
+  (``LLEN Q`` alone undercounts prioritised messages; CELERY-FACTS.md);
+- in flight: the broker's ``unacked`` hash (tag -> ``[message, exchange, routing_key]``),
+  split by routing key (with ``task_acks_late`` running chunks are there);
+- workers: ``inspect().stats()`` (``pool.processes`` is the real pool size after a grow or
+  shrink; ``max-concurrency`` is not) and ``inspect().active_queues()``, in parallel;
+- throughput: every chunk task adds its bytes, and 1 to ``chunks`` or ``errors``, to a hash
+  per queue and second (:func:`record_chunk`, ``mover:stats:<queue>:<second>``, kept
+  :data:`STATS_TTL_S`); the observer sums the last ``window_s`` seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from mover.autoscale import Observations, QueueObservation
+
+log = logging.getLogger("mover.autoscale.observer")
+
+#: Separator kombu's Redis transport puts between a queue name and its priority band.
+PRIORITY_SEP = "\x06\x16"
+#: Priority bands (kombu's default ``priority_steps``); band 0 is the bare queue name.
+PRIORITY_STEPS = (0, 3, 6, 9)
+#: Prefix of the per-second counters written by chunk tasks.
+STATS_PREFIX = "mover:stats:"
+#: Seconds a per-second counter is kept.
+STATS_TTL_S = 300
+
+
+def band_keys(queue: str) -> list[str]:
+    """The Redis lists that hold ``queue``'s messages, one per priority band."""
+    return [queue if p == 0 else f"{queue}{PRIORITY_SEP}{p}" for p in PRIORITY_STEPS]
+
+
+def stats_key(queue: str, second: int) -> str:
+    return f"{STATS_PREFIX}{queue}:{second}"
+
+
+def record_chunk(
+    r: redis.Redis, queue: str, nbytes: int, ok: bool, now: float | None = None
+) -> None:
+    """Count one finished chunk attempt of ``queue`` (called by the chunk task).
+
+    ``ok`` chunks add their bytes and 1 to ``chunks``; failed attempts add 1 to ``errors``.
+    Never raises: statistics must not fail a chunk.
+    """
+    key = stats_key(queue, int(now if now is not None else time.time()))
+    try:
+        pipe = r.pipeline(transaction=False)
+        if ok:
+            pipe.hincrby(key, "bytes", int(nbytes))
+            pipe.hincrby(key, "chunks", 1)
+        else:
+            pipe.hincrby(key, "errors", 1)
+        pipe.expire(key, STATS_TTL_S)
+        pipe.execute()
+    except redis.RedisError as exc:
+        log.warning("cannot record chunk statistics of %s: %s", queue, exc)
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """One worker as ``inspect()`` saw it.
+
+    Attributes:
+        name: the node name (``w1@host``).
+        pool: the real pool size (number of pool processes).
+        prefork: the pool can grow and shrink (prefork, without ``--autoscale``).
+        queues: the queues it consumes.
+        pids: its pool processes.
+    """
+
+    name: str
+    pool: int
+    prefork: bool
+    queues: tuple[str, ...]
+    pids: tuple[int, ...] = ()
+
+    @property
+    def base_name(self) -> str:
+        """The name before ``@`` (what a launcher calls the worker it started)."""
+        return self.name.partition("@")[0]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One look at the fleet: the observations for the strategy, and the workers behind them."""
+
+    observations: Observations
+    workers: Mapping[str, WorkerInfo] = field(default_factory=dict)
+
+    def consumers(self, queue: str) -> list[WorkerInfo]:
+        return [w for w in self.workers.values() if queue in w.queues]
+
+
+def _worker_info(name: str, stats: Mapping[str, Any], queues: Iterable[str]) -> WorkerInfo:
+    pool = stats.get("pool") or {}
+    processes = pool.get("processes")
+    if isinstance(processes, list):
+        size, pids = len(processes), tuple(int(p) for p in processes)
+    else:
+        size, pids = int(pool.get("max-concurrency") or 0), ()
+    implementation = str(pool.get("implementation") or "")
+    prefork = "prefork" in implementation and "autoscaler" not in stats
+    return WorkerInfo(name, size, prefork, tuple(queues), pids)
+
+
+class Observer:
+    """Gathers one :class:`Snapshot` per call of :meth:`observe`.
+
+    Parameters:
+        app: the fleet's Celery app (for ``inspect``).
+        broker: a Redis client on the broker (queue lists, ``unacked``).
+        stats: a Redis client where chunk tasks record statistics (the job store's Redis).
+        window_s: seconds of recent chunks that bytes/s, chunks/s and the error rate cover.
+        inspect_timeout_s: how long to wait for workers to answer ``inspect``.
+        queues: the queues to observe; None for every queue some worker consumes.
+        exclude: queues never observed (``celery``: only stray tasks land there).
+    """
+
+    def __init__(
+        self,
+        app: Any,
+        broker: redis.Redis,
+        stats: redis.Redis | None = None,
+        *,
+        window_s: float = 10.0,
+        inspect_timeout_s: float = 0.5,
+        queues: Iterable[str] | None = None,
+        exclude: Iterable[str] = (),
+    ) -> None:
+        self.app = app
+        self.broker = broker
+        self.stats = stats if stats is not None else broker
+        self.window_s = float(window_s)
+        self.inspect_timeout_s = float(inspect_timeout_s)
+        self.queues = list(queues) if queues else None
+        self.exclude = set(exclude)
+        self._pool = ThreadPoolExecutor(2, thread_name_prefix="mover-observer")
+
+    def workers(self) -> dict[str, WorkerInfo]:
+        """Every worker that answered, by name (``stats`` and ``active_queues`` in parallel)."""
+        inspect = self.app.control.inspect(timeout=self.inspect_timeout_s)
+        stats_f = self._pool.submit(inspect.stats)
+        queues_f = self._pool.submit(inspect.active_queues)
+        stats = stats_f.result() or {}
+        active = queues_f.result() or {}
+        out: dict[str, WorkerInfo] = {}
+        for name, info in stats.items():
+            if name not in active:
+                continue  # answered one call and not the other: look again next time
+            names = [q.get("name", "") for q in active[name] or []]
+            out[name] = _worker_info(name, info, [q for q in names if q])
+        return out
+
+    def depths(self, queues: list[str]) -> dict[str, int]:
+        """Messages waiting per queue, every priority band counted."""
+        pipe = self.broker.pipeline(transaction=False)
+        for q in queues:
+            for key in band_keys(q):
+                pipe.llen(key)
+        raw = pipe.execute()
+        n = len(PRIORITY_STEPS)
+        return {q: int(sum(raw[i * n : (i + 1) * n])) for i, q in enumerate(queues)}
+
+    def unacked(self) -> dict[str, int]:
+        """Delivered, unacknowledged messages per routing key (= queue name in mover)."""
+        out: dict[str, int] = {}
+        for value in self.broker.hvals("unacked"):
+            try:
+                _message, _exchange, routing_key = json.loads(value)
+            except (ValueError, TypeError):
+                continue
+            out[str(routing_key)] = out.get(str(routing_key), 0) + 1
+        return out
+
+    def throughput(self, queues: list[str], now: float) -> dict[str, tuple[float, float, float]]:
+        """``queue -> (bytes/s, chunks/s, error rate)`` over the last ``window_s`` seconds
+        (the current, incomplete second left out)."""
+        end = int(now)
+        seconds = list(range(end - max(1, math.ceil(self.window_s)), end))
+        pipe = self.stats.pipeline(transaction=False)
+        for q in queues:
+            for s in seconds:
+                pipe.hmget(stats_key(q, s), ["bytes", "chunks", "errors"])
+        raw = pipe.execute()
+        out: dict[str, tuple[float, float, float]] = {}
+        n = len(seconds)
+        for i, q in enumerate(queues):
+            nbytes = chunks = errors = 0
+            for values in raw[i * n : (i + 1) * n]:
+                b, c, e = (int(v or 0) for v in values)
+                nbytes, chunks, errors = nbytes + b, chunks + c, errors + e
+            finished = chunks + errors
+            out[q] = (nbytes / n, chunks / n, errors / finished if finished else 0.0)
+        return out
+
+    def observe(self, now: float | None = None) -> Snapshot:
+        """Look at the broker, the workers and the statistics once."""
+        now = time.time() if now is None else now
+        workers = self.workers()
+        if self.queues is not None:
+            queues = list(self.queues)
+        else:
+            queues = sorted({q for w in workers.values() for q in w.queues})
+        queues = [q for q in queues if q not in self.exclude]
+        depths = self.depths(queues)
+        in_flight = self.unacked()
+        rates = self.throughput(queues, now)
+        observed = []
+        for q in queues:
+            consumers = [w for w in workers.values() if q in w.queues]
+            bps, cps, err = rates[q]
+            observed.append(
+                QueueObservation(
+                    queue=q,
+                    depth=depths[q],
+                    unacked=in_flight.get(q, 0),
+                    consumers=len(consumers),
+                    pool_sizes={w.name: w.pool for w in consumers},
+                    bytes_per_s=bps,
+                    chunks_per_s=cps,
+                    error_rate=err,
+                    time_s=now,
+                )
+            )
+        return Snapshot(Observations.of(now, *observed), workers)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False)
