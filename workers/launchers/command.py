@@ -4,8 +4,8 @@ This is the seed's "launch transfer VMs dynamically": mover does not know how to
 your cloud, but you do. Give it a command that starts one worker and one that stops it::
 
     mover autoscale --strategy target-tracking --launcher command \\
-        --start-command 'ssh mover@transfer-1 mover worker -n {name}@transfer-1 --detach' \\
-        --stop-command  'ssh mover@transfer-1 celery -A workers.app control shutdown -d {name}@transfer-1'
+        --start-command 'ssh mover@vm1 mover worker -n {name}@vm1 --detach' \\
+        --stop-command  'ssh mover@vm1 celery -A workers.app control shutdown -d {name}@vm1'
 
     --start-command 'openstack server create --flavor m1.large --image mover-worker \\
         --property mover_name={name} {name}'
