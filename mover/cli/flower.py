@@ -82,10 +82,9 @@ def flower_env(credentials: str | None, base: dict[str, str] | None = None) -> d
     return env
 
 
-@click.command(
-    "flower",
-    context_settings={"ignore_unknown_options": True, "help_option_names": ["-h", "--help"]},
-)
+# Unknown options are errors (a typo must not reach Flower silently); Flower's own options
+# go after "--", where click takes them as arguments.
+@click.command("flower", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--port", type=click.IntRange(1, 65535), default=DEFAULT_PORT, show_default=True, help="Port."
 )

@@ -22,6 +22,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -354,3 +355,27 @@ def test_flower_refuses_to_start_without_credentials(rig: FlowerRig) -> None:
         _stop_pid(proc)
         warning = proc.stderr.read().decode() if proc.stderr else ""
     assert "WARNING: no authentication" in warning
+
+
+def test_compose_healthchecks_run_against_the_fleet(rig: FlowerRig) -> None:
+    """The healthcheck commands of compose.yaml's worker, Flower and autoscaler services, run
+    as written against this fleet (only the worker's name and Flower's port differ): each
+    exits 0, so a container would turn healthy."""
+    yaml = pytest.importorskip("yaml")
+    services = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]
+    port = rig.url.rsplit(":", 1)[1]
+    env = {**rig.fleet.env, "HOSTNAME": os.uname().nodename}
+    # The image has celery on its PATH; here it sits beside this Python.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    for name in ("worker", "flower", "autoscaler"):
+        kind, *test = services[name]["healthcheck"]["test"]
+        # Compose turns $$ into $ (its escape), and the worker is "worker@host" there.
+        test = [
+            part.replace("$$", "$").replace("worker@", "fw1@").replace(":5555/", f":{port}/")
+            for part in test
+        ]
+        argv = ["sh", "-c", test[0]] if kind == "CMD-SHELL" else test
+        if argv[0] == "python":
+            argv[0] = sys.executable
+        out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, cwd=ROOT)
+        assert out.returncode == 0, f"{name} healthcheck: {out.stdout}{out.stderr}"
