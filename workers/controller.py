@@ -1,0 +1,534 @@
+"""The autoscale controller: observe, decide, act, once per interval (``mover autoscale``).
+
+Each tick:
+
+1. **Observe** (:class:`workers.observer.Observer`): per queue the depth over every priority
+   band, the chunks in flight, the workers consuming it with their real pool sizes, recent
+   bytes/s, chunks/s and error rate.
+2. **Decide**: the configured strategy's ``decide`` (pure) gets the observations and a
+   :class:`~mover.autoscale.ScaleState` (the slots asked for so far, the bounds, with each
+   store's ``max_streams`` as the bound of its queue, and the strategy's own history);
+   :func:`~mover.autoscale.validate_decision` checks the answer.
+3. **Plan**: each queue's desired slots are split evenly across the prefork workers consuming
+   it (bigger pools take the remainder, so nothing moves for nothing); a worker's target is
+   the sum of its shares within ``[min_per_worker, max_per_worker]``.
+4. **Act**: ``pool_grow`` / ``pool_shrink`` with ``destination=[worker]``. A grow lands after
+   2-5 s, so grows sent and not yet seen are remembered (``grow_timeout_s``) and never sent
+   twice. A shrink only takes idle children and is sent one process at a time (billiard
+   refuses a shrink of N when fewer than N are idle, after removing some); a refused shrink
+   ("All processes busy") is simply tried again next tick. When a queue wants more slots than
+   its workers can hold and every one of them is at ``max_per_worker``, the launcher is asked
+   for more worker processes; when the fleet could do without one of the launched workers for
+   ``idle_s``, one is stopped.
+5. **Log** one line: the decision's reasons and what was done.
+
+Safety:
+
+- only workers that answered ``inspect`` are scaled (never one it did not find), only prefork
+  pools without ``--autoscale`` (the others cannot grow or shrink), and only workers its own
+  launcher started are ever stopped;
+- ``dry_run`` observes, decides and logs what it would do; it sends nothing, launches
+  nothing, and writes no state;
+- the state (the strategy's history, slots asked for, grows in flight, when the surplus
+  began) is kept in Redis after every tick, and a lock (renewed each tick, expiring after
+  three intervals) keeps two controllers from fighting: a restarted controller takes over
+  where the last one stopped, and the launcher's state file gives it the workers started
+  before.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from mover.autoscale import (
+    AutoscaleStrategy,
+    Decision,
+    Observations,
+    ScaleState,
+    get_strategy,
+    validate_decision,
+)
+from mover.errors import MoverError, UsageError
+from workers import limits
+from workers.launchers.registry import Launcher
+from workers.observer import Observer, Snapshot, WorkerInfo
+
+log = logging.getLogger("mover.autoscale")
+
+#: Prefix of the controller's keys in Redis.
+STATE_PREFIX = "mover:autoscale:"
+
+
+@dataclass
+class ControllerConfig:
+    """What ``mover autoscale`` was told.
+
+    Attributes:
+        strategy: the registered strategy name; params its parameters.
+        interval_s: seconds between ticks.
+        min_concurrency, max_concurrency: slots per queue (the strategy's bounds).
+        min_per_worker, max_per_worker: pool size bounds of each worker.
+        dry_run: decide and log only.
+        queues: the queues to manage (default: every queue a worker consumes, but ``exclude``).
+        exclude: queues never managed.
+        max_workers: most workers the launcher may have running at once.
+        idle_s: seconds the fleet must do without a launched worker before one is stopped.
+        launch_timeout_s: seconds a launched worker has to show up before another is asked.
+        grow_timeout_s: seconds a sent grow counts as coming.
+        name: the controller's name (its lock and state in Redis).
+        keep_workers: leave launched workers running when the controller exits.
+    """
+
+    strategy: str = "target-tracking"
+    params: dict[str, Any] = field(default_factory=dict)
+    interval_s: float = 5.0
+    min_concurrency: int = 0
+    max_concurrency: int = 16
+    min_per_worker: int = 1
+    max_per_worker: int = 8
+    dry_run: bool = False
+    queues: list[str] | None = None
+    exclude: tuple[str, ...] = ("celery",)
+    max_workers: int = 4
+    idle_s: float = 30.0
+    launch_timeout_s: float = 60.0
+    grow_timeout_s: float = 10.0
+    name: str = "default"
+    keep_workers: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.interval_s > 0:
+            raise UsageError(f"--interval must be > 0, got {self.interval_s}")
+        if not 1 <= self.min_per_worker <= self.max_per_worker:
+            raise UsageError(
+                f"need 1 <= --min-per-worker ({self.min_per_worker}) <= --max-per-worker "
+                f"({self.max_per_worker})"
+            )
+        if not 0 <= self.min_concurrency <= self.max_concurrency:
+            raise UsageError(
+                f"need 0 <= --min ({self.min_concurrency}) <= --max ({self.max_concurrency})"
+            )
+        if self.max_workers < 0 or self.idle_s < 0:
+            raise UsageError("--max-workers and --idle must be >= 0")
+
+
+@dataclass
+class ControllerState:
+    """What survives a tick, and a restart (kept in Redis as JSON)."""
+
+    history: dict[str, Any] = field(default_factory=dict)
+    concurrency: dict[str, int] = field(default_factory=dict)
+    grows: dict[str, list[float]] = field(default_factory=dict)  # worker -> [target, sent at]
+    launches: dict[str, float] = field(default_factory=dict)  # launched name -> asked at
+    surplus_since: float | None = None
+    time_s: float = 0.0
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, allow_nan=False)
+
+    @classmethod
+    def from_json(cls, raw: str | bytes | None) -> ControllerState:
+        if not raw:
+            return cls()
+        try:
+            data = json.loads(raw)
+            return cls(
+                history=dict(data.get("history") or {}),
+                concurrency={k: int(v) for k, v in (data.get("concurrency") or {}).items()},
+                grows={k: list(v) for k, v in (data.get("grows") or {}).items()},
+                launches={k: float(v) for k, v in (data.get("launches") or {}).items()},
+                surplus_since=data.get("surplus_since"),
+                time_s=float(data.get("time_s") or 0.0),
+            )
+        except (ValueError, TypeError, AttributeError) as exc:
+            log.warning("autoscale: ignoring unreadable saved state: %s", exc)
+            return cls()
+
+
+@dataclass
+class Tick:
+    """What one tick saw, decided and did (returned for tests and ``--once``)."""
+
+    snapshot: Snapshot
+    decision: Decision
+    targets: dict[str, int]
+    grown: dict[str, int] = field(default_factory=dict)
+    shrunk: dict[str, int] = field(default_factory=dict)
+    refused: list[str] = field(default_factory=list)
+    launched: list[str] = field(default_factory=list)
+    stopped: list[str] = field(default_factory=list)
+    line: str = ""
+
+
+def base_name(worker: str) -> str:
+    return worker.partition("@")[0]
+
+
+def split_targets(
+    desired: Mapping[str, int], workers: Mapping[str, WorkerInfo], config: ControllerConfig
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Per-worker pool targets from per-queue desired slots, and the slots each queue wants
+    beyond what its workers can hold at ``max_per_worker`` (to be met by more workers)."""
+    scalable = {n: w for n, w in workers.items() if w.prefork}
+    share = dict.fromkeys(scalable, 0)
+    unmet: dict[str, int] = {}
+    for queue, want in desired.items():
+        consumers = [w for w in workers.values() if queue in w.queues]
+        fixed = sum(w.pool for w in consumers if not w.prefork)
+        movable = sorted((w for w in consumers if w.prefork), key=lambda w: (-w.pool, w.name))
+        need = max(0, want - fixed)
+        capacity = len(movable) * config.max_per_worker
+        if need > capacity:
+            unmet[queue] = need - capacity
+        if not movable:
+            continue
+        base, extra = divmod(need, len(movable))
+        for i, w in enumerate(movable):
+            share[w.name] += base + (1 if i < extra else 0)
+    targets = {
+        n: max(config.min_per_worker, min(config.max_per_worker, s)) for n, s in share.items()
+    }
+    return targets, unmet
+
+
+def _replies_ok(replies: Any) -> tuple[bool, str]:
+    """Whether every reply of a control command says ok; the first error's text."""
+    if not replies:
+        return False, "no reply"
+    for reply in replies:
+        for answer in reply.values():
+            if isinstance(answer, dict) and "error" in answer:
+                return False, str(answer["error"])
+    return True, ""
+
+
+class Controller:
+    """The control loop; see the module docstring.
+
+    Parameters:
+        config: what it was told.
+        app: the fleet's Celery app.
+        broker: Redis client on the broker (queues); state: Redis client for the
+            controller's state, the statistics and the limits (the job store's Redis).
+        launcher: starts and stops worker processes; None to scale pools only.
+        strategy: a strategy instance (default: built from ``config``).
+        observer: default one on ``broker`` and ``state``.
+    """
+
+    def __init__(
+        self,
+        config: ControllerConfig,
+        app: Any,
+        broker: redis.Redis,
+        state: redis.Redis | None = None,
+        launcher: Launcher | None = None,
+        strategy: AutoscaleStrategy | None = None,
+        observer: Observer | None = None,
+    ) -> None:
+        self.config = config
+        self.app = app
+        self.redis = state if state is not None else broker
+        self.launcher = launcher
+        self.strategy = strategy or get_strategy(config.strategy, **config.params)
+        self.observer = observer or Observer(
+            app,
+            broker,
+            self.redis,
+            window_s=max(5.0, 2 * config.interval_s),
+            queues=config.queues,
+            exclude=config.exclude,
+        )
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.state = ControllerState()
+        self._loaded = False
+        self._stop = threading.Event()
+
+    # -- state and lock ---------------------------------------------------------------------
+
+    @property
+    def state_key(self) -> str:
+        return f"{STATE_PREFIX}{self.config.name}:state"
+
+    @property
+    def lock_key(self) -> str:
+        return f"{STATE_PREFIX}{self.config.name}:lock"
+
+    def _hold_lock(self) -> bool:
+        """Take or renew the controller lock; False when another controller holds it."""
+        ttl_ms = int(max(3 * self.config.interval_s, 5.0) * 1000)
+        if self.redis.set(self.lock_key, self.id, nx=True, px=ttl_ms):
+            return True
+        owner = self.redis.get(self.lock_key)
+        if owner is not None and owner.decode() == self.id:
+            self.redis.pexpire(self.lock_key, ttl_ms)
+            return True
+        return False
+
+    def _release_lock(self) -> None:
+        owner = self.redis.get(self.lock_key)
+        if owner is not None and owner.decode() == self.id:
+            self.redis.delete(self.lock_key)
+
+    def _load_state(self) -> None:
+        if not self._loaded:
+            self.state = ControllerState.from_json(self.redis.get(self.state_key))
+            self._loaded = True
+            if self.state.time_s:
+                log.info(
+                    "autoscale: resuming the state saved %.0f s ago",
+                    time.time() - self.state.time_s,
+                )
+
+    def _save_state(self) -> None:
+        self.redis.set(self.state_key, self.state.to_json(), ex=7 * 24 * 3600)
+
+    # -- one tick ---------------------------------------------------------------------------
+
+    def scale_state(self, observations: Observations) -> ScaleState:
+        """The strategy's view of what it asked for so far (a queue seen for the first time:
+        the slots its workers have now), within bounds that honour every store's cap."""
+        cfg = self.config
+        concurrency = {}
+        for queue, obs in observations.queues.items():
+            asked = self.state.concurrency.get(queue)
+            concurrency[queue] = asked if asked is not None else obs.slots
+        bounds = limits.queue_bounds(
+            observations.queues, (cfg.min_concurrency, cfg.max_concurrency)
+        )
+        return ScaleState(
+            concurrency,
+            cfg.min_concurrency,
+            cfg.max_concurrency,
+            bounds_per_queue=bounds,
+            history=self.state.history,
+        )
+
+    def tick(self, now: float | None = None) -> Tick | None:
+        """Observe, decide, act once. None when another controller holds the lock."""
+        cfg = self.config
+        if not cfg.dry_run and not self._hold_lock():
+            log.info("autoscale: another controller holds %s; waiting", self.lock_key)
+            return None
+        self._load_state()
+        now = time.time() if now is None else now
+        snap = self.observer.observe(now)
+        observations = snap.observations
+        state = self.scale_state(observations)
+        decision = validate_decision(
+            self.strategy, self.strategy.decide(observations, state), observations, state
+        )
+        targets, unmet = split_targets(decision.desired, snap.workers, cfg)
+        tick = Tick(snap, decision, targets)
+        if not cfg.dry_run:
+            self._act_on_pools(tick, now)
+        self._act_on_workers(tick, unmet, now)
+        tick.line = self._describe(tick, state, unmet)
+        log.info("%s", tick.line)
+        self.state.history = dict(decision.history)
+        if not cfg.dry_run:
+            self.state.concurrency = {q: int(v) for q, v in decision.desired.items()}
+            self.state.time_s = now
+            self._save_state()
+        else:
+            # Nothing was applied: the next dry-run tick starts from the slots that exist.
+            self.state.concurrency = {}
+        return tick
+
+    def _act_on_pools(self, tick: Tick, now: float) -> None:
+        control = self.app.control
+        grows = self.state.grows
+        for name, target in tick.targets.items():
+            worker = tick.snapshot.workers[name]
+            pending = grows.get(name)
+            coming = worker.pool
+            if pending and now - pending[1] < self.config.grow_timeout_s and pending[0] > coming:
+                coming = int(pending[0])
+            else:
+                grows.pop(name, None)
+            try:
+                if target > coming:
+                    replies = control.pool_grow(
+                        target - coming, destination=[name], reply=True, timeout=1.0
+                    )
+                    ok, error = _replies_ok(replies)
+                    if ok:
+                        grows[name] = [target, now]
+                        tick.grown[name] = target - coming
+                    else:
+                        log.warning("autoscale: %s refused to grow: %s", name, error)
+                elif target < worker.pool:
+                    grows.pop(name, None)
+                    removed = 0
+                    for _ in range(worker.pool - target):
+                        replies = control.pool_shrink(
+                            1, destination=[name], reply=True, timeout=1.0
+                        )
+                        ok, error = _replies_ok(replies)
+                        if not ok:
+                            tick.refused.append(name)
+                            break
+                        removed += 1
+                    if removed:
+                        tick.shrunk[name] = removed
+                elif pending and target < coming:
+                    grows[name] = [target, pending[1]]
+            except Exception as exc:  # a broker hiccup: try again next tick
+                log.warning("autoscale: cannot scale %s: %s", name, exc)
+        for name in list(grows):
+            if name not in tick.targets:
+                grows.pop(name)
+
+    def _act_on_workers(self, tick: Tick, unmet: Mapping[str, int], now: float) -> None:
+        """Ask the launcher for more workers, or fewer (see the module docstring)."""
+        if self.launcher is None:
+            return
+        cfg = self.config
+        snap = tick.snapshot
+        running = self.launcher.running()
+        seen = {w.base_name for w in snap.workers.values()} | set(snap.workers)
+        launches = {} if cfg.dry_run else self.state.launches
+        for name in list(launches):
+            if base_name(name) in seen or name not in running:
+                launches.pop(name)
+            elif now - launches[name] > cfg.launch_timeout_s:
+                log.warning(
+                    "autoscale: launched worker %s has not joined after %g s",
+                    name,
+                    cfg.launch_timeout_s,
+                )
+                launches.pop(name)
+        # More: a queue wants more than its workers can hold, and all of them are full.
+        wanted = 0
+        for queue, extra in unmet.items():
+            pools = [w for w in snap.consumers(queue) if w.prefork]
+            if all(w.pool >= cfg.max_per_worker for w in pools):
+                wanted = max(wanted, math.ceil(extra / cfg.max_per_worker))
+        room = cfg.max_workers - len(running)
+        if wanted and not launches and room > 0:
+            n = min(wanted, room)
+            if cfg.dry_run:
+                tick.launched = [f"(would start {n})"]
+            else:
+                tick.launched = self.launcher.start(n)
+                for name in tick.launched:
+                    launches[name] = now
+            self.state.surplus_since = None
+            return
+        # Fewer: the other workers could hold every slot wanted, for idle_s.
+        ours = [
+            w
+            for w in snap.workers.values()
+            if w.prefork and w.base_name in {base_name(r) for r in running}
+        ]
+        if not ours or launches:
+            self.state.surplus_since = None
+            return
+        total = sum(tick.targets.values())
+        others = len([w for w in snap.workers.values() if w.prefork]) - 1
+        if unmet or total > others * cfg.max_per_worker:
+            self.state.surplus_since = None
+            return
+        if self.state.surplus_since is None:
+            self.state.surplus_since = now
+        if now - self.state.surplus_since < cfg.idle_s:
+            return
+        # The launched worker doing the least: smallest pool, then the newest.
+        victim = min(ours, key=lambda w: (w.pool, w.name))
+        prefer = [r for r in running if base_name(r) == victim.base_name]
+        if cfg.dry_run:
+            tick.stopped = [f"(would stop {victim.name})"]
+            return
+        tick.stopped = self.launcher.stop(1, prefer=prefer)
+        self.state.surplus_since = None
+        for name in tick.stopped:
+            self.state.grows.pop(name, None)
+
+    def _describe(self, tick: Tick, state: ScaleState, unmet: Mapping[str, int]) -> str:
+        """One log line: the reasons of the queues that matter, and what was done."""
+        obs = tick.snapshot.observations.queues
+        reasons = tick.decision.reasons or {}
+        parts = []
+        quiet = 0
+        for queue, want in tick.decision.desired.items():
+            o = obs[queue]
+            if o.backlog == 0 and want == state.current(queue) and want <= state.bounds(queue)[0]:
+                quiet += 1
+                continue
+            parts.append(f"{queue} -> {want}: {reasons.get(queue, tick.decision.reason)}")
+        if quiet:
+            parts.append(f"{quiet} idle queue(s)")
+        pools = ", ".join(
+            f"{n} {tick.snapshot.workers[n].pool}->{t}" for n, t in sorted(tick.targets.items())
+        )
+        acts = []
+        if tick.grown:
+            acts.append("grow " + ", ".join(f"{n} +{k}" for n, k in tick.grown.items()))
+        if tick.shrunk:
+            acts.append("shrink " + ", ".join(f"{n} -{k}" for n, k in tick.shrunk.items()))
+        if tick.refused:
+            acts.append("shrink refused (all busy, retry next tick): " + ", ".join(tick.refused))
+        if unmet:
+            acts.append("short " + ", ".join(f"{q} {k}" for q, k in unmet.items()))
+        if tick.launched:
+            acts.append("launch " + ", ".join(tick.launched))
+        if tick.stopped:
+            acts.append("stop " + ", ".join(tick.stopped))
+        mode = " (dry run: nothing sent)" if self.config.dry_run else ""
+        return (
+            f"autoscale {self.strategy.name or self.config.strategy}{mode}: "
+            f"{'; '.join(parts) or 'no queues'} | pools: {pools or 'no workers'}"
+            f"{' | ' + '; '.join(acts) if acts else ''}"
+        )
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return after the current tick."""
+        self._stop.set()
+
+    def run(self, ticks: int | None = None) -> None:
+        """Tick every ``interval_s`` until :meth:`stop` (or ``ticks`` ticks); then stop the
+        launched workers unless ``keep_workers``."""
+        done = 0
+        try:
+            while not self._stop.is_set():
+                started = time.monotonic()
+                try:
+                    self.tick()
+                except MoverError:
+                    raise  # a strategy that breaks its contract, a bad configuration
+                except (redis.RedisError, OSError) as exc:
+                    log.warning("autoscale: tick failed, trying again: %s", exc)
+                done += 1
+                if ticks is not None and done >= ticks:
+                    break
+                self._stop.wait(max(0.0, self.config.interval_s - (time.monotonic() - started)))
+        finally:
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        """Stop launched workers (unless kept), release the lock."""
+        try:
+            cfg = self.config
+            if self.launcher is not None and not cfg.keep_workers and not cfg.dry_run:
+                stopped = self.launcher.stop_all()
+                if stopped:
+                    log.info("autoscale: stopped launched worker(s) %s", ", ".join(stopped))
+            if not self.config.dry_run:
+                self._release_lock()
+        except (redis.RedisError, OSError) as exc:
+            log.warning("autoscale: shutdown: %s", exc)
+        finally:
+            self.observer.close()
