@@ -463,12 +463,12 @@ class Controller:
         quiet = 0
         for queue, want in tick.decision.desired.items():
             o = obs[queue]
-            if o.backlog == 0 and want == state.current(queue) and want <= state.bounds(queue)[0]:
+            if o.backlog == 0 and want <= state.bounds(queue)[0]:
                 quiet += 1
                 continue
             parts.append(f"{queue} -> {want}: {reasons.get(queue, tick.decision.reason)}")
         if quiet:
-            parts.append(f"{quiet} idle queue(s)")
+            parts.append(f"{quiet} idle queue(s) at their minimum")
         pools = ", ".join(
             f"{n} {tick.snapshot.workers[n].pool}->{t}" for n, t in sorted(tick.targets.items())
         )

@@ -1,4 +1,7 @@
-"""``mover autoscale``: autoscale strategies, and a simulator to choose and tune them.
+"""``mover autoscale``: the autoscale controller, its strategies, and a simulator to tune them.
+
+``mover autoscale --strategy NAME`` runs the controller (:mod:`workers.controller`): it scales
+the pools of the workers it finds, and starts or stops worker processes through a launcher.
 
 ``mover autoscale simulate`` runs a strategy's own ``decide`` against the model in
 :mod:`mover.simulator` and prints the four figures of issue 5 against their targets:
@@ -11,6 +14,7 @@ Run alone with ``python -m mover.cli.autoscale``; the main CLI attaches :data:`a
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -53,13 +57,224 @@ def _params(items: Sequence[str], names: Sequence[str]) -> dict[str, dict[str, A
     return out
 
 
-@click.group("autoscale", context_settings={"help_option_names": ["-h", "--help"]})
-def autoscale_group() -> None:
-    """Autoscale strategies: how many worker slots each queue gets.
+@click.group(
+    "autoscale",
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+@click.option(
+    "--strategy",
+    "strategy_name",
+    default="target-tracking",
+    show_default=True,
+    help="The autoscale strategy (mover autoscale strategies lists them).",
+)
+@click.option(
+    "--param",
+    "-p",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A strategy parameter (repeatable), e.g. -p target_backlog_per_slot=20.",
+)
+@click.option(
+    "--interval",
+    "interval_s",
+    type=float,
+    default=5.0,
+    show_default=True,
+    help="Seconds between control decisions.",
+)
+@click.option(
+    "--min", "min_slots", type=int, default=0, show_default=True, help="Fewest slots a queue has."
+)
+@click.option(
+    "--max", "max_slots", type=int, default=16, show_default=True, help="Most slots a queue has."
+)
+@click.option(
+    "--min-per-worker", type=int, default=1, show_default=True, help="Smallest pool of a worker."
+)
+@click.option(
+    "--max-per-worker", type=int, default=8, show_default=True, help="Largest pool of a worker."
+)
+@click.option(
+    "-Q",
+    "--queue",
+    "queues",
+    multiple=True,
+    help="A queue to manage (repeatable; default: every queue a worker consumes, but celery).",
+)
+@click.option("--dry-run", is_flag=True, help="Observe, decide and log; change nothing.")
+@click.option("--once", is_flag=True, help="Run one control interval and exit.")
+@click.option(
+    "--launcher",
+    "launcher_name",
+    default="none",
+    show_default=True,
+    help="Starts more worker processes when every pool is full: none, local, command, or a "
+    "plugin of mover.launchers.",
+)
+@click.option(
+    "--max-workers", type=int, default=4, show_default=True, help="Most launched workers."
+)
+@click.option(
+    "--idle",
+    "idle_s",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds the fleet must do without a launched worker before it is stopped.",
+)
+@click.option(
+    "--keep-workers", is_flag=True, help="Leave launched workers running when this exits."
+)
+@click.option(
+    "--worker-concurrency",
+    type=int,
+    default=1,
+    show_default=True,
+    help="local launcher: the pool size a new worker starts with.",
+)
+@click.option("--worker-queues", default=None, help="local launcher: -Q of new workers.")
+@click.option(
+    "--worker-arg", "worker_args", multiple=True, help="local launcher: an extra worker argument."
+)
+@click.option(
+    "--grace",
+    "grace_s",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="local launcher: seconds between SIGTERM and SIGKILL when stopping a worker.",
+)
+@click.option("--start-command", default=None, help="command launcher: starts worker {name}.")
+@click.option("--stop-command", default=None, help="command launcher: stops worker {name}.")
+@click.option("--list-command", default=None, help="command launcher: prints worker names.")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Where launchers keep their state and logs (default $MOVER_STATE_DIR/launcher).",
+)
+@click.option(
+    "--name",
+    "controller_name",
+    default="default",
+    show_default=True,
+    help="The controller's name: its lock and saved state in Redis.",
+)
+@click.pass_context
+def autoscale_group(ctx: click.Context, **options: Any) -> None:
+    """Scale the fleet: pool sizes by queue backlog and throughput, worker processes on demand.
+
+    Without a subcommand, runs the controller: every --interval it observes each queue (depth
+    over all priority bands, chunks in flight, pools, recent bytes/s), asks the --strategy for
+    the slots each queue needs, and grows or shrinks the prefork pools of the workers it finds
+    (pool_grow / pool_shrink), within each store's max_streams. With a --launcher, it starts
+    more workers when every pool is at --max-per-worker and stops them when idle. Each
+    decision is logged with its reason; --dry-run only logs.
 
     Strategies are plugins (entry-point group mover.autoscale): target-tracking, step and
     throughput ship with mover.
     """
+    if ctx.invoked_subcommand is not None:
+        return
+    run_controller(**options)
+
+
+def _launcher(name: str, options: dict[str, Any]) -> Any:
+    """The launcher named ``name`` built from the command-line options (None for none)."""
+    if name in ("", "none"):
+        return None
+    from workers.launchers.registry import Launcher, ensure_builtin, launchers
+
+    ensure_builtin()
+    plugin = launchers.get(name)
+    if isinstance(plugin, Launcher):
+        return plugin
+    if name == "local":
+        queues = options["worker_queues"]
+        return plugin(
+            state_dir=options["state_dir"],
+            concurrency=options["worker_concurrency"],
+            queues=queues.split(",") if queues else None,
+            extra_args=options["worker_args"],
+            grace_s=options["grace_s"],
+        )
+    if name == "command":
+        return plugin(
+            start_command=options["start_command"] or "",
+            stop_command=options["stop_command"] or "",
+            list_command=options["list_command"],
+            state_dir=options["state_dir"],
+        )
+    return plugin()
+
+
+def run_controller(**options: Any) -> None:
+    """``mover autoscale [OPTIONS]``: build the controller and run it until SIGTERM/SIGINT."""
+    import logging
+    import signal
+
+    from mover.jobstores.redis import client_from_url
+
+    logging.getLogger("mover.autoscale").setLevel(logging.INFO)
+    logging.getLogger("mover.limits").setLevel(logging.INFO)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        from mover.autoscale import ensure_builtin
+        from mover.executors.celery import get_app
+        from workers import app as app_module
+        from workers.controller import Controller, ControllerConfig
+
+        ensure_builtin()
+        name = options["strategy_name"]
+        params = _params(options["params"], [name])[name]
+        config = ControllerConfig(
+            strategy=name,
+            params=params,
+            interval_s=options["interval_s"],
+            min_concurrency=options["min_slots"],
+            max_concurrency=options["max_slots"],
+            min_per_worker=options["min_per_worker"],
+            max_per_worker=options["max_per_worker"],
+            dry_run=options["dry_run"],
+            queues=list(options["queues"]) or None,
+            max_workers=options["max_workers"],
+            idle_s=options["idle_s"],
+            name=options["controller_name"],
+            keep_workers=options["keep_workers"],
+        )
+        launcher = _launcher(options["launcher_name"], options)
+        broker_url = app_module.broker_url()
+        jobs_url = os.environ.get("MOVER_JOBS_URL") or broker_url
+        controller = Controller(
+            config,
+            get_app(),
+            client_from_url(broker_url),
+            client_from_url(jobs_url),
+            launcher=launcher,
+        )
+    except MoverError as exc:
+        _fail(exc.message, exc.exit_code)
+        return
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        controller.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    click.echo(
+        f"mover autoscale: strategy {name} {controller.strategy.params()}, every "
+        f"{config.interval_s:g} s, pools {config.min_per_worker}..{config.max_per_worker}, "
+        f"launcher {options['launcher_name']}{', dry run' if config.dry_run else ''}",
+        err=True,
+    )
+    try:
+        controller.run(ticks=1 if options["once"] else None)
+    except MoverError as exc:
+        _fail(exc.message, exc.exit_code)
 
 
 @autoscale_group.command("strategies")
