@@ -13,9 +13,10 @@ Each tick:
    it (bigger pools take the remainder, so nothing moves for nothing); a worker's target is
    the sum of its shares within ``[min_per_worker, max_per_worker]``.
 4. **Act**: ``pool_grow`` / ``pool_shrink`` with ``destination=[worker]``. A grow lands after
-   2-5 s, so grows sent and not yet seen are remembered (``grow_timeout_s``) and never sent
-   twice. A shrink only takes idle children and is sent one process at a time (billiard
-   refuses a shrink of N when fewer than N are idle, after removing some); a refused shrink
+   2-5 s and a shrunk child lingers until it exits, so a change sent and not yet seen is
+   remembered (``settle_s``) and never sent twice. A shrink only takes idle children and is
+   sent one process at a time (billiard refuses a shrink of N when fewer than N are idle,
+   after removing some); a refused shrink
    ("All processes busy") is simply tried again next tick. When a queue wants more slots than
    its workers can hold and every one of them is at ``max_per_worker``, the launcher is asked
    for more worker processes; when the fleet could do without one of the launched workers for
@@ -29,7 +30,7 @@ Safety:
   launcher started are ever stopped;
 - ``dry_run`` observes, decides and logs what it would do; it sends nothing, launches
   nothing, and writes no state;
-- the state (the strategy's history, slots asked for, grows in flight, when the surplus
+- the state (the strategy's history, slots asked for, pool changes in flight, when the surplus
   began) is kept in Redis after every tick, and a lock (renewed each tick, expiring after
   three intervals) keeps two controllers from fighting: a restarted controller takes over
   where the last one stopped, and the launcher's state file gives it the workers started
@@ -86,7 +87,7 @@ class ControllerConfig:
         max_workers: most workers the launcher may have running at once.
         idle_s: seconds the fleet must do without a launched worker before one is stopped.
         launch_timeout_s: seconds a launched worker has to show up before another is asked.
-        grow_timeout_s: seconds a sent grow counts as coming.
+        settle_s: seconds a pool change sent counts as coming, unless seen earlier.
         name: the controller's name (its lock and state in Redis).
         keep_workers: leave launched workers running when the controller exits.
     """
@@ -104,7 +105,7 @@ class ControllerConfig:
     max_workers: int = 4
     idle_s: float = 30.0
     launch_timeout_s: float = 60.0
-    grow_timeout_s: float = 10.0
+    settle_s: float = 15.0
     name: str = "default"
     keep_workers: bool = False
 
@@ -130,7 +131,7 @@ class ControllerState:
 
     history: dict[str, Any] = field(default_factory=dict)
     concurrency: dict[str, int] = field(default_factory=dict)
-    grows: dict[str, list[float]] = field(default_factory=dict)  # worker -> [target, sent at]
+    changes: dict[str, list[float]] = field(default_factory=dict)  # worker -> [size, sent]
     launches: dict[str, float] = field(default_factory=dict)  # launched name -> asked at
     surplus_since: float | None = None
     time_s: float = 0.0
@@ -147,7 +148,7 @@ class ControllerState:
             return cls(
                 history=dict(data.get("history") or {}),
                 concurrency={k: int(v) for k, v in (data.get("concurrency") or {}).items()},
-                grows={k: list(v) for k, v in (data.get("grows") or {}).items()},
+                changes={k: list(v) for k, v in (data.get("changes") or {}).items()},
                 launches={k: float(v) for k, v in (data.get("launches") or {}).items()},
                 surplus_since=data.get("surplus_since"),
                 time_s=float(data.get("time_s") or 0.0),
@@ -347,48 +348,55 @@ class Controller:
         return tick
 
     def _act_on_pools(self, tick: Tick, now: float) -> None:
+        """Grow or shrink each worker's pool toward its target.
+
+        A pool change is remembered until ``inspect`` shows it (or ``settle_s`` passed):
+        grows land after 2-5 s, and a shrunk child stays in the pool until it has exited,
+        during which billiard still counts it idle, so a second shrink sent meanwhile would
+        "remove" the same child again and lower the pool's hidden target twice (seen here:
+        a pool that then refused to grow). So: more grows may follow a grow in flight, but
+        a shrink is only sent to a pool whose last change has landed.
+        """
         control = self.app.control
-        grows = self.state.grows
+        changes = self.state.changes
         for name, target in tick.targets.items():
-            worker = tick.snapshot.workers[name]
-            pending = grows.get(name)
-            coming = worker.pool
-            if pending and now - pending[1] < self.config.grow_timeout_s and pending[0] > coming:
-                coming = int(pending[0])
-            else:
-                grows.pop(name, None)
+            real = tick.snapshot.workers[name].pool
+            pending = changes.get(name)
+            if pending and (real == pending[0] or now - pending[1] >= self.config.settle_s):
+                changes.pop(name)
+                pending = None
+            expected = int(pending[0]) if pending else real
             try:
-                if target > coming:
+                if target > expected:
                     replies = control.pool_grow(
-                        target - coming, destination=[name], reply=True, timeout=1.0
+                        target - expected, destination=[name], reply=True, timeout=1.0
                     )
                     ok, error = _replies_ok(replies)
                     if ok:
-                        grows[name] = [target, now]
-                        tick.grown[name] = target - coming
+                        changes[name] = [target, now]
+                        tick.grown[name] = target - expected
                     else:
                         log.warning("autoscale: %s refused to grow: %s", name, error)
-                elif target < worker.pool:
-                    grows.pop(name, None)
+                elif target < expected and pending is None:
                     removed = 0
-                    for _ in range(worker.pool - target):
+                    for _ in range(expected - target):
+                        # One at a time: billiard refuses a shrink of N when fewer than N
+                        # children are idle, after having removed the idle ones.
                         replies = control.pool_shrink(
                             1, destination=[name], reply=True, timeout=1.0
                         )
-                        ok, error = _replies_ok(replies)
-                        if not ok:
+                        if not _replies_ok(replies)[0]:
                             tick.refused.append(name)
                             break
                         removed += 1
                     if removed:
+                        changes[name] = [expected - removed, now]
                         tick.shrunk[name] = removed
-                elif pending and target < coming:
-                    grows[name] = [target, pending[1]]
             except Exception as exc:  # a broker hiccup: try again next tick
                 log.warning("autoscale: cannot scale %s: %s", name, exc)
-        for name in list(grows):
+        for name in list(changes):
             if name not in tick.targets:
-                grows.pop(name)
+                changes.pop(name)
 
     def _act_on_workers(self, tick: Tick, unmet: Mapping[str, int], now: float) -> None:
         """Ask the launcher for more workers, or fewer (see the module docstring)."""
@@ -453,7 +461,7 @@ class Controller:
         tick.stopped = self.launcher.stop(1, prefer=prefer)
         self.state.surplus_since = None
         for name in tick.stopped:
-            self.state.grows.pop(name, None)
+            self.state.changes.pop(name, None)
 
     def _describe(self, tick: Tick, state: ScaleState, unmet: Mapping[str, int]) -> str:
         """One log line: the reasons of the queues that matter, and what was done."""

@@ -1,0 +1,317 @@
+"""The autoscale controller on real parts: a private Redis, real prefork workers started with
+``-c 1`` (never ``--autoscale``), a throttled HTTP source that makes chunks take about a second
+and counts the GETs it serves at once, and ``mover autoscale`` run as a subprocess.
+
+- a flood of 200 chunks: the controller grows both pools to ``--max-per-worker`` (seen in
+  ``inspect().stats()``), then, every pool being full, the local launcher starts a third worker
+  that runs chunks; when the backlog is gone the pools shrink back and the launched worker is
+  stopped (its PID gone);
+- ``--dry-run`` changes no pool and launches nothing while chunks wait;
+- a store with ``max_streams = 2`` is never read by more than 2 chunks at once, even with 6
+  slots in the fleet (counted by the HTTP server and by the semaphore's high-water mark).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.test_fleet import MOVER, ROOT, Worker, _Throttled, random_file, wait_for
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.redis,
+    pytest.mark.celery,
+    pytest.mark.slow,
+]
+
+KiB = 1024
+CHUNK = 256 * KiB
+#: Bytes per second of each GET: one chunk takes about a second.
+RATE = 256 * KiB
+
+
+class _Counting(_Throttled):
+    """The fleet tests' throttled ranged server, counting the GETs it serves at once."""
+
+    def do_GET(self) -> None:
+        server: Any = self.server
+        with server.lock:
+            server.active += 1
+            server.peak = max(server.peak, server.active)
+        try:
+            super().do_GET()
+        finally:
+            with server.lock:
+                server.active -= 1
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    root = tmp_path_factory.mktemp("autoscale-http")
+    random_file(root / "flood.bin", 200 * CHUNK)
+    random_file(root / "dry.bin", 30 * CHUNK)
+    random_file(root / "capped.bin", 16 * CHUNK)
+    server: Any = ThreadingHTTPServer(("127.0.0.1", 0), _Counting)
+    server.daemon_threads = True
+    server.root, server.rate, server.seen = root, RATE, set()
+    server.lock, server.active, server.peak = threading.Lock(), 0, 0
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server.url = f"http://127.0.0.1:{server.server_address[1]}"
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@dataclass
+class Fleet:
+    redis: Any
+    env: dict[str, str]
+    folder: Path
+    workers: list[Worker] = field(default_factory=list)
+
+    def start_worker(self, name: str) -> Worker:
+        log = self.folder / f"{name}.log"
+        proc = subprocess.Popen(
+            [*MOVER, "worker", "-c", "1", "--pool", "prefork", "-n", f"{name}@%h"],
+            env=self.env,
+            stdout=open(log, "wb"),  # noqa: SIM115 - closed with the process
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=ROOT,
+        )
+        worker = Worker(name, proc, log)
+        self.workers.append(worker)
+        return worker
+
+    def wait_ready(self, *workers: Worker, timeout_s: float = 30) -> None:
+        for w in workers:
+            wait_for(
+                lambda w=w: " ready." in w.text() or w.proc.poll() is not None, timeout_s, w.name
+            )
+            assert w.proc.poll() is None, f"worker {w.name} died:\n{w.text()[-3000:]}"
+
+    def controller(self, *args: str, log_name: str = "controller") -> tuple[subprocess.Popen, Path]:
+        log = self.folder / f"{log_name}.log"
+        proc = subprocess.Popen(
+            [*MOVER, "autoscale", *args],
+            env=self.env,
+            stdout=open(log, "wb"),  # noqa: SIM115 - closed with the process
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=ROOT,
+        )
+        return proc, log
+
+    def copy(self, source: str, dst: Path) -> str:
+        out = subprocess.run(
+            [*MOVER, "copy", source, str(dst), "--chunk-size", str(CHUNK), "--executor", "celery"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    def jobs(self) -> Any:
+        from mover.jobstores.redis import RedisJobStore
+
+        return RedisJobStore(self.redis.url)
+
+    def app(self) -> Any:
+        from workers.app import make_app
+
+        old = os.environ.get("MOVER_BROKER_URL")
+        os.environ["MOVER_BROKER_URL"] = self.redis.url
+        try:
+            return make_app()
+        finally:
+            if old is None:
+                del os.environ["MOVER_BROKER_URL"]
+            else:
+                os.environ["MOVER_BROKER_URL"] = old
+
+    def pools(self, app: Any) -> dict[str, int]:
+        """Real pool size of every worker: ``inspect().stats()['pool']['processes']``."""
+        stats = app.control.inspect(timeout=1.0).stats() or {}
+        return {n.partition("@")[0]: len(s["pool"]["processes"]) for n, s in stats.items()}
+
+
+def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout_s: float = 40) -> None:
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, sig)
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+    except ProcessLookupError:
+        pass
+
+
+@pytest.fixture(scope="module")
+def fleet(
+    redis_server: Any, tmp_path_factory: pytest.TempPathFactory, source: Any
+) -> Iterator[Fleet]:
+    folder = tmp_path_factory.mktemp("autoscale")
+    (folder / "config.toml").write_text(
+        f'[stores.capped]\nurl = "{source.url}/"\nmax_streams = 2\n'
+    )
+    env = dict(os.environ)
+    env.update(
+        MOVER_BROKER_URL=redis_server.url,
+        MOVER_STATE_DIR=str(folder / "state"),
+        MOVER_CONFIG=str(folder / "config.toml"),
+        MOVER_VISIBILITY_TIMEOUT_S="30",
+        MOVER_RESTORE_INTERVAL_S="5",
+        PYTHONPATH=str(ROOT),
+    )
+    fleet = Fleet(redis_server, env, folder)
+    try:
+        a, b = fleet.start_worker("w1"), fleet.start_worker("w2")
+        fleet.wait_ready(a, b)
+        yield fleet
+    finally:
+        for w in fleet.workers:
+            stop(w.proc, timeout_s=10)
+
+
+def launched(state_dir: Path) -> list[dict[str, Any]]:
+    try:
+        return json.loads((state_dir / "launcher-local.json").read_text())
+    except FileNotFoundError:
+        return []
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
+
+
+def test_flood_grows_pools_launches_a_worker_then_shrinks_and_stops_it(
+    fleet: Fleet, source: Any, tmp_path: Path
+) -> None:
+    """200 chunks of about 1 s on two ``-c 1`` workers: the pools grow to 3 each, a third
+    worker is launched and runs chunks; after the backlog the pools go back to 1 and the
+    launched worker is stopped."""
+    app = fleet.app()
+    assert fleet.pools(app) == {"w1": 1, "w2": 1}
+    state_dir = fleet.folder / "launcher"
+    controller, log = fleet.controller(
+        "--strategy", "target-tracking", "--interval", "1",
+        "-p", "target_backlog_per_slot=10", "-p", "scale_down_window_s=3",
+        "--max", "12", "--max-per-worker", "3",
+        "--launcher", "local", "--max-workers", "1", "--idle", "3", "--grace", "15",
+        "--state-dir", str(state_dir),
+    )  # fmt: skip
+    try:
+        started = time.monotonic()
+        job_id = fleet.copy(f"{source.url}/flood.bin", tmp_path / "flood.bin")
+        jobs = fleet.jobs()
+        grown = wait_for(
+            lambda: (p := fleet.pools(app)).get("w1") == 3 and p.get("w2") == 3 and p, 30, "pools"
+        )
+        t_grown = time.monotonic() - started
+        entry = wait_for(lambda: launched(state_dir), 30, "a launched worker")[0]
+        name, pid = entry["name"], entry["pid"]
+        wlog = Path(entry["log"])
+        wait_for(
+            lambda: re.search(rf"job {job_id} object 0 chunk \d+ done", wlog.read_text()),
+            40,
+            f"the launched worker {name} to run a chunk",
+        )
+        t_launched = time.monotonic() - started
+        job = wait_for(
+            lambda: (j := jobs.get(job_id)).state in ("done", "failed") and j, 90, "the job", 0.5
+        )
+        assert job.state == "done", job.error
+        t_done = time.monotonic() - started
+        wait_for(lambda: fleet.pools(app) == {"w1": 1, "w2": 1}, 30, "pools to shrink", 0.5)
+        t_shrunk = time.monotonic() - started
+        wait_for(lambda: not pid_alive(pid), 40, f"the launched worker {name} to stop", 0.5)
+        t_stopped = time.monotonic() - started
+        assert launched(state_dir) == []
+        text = log.read_text()
+        assert "scale up at once" in text and "launch " in text and "stop " in text, text[-3000:]
+        assert re.search(r"grow [^|]*w1@\S+ \+\d", text), text[-3000:]
+        print(
+            f"\nautoscale live: pools {grown} after {t_grown:.1f} s, launched {name} running "
+            f"chunks at {t_launched:.1f} s, job done {t_done:.1f} s, pools back to 1 at "
+            f"{t_shrunk:.1f} s, launched worker stopped at {t_stopped:.1f} s"
+        )
+    finally:
+        stop(controller)
+    assert controller.returncode == 0, log.read_text()[-3000:]
+    assert pid_alive(pid) is False
+
+
+def test_dry_run_changes_nothing(fleet: Fleet, source: Any, tmp_path: Path) -> None:
+    """30 chunks waiting and ``--dry-run``: decisions logged, no pool grows, no worker starts."""
+    app = fleet.app()
+    state_dir = fleet.folder / "launcher-dry"
+    controller, log = fleet.controller(
+        "--strategy", "target-tracking", "--interval", "1", "--dry-run",
+        "-p", "target_backlog_per_slot=5", "--max-per-worker", "1",
+        "--launcher", "local", "--state-dir", str(state_dir), log_name="dry",
+    )  # fmt: skip
+    try:
+        job_id = fleet.copy(f"{source.url}/dry.bin", tmp_path / "dry.bin")
+        deadline = time.monotonic() + 6
+        while time.monotonic() < deadline:
+            assert fleet.pools(app) == {"w1": 1, "w2": 1}
+            time.sleep(0.5)
+        text = log.read_text()
+        assert "dry run: nothing sent" in text and "would start" in text, text[-2000:]
+        assert launched(state_dir) == []
+    finally:
+        stop(controller)
+    assert controller.returncode == 0, log.read_text()[-3000:]
+    out = subprocess.run([*MOVER, "cancel", job_id], env=fleet.env, capture_output=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+
+
+def test_store_max_streams_holds_across_workers(fleet: Fleet, source: Any, tmp_path: Path) -> None:
+    """``max_streams = 2`` on the source store, 6 slots in the fleet: never more than 2 GETs
+    at once on the server, the semaphore's high-water mark is 2, the job completes."""
+    import redis
+
+    from workers import limits
+
+    app = fleet.app()
+    app.control.pool_grow(2, destination=[f"w1@{socket.gethostname()}"])
+    app.control.pool_grow(2, destination=[f"w2@{socket.gethostname()}"])
+    wait_for(lambda: fleet.pools(app) == {"w1": 3, "w2": 3}, 20, "pools of 3")
+    r = redis.Redis.from_url(fleet.redis.url)
+    limits.reset(r, "store:capped")
+    with source.lock:
+        source.peak = 0
+    job_id = fleet.copy("store:capped/capped.bin", tmp_path / "capped.bin")
+    jobs = fleet.jobs()
+    job = wait_for(
+        lambda: (j := jobs.get(job_id)).state in ("done", "failed") and j, 90, "the job", 0.5
+    )
+    assert job.state == "done", job.error
+    assert source.peak == 2, f"{source.peak} GETs at once on a store capped at 2"
+    assert limits.high_water_mark(r, "store:capped") == 2
+    assert limits.held(r, "store:capped") == 0
+    for name in ("w1", "w2"):
+        for _ in range(2):  # one at a time: a shrink of N refuses when fewer are idle
+            app.control.pool_shrink(1, destination=[f"{name}@{socket.gethostname()}"], reply=True)
