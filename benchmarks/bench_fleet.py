@@ -83,9 +83,10 @@ class Setup:
     env: dict[str, str]
     redis: RedisServer
     s3: SeaweedS3Server
-    workers: list[subprocess.Popen] = field(default_factory=list)
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     logs: list[Path] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
+    load_start: str = ""
 
     def say(self, line: str = "") -> None:
         print(line, flush=True)
@@ -342,7 +343,9 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "MISS"
 
 
-def report(st: Setup, args: argparse.Namespace, large: Case | None, small: Case | None, pub: Any):
+def report(
+    st: Setup, args: argparse.Namespace, large: Case | None, small: Case | None, pub: Any
+) -> None:
     st.say("")
     st.say(
         f"mover fleet benchmark, {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}, "
@@ -354,7 +357,10 @@ def report(st: Setup, args: argparse.Namespace, large: Case | None, small: Case 
         "wall time of the CLI process"
     )
     st.say("")
-    head = f"{'case':<26} {'executor':<9} {'seconds':>8} {'best':>7} {'MiB/s':>8} {'obj/s':>8}"
+    head = (
+        f"{'case':<26} {'executor':<9} {'seconds':>8} {'best':>7} {'MiB/s':>8} {'obj/s':>8}"
+        "  runs (s)"
+    )
     st.say(head)
     st.say("-" * len(head))
     for case in (large, small):
@@ -364,7 +370,8 @@ def report(st: Setup, args: argparse.Namespace, large: Case | None, small: Case 
             med = case.median(mode)
             st.say(
                 f"{case.label:<26} {mode:<9} {med:>8.2f} {case.best(mode):>7.2f} "
-                f"{case.size / MiB / med:>8.1f} {case.objects / med:>8.1f}"
+                f"{case.size / MiB / med:>8.1f} {case.objects / med:>8.1f}  "
+                + " ".join(f"{r:.2f}" for r in case.runs[mode])
             )
     st.say("")
     if large is not None:
@@ -393,7 +400,7 @@ def report(st: Setup, args: argparse.Namespace, large: Case | None, small: Case 
             f"small: fleet / embedded = {ratio:.2f}x; fleet {per_task:.1f} ms per object "
             "(one task each; no target)"
         )
-    st.say(f"load average at the end: {loadavg()}")
+    st.say(f"load average: {st.load_start} at the start, {loadavg()} at the end")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -422,7 +429,8 @@ def main(argv: list[str] | None = None) -> int:
     with ExitStack() as stack:
         work = Path(tempfile.mkdtemp(prefix="mover-bench-fleet-", dir=args.dir))
         stack.callback(shutil.rmtree, work, True)
-        print(f"load average at the start: {loadavg()}; work folder {work}", flush=True)
+        load_start = loadavg()
+        print(f"load average at the start: {load_start}; work folder {work}", flush=True)
         redis_server = stack.enter_context(RedisServer())
         s3 = stack.enter_context(SeaweedS3Server(auto_create_bucket=False))
         env = dict(os.environ)
@@ -433,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
             PYTHONPATH=str(ROOT),
             **s3.env(),
         )
-        st = Setup(work, env, redis_server, s3)
+        st = Setup(work, env, redis_server, s3, load_start=load_start)
         for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"):
             os.environ[key] = env[key]
         stack.callback(stop_workers, st)

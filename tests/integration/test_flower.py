@@ -65,7 +65,7 @@ class FlowerRig:
 
     fleet: Fleet
     s3: SeaweedS3Server
-    flower: subprocess.Popen
+    flower: subprocess.Popen[bytes]
     flower_log: Path
     url: str
 
@@ -97,7 +97,7 @@ def _server(factory: Any, **kwargs: Any) -> Any:
         pytest.skip(str(exc))
 
 
-def _stop_pid(proc: subprocess.Popen) -> None:
+def _stop_pid(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM the process group, SIGKILL after a grace: by PID, never by name."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGTERM)

@@ -34,7 +34,8 @@ PASS_THROUGH = {"celery_args", "flower_args"}
 
 
 def load_compose() -> dict[str, Any]:
-    return yaml.safe_load(COMPOSE.read_text())
+    loaded: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
+    return loaded
 
 
 def resolve(argv: list[str]) -> click.Context:
