@@ -15,8 +15,7 @@ Each tick:
 4. **Act**: ``pool_grow`` / ``pool_shrink`` with ``destination=[worker]``. A grow lands after
    2-5 s and a shrunk child lingers until it exits, so a change sent and not yet seen is
    remembered (``settle_s``) and never sent twice. A shrink only takes idle children and is
-   sent one process at a time (billiard refuses a shrink of N when fewer than N are idle,
-   after removing some); a refused shrink
+   sent once for the children idle at the last look; a refused shrink
    ("All processes busy") is simply tried again next tick. When a queue wants more slots than
    its workers can hold and every one of them is at ``max_per_worker``, the launcher is asked
    for more worker processes; when the fleet could do without one of the launched workers for
@@ -355,7 +354,9 @@ class Controller:
         during which billiard still counts it idle, so a second shrink sent meanwhile would
         "remove" the same child again and lower the pool's hidden target twice (seen here:
         a pool that then refused to grow). So: more grows may follow a grow in flight, but
-        a shrink is only sent to a pool whose last change has landed.
+        a shrink is only sent to a pool whose last change has landed, once, for at most the
+        children idle at the last look (``inspect().active()``); billiard refuses a shrink of N
+        when fewer than N are idle, after removing the idle ones.
         """
         control = self.app.control
         changes = self.state.changes
@@ -378,20 +379,21 @@ class Controller:
                     else:
                         log.warning("autoscale: %s refused to grow: %s", name, error)
                 elif target < expected and pending is None:
-                    removed = 0
-                    for _ in range(expected - target):
-                        # One at a time: billiard refuses a shrink of N when fewer than N
-                        # children are idle, after having removed the idle ones.
+                    # One call for all: billiard's shrink takes distinct idle children in one
+                    # pass, but a later call would count a dying child idle again.
+                    worker = tick.snapshot.workers[name]
+                    k = min(expected - target, max(0, real - worker.busy))
+                    if k == 0:
+                        tick.refused.append(name)
+                    else:
                         replies = control.pool_shrink(
-                            1, destination=[name], reply=True, timeout=1.0
+                            k, destination=[name], reply=True, timeout=1.0
                         )
-                        if not _replies_ok(replies)[0]:
+                        changes[name] = [real - k, now]
+                        if _replies_ok(replies)[0]:
+                            tick.shrunk[name] = k
+                        else:  # a task took a child meanwhile: some went, wait and look
                             tick.refused.append(name)
-                            break
-                        removed += 1
-                    if removed:
-                        changes[name] = [expected - removed, now]
-                        tick.shrunk[name] = removed
             except Exception as exc:  # a broker hiccup: try again next tick
                 log.warning("autoscale: cannot scale %s: %s", name, exc)
         for name in list(changes):

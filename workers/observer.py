@@ -10,7 +10,8 @@ handful of round trips:
 - in flight: the broker's ``unacked`` hash (tag -> ``[message, exchange, routing_key]``),
   split by routing key (with ``task_acks_late`` running chunks are there);
 - workers: ``inspect().stats()`` (``pool.processes`` is the real pool size after a grow or
-  shrink; ``max-concurrency`` is not) and ``inspect().active_queues()``, in parallel;
+  shrink; ``max-concurrency`` is not), ``inspect().active_queues()`` and
+  ``inspect().active()`` (how many children are busy), in parallel;
 - throughput: every chunk task adds its bytes, and 1 to ``chunks`` or ``errors``, to a hash
   per queue and second (:func:`record_chunk`, ``mover:stats:<queue>:<second>``, kept
   :data:`STATS_TTL_S`); the observer sums the last ``window_s`` seconds.
@@ -84,6 +85,8 @@ class WorkerInfo:
         prefork: the pool can grow and shrink (prefork, without ``--autoscale``).
         queues: the queues it consumes.
         pids: its pool processes.
+        busy: tasks executing now (``inspect().active()``): the pool minus these is what a
+            shrink can take.
     """
 
     name: str
@@ -91,6 +94,7 @@ class WorkerInfo:
     prefork: bool
     queues: tuple[str, ...]
     pids: tuple[int, ...] = ()
+    busy: int = 0
 
     @property
     def base_name(self) -> str:
@@ -109,7 +113,9 @@ class Snapshot:
         return [w for w in self.workers.values() if queue in w.queues]
 
 
-def _worker_info(name: str, stats: Mapping[str, Any], queues: Iterable[str]) -> WorkerInfo:
+def _worker_info(
+    name: str, stats: Mapping[str, Any], queues: Iterable[str], busy: int = 0
+) -> WorkerInfo:
     pool = stats.get("pool") or {}
     processes = pool.get("processes")
     if isinstance(processes, list):
@@ -118,7 +124,7 @@ def _worker_info(name: str, stats: Mapping[str, Any], queues: Iterable[str]) -> 
         size, pids = int(pool.get("max-concurrency") or 0), ()
     implementation = str(pool.get("implementation") or "")
     prefork = "prefork" in implementation and "autoscaler" not in stats
-    return WorkerInfo(name, size, prefork, tuple(queues), pids)
+    return WorkerInfo(name, size, prefork, tuple(queues), pids, busy)
 
 
 class Observer:
@@ -152,21 +158,25 @@ class Observer:
         self.inspect_timeout_s = float(inspect_timeout_s)
         self.queues = list(queues) if queues else None
         self.exclude = set(exclude)
-        self._pool = ThreadPoolExecutor(2, thread_name_prefix="mover-observer")
+        self._pool = ThreadPoolExecutor(3, thread_name_prefix="mover-observer")
 
     def workers(self) -> dict[str, WorkerInfo]:
-        """Every worker that answered, by name (``stats`` and ``active_queues`` in parallel)."""
+        """Every worker that answered, by name (``stats``, ``active_queues`` and ``active``
+        in parallel)."""
         inspect = self.app.control.inspect(timeout=self.inspect_timeout_s)
         stats_f = self._pool.submit(inspect.stats)
         queues_f = self._pool.submit(inspect.active_queues)
+        active_f = self._pool.submit(lambda: inspect.active(safe=True))
         stats = stats_f.result() or {}
-        active = queues_f.result() or {}
+        consumed = queues_f.result() or {}
+        running = active_f.result() or {}
         out: dict[str, WorkerInfo] = {}
         for name, info in stats.items():
-            if name not in active:
-                continue  # answered one call and not the other: look again next time
-            names = [q.get("name", "") for q in active[name] or []]
-            out[name] = _worker_info(name, info, [q for q in names if q])
+            if name not in consumed or name not in running:
+                continue  # answered one call and not another: look again next time
+            names = [q.get("name", "") for q in consumed[name] or []]
+            busy = len(running[name] or [])
+            out[name] = _worker_info(name, info, [q for q in names if q], busy)
         return out
 
     def depths(self, queues: list[str]) -> dict[str, int]:

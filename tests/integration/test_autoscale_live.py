@@ -45,18 +45,51 @@ RATE = 256 * KiB
 
 
 class _Counting(_Throttled):
-    """The fleet tests' throttled ranged server, counting the GETs it serves at once."""
+    """A ranged server at ``server.rate`` bytes/s a request, counting the GETs it serves at
+    once. Each piece is paced *before* it is sent, so a request counts as active exactly while
+    its client still waits for bytes (the fleet tests' server sleeps after the last piece)."""
 
     def do_GET(self) -> None:
         server: Any = self.server
+        path = self._target()
+        if path is None:
+            self.send_error(404)
+            return
+        size = path.stat().st_size
+        start, end = 0, size - 1
+        match = re.match(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
         with server.lock:
             server.active += 1
             server.peak = max(server.peak, server.active)
+        counted = True
         try:
-            super().do_GET()
+            if match:
+                start, end = int(match.group(1)), min(size - 1, int(match.group(2) or size - 1))
+                self.send_response(206)
+                self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+            else:
+                self.send_response(200)
+            self.send_header("Content-Length", str(end - start + 1))
+            self.send_header("Accept-Ranges", "bytes")
+            self.end_headers()
+            with open(path, "rb") as f:
+                f.seek(start)
+                left = end - start + 1
+                while left > 0:
+                    data = f.read(min(32 * KiB, left))
+                    time.sleep(len(data) / server.rate)
+                    if left == len(data):  # the client is done once it has the last byte
+                        with server.lock:
+                            server.active -= 1
+                        counted = False
+                    self.wfile.write(data)
+                    left -= len(data)
+        except OSError:
+            pass
         finally:
-            with server.lock:
-                server.active -= 1
+            if counted:
+                with server.lock:
+                    server.active -= 1
 
 
 @pytest.fixture(scope="module")
@@ -313,5 +346,6 @@ def test_store_max_streams_holds_across_workers(fleet: Fleet, source: Any, tmp_p
     assert limits.high_water_mark(r, "store:capped") == 2
     assert limits.held(r, "store:capped") == 0
     for name in ("w1", "w2"):
-        for _ in range(2):  # one at a time: a shrink of N refuses when fewer are idle
-            app.control.pool_shrink(1, destination=[f"{name}@{socket.gethostname()}"], reply=True)
+        # One call: a second shrink sent before the first child exited would count it again.
+        app.control.pool_shrink(2, destination=[f"{name}@{socket.gethostname()}"], reply=True)
+    wait_for(lambda: fleet.pools(app) == {"w1": 1, "w2": 1}, 20, "pools back to 1")
