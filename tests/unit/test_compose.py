@@ -49,6 +49,8 @@ def resolve(argv: list[str]) -> click.Context:
     while isinstance(ctx.command, click.Group):
         rest = [*ctx._protected_args, *ctx.args]
         if not rest:
+            if ctx.command.invoke_without_command:
+                break  # the group itself runs (mover autoscale: the controller)
             raise click.UsageError(f"{ctx.command_path}: missing command", ctx)
         name, command, args = ctx.command.resolve_command(ctx, rest)
         assert command is not None and name is not None
@@ -95,6 +97,8 @@ def test_resolve_catches_typos() -> None:
         resolve(["mover", "wroker"])
     with pytest.raises(click.BadParameter):
         resolve(["mover", "worker", "--pool", "gevnet"])
+    with pytest.raises(click.NoSuchOption):
+        resolve(["mover", "autoscale", "--stratgy", "target-tracking"])
     with pytest.raises(AssertionError, match="unchecked"):
         resolve(["mover", "worker", "--concurency", "4"])  # celery's arguments pass through
     with pytest.raises(AssertionError, match="unchecked"):
