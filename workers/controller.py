@@ -203,6 +203,11 @@ def split_targets(
     return targets, unmet
 
 
+def _text(value: Any) -> str | None:
+    """A Redis reply as text (clients may or may not decode responses)."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def _replies_ok(replies: Any) -> tuple[bool, str]:
     """Whether every reply of a control command says ok; the first error's text."""
     if not replies:
@@ -270,15 +275,13 @@ class Controller:
         ttl_ms = int(max(3 * self.config.interval_s, 5.0) * 1000)
         if self.redis.set(self.lock_key, self.id, nx=True, px=ttl_ms):
             return True
-        owner = self.redis.get(self.lock_key)
-        if owner is not None and owner.decode() == self.id:
+        if _text(self.redis.get(self.lock_key)) == self.id:
             self.redis.pexpire(self.lock_key, ttl_ms)
             return True
         return False
 
     def _release_lock(self) -> None:
-        owner = self.redis.get(self.lock_key)
-        if owner is not None and owner.decode() == self.id:
+        if _text(self.redis.get(self.lock_key)) == self.id:
             self.redis.delete(self.lock_key)
 
     def _load_state(self) -> None:

@@ -51,7 +51,7 @@ import tomllib
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -222,8 +222,8 @@ def _take_stream(r: redis.Redis, key: str, limit: int, token: str, now: float) -
             pipe.set(hwm, held + 1)
         return True
 
-    result: bool = r.transaction(attempt, leases, hwm, value_from_callable=True)
-    return result
+    # redis-py types transaction() for callables returning None; ours returns the verdict.
+    return bool(r.transaction(cast(Any, attempt), leases, hwm, value_from_callable=True))
 
 
 def _take_bandwidth(r: redis.Redis, key: str, rate: float, nbytes: int, now: float) -> float:
@@ -239,8 +239,8 @@ def _take_bandwidth(r: redis.Redis, key: str, rate: float, nbytes: int, now: flo
         pipe.set(tat, free_at + nbytes / rate, ex=int(ahead + nbytes / rate + 60))
         return 0.0
 
-    wait: float = r.transaction(attempt, tat, value_from_callable=True)
-    return wait
+    wait: Any = r.transaction(cast(Any, attempt), tat, value_from_callable=True)
+    return float(wait)
 
 
 class _Renewer:

@@ -164,7 +164,7 @@ def _params(items: Sequence[str], names: Sequence[str]) -> dict[str, dict[str, A
     help="The controller's name: its lock and saved state in Redis.",
 )
 @click.pass_context
-def autoscale_group(ctx: click.Context, **options: Any) -> None:
+def autoscale_group(ctx: click.Context, /, **options: Any) -> None:
     """Scale the fleet: pool sizes by queue backlog and throughput, worker processes on demand.
 
     Without a subcommand, runs the controller: every --interval it observes each queue (depth
@@ -189,7 +189,7 @@ def _launcher(name: str, options: dict[str, Any]) -> Any:
     from workers.launchers.registry import Launcher, ensure_builtin, launchers
 
     ensure_builtin()
-    plugin = launchers.get(name)
+    plugin: Any = launchers.get(name)
     if isinstance(plugin, Launcher):
         return plugin
     if name == "local":
