@@ -426,7 +426,9 @@ class Controller:
         wanted = 0
         for queue, extra in unmet.items():
             pools = [w for w in snap.consumers(queue) if w.prefork]
-            if all(w.pool >= cfg.max_per_worker for w in pools):
+            # A dry run grew nothing: judge by the targets it would have set.
+            sizes = [tick.targets.get(w.name, w.pool) if cfg.dry_run else w.pool for w in pools]
+            if all(size >= cfg.max_per_worker for size in sizes):
                 wanted = max(wanted, math.ceil(extra / cfg.max_per_worker))
         room = cfg.max_workers - len(running)
         if wanted and not launches and room > 0:
@@ -479,7 +481,13 @@ class Controller:
             if o.backlog == 0 and want <= state.bounds(queue)[0]:
                 quiet += 1
                 continue
-            parts.append(f"{queue} -> {want}: {reasons.get(queue, tick.decision.reason)}")
+            rates = (
+                f" [{o.bytes_per_s / 2**20:.1f} MiB/s, {o.chunks_per_s:.1f} chunks/s"
+                f"{f', {o.error_rate:.0%} errors' if o.error_rate else ''}]"
+                if o.chunks_per_s or o.error_rate
+                else ""
+            )
+            parts.append(f"{queue} -> {want}{rates}: {reasons.get(queue, tick.decision.reason)}")
         if quiet:
             parts.append(f"{quiet} idle queue(s) at their minimum")
         pools = ", ".join(

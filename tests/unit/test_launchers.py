@@ -11,7 +11,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -194,3 +196,232 @@ def test_registry_holds_both_launchers() -> None:
     assert {"local", "command"} <= set(launchers.names())
     assert issubclass(launchers.get("local"), Launcher)  # type: ignore[arg-type]
     assert issubclass(launchers.get("command"), Launcher)  # type: ignore[arg-type]
+
+
+# -- the controller's use of pools and launchers (workers/controller.py), without a broker ----
+#
+# The live test (tests/integration/test_autoscale_live.py) runs all of this on real workers;
+# these pin the rules that a live run cannot show deterministically: a change in flight is
+# never sent twice, a shrink waits for the last one to land, one launch at a time, the state
+# survives a restart, a dry run sends nothing.
+
+
+class FakeControl:
+    """Records control commands; answers as Celery does (a list of {worker: reply})."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int, str]] = []
+        self.refuse_shrink = False
+
+    def pool_grow(self, n: int, destination: list[str], **_: object) -> list[dict[str, object]]:
+        self.calls.append(("grow", n, destination[0]))
+        return [{destination[0]: {"ok": "pool will grow"}}]
+
+    def pool_shrink(self, n: int, destination: list[str], **_: object) -> list[dict[str, object]]:
+        self.calls.append(("shrink", n, destination[0]))
+        if self.refuse_shrink:
+            return [{destination[0]: {"error": "Can't shrink pool. All processes busy!"}}]
+        return [{destination[0]: {"ok": "pool will shrink"}}]
+
+
+class FakeApp:
+    def __init__(self) -> None:
+        self.control = FakeControl()
+
+
+class FakeObserver:
+    """Serves the snapshot the test sets (the observer's own I/O is tested live)."""
+
+    def __init__(self) -> None:
+        self.pools: dict[str, int] = {}
+        self.busy: dict[str, int] = {}
+        self.depth = 0
+        self.queue = "mover.file"
+
+    def observe(self, now: float | None = None) -> object:
+        from mover.autoscale import Observations, QueueObservation
+        from workers.observer import Snapshot, WorkerInfo
+
+        now = time.time() if now is None else now
+        workers = {
+            n: WorkerInfo(n, p, True, (self.queue,), busy=self.busy.get(n, 0))
+            for n, p in self.pools.items()
+        }
+        obs = QueueObservation(
+            self.queue, self.depth, consumers=len(workers), pool_sizes=dict(self.pools), time_s=now
+        )
+        return Snapshot(Observations.of(now, obs), workers)
+
+    def close(self) -> None:
+        pass
+
+
+class FakeLauncher(Launcher):
+    name = "fake"
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.started: list[str] = []
+        self.stopped: list[str] = []
+
+    def start(self, n: int = 1) -> list[str]:
+        new = [f"auto-{len(self.started) + i}@h" for i in range(n)]
+        self.started += new
+        self.names += new
+        return new
+
+    def stop(self, n: int = 1, prefer: Sequence[str] = ()) -> list[str]:
+        victims = [p for p in prefer if p in self.names][:n] or self.names[-n:]
+        self.names = [x for x in self.names if x not in victims]
+        self.stopped += victims
+        return victims
+
+    def running(self) -> list[str]:
+        return list(self.names)
+
+
+def controller(redis_client: object, observer: FakeObserver, **config: object) -> object:
+    from workers.controller import Controller, ControllerConfig
+
+    params = config.pop("params", {"target_backlog_per_slot": 10, "scale_down_window_s": 0})
+    launcher = config.pop("launcher", None)
+    cfg = ControllerConfig(strategy="target-tracking", params=params, **config)  # type: ignore[arg-type]
+    return Controller(
+        cfg,
+        FakeApp(),
+        redis_client,  # type: ignore[arg-type]
+        launcher=launcher,  # type: ignore[arg-type]
+        observer=observer,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def fake_redis() -> object:
+    import fakeredis
+
+    return fakeredis.FakeRedis()
+
+
+def test_controller_grows_once_per_change_and_splits_across_workers(fake_redis: object) -> None:
+    obs = FakeObserver()
+    obs.pools, obs.depth = {"w1@h": 1, "w2@h": 1}, 100
+    c: Any = controller(fake_redis, obs, max_per_worker=8)
+    tick = c.tick(now=1000.0)
+    assert tick.targets == {"w1@h": 5, "w2@h": 5}
+    assert sorted(c.app.control.calls) == [("grow", 4, "w1@h"), ("grow", 4, "w2@h")]
+    c.tick(now=1001.0)  # the grows have not landed yet: nothing is sent again
+    assert len(c.app.control.calls) == 2
+    obs.pools = {"w1@h": 5, "w2@h": 5}
+    c.tick(now=1003.0)
+    assert len(c.app.control.calls) == 2 and c.state.changes == {}
+
+
+def test_controller_shrinks_idle_children_once_until_it_lands(fake_redis: object) -> None:
+    obs = FakeObserver()
+    obs.pools, obs.busy, obs.depth = {"w1@h": 4}, {"w1@h": 1}, 0
+    c: Any = controller(fake_redis, obs)
+    c.state.concurrency = {"mover.file": 4}
+    c._loaded = True
+    c.tick(now=1000.0)
+    assert c.app.control.calls == [("shrink", 3, "w1@h")]
+    c.tick(now=1001.0)  # the dying children are still listed: never shrink them twice
+    assert c.app.control.calls == [("shrink", 3, "w1@h")]
+    obs.pools = {"w1@h": 1}
+    c.tick(now=1002.0)
+    assert c.app.control.calls == [("shrink", 3, "w1@h")]
+
+
+def test_controller_does_not_shrink_busy_pools_and_retries(fake_redis: object) -> None:
+    obs = FakeObserver()
+    obs.pools, obs.busy, obs.depth = {"w1@h": 3}, {"w1@h": 3}, 0
+    c: Any = controller(fake_redis, obs)
+    tick = c.tick(now=1000.0)
+    assert tick.refused == ["w1@h"] and c.app.control.calls == []
+    assert "shrink refused (all busy, retry next tick)" in tick.line
+    obs.busy = {"w1@h": 1}
+    c.tick(now=1001.0)
+    assert c.app.control.calls == [("shrink", 2, "w1@h")]
+
+
+def test_controller_launches_when_pools_are_full_then_stops_when_idle(fake_redis: object) -> None:
+    obs = FakeObserver()
+    obs.pools, obs.depth = {"w1@h": 2}, 60
+    launcher = FakeLauncher()
+    c: Any = controller(fake_redis, obs, max_per_worker=2, launcher=launcher, idle_s=5.0)
+    tick = c.tick(now=1000.0)  # wants 6, w1 holds 2 and is full: 4 short -> 2 workers
+    assert launcher.started == ["auto-0@h", "auto-1@h"] and "launch" in tick.line
+    c.tick(now=1001.0)  # they have not joined yet: no more launches
+    assert len(launcher.started) == 2
+    obs.pools = {"w1@h": 2, "auto-0@h": 1, "auto-1@h": 1}
+    c.tick(now=1002.0)
+    obs.depth = 0
+    c.tick(now=1003.0)  # surplus starts
+    assert launcher.stopped == []
+    c.tick(now=1009.0)
+    assert len(launcher.stopped) == 1 and launcher.stopped[0].startswith("auto-")
+    c.shutdown()
+    assert launcher.running() == [], "the controller's exit stops what it launched"
+
+
+def test_controller_never_launches_beyond_max_workers(fake_redis: object) -> None:
+    obs = FakeObserver()
+    obs.pools, obs.depth = {"w1@h": 1}, 1000
+    launcher = FakeLauncher()
+    c: Any = controller(fake_redis, obs, max_per_worker=1, max_workers=1, launcher=launcher)
+    c.tick(now=1000.0)
+    assert launcher.started == ["auto-0@h"]
+    obs.pools = {"w1@h": 1, "auto-0@h": 1}
+    c.tick(now=1001.0)
+    assert launcher.started == ["auto-0@h"]
+
+
+def test_controller_state_survives_a_restart(fake_redis: object) -> None:
+    obs = FakeObserver()
+    obs.pools, obs.depth = {"w1@h": 1}, 50
+    first: Any = controller(fake_redis, obs)
+    first.tick(now=1000.0)
+    assert first.app.control.calls == [("grow", 4, "w1@h")]
+    first._release_lock()  # the first controller died; its lock expired
+    second: Any = controller(fake_redis, obs)
+    second.tick(now=1001.0)
+    assert second.app.control.calls == [], "the grow in flight is known after the restart"
+    assert second.state.concurrency == {"mover.file": 5}
+    assert second.state.history, "the strategy's history came back"
+
+
+def test_second_controller_waits_for_the_lock(fake_redis: object) -> None:
+    obs = FakeObserver()
+    obs.pools, obs.depth = {"w1@h": 1}, 50
+    first: Any = controller(fake_redis, obs)
+    second: Any = controller(fake_redis, obs)
+    assert first.tick(now=1000.0) is not None
+    assert second.tick(now=1000.5) is None and second.app.control.calls == []
+
+
+def test_controller_dry_run_sends_nothing(fake_redis: object) -> None:
+    obs = FakeObserver()
+    obs.pools, obs.depth = {"w1@h": 1}, 500
+    launcher = FakeLauncher()
+    c: Any = controller(fake_redis, obs, dry_run=True, max_per_worker=2, launcher=launcher)
+    tick = c.tick(now=1000.0)
+    assert c.app.control.calls == [] and launcher.started == []
+    assert "dry run: nothing sent" in tick.line and "would start" in tick.line
+    assert fake_redis.keys("mover:autoscale:*") == []  # type: ignore[attr-defined]
+    c.shutdown()
+
+
+def test_controller_respects_store_max_streams(
+    fake_redis: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from workers import limits
+
+    config = tmp_path / "config.toml"
+    config.write_text(f'[stores.capped]\nurl = "file://{tmp_path}/c/"\nmax_streams = 2\n')
+    monkeypatch.setenv("MOVER_CONFIG", str(config))
+    limits._limits_cache.clear()
+    obs = FakeObserver()
+    obs.queue, obs.pools, obs.depth = "mover.store.capped", {"w1@h": 1, "w2@h": 1}, 500
+    c: Any = controller(fake_redis, obs)
+    tick = c.tick(now=1000.0)
+    assert tick.decision.desired == {"mover.store.capped": 2}
+    assert sum(tick.targets.values()) == 2
