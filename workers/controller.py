@@ -530,7 +530,7 @@ class Controller:
                     self.tick()
                 except MoverError:
                     raise  # a strategy that breaks its contract, a bad configuration
-                except (redis.RedisError, OSError) as exc:
+                except Exception as exc:  # Redis or the broker away: keep going, look again
                     log.warning("autoscale: tick failed, trying again: %s", exc)
                 done += 1
                 if ticks is not None and done >= ticks:
