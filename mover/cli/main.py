@@ -542,9 +542,10 @@ def plugins() -> None:
     from mover.catalogue.placement import placements
     from mover.dispatcher import strategies as motion
     from mover.stores import providers
+    from workers.launchers.registry import launchers
 
     def body() -> None:
-        for registry in (providers, motion, autoscale_strategies, placements):
+        for registry in (providers, motion, autoscale_strategies, launchers, placements):
             click.echo(f"{registry.group}:")
             infos = {i.name: i for i in registry.infos()}
             for name, _plugin, error in registry.load_all():
