@@ -1003,6 +1003,11 @@ def ratio(peer: Measure | None, mover: Measure) -> float | None:
     return peer.median / mover.median if mover.median > 0 else None
 
 
+def fmt_cpu(value: float) -> str:
+    """Server CPU seconds, or "-" for servers this run did not start (no PIDs to read)."""
+    return "-" if value != value else f"{value:.2f}"  # NaN is the only value unequal to itself
+
+
 def fmt_ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}x"
 
@@ -1026,7 +1031,7 @@ def print_table(all_results: dict[str, dict[str, Measure]]) -> None:
             objs = f"{m.objects_per_s:7.0f}" if m.case.kind == "small" else f"{'':>7}"
             print(
                 f"{m.case.label:<21} {name:<16} {m.median:>8.3f} {m.mib_per_s:>8.1f} {objs} "
-                f"{r:>6} {med(m.cpu_seconds):>6.2f} {med(m.server_cpu):>7.2f} "
+                f"{r:>6} {med(m.cpu_seconds):>6.2f} {fmt_cpu(med(m.server_cpu)):>7} "
                 f"{max(m.rss_bytes) / MiB:>8.0f}  {runs}"
             )
     print(
