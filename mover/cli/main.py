@@ -560,16 +560,13 @@ def _attach_groups() -> None:
     """The command groups that live in their own modules (one concern per module)."""
     from mover.cli.autoscale import autoscale_group
     from mover.cli.catalogue import catalogue_groups
+    from mover.cli.flower import flower_command
 
-    for group in [*catalogue_groups, autoscale_group]:
+    for group in [*catalogue_groups, autoscale_group, flower_command]:
         cli.add_command(group)
 
 
 _attach_groups()
-
-from mover.cli.flower import flower_command  # noqa: E402
-
-cli.add_command(flower_command)
 
 
 def main() -> None:
