@@ -31,7 +31,7 @@ class JobHandle:
         """The job as recorded now: state, items, chunks done, errors."""
         return self.jobs.get(self.id)
 
-    def wait(self, timeout: float | None = None, poll_s: float = 0.5) -> Job:
+    def wait(self, timeout: float | None = None, poll_s: float = 0.1) -> Job:
         """Block until the job is final and return it; raise TimeoutError after ``timeout``
         seconds (the job goes on)."""
         from mover.executors import celery as fleet
