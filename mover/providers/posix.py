@@ -281,17 +281,18 @@ class PosixProvider(StoreProvider):
             self._batches = max(0, self._batches - 1)
         self.flush()
 
-    def defer(self, temp: str, path: str, size: int) -> bool:
-        """Queue a small object's rename for the group commit; False: commit it now."""
+    def groups(self, size: int) -> bool:
+        """Whether an object of ``size`` bytes committed now joins a group (in a batch)."""
+        return self._batches > 0 and size <= BATCH_OBJECT_BYTES
+
+    def defer(self, temp: str, path: str, size: int) -> None:
+        """Queue a small object's rename for the group commit (see :meth:`groups`)."""
         with self._lock:
-            if not self._batches or size > BATCH_OBJECT_BYTES:
-                return False
             self._pending.append((temp, path))
             self._pending_bytes += size
             full = len(self._pending) >= BATCH_MAX_OBJECTS or self._pending_bytes >= BATCH_MAX_BYTES
         if full:
             self.flush()
-        return True
 
     def flush(self) -> None:
         """Make every commit durable and visible: one syncfs per file system for the queued
@@ -406,18 +407,26 @@ class FileWriter(ChunkWriter):
             raise TransferError(f"{self.path}: parts hold {expect} bytes, expected {size}")
         provider = self.provider
         try:
-            fd = os.open(self.temp, os.O_WRONLY | os.O_CLOEXEC)
-            try:
-                if os.fstat(fd).st_size != size:
-                    os.ftruncate(fd, size)  # a stream, whose size was unknown at open
-                deferred = provider.sync and provider.defer(self.temp, self.path, size)
-                if provider.sync and not deferred:
-                    # Data first, then the rename: the new name never points at lost data.
-                    os.fdatasync(fd)
-                st = os.fstat(fd)
-            finally:
-                os.close(fd)
-            if not deferred:
+            if provider.sync and provider.groups(size):
+                # Grouped commit: the group's syncfs flushes the data, then renames it. No
+                # descriptor needed here: a stat (and a truncate for a stream) will do, and
+                # must come first: once queued, another thread may rename the file any time.
+                st = os.stat(self.temp)
+                if st.st_size != size:
+                    os.truncate(self.temp, size)
+                    st = os.stat(self.temp)
+                provider.defer(self.temp, self.path, size)
+            else:
+                fd = os.open(self.temp, os.O_WRONLY | os.O_CLOEXEC)
+                try:
+                    if os.fstat(fd).st_size != size:
+                        os.ftruncate(fd, size)  # a stream, whose size was unknown at open
+                    if provider.sync:
+                        # Data first, then the rename: the new name never points at lost data.
+                        os.fdatasync(fd)
+                    st = os.fstat(fd)
+                finally:
+                    os.close(fd)
                 os.replace(self.temp, self.path)
                 if provider.sync:
                     with provider._lock:
@@ -451,22 +460,25 @@ def _unlink_quietly(path: str) -> None:
 
 
 def _syncfs_for(paths: Iterator[str]) -> None:
-    """Flush the file systems holding ``paths`` to disk: syncfs(2) once per device, or
-    sync(2) where the C library has no syncfs."""
-    seen: set[int] = set()
-    for path in paths:
+    """Flush the file systems holding ``paths`` to disk: syncfs(2) once per device (found by
+    a stat of each distinct folder, not of each file), or sync(2) where the C library has no
+    syncfs."""
+    folders = {os.path.dirname(p) for p in paths}
+    devices: dict[int, str] = {}
+    for folder in folders:
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            devices.setdefault(os.stat(folder).st_dev, folder)
         except OSError:
             continue
+    for folder in devices.values():
         try:
-            dev = os.fstat(fd).st_dev
-            if dev in seen:
-                continue
-            seen.add(dev)
-            if _LIBC is not None and _LIBC.syncfs(fd) == 0:
-                continue
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
             os.sync()
+            continue
+        try:
+            if _LIBC is None or _LIBC.syncfs(fd) != 0:
+                os.sync()
         finally:
             os.close(fd)
 
