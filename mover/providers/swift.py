@@ -700,19 +700,35 @@ class SwiftProvider(StoreProvider):
         md5 = expected.hex if expected.algorithm == "md5" else digest("md5", data).hex
         if expected.algorithm != "md5" and digest(expected.algorithm, data) != expected:
             raise VerificationFailed(f"{what}: read {expected}, would store other bytes")
-        old = self._old_mover_segments(key)
         size = len(data)
-        etag = self._call(
-            lambda c: c.put_object(
-                self.container,
-                key,
-                _MemoryReader(data) if size else b"",
-                content_length=size,
-                etag=md5,
-            ),
-            what,
-            not_found=f"{self._where()}: no such container",
-        ).strip('"')
+
+        def put(headers: dict[str, str]) -> Any:
+            def call(c: Any) -> Any:
+                try:
+                    return c.put_object(
+                        self.container,
+                        key,
+                        _MemoryReader(data) if size else b"",
+                        content_length=size,
+                        etag=md5,
+                        headers=headers,
+                    )
+                except swift_client.ClientException as exc:
+                    if exc.http_status == 412:  # If-None-Match: the object exists
+                        return None
+                    raise
+
+            return self._call(call, what, not_found=f"{self._where()}: no such container")
+
+        # A new object (the common case, a backup) takes one request: PUT only if absent.
+        # An existing one is looked at first, so an SLO mover wrote there loses its segments
+        # once the new object is in place.
+        old: list[str] = []
+        answer = put({"If-None-Match": "*"})
+        if answer is None:
+            old = self._old_mover_segments(key)
+            answer = put({})
+        etag = str(answer).strip('"')
         if etag != md5:
             raise VerificationFailed(f"{what}: sent md5 {md5}, Swift stored md5 {etag}")
         for name in old:
