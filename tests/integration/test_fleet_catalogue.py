@@ -82,7 +82,15 @@ def test_templates_and_snapshots_by_task_name(fleet: Fleet, tmp_path: Path) -> N
     assert zoned["ok"], zoned
     assert (zone_a / "templates" / "ubuntu" / "centos.qcow2").read_bytes() == image.read_bytes()
     where = send(fleet, "mover.template.locate", {"name": "centos", "zone": "a"})
-    assert "region" in json.dumps(where)
+    assert where["via"] == "region"
+    copied = send(fleet, "mover.template.copy", {"name": "centos", "to_zone": "a"})
+    assert copied["ok"], copied
+    assert (zone_a / "templates" / "centos" / "centos.qcow2").read_bytes() == image.read_bytes()
+    assert send(fleet, "mover.template.locate", {"name": "centos", "zone": "a"})["via"] == "zone"
+    send(fleet, "mover.template.delete", {"name": "centos"})
+    assert not (zone_a / "templates" / "centos" / "centos.qcow2").exists()
+    listing = s3.list_objects_v2(Bucket=bucket, Prefix="region/templates/centos/")
+    assert listing.get("KeyCount", 0) == 0
 
     volume = random_file(tmp_path / "vol.img", 6 * MiB)
     first = send(
