@@ -6,17 +6,20 @@ Also the helpers every executor uses to rebuild an item's endpoints from its rec
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 
 from mover import config as config_mod
-from mover.errors import NotEnoughSpace, ObjectNotFound, SameObject, UsageError
-from mover.jobs import Item, Job, new_job_id
+from mover.errors import CannotHandle, NotEnoughSpace, ObjectNotFound, SameObject, UsageError
+from mover.jobs import RUNNING, ChunkRecord, Item, Job, new_job_id
 from mover.location import Location
-from mover.motion import Endpoint, Options
+from mover.motion import Endpoint, MotionStrategy, Options, Plan
 from mover.planning import human
 from mover.store import ObjectInfo, StoreProvider
 from mover.stores import open_location
+
+log = logging.getLogger("mover.transfer")
 
 
 @dataclass
@@ -113,6 +116,33 @@ def _list_items(
     if not items:
         raise ObjectNotFound(f"{src_loc}: nothing to copy (empty folder or prefix)")
     return items
+
+
+def plan_item(
+    item: Item, source: Endpoint, destination: Endpoint, options: Options
+) -> tuple[MotionStrategy, Plan]:
+    """Plan one object, the same way for every executor: the dispatcher's best strategy (the
+    next one when a strategy finds late that it cannot, ``CannotHandle``) plans the chunks and
+    opens the destination writer. The item record takes the plan; the caller stores it."""
+    from mover import dispatcher
+
+    destination.store.make_parents(destination.key)
+    tried: tuple[str, ...] = ()
+    while True:
+        strategy, _priority = dispatcher.choose(source, destination, exclude=tried)
+        try:
+            plan = strategy.plan(source, destination, options)
+            break
+        except CannotHandle as exc:
+            log.info("%s cannot move %s: %s", strategy.name, item.source, exc)
+            tried += (strategy.name,)
+    item.strategy = strategy.name
+    item.plan = plan.to_dict()
+    item.state = RUNNING
+    item.error = None
+    item.bytes_through = plan.bytes_through
+    item.chunks = [ChunkRecord(c.index, c.offset, c.length) for c in plan.chunks]
+    return strategy, plan
 
 
 def endpoints(item: Item, config: config_mod.Config | None = None) -> tuple[Endpoint, Endpoint]:

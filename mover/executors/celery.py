@@ -2,7 +2,7 @@
 
 ``mover copy`` with a broker configured (``MOVER_BROKER_URL`` or ``--executor celery``) comes
 here instead of the embedded executor. Validation and planning happen in the caller, exactly as
-embedded (:func:`mover.transfer.prepare`, then ``dispatcher.choose`` + ``strategy.plan`` for
+embedded (:func:`mover.transfer.prepare`, then :func:`mover.transfer.plan_item` for
 each object), so that bad input fails at once with nothing enqueued. The job record goes to
 Redis (:class:`~mover.jobstores.redis.RedisJobStore`), then every chunk is published as a
 ``mover.chunk.copy`` task through ONE producer (one connection for the whole batch: about
@@ -25,8 +25,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from mover import dispatcher
-from mover.errors import CannotHandle, JobStateError, MoverError
+from mover import dispatcher, transfer
+from mover.errors import JobStateError, MoverError
 from mover.jobs import (
     CANCELLED,
     COMMITTING,
@@ -35,7 +35,6 @@ from mover.jobs import (
     FINAL,
     PENDING,
     RUNNING,
-    ChunkRecord,
     Item,
     Job,
 )
@@ -89,23 +88,7 @@ def plan_item(job: Job, item: Item, streams: int, chunk_size: int | None) -> Non
     """Plan one object as the embedded executor does: pick the strategy, plan its chunks and
     open the destination writer (temporary file, multipart upload). Updates ``item``."""
     source, destination = endpoints(item)
-    destination.store.make_parents(destination.key)
-    options = Options(streams=streams, chunk_size=chunk_size)
-    tried: tuple[str, ...] = ()
-    while True:
-        strategy, _priority = dispatcher.choose(source, destination, exclude=tried)
-        try:
-            plan = strategy.plan(source, destination, options)
-            break
-        except CannotHandle as exc:
-            log.info("%s cannot move %s: %s", strategy.name, item.source, exc)
-            tried += (strategy.name,)
-    item.strategy = strategy.name
-    item.plan = plan.to_dict()
-    item.state = RUNNING
-    item.error = None
-    item.bytes_through = plan.bytes_through
-    item.chunks = [ChunkRecord(c.index, c.offset, c.length) for c in plan.chunks]
+    transfer.plan_item(item, source, destination, Options(streams=streams, chunk_size=chunk_size))
 
 
 def _error_text(exc: BaseException) -> str:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from mover import dispatcher, retry
 from mover.buffers import release
-from mover.errors import Cancelled, CannotHandle, MoverError
+from mover.errors import Cancelled, MoverError
 from mover.jobs import (
     CANCELLED,
     COMMITTING,
@@ -34,14 +34,13 @@ from mover.jobs import (
     FINAL,
     PENDING,
     RUNNING,
-    ChunkRecord,
     Item,
     Job,
     JobStore,
 )
 from mover.motion import Chunk, ChunkContext, Endpoint, MotionStrategy, Options, Plan
 from mover.store import PartReceipt, StoreProvider
-from mover.transfer import endpoints
+from mover.transfer import endpoints, plan_item
 
 log = logging.getLogger("mover.executor")
 
@@ -199,24 +198,10 @@ class EmbeddedExecutor:
             strategy = dispatcher.get_strategy(item.strategy)
             plan = Plan.from_dict(item.plan)
             return _ItemRun(item, source, destination, strategy, plan, 0)
-        destination.store.make_parents(destination.key)
         options = Options(
             streams=self.streams, chunk_size=self._job.options.get("chunk_size") or None
         )
-        tried: tuple[str, ...] = ()
-        while True:
-            strategy, _priority = dispatcher.choose(source, destination, exclude=tried)
-            try:
-                plan = strategy.plan(source, destination, options)
-                break
-            except CannotHandle as exc:
-                log.info("%s cannot move %s: %s", strategy.name, item.source, exc)
-                tried += (strategy.name,)
-        item.strategy = strategy.name
-        item.plan = plan.to_dict()
-        item.state = RUNNING
-        item.bytes_through = plan.bytes_through
-        item.chunks = [ChunkRecord(c.index, c.offset, c.length) for c in plan.chunks]
+        strategy, plan = plan_item(item, source, destination, options)
         self.jobs.save_item(self._job.id, item)
         return _ItemRun(item, source, destination, strategy, plan, 0)
 
