@@ -22,14 +22,14 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.test_fleet import MOVER, ROOT, Worker, _Throttled, random_file, wait_for
+from tests.integration import test_fleet as fleet_tests
+from tests.integration.test_fleet import MOVER, ROOT, _Throttled, random_file, wait_for
 
 pytestmark = [
     pytest.mark.integration,
@@ -109,33 +109,10 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     server.server_close()
 
 
-@dataclass
-class Fleet:
-    redis: Any
-    env: dict[str, str]
-    folder: Path
-    workers: list[Worker] = field(default_factory=list)
+class Fleet(fleet_tests.Fleet):
+    """test_fleet's fleet of real workers, with pools of one (the controller grows them)."""
 
-    def start_worker(self, name: str) -> Worker:
-        log = self.folder / f"{name}.log"
-        proc = subprocess.Popen(
-            [*MOVER, "worker", "-c", "1", "--pool", "prefork", "-n", f"{name}@%h"],
-            env=self.env,
-            stdout=open(log, "wb"),  # noqa: SIM115 - closed with the process
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            cwd=ROOT,
-        )
-        worker = Worker(name, proc, log)
-        self.workers.append(worker)
-        return worker
-
-    def wait_ready(self, *workers: Worker, timeout_s: float = 30) -> None:
-        for w in workers:
-            wait_for(
-                lambda w=w: " ready." in w.text() or w.proc.poll() is not None, timeout_s, w.name
-            )
-            assert w.proc.poll() is None, f"worker {w.name} died:\n{w.text()[-3000:]}"
+    concurrency = 1
 
     def controller(self, *args: str, log_name: str = "controller") -> tuple[subprocess.Popen, Path]:
         log = self.folder / f"{log_name}.log"

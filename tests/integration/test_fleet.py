@@ -177,10 +177,22 @@ class Fleet:
     s3: Any = None
     swift: Any = None
 
+    #: Pool size of the workers this fleet starts.
+    concurrency = 2
+
     def start_worker(self, name: str) -> Worker:
         log = self.folder / f"{name}.log"
         proc = subprocess.Popen(
-            [*MOVER, "worker", "-c", "2", "--pool", "prefork", "-n", f"{name}@%h"],
+            [
+                *MOVER,
+                "worker",
+                "-c",
+                str(self.concurrency),
+                "--pool",
+                "prefork",
+                "-n",
+                f"{name}@%h",
+            ],
             env=self.env,
             stdout=open(log, "wb"),  # noqa: SIM115 - closed with the process
             stderr=subprocess.STDOUT,
