@@ -73,7 +73,33 @@ def _jobstore() -> Any:
     return default_jobstore()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _LazyGroup(click.Group):
+    """Command groups that live in their own modules (one concern per module) are imported
+    only when used or listed, so that ``mover copy`` does not pay for ``mover template``."""
+
+    #: name -> ``module:attribute`` of a click command or group
+    lazy = {
+        "zones": "mover.cli.catalogue:zones",
+        "stores": "mover.cli.catalogue:stores",
+        "template": "mover.cli.catalogue:template",
+        "snapshot": "mover.cli.catalogue:snapshot",
+        "autoscale": "mover.cli.autoscale:autoscale_group",
+        "flower": "mover.cli.flower:flower_command",
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy and cmd_name not in self.commands:
+            import importlib
+
+            module, _, attr = self.lazy[cmd_name].partition(":")
+            self.add_command(getattr(importlib.import_module(module), attr), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
 @click.version_option(package_name="mover")
 def cli(debug: bool) -> None:
@@ -554,19 +580,6 @@ def plugins() -> None:
                 click.echo(f"  {name:<14} {info.target:<50} {state}")
 
     _run(body)
-
-
-def _attach_groups() -> None:
-    """The command groups that live in their own modules (one concern per module)."""
-    from mover.cli.autoscale import autoscale_group
-    from mover.cli.catalogue import catalogue_groups
-    from mover.cli.flower import flower_command
-
-    for group in [*catalogue_groups, autoscale_group, flower_command]:
-        cli.add_command(group)
-
-
-_attach_groups()
 
 
 def main() -> None:

@@ -78,7 +78,7 @@ def test_mover_service_command_parses(name: str) -> None:
     if argv[:2] == ["mover", "autoscale"]:
         from mover.cli.main import cli
 
-        group = cli.commands.get("autoscale")
+        group = cli.get_command(click.Context(cli), "autoscale")
         # The controller takes --strategy itself (simulate's --strategy does not count).
         if group is None or not any("--strategy" in p.opts for p in group.params):
             pytest.skip(
