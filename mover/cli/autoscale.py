@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
@@ -57,6 +57,34 @@ def _params(items: Sequence[str], names: Sequence[str]) -> dict[str, dict[str, A
     return out
 
 
+def _control_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--interval, --min and --max: the same for the live controller and the simulator."""
+    fn = click.option(
+        "--max",
+        "max_slots",
+        type=int,
+        default=16,
+        show_default=True,
+        help="Most slots a queue has.",
+    )(fn)
+    fn = click.option(
+        "--min",
+        "min_slots",
+        type=int,
+        default=0,
+        show_default=True,
+        help="Fewest slots a queue has.",
+    )(fn)
+    return click.option(
+        "--interval",
+        "interval_s",
+        type=float,
+        default=5.0,
+        show_default=True,
+        help="Seconds between control decisions.",
+    )(fn)
+
+
 @click.group(
     "autoscale",
     invoke_without_command=True,
@@ -77,20 +105,7 @@ def _params(items: Sequence[str], names: Sequence[str]) -> dict[str, dict[str, A
     metavar="KEY=VALUE",
     help="A strategy parameter (repeatable), e.g. -p target_backlog_per_slot=20.",
 )
-@click.option(
-    "--interval",
-    "interval_s",
-    type=float,
-    default=5.0,
-    show_default=True,
-    help="Seconds between control decisions.",
-)
-@click.option(
-    "--min", "min_slots", type=int, default=0, show_default=True, help="Fewest slots a queue has."
-)
-@click.option(
-    "--max", "max_slots", type=int, default=16, show_default=True, help="Most slots a queue has."
-)
+@_control_options
 @click.option(
     "--min-per-worker", type=int, default=1, show_default=True, help="Smallest pool of a worker."
 )
@@ -312,20 +327,7 @@ def strategies_cmd() -> None:
     help="builtin:burst, builtin:big, or a FILE of arrivals: JSON lines "
     '{"time_s": T, "chunks": N} or CSV time_s,chunks.',
 )
-@click.option(
-    "--interval",
-    "interval_s",
-    type=float,
-    default=5.0,
-    show_default=True,
-    help="Seconds between control decisions.",
-)
-@click.option(
-    "--min", "min_slots", type=int, default=0, show_default=True, help="Fewest slots of the queue."
-)
-@click.option(
-    "--max", "max_slots", type=int, default=16, show_default=True, help="Most slots of the queue."
-)
+@_control_options
 @click.option(
     "--param",
     "-p",
