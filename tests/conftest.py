@@ -10,6 +10,9 @@ def _isolated_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
     state = tmp_path_factory.mktemp("state")
     monkeypatch.setenv("MOVER_STATE_DIR", str(state))
     monkeypatch.setenv("MOVER_CONFIG", str(state / "config.toml"))
+    # A test without S3 credentials must fail on them, never ask the EC2 metadata address
+    # (botocore's last resort): tests talk to loopback only.
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     from mover import stores
     from mover.providers import memory
 
