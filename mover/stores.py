@@ -7,7 +7,6 @@ entry points: no protocol is named here.
 from __future__ import annotations
 
 import threading
-from typing import Any
 
 from mover import config as config_mod
 from mover.errors import BadLocation
@@ -49,11 +48,6 @@ def open_location(
             store = cls.open(location, options)
             _cache[sid] = store
     return store, location
-
-
-def open_store(location: Location, options: dict[str, Any] | None = None) -> StoreProvider:
-    """Open a store for an already-resolved location, without the cache."""
-    return providers.get(location.scheme).open(location, options)
 
 
 def clear_cache() -> None:

@@ -29,7 +29,14 @@ from typing import Any
 import pytest
 
 from tests.integration import test_fleet as fleet_tests
-from tests.integration.test_fleet import MOVER, ROOT, _Throttled, random_file, wait_for
+from tests.integration.test_fleet import (
+    MOVER,
+    ROOT,
+    _Throttled,
+    random_file,
+    wait_final,
+    wait_for,
+)
 
 pytestmark = [
     pytest.mark.integration,
@@ -249,9 +256,7 @@ def test_flood_grows_pools_launches_a_worker_then_shrinks_and_stops_it(
             f"the launched worker {name} to run a chunk",
         )
         t_launched = time.monotonic() - started
-        job = wait_for(
-            lambda: (j := jobs.get(job_id)).state in ("done", "failed") and j, 90, "the job", 0.5
-        )
+        job = wait_final(jobs, job_id)
         assert job.state == "done", job.error
         t_done = time.monotonic() - started
         wait_for(lambda: fleet.pools(app) == {"w1": 1, "w2": 1}, 30, "pools to shrink", 0.5)
@@ -317,9 +322,7 @@ def test_store_max_streams_holds_across_workers(fleet: Fleet, source: Any, tmp_p
         source.peak = 0
     job_id = fleet.copy("store:capped/capped.bin", tmp_path / "capped.bin")
     jobs = fleet.jobs()
-    job = wait_for(
-        lambda: (j := jobs.get(job_id)).state in ("done", "failed") and j, 90, "the job", 0.5
-    )
+    job = wait_final(jobs, job_id)
     assert job.state == "done", job.error
     assert source.peak == 2, f"{source.peak} GETs at once on a store capped at 2"
     assert limits.high_water_mark(r, "store:capped") == 2

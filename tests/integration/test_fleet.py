@@ -306,6 +306,15 @@ def wait_for(predicate: Any, timeout_s: float, what: str, poll_s: float = 0.1) -
         time.sleep(poll_s)
 
 
+def wait_final(jobs: Any, job_id: str, timeout_s: float = 90, poll_s: float = 0.5) -> Any:
+    """The job's record once it is done, failed or cancelled."""
+    from mover.jobs import FINAL
+
+    return wait_for(
+        lambda: (j := jobs.get(job_id)).state in FINAL and j, timeout_s, f"job {job_id}", poll_s
+    )
+
+
 def chunks_done(jobs: Any, job_id: str) -> int:
     return sum(1 for c in jobs.get(job_id).items[0].chunks if c.state == "done")
 
@@ -444,7 +453,7 @@ assert not any(m == "mover" or m.startswith("mover.") for m in sys.modules), "mo
     lines = out.stdout.strip().splitlines()
     job_id = lines[0]
     jobs = fleet.jobs()
-    job = wait_for(lambda: (j := jobs.get(job_id)).state in ("done", "failed") and j, 60, "the job")
+    job = wait_final(jobs, job_id, 60, poll_s=0.1)
     assert job.state == "done", job.error
     assert sha256(dst) == sha256(src)
     assert lines[1].startswith("ERROR") and "no such file" in lines[1]
@@ -465,12 +474,7 @@ def test_kill_9_worker_mid_job(fleet: Fleet, slow_http: Any, tmp_path: Path):
     wait_for(lambda: f"job {job_id} object 0 chunk" in victim.text(), 30, "a victim chunk")
     victim.kill(signal.SIGKILL)
     victim.proc.wait(10)
-    job = wait_for(
-        lambda: (j := jobs.get(job_id)).state in ("done", "failed", "cancelled") and j,
-        90,
-        "the job to finish",
-        poll_s=0.5,
-    )
+    job = wait_final(jobs, job_id)
     assert job.state == "done", job.error
     assert sha256(dst) == sha256(Path(slow_http.root) / "slow.bin")
     assert jobs.commits(job_id, 0) == 1
@@ -537,12 +541,7 @@ def test_kill_9_pool_child_mid_job(fleet_env: Fleet, slow_http: Any, tmp_path: P
 
     victim, pid = wait_for(running_child, 30, "a chunk running in a pool child")
     os.kill(pid, signal.SIGKILL)
-    job = wait_for(
-        lambda: (j := jobs.get(job_id)).state in ("done", "failed", "cancelled") and j,
-        90,
-        "the job to finish",
-        poll_s=0.5,
-    )
+    job = wait_final(jobs, job_id)
     assert job.state == "done", job.error
     assert sha256(dst) == sha256(Path(slow_http.root) / "slow.bin")
     assert jobs.commits(job_id, 0) == 1
@@ -649,12 +648,7 @@ def test_permanent_error_fails_job_and_cleans(fleet: Fleet, slow_http: Any, tmp_
     jobs = fleet.jobs()
     wait_for(lambda: chunks_done(jobs, job_id) >= 1, 30, "a chunk")
     (root / "vanishing.bin").unlink()
-    job = wait_for(
-        lambda: (j := jobs.get(job_id)).state in ("done", "failed", "cancelled") and j,
-        30,
-        "the job to fail",
-        poll_s=0.2,
-    )
+    job = wait_final(jobs, job_id, 30, poll_s=0.2)
     assert job.state == "failed"
     assert "404" in (job.error or "") or "not found" in (job.error or "").lower(), job.error
     assert not dst.exists() and not temp_files(tmp_path)

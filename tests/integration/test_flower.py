@@ -40,6 +40,7 @@ from tests.integration.test_fleet import (
     Fleet,
     random_file,
     slow_http,  # noqa: F401 - a fixture, used by name
+    wait_final,
     wait_for,
 )
 from tests.servers import BinaryNotFound, RedisServer, SeaweedS3Server, free_port
@@ -273,12 +274,7 @@ def test_flower_in_flight_tasks_hold_no_secret(
         status, body = rig.get("/api/queues/length")
         pages[f"/api/queues/length at {time.monotonic():.1f}"] = body
         time.sleep(0.5)
-    final = wait_for(
-        lambda: (j := jobs.get(job_id)).state in ("done", "failed", "cancelled") and j,
-        60,
-        "the slow job",
-        poll_s=0.5,
-    )
+    final = wait_final(jobs, job_id, 60)
     assert final.state == "done", final.error
     assert seen_active > 0, "no chunk of the job was seen active through Flower"
     for where, body in pages.items():
