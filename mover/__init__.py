@@ -17,6 +17,28 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 __all__ = ["__version__", "copy", "resume", "submit"]
 
+
+def _bridge_source_checkout() -> None:
+    """Make ``mover.strategies`` and ``mover.workers`` importable from a source checkout.
+
+    The repository keeps ``strategies/`` and ``workers/`` beside ``mover/`` (pyproject maps them
+    to ``mover.strategies`` and ``mover.workers``, so a wheel installs them inside ``mover``).
+    When ``mover`` is imported straight from a checkout (``python -m pytest`` puts it on
+    ``sys.path``), the checkout's root joins this package's search path so that the two names
+    resolve to the folders beside it. An installed wheel has them inside and skips this.
+    """
+    import os
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.dirname(here)
+    if not os.path.isdir(os.path.join(here, "strategies")) and os.path.isfile(
+        os.path.join(root, "strategies", "__init__.py")
+    ):
+        __path__.append(root)
+
+
+_bridge_source_checkout()
+
 if TYPE_CHECKING:
     from mover.api import copy, resume
     from mover.fleet import submit

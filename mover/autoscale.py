@@ -274,9 +274,9 @@ autoscale_strategies: Registry[type[AutoscaleStrategy] | AutoscaleStrategy] = Re
 #: The in-tree strategies, registered at run time when the entry points are not installed yet
 #: (an editable install made before they were declared). Entry points win when present.
 BUILTIN = {
-    "target-tracking": "strategies.autoscale.target_tracking:TargetTrackingStrategy",
-    "step": "strategies.autoscale.step:StepStrategy",
-    "throughput": "strategies.autoscale.throughput:ThroughputStrategy",
+    "target-tracking": "mover.strategies.autoscale.target_tracking:TargetTrackingStrategy",
+    "step": "mover.strategies.autoscale.step:StepStrategy",
+    "throughput": "mover.strategies.autoscale.throughput:ThroughputStrategy",
 }
 
 

@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
+
+from tests import testplugin
+
+# Before any test imports mover: the registries read entry points on first use.
+_PLUGIN_METADATA = testplugin.activate()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if not hasattr(session.config, "workerinput"):
+        shutil.rmtree(_PLUGIN_METADATA, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

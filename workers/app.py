@@ -1,4 +1,4 @@
-"""The Celery app of the fleet: ``celery -A workers.app worker`` (or ``mover worker``).
+"""The Celery app of the fleet: ``celery -A mover.workers.app worker`` (or ``mover worker``).
 
 Settings come from the environment, so that a worker, the ``mover`` CLI and a service that only
 sends tasks by name agree without sharing a file:
@@ -11,7 +11,7 @@ sends tasks by name agree without sharing a file:
 ``MOVER_VISIBILITY_TIMEOUT_S`` (default 60)
     Seconds a delivered, unacknowledged chunk stays invisible before Redis hands it to another
     worker. A running chunk renews its lease every third of this (see
-    :mod:`workers.tasks`), so a chunk may run longer than the timeout without being delivered
+    :mod:`mover.workers.tasks`), so a chunk may run longer than the timeout without being delivered
     twice; a *dead* worker's chunk is redelivered after the timeout plus one restore sweep.
 ``MOVER_RESTORE_INTERVAL_S`` (default 10)
     How often a worker sweeps for expired unacked messages (kombu's
@@ -65,7 +65,7 @@ def transport_options() -> dict[str, float]:
 def make_app() -> Celery:
     """Build the app from the environment (tests build one per broker)."""
     broker = broker_url()
-    app = Celery("mover", include=["workers.tasks"])
+    app = Celery("mover", include=["mover.workers.tasks"])
     app.conf.update(
         broker_url=broker,
         result_backend=os.environ.get("MOVER_RESULT_BACKEND") or broker,
@@ -96,5 +96,5 @@ def make_app() -> Celery:
     return app
 
 
-#: The app ``celery -A workers.app`` finds.
+#: The app ``celery -A mover.workers.app`` finds.
 app = make_app()

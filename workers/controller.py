@@ -2,7 +2,7 @@
 
 Each tick:
 
-1. **Observe** (:class:`workers.observer.Observer`): per queue the depth over every priority
+1. **Observe** (:class:`mover.workers.observer.Observer`): per queue the depth over every priority
    band, the chunks in flight, the workers consuming it with their real pool sizes, recent
    bytes/s, chunks/s and error rate.
 2. **Decide**: the configured strategy's ``decide`` (pure) gets the observations and a
@@ -61,9 +61,9 @@ from mover.autoscale import (
     validate_decision,
 )
 from mover.errors import MoverError, UsageError
-from workers import limits
-from workers.launchers.registry import Launcher
-from workers.observer import Observer, Snapshot, WorkerInfo
+from mover.workers import limits
+from mover.workers.launchers.registry import Launcher
+from mover.workers.observer import Observer, Snapshot, WorkerInfo
 
 log = logging.getLogger("mover.autoscale")
 

@@ -65,9 +65,9 @@ from mover.jobstores.redis import CANCELLING, RedisJobStore, client_from_url
 from mover.motion import Chunk, ChunkContext, Endpoint, MotionStrategy, Options, Plan
 from mover.store import PartReceipt
 from mover.transfer import Request, endpoints, prepare
-from workers import limits
-from workers.app import app, broker_url, transport_options
-from workers.observer import record_chunk
+from mover.workers import limits
+from mover.workers.app import app, broker_url, transport_options
+from mover.workers.observer import record_chunk
 
 log = logging.getLogger("mover.worker")
 

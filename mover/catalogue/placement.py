@@ -6,7 +6,7 @@ entry-point group: a class with a ``name`` and ``choose(candidates, request) -> 
 The core gathers the candidates (the scope's image stores, each with the free bytes its provider
 reports, or None) and a *turn* (how many placements this scope had before, counted in the
 catalogue so round robin holds across processes); the plugin only decides. The default
-(``capacity``, :mod:`strategies.placement.capacity`) picks the store with the most free space
+(``capacity``, :mod:`mover.strategies.placement.capacity`) picks the store with the most free space
 where stores report it, else round robin.
 
 The plugin used is, in order: the ``placement=`` argument (CLI ``--placement``), the
@@ -126,7 +126,7 @@ def choose(
     if name == DEFAULT and DEFAULT not in placements:
         # Until the in-tree entry point is declared (pyproject.toml), the default registers
         # itself: placement must work out of the box.
-        from strategies.placement.capacity import CapacityPlacement
+        from mover.strategies.placement.capacity import CapacityPlacement
 
         placements.register(DEFAULT, CapacityPlacement)
     chosen = placements.get(name)().choose(list(candidates), request)

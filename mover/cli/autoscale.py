@@ -1,6 +1,6 @@
 """``mover autoscale``: the autoscale controller, its strategies, and a simulator to tune them.
 
-``mover autoscale --strategy NAME`` runs the controller (:mod:`workers.controller`): it scales
+``mover autoscale --strategy NAME`` runs the controller (:mod:`mover.workers.controller`): it scales
 the pools of the workers it finds, and starts or stops worker processes through a launcher.
 
 ``mover autoscale simulate`` runs a strategy's own ``decide`` against the model in
@@ -201,7 +201,7 @@ def _launcher(name: str, options: dict[str, Any]) -> Any:
     """The launcher named ``name`` built from the command-line options (None for none)."""
     if name in ("", "none"):
         return None
-    from workers.launchers.registry import Launcher, ensure_builtin, launchers
+    from mover.workers.launchers.registry import Launcher, ensure_builtin, launchers
 
     ensure_builtin()
     plugin: Any = launchers.get(name)
@@ -240,8 +240,8 @@ def run_controller(**options: Any) -> None:
     try:
         from mover.autoscale import ensure_builtin
         from mover.executors.celery import get_app
-        from workers import app as app_module
-        from workers.controller import Controller, ControllerConfig
+        from mover.workers import app as app_module
+        from mover.workers.controller import Controller, ControllerConfig
 
         ensure_builtin()
         name = options["strategy_name"]

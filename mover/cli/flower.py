@@ -1,6 +1,6 @@
 """``mover flower``: Flower 2.2 on the fleet's broker, with basic auth on by default.
 
-A thin wrapper of ``celery -A workers.app flower``. What it adds is the safe defaults an
+A thin wrapper of ``celery -A mover.workers.app flower``. What it adds is the safe defaults an
 operator would otherwise have to remember:
 
 - **Authentication on by default.** Credentials come from ``--basic-auth USER:PASS`` or, better,
@@ -114,7 +114,7 @@ def flower_command(
     no_auth: bool,
     flower_args: tuple[str, ...],
 ) -> None:
-    """Run Flower on the fleet's broker (a thin wrapper of ``celery -A workers.app flower``).
+    """Run Flower on the fleet's broker (a thin wrapper of ``celery -A mover.workers.app flower``).
 
     Basic auth is on by default: credentials come from --basic-auth or MOVER_FLOWER_AUTH and
     reach Flower through its environment, never its command line. Bound to 127.0.0.1 unless

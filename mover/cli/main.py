@@ -539,7 +539,7 @@ def worker(
     loglevel: str,
     celery_args: tuple[str, ...],
 ) -> None:
-    """Run a Celery worker of the fleet (a thin wrapper of ``celery -A workers.app worker``).
+    """Run a Celery worker of the fleet (a thin wrapper of ``celery -A mover.workers.app worker``).
 
     The broker is MOVER_BROKER_URL. By default the worker consumes ``mover``, ``celery``,
     ``mover.<scheme>`` for every provider and ``mover.store.<name>`` for every configured
@@ -568,7 +568,7 @@ def plugins() -> None:
     from mover.catalogue.placement import placements
     from mover.dispatcher import strategies as motion
     from mover.stores import providers
-    from workers.launchers.registry import launchers
+    from mover.workers.launchers.registry import launchers
 
     def body() -> None:
         for registry in (providers, motion, autoscale_strategies, launchers, placements):

@@ -8,7 +8,7 @@ Redis (:class:`~mover.jobstores.redis.RedisJobStore`), then every chunk is publi
 ``mover.chunk.copy`` task through ONE producer (one connection for the whole batch: about
 3,000-4,000 tasks/s here, against ~1,300/s for one ``apply_async`` each).
 
-Workers (:mod:`workers.tasks`) run the chunks and finish the job without chords: the store's
+Workers (:mod:`mover.workers.tasks`) run the chunks and finish the job without chords: the store's
 atomic chunk count decides the last chunk, ``claim_commit`` lets exactly one worker commit.
 The caller may :func:`follow` the job by polling its record (``--wait``), or return at once.
 
@@ -74,7 +74,7 @@ _apps: dict[str, Celery] = {}
 def get_app() -> Celery:
     """The fleet's Celery app for the current ``MOVER_BROKER_URL`` (imported only here, so
     that embedded runs never load Celery; rebuilt if the broker changed since import)."""
-    from workers import app as app_module
+    from mover.workers import app as app_module
 
     url = app_module.broker_url()
     if app_module.app.conf.broker_url == url:

@@ -21,7 +21,7 @@ from mover.errors import CannotHandle, ChunkFailed, VerificationFailed
 from mover.motion import Chunk, ChunkContext, Endpoint, MotionStrategy, Options, Plan, Priority
 from mover.osio import start_writeback
 from mover.store import MiB, ObjectInfo, PartReceipt
-from strategies.motion.common import abort_writer, chunked_plan, commit_writer
+from mover.strategies.motion.common import abort_writer, chunked_plan, commit_writer
 
 #: Verification reads back in slices of this size, so that memory stays bounded.
 VERIFY_SLICE_BYTES = 16 * MiB

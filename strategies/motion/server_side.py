@@ -17,7 +17,7 @@ from __future__ import annotations
 from mover.errors import VerificationFailed
 from mover.motion import Chunk, ChunkContext, Endpoint, MotionStrategy, Options, Plan, Priority
 from mover.store import ObjectInfo, PartReceipt
-from strategies.motion.common import pick_algorithm
+from mover.strategies.motion.common import pick_algorithm
 
 
 class ServerSideCopyStrategy(MotionStrategy):

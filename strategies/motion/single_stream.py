@@ -14,7 +14,7 @@ from mover.digests import composite, digest
 from mover.errors import ChunkFailed, UsageError
 from mover.motion import Chunk, ChunkContext, Endpoint, MotionStrategy, Options, Plan, Priority
 from mover.store import ObjectInfo, PartReceipt
-from strategies.motion.common import abort_writer, chunked_plan, confirm
+from mover.strategies.motion.common import abort_writer, chunked_plan, confirm
 
 
 class SingleStreamStrategy(MotionStrategy):

@@ -11,7 +11,7 @@ from mover.buffers import chunk_buffer
 from mover.digests import digest
 from mover.motion import Chunk, ChunkContext, Endpoint, MotionStrategy, Options, Plan, Priority
 from mover.store import MiB, ObjectInfo, PartReceipt
-from strategies.motion.common import (
+from mover.strategies.motion.common import (
     abort_writer,
     chunked_plan,
     commit_writer,

@@ -150,7 +150,7 @@ class Fleet(fleet_tests.Fleet):
         return RedisJobStore(self.redis.url)
 
     def app(self) -> Any:
-        from workers.app import make_app
+        from mover.workers.app import make_app
 
         old = os.environ.get("MOVER_BROKER_URL")
         os.environ["MOVER_BROKER_URL"] = self.redis.url
@@ -310,7 +310,7 @@ def test_store_max_streams_holds_across_workers(fleet: Fleet, source: Any, tmp_p
     at once on the server, the semaphore's high-water mark is 2, the job completes."""
     import redis
 
-    from workers import limits
+    from mover.workers import limits
 
     app = fleet.app()
     app.control.pool_grow(2, destination=[f"w1@{socket.gethostname()}"])

@@ -29,7 +29,7 @@ from mover.location import parse
 from mover.providers.s3 import S3Provider, S3Writer
 from mover.store import ChunkWriter, MiB, PartReceipt
 from mover.stores import clear_cache, open_location, providers
-from strategies.motion.server_side import ServerSideCopyStrategy
+from mover.strategies.motion.server_side import ServerSideCopyStrategy
 from tests.servers import BinaryNotFound, find_binary, free_port
 
 if TYPE_CHECKING:

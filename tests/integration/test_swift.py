@@ -743,7 +743,7 @@ def test_copy_between_containers_runs_server_side(
     from mover.dispatcher import strategies
 
     if "server-side" not in strategies:
-        from strategies.motion.server_side import ServerSideCopyStrategy
+        from mover.strategies.motion.server_side import ServerSideCopyStrategy
 
         strategies.register("server-side", ServerSideCopyStrategy)
     want = _upload(tmp_path, container, "s.bin", 2 * MiB + 3, 1 * MiB)

@@ -27,9 +27,9 @@ from mover.autoscale import (
     validate_decision,
 )
 from mover.errors import PluginLoadError, UnknownPlugin, UsageError
-from strategies.autoscale.step import StepStrategy, check_bands, parse_bands
-from strategies.autoscale.target_tracking import TargetTrackingStrategy
-from strategies.autoscale.throughput import ThroughputStrategy
+from mover.strategies.autoscale.step import StepStrategy, check_bands, parse_bands
+from mover.strategies.autoscale.target_tracking import TargetTrackingStrategy
+from mover.strategies.autoscale.throughput import ThroughputStrategy
 
 Q = "mover.store.s3-east"
 MiB = 1024 * 1024
@@ -344,7 +344,8 @@ def test_registry_names_errors_and_parameters() -> None:
 
 
 def test_a_strategy_from_a_package_outside_mover() -> None:
-    plugin = pytest.importorskip("mover_testplugin.autoscale")
+    import mover_testplugin.autoscale as plugin  # on the path by tests/testplugin.py
+
     if "vendorx-ratio" not in autoscale_strategies:
         autoscale_strategies.register("vendorx-ratio", plugin.RatioStrategy)
     try:

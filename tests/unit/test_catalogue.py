@@ -21,7 +21,7 @@ from mover.errors import ConfigError, NotEnoughSpace, UnknownStore, UsageError, 
 from mover.location import parse
 from mover.providers import memory
 from mover.stores import open_location
-from strategies.placement.capacity import CapacityPlacement
+from mover.strategies.placement.capacity import CapacityPlacement
 
 MiB = 1024 * 1024
 

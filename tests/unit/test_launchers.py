@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 
 from mover.errors import UsageError
-from workers.launchers import local as local_mod
-from workers.launchers.command import CommandLauncher
-from workers.launchers.local import LocalLauncher, process_start_time
-from workers.launchers.registry import Launcher, ensure_builtin, launchers
+from mover.workers.launchers import local as local_mod
+from mover.workers.launchers.command import CommandLauncher
+from mover.workers.launchers.local import LocalLauncher, process_start_time
+from mover.workers.launchers.registry import Launcher, ensure_builtin, launchers
 
 #: A stand-in worker: starts a child (like a pool process), writes both PIDs, sleeps.
 WORKER = """
@@ -240,7 +240,7 @@ class FakeObserver:
 
     def observe(self, now: float | None = None) -> object:
         from mover.autoscale import Observations, QueueObservation
-        from workers.observer import Snapshot, WorkerInfo
+        from mover.workers.observer import Snapshot, WorkerInfo
 
         now = time.time() if now is None else now
         workers = {
@@ -281,7 +281,7 @@ class FakeLauncher(Launcher):
 
 
 def controller(redis_client: object, observer: FakeObserver, **config: object) -> object:
-    from workers.controller import Controller, ControllerConfig
+    from mover.workers.controller import Controller, ControllerConfig
 
     params = config.pop("params", {"target_backlog_per_slot": 10, "scale_down_window_s": 0})
     launcher = config.pop("launcher", None)
@@ -413,7 +413,7 @@ def test_controller_dry_run_sends_nothing(fake_redis: object) -> None:
 def test_controller_respects_store_max_streams(
     fake_redis: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from workers import limits
+    from mover.workers import limits
 
     config = tmp_path / "config.toml"
     config.write_text(f'[stores.capped]\nurl = "file://{tmp_path}/c/"\nmax_streams = 2\n')

@@ -13,8 +13,8 @@ import pytest
 
 from mover.errors import ConfigError
 from mover.location import parse
-from workers import limits
-from workers.limits import LeaseUnavailable, StoreLimit, acquire_limits
+from mover.workers import limits
+from mover.workers.limits import LeaseUnavailable, StoreLimit, acquire_limits
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ def test_unknown_scheme_lists_known_ones() -> None:
 
 def test_missing_optional_dependency_names_the_package() -> None:
     if "broken" not in providers:
-        pytest.skip("mover-testplugin is not installed")
+        pytest.fail("the test plugin did not load (tests/testplugin.py)")
     with pytest.raises(PluginLoadError, match="pip install vendorx_sdk_not_installed"):
         providers.get("broken")
 

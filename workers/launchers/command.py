@@ -5,7 +5,7 @@ your cloud, but you do. Give it a command that starts one worker and one that st
 
     mover autoscale --strategy target-tracking --launcher command \\
         --start-command 'ssh mover@vm1 mover worker -n {name}@vm1 --detach' \\
-        --stop-command  'ssh mover@vm1 celery -A workers.app control shutdown -d {name}@vm1'
+        --stop-command  'ssh mover@vm1 celery -A mover.workers.app control shutdown -d {name}@vm1'
 
     --start-command 'openstack server create --flavor m1.large --image mover-worker \\
         --property mover_name={name} {name}'
@@ -36,8 +36,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from mover.errors import UsageError
-from workers.launchers.local import default_state_dir
-from workers.launchers.registry import Launcher
+from mover.workers.launchers.local import default_state_dir
+from mover.workers.launchers.registry import Launcher
 
 log = logging.getLogger("mover.autoscale.launcher")
 

@@ -71,8 +71,8 @@ launchers: Registry[type[Launcher] | Launcher] = Registry(
 
 #: The in-tree launchers, registered at run time when no entry point declares them yet.
 BUILTIN = {
-    "local": "workers.launchers.local:LocalLauncher",
-    "command": "workers.launchers.command:CommandLauncher",
+    "local": "mover.workers.launchers.local:LocalLauncher",
+    "command": "mover.workers.launchers.command:CommandLauncher",
 }
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from mover.motion import Chunk, ChunkContext, Endpoint, Options, Plan, Priority
 from mover.store import ObjectInfo, PartReceipt
-from strategies.motion.streaming import StreamingStrategy
+from mover.strategies.motion.streaming import StreamingStrategy
 
 
 class VendorIngestStrategy(StreamingStrategy):
