@@ -61,6 +61,7 @@ from mover.config import parse_size
 from mover.errors import Cancelled, MoverError
 from mover.executors import celery as fleet_exec
 from mover.jobs import CANCELLED, COMMITTING, DONE, FAILED, PENDING, RUNNING, Job, new_job_id
+from mover.jobstores import leases
 from mover.jobstores.redis import CANCELLING, RedisJobStore, client_from_url
 from mover.motion import Chunk, ChunkContext, Endpoint, MotionStrategy, Options, Plan
 from mover.store import PartReceipt
@@ -109,60 +110,94 @@ class _Watched:
 
 class _Watcher:
     """One thread per worker process: sets the cancelled event of running chunks whose job
-    is being cancelled (or whose object failed), and renews their broker leases."""
+    is being cancelled (or whose object failed), renews their broker leases, and renews the
+    commit leases of the commits this process runs (:mod:`mover.jobstores.leases`)."""
 
     def __init__(self, jobs: RedisJobStore) -> None:
         self.jobs = jobs
         self._lock = threading.Lock()
         self._watched: dict[int, _Watched] = {}
+        self._commits: dict[int, tuple[str, int, str]] = {}
         self._seq = 0
         opts = transport_options()
         self._lease_every_s = max(1.0, opts["visibility_timeout"] / 3)
+        self._commit_every_s = max(0.5, leases.LEASE_S / 3)
         self._broker = client_from_url(broker_url()) if broker_url().startswith("redis") else None
         threading.Thread(target=self._loop, name="mover-watcher", daemon=True).start()
+
+    def _add(self, table: dict[int, Any], entry: Any) -> int:
+        with self._lock:
+            self._seq += 1
+            table[self._seq] = entry
+            return self._seq
+
+    def _remove(self, table: dict[int, Any], key: int) -> None:
+        with self._lock:
+            table.pop(key, None)
 
     @contextlib.contextmanager
     def watch(self, job_id: str, item: int, tag: str | None) -> Iterator[threading.Event]:
         entry = _Watched(job_id, item, tag)
-        with self._lock:
-            self._seq += 1
-            key = self._seq
-            self._watched[key] = entry
+        key = self._add(self._watched, entry)
         try:
             yield entry.event
         finally:
-            with self._lock:
-                self._watched.pop(key, None)
+            self._remove(self._watched, key)
+
+    @contextlib.contextmanager
+    def keep_lease(self, job_id: str, item: int, owner: str) -> Iterator[None]:
+        """Renew ``owner``'s commit lease of ``item`` while the block runs."""
+        key = self._add(self._commits, (job_id, item, owner))
+        try:
+            yield
+        finally:
+            self._remove(self._commits, key)
 
     def _loop(self) -> None:
-        last_lease = time.monotonic()
+        last_lease = last_commit = time.monotonic()
         while True:
-            time.sleep(CANCEL_POLL_S)
+            time.sleep(min(CANCEL_POLL_S, self._commit_every_s))
             with self._lock:
                 entries = list(self._watched.values())
-            if not entries:
-                continue
+                commits = list(self._commits.values())
             try:
-                pipe = self.jobs.r.pipeline(transaction=False)
-                for e in entries:
-                    pipe.hget(self.jobs.job_key(e.job_id), "state")
-                    pipe.hget(self.jobs.item_key(e.job_id, e.item), "state")
-                states = pipe.execute()
-                for n, e in enumerate(entries):
-                    job_state, item_state = states[2 * n], states[2 * n + 1]
-                    job_state = job_state.decode().strip('"') if job_state else None
-                    item_state = item_state.decode().strip('"') if item_state else None
-                    if job_state in _STOP_JOB or item_state in (FAILED, CANCELLED):
-                        e.event.set()
-                if self._broker is not None and time.monotonic() - last_lease > self._lease_every_s:
+                if commits and time.monotonic() - last_commit >= self._commit_every_s:
+                    last_commit = time.monotonic()
+                    self._renew_commits(commits)
+                if entries:
+                    self._poll(entries)
+                if entries and time.monotonic() - last_lease > self._lease_every_s:
                     last_lease = time.monotonic()
-                    now = time.time()
-                    tags = {e.tag: now for e in entries if e.tag}
-                    if tags:
-                        # XX: only renew leases that still exist (never resurrect an acked one).
-                        self._broker.zadd("unacked_index", tags, xx=True)
+                    self._renew_deliveries(entries)
             except Exception as exc:  # a Redis hiccup must not kill the watcher
                 log.warning("watcher: %s", exc)
+
+    def _renew_commits(self, commits: list[tuple[str, int, str]]) -> None:
+        for job_id, item, owner in commits:
+            if not leases.renew(self.jobs, job_id, item, owner):
+                log.warning("job %s object %d: commit lease lost (taken over?)", job_id, item)
+
+    def _poll(self, entries: list[_Watched]) -> None:
+        pipe = self.jobs.r.pipeline(transaction=False)
+        for e in entries:
+            pipe.hget(self.jobs.job_key(e.job_id), "state")
+            pipe.hget(self.jobs.item_key(e.job_id, e.item), "state")
+        states = pipe.execute()
+        for n, e in enumerate(entries):
+            job_state, item_state = states[2 * n], states[2 * n + 1]
+            job_state = job_state.decode().strip('"') if job_state else None
+            item_state = item_state.decode().strip('"') if item_state else None
+            if job_state in _STOP_JOB or item_state in (FAILED, CANCELLED):
+                e.event.set()
+
+    def _renew_deliveries(self, entries: list[_Watched]) -> None:
+        if self._broker is None:
+            return
+        now = time.time()
+        tags = {e.tag: now for e in entries if e.tag}
+        if tags:
+            # XX: only renew leases that still exist (never resurrect an acked one).
+            self._broker.zadd("unacked_index", tags, xx=True)
 
 
 def _watcher() -> _Watcher:
@@ -264,33 +299,63 @@ def _give_up(
 
 def _commit(jobs: RedisJobStore, job_id: str, item: int) -> None:
     """Commit an object whose chunks are all done, if this caller wins the claim."""
-    if not jobs.claim_commit(job_id, item):
-        return
+    owner = leases.new_owner()
+    if jobs.claim_commit(job_id, item, owner=owner):
+        _run_commit(jobs, job_id, item, owner)
+
+
+def _run_commit(jobs: RedisJobStore, job_id: str, item: int, owner: str) -> None:
+    """Run the commit of ``item`` whose lease ``owner`` holds (a fresh claim or a takeover);
+    the outcome is recorded only while ``owner`` still holds the lease."""
     _, prepared = _prepared(jobs, job_id, item)
-    assert prepared is not None
-    if jobs.job_state(job_id) in (CANCELLING, CANCELLED):
-        jobs.transition(jobs.item_key(job_id, item), (COMMITTING,), CANCELLED, error="cancelled")
-        _item_settled(jobs, job_id, item, prepared)
+    if prepared is None:
+        leases.finish(jobs, job_id, item, owner, state=FAILED, error="its plan is gone")
         return
-    try:
-        record = jobs.get_item(job_id, item)
-        receipts = [PartReceipt.from_dict(c.receipt) for c in record.chunks if c.receipt]
-        receipts.sort(key=lambda r: r.part)
-        prepared.strategy.commit(prepared.source, prepared.destination, prepared.plan, receipts)
-        # Each object is durable before it is recorded done: a worker has no job-wide batch
-        # (StoreProvider.begin_batch), so what a commit deferred is flushed right here.
-        prepared.destination.store.flush()
-        digest = prepared.strategy.object_digest(prepared.plan, receipts)
-        size = sum(r.size for r in receipts)
-        jobs.update_item(job_id, item, state=DONE, digest=digest, error=None, size=size)
-        log.info("job %s object %d committed (%d parts, %s)", job_id, item, len(receipts), digest)
-    except Exception as exc:
-        log.warning("job %s object %d: commit failed: %s", job_id, item, _text(exc))
-        jobs.transition(jobs.item_key(job_id, item), (COMMITTING,), FAILED, error=_text(exc))
-        _abort(jobs, job_id, item, prepared)
+    if jobs.job_state(job_id) in (CANCELLING, CANCELLED):
+        if leases.finish(jobs, job_id, item, owner, state=CANCELLED, error="cancelled"):
+            _item_settled(jobs, job_id, item, prepared)
+        return
+    with _watcher().keep_lease(job_id, item, owner):
+        try:
+            record = jobs.get_item(job_id, item)
+            receipts = [PartReceipt.from_dict(c.receipt) for c in record.chunks if c.receipt]
+            receipts.sort(key=lambda r: r.part)
+            prepared.strategy.commit(prepared.source, prepared.destination, prepared.plan, receipts)
+            # Each object is durable before it is recorded done: a worker has no job-wide
+            # batch (StoreProvider.begin_batch), so what a commit deferred is flushed here.
+            prepared.destination.store.flush()
+            digest = prepared.strategy.object_digest(prepared.plan, receipts)
+            size = sum(r.size for r in receipts)
+            if not leases.finish(
+                jobs, job_id, item, owner, state=DONE, digest=digest, error=None, size=size
+            ):
+                log.warning("job %s object %d: commit lease lost; not recorded", job_id, item)
+                return
+            log.info(
+                "job %s object %d committed (%d parts, %s)", job_id, item, len(receipts), digest
+            )
+        except Exception as exc:
+            log.warning("job %s object %d: commit failed: %s", job_id, item, _text(exc))
+            if not leases.finish(jobs, job_id, item, owner, state=FAILED, error=_text(exc)):
+                return  # a new owner of the lease decides
+            _abort(jobs, job_id, item, prepared)
     if jobs.item_final(job_id, item):
         job = fleet_exec.finish_job(jobs, job_id)
         log.info("job %s %s", job_id, job.state)
+
+
+def _take_over_commits() -> None:
+    """Finish commits whose committer died (their lease expired): one sweeper takes each."""
+    jobs = _jobs()
+    for job_id, item in leases.expired(jobs):
+        owner = leases.new_owner()
+        if leases.take_over(jobs, job_id, item, owner):
+            log.warning(
+                "job %s object %d: its commit lease expired (committer dead?); taking it over",
+                job_id,
+                item,
+            )
+            _run_commit(jobs, job_id, item, owner)
 
 
 # -- tasks ---------------------------------------------------------------------------------
@@ -495,3 +560,9 @@ def _register_catalogue_tasks() -> None:
 
 
 _register_catalogue_tasks()
+
+
+def sweep() -> None:
+    """Periodic work of a healthy worker's main process (see :mod:`mover.workers.health`):
+    take over commits whose lease expired."""
+    _take_over_commits()

@@ -38,6 +38,7 @@ from mover.jobs import (
     Item,
     Job,
 )
+from mover.jobstores import leases
 from mover.jobstores.redis import CANCELLING, RedisJobStore
 from mover.location import parse
 from mover.motion import Options, Plan
@@ -297,9 +298,12 @@ def resume(job_id: str, jobs: RedisJobStore, app: Celery | None = None) -> Job:
             jobs.save_item(job.id, item)
             work.append((item, [c.index for c in item.chunks]))
             continue
+        if item.state == COMMITTING and not leases.release_expired(jobs, job.id, item.index):
+            continue  # a live worker holds the commit's lease: it finishes the object
         if item.state == COMMITTING:
-            # The worker that claimed the commit died before recording it: commit again.
-            jobs.transition(jobs.item_key(job.id, item.index), (COMMITTING,), RUNNING)
+            # The worker that claimed the commit died before recording it (its lease expired
+            # and no sweep took it over yet): commit again.
+            item.state = RUNNING
         pending = [c.index for c in item.chunks if c.state != DONE]
         jobs.unsettle(job.id, item.index, pending)
         work.append((item, pending))

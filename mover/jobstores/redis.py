@@ -35,7 +35,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import redis
@@ -46,7 +46,7 @@ from redis.exceptions import WatchError
 from redis.retry import Retry
 
 from mover.errors import JobNotFound, MoverError
-from mover.jobs import COMMITTING, FINAL, RUNNING, ChunkRecord, Item, Job, JobStore
+from mover.jobs import FINAL, ChunkRecord, Item, Job, JobStore
 
 #: Seconds a finished job's records are kept (``MOVER_JOB_TTL_S``).
 DEFAULT_TTL_S = 7 * 24 * 3600
@@ -336,30 +336,53 @@ class RedisJobStore(JobStore):
         """Atomically set ``state`` (and ``fields``) of the hash ``key`` if its state is one
         of ``from_states``; True for the caller that did. WATCH/MULTI: a concurrent change
         of the key makes the transaction retry against the new state."""
-        allowed = {_dumps(s) for s in from_states}
-        mapping = {"state": _dumps(to_state), **{k: _dumps(v) for k, v in fields.items()}}
+        allowed = set(from_states)
+        mapping = {"state": to_state, **fields}
+        return self.update_if(key, ("state",), lambda cur: cur["state"] in allowed, mapping)
+
+    def update_if(
+        self,
+        key: str,
+        read: Iterable[str],
+        check: Callable[[dict[str, Any]], bool],
+        mapping: dict[str, Any],
+        also: Callable[[Any], None] | None = None,
+    ) -> bool:
+        """Compare and set: read the fields ``read`` of hash ``key``; if the key exists and
+        ``check(fields)`` holds, set ``mapping`` (and queue ``also(pipe)`` in the same MULTI).
+        True for the caller whose change went in (WATCH/MULTI, retried on a race)."""
+        names = list(read)
         with self.r.pipeline(transaction=True) as pipe:
             while True:
                 try:
                     pipe.watch(key)
-                    current = pipe.hget(key, "state")
-                    if current is None or current.decode() not in allowed:
+                    raw = pipe.hmget(key, names)
+                    if all(v is None for v in raw) or not check(
+                        {n: _loads(v) for n, v in zip(names, raw, strict=True)}
+                    ):
                         pipe.unwatch()
                         return False
                     pipe.multi()
-                    pipe.hset(key, mapping=mapping)
+                    pipe.hset(key, mapping={k: _dumps(v) for k, v in mapping.items()})
+                    if also is not None:
+                        also(pipe)
                     pipe.execute()
                     return True
                 except WatchError:
                     continue
 
-    def claim_commit(self, job_id: str, item: int) -> bool:
+    def claim_commit(
+        self, job_id: str, item: int, owner: str | None = None, lease_s: float | None = None
+    ) -> bool:
         """``running`` -> ``committing``, once; also counts the claims (``commits``), which
-        tests read to prove that no object was committed twice."""
-        won = self.transition(self.item_key(job_id, item), (RUNNING,), COMMITTING)
-        if won:
-            self.r.hincrby(self.item_key(job_id, item), "commits", 1)
-        return won
+        tests read to prove that no object was committed twice.
+
+        The claim is a lease (:mod:`mover.jobstores.leases`): ``owner`` holds it until Redis's
+        clock passes ``commit_expires``; the committer renews it while it works, and an
+        expired one is taken over by a live worker's sweep."""
+        from mover.jobstores import leases
+
+        return leases.claim(self, job_id, item, owner, lease_s)
 
     def commits(self, job_id: str, item: int) -> int:
         """How many times the commit of an item was claimed (1 after a good run)."""
