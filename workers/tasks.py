@@ -522,7 +522,11 @@ def submit(self: Task, request: dict[str, Any]) -> str:
         jobs.create(failed)
         log.warning("mover.submit refused (job %s): %s", failed.id, message)
         raise ValueError(f"mover.submit: {message} (job {failed.id})") from None
-    fleet_exec.start(job, jobs, app)
+    try:
+        fleet_exec.start(job, jobs, app)
+    except MoverError as exc:  # the broker failed mid-publish: one line, the job resumable
+        log.warning("mover.submit: %s", exc.message)
+        raise ValueError(f"mover.submit: {exc.message}") from None
     log.info("job %s submitted by task %s: %d object(s)", job.id, self.request.id, len(job.items))
     return job.id
 

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from mover import dispatcher, transfer
-from mover.errors import JobStateError, MoverError
+from mover.errors import BrokerError, JobStateError, MoverError
 from mover.jobs import (
     CANCELLED,
     COMMITTING,
@@ -130,8 +130,43 @@ def publish(
 ) -> int:
     """Publish ``mover.chunk.copy`` for each (item, chunk indexes), or ``mover.job.commit``
     for an item with no chunk left to run; one producer for the whole batch. Returns the
-    number of tasks sent."""
-    app = app or get_app()
+    number of tasks sent.
+
+    A broker that fails the publish (Redis restarted mid-batch: kombu's ``BatchPublishError``,
+    a connection error) raises :class:`~mover.errors.BrokerError`: the job is recorded and
+    stays resumable (``mover resume`` re-enqueues every chunk not done; a chunk sent twice
+    runs once, see :mod:`mover.workers.tasks`), and the message says so."""
+    try:
+        return _send_tasks(job_id, work, app or get_app())
+    except Exception as exc:
+        if not is_broker_error(exc):
+            raise
+        raise _publish_failed(jobs, job_id, exc) from exc
+
+
+def is_broker_error(exc: BaseException) -> bool:
+    """An error of the broker's client libraries (Redis, kombu) or of the connection."""
+    import kombu.exceptions
+    import redis
+
+    return isinstance(exc, (redis.RedisError, kombu.exceptions.KombuError, ConnectionError))
+
+
+def _publish_failed(jobs: RedisJobStore, job_id: str, exc: BaseException) -> BrokerError:
+    """Record (if Redis answers) and word a failed publish: the job is kept, resumable."""
+    detail = str(exc).splitlines()[0][:160] if str(exc) else ""
+    cause = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+    what = f"the broker failed while job {job_id} was being enqueued ({cause})"
+    with contextlib.suppress(Exception):
+        jobs.check(timeout_s=2.0)
+        jobs.update_job(job_id, error=f"{what}; resume it with `mover resume {job_id}`")
+    return BrokerError(
+        f"{what}; the job is kept and resumable: run `mover resume {job_id}` once Redis "
+        "answers (chunks already sent run once)"
+    )
+
+
+def _send_tasks(job_id: str, work: Iterable[tuple[Item, list[int]]], app: Celery) -> int:
     sent = 0
     with app.producer_or_acquire() as producer, _batch(producer):
         for item, chunks in work:
@@ -182,7 +217,15 @@ def start(job: Job, jobs: RedisJobStore, app: Celery | None = None) -> Job:
     job.executor = "celery"
     job.state = RUNNING
     planned = plan_job(job, jobs)
-    jobs.create(job)
+    try:
+        jobs.create(job)
+    except Exception as exc:
+        if not is_broker_error(exc):
+            raise
+        raise BrokerError(
+            f"cannot record job {job.id} in Redis ({type(exc).__name__}); nothing was "
+            "enqueued: run the copy again once Redis answers"
+        ) from exc
     for item in job.items:
         if item.state in FINAL:
             jobs.item_final(job.id, item.index)
@@ -218,24 +261,41 @@ def follow(
     on_progress: Callable[[int], None] | None = None,
     timeout_s: float | None = None,
     poll_s: float = 0.1,
+    on_notice: Callable[[str], None] | None = None,
 ) -> Job:
     """Poll the job record until the job is final; report bytes done as they grow.
 
     Each poll reads two hash fields, so a tenth of a second costs Redis nothing and keeps
-    ``--wait`` from adding half a second to a short job.
+    ``--wait`` from adding half a second to a short job. With ``on_notice``, the follower
+    also says (one line per change) when the job waits for a worker on its queues or for
+    Redis (:mod:`mover.executors.waiting`), and keeps following: waiting is a state, not a
+    failure.
 
     Raises TimeoutError after ``timeout_s`` (the job keeps running on the fleet)."""
+    import redis
+
+    from mover.executors.waiting import WorkerWatch
+
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     job_id = jobs.resolve(job_id)
+    watch = WorkerWatch(jobs, job_id, on_notice) if on_notice is not None else None
     seen = 0
     while True:
-        # Two hash fields per poll, not the whole record: a job may have 10,000 chunks.
-        state, done = jobs.progress(job_id)
-        if on_progress is not None and done > seen:
-            on_progress(done - seen)
-            seen = done
-        if state in FINAL:
-            return jobs.get(job_id)
+        try:
+            # Two hash fields per poll, not the whole record: a job may have 10,000 chunks.
+            state, done = jobs.progress(job_id)
+            if on_progress is not None and done > seen:
+                on_progress(done - seen)
+                seen = done
+            if state in FINAL:
+                return jobs.get(job_id)
+            if watch is not None:
+                watch.check()
+        except redis.RedisError as exc:
+            if watch is None:
+                raise
+            watch.unreachable(exc)
+            state = None
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError(f"job {job_id} still {state} after {timeout_s} s")
         time.sleep(poll_s)
