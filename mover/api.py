@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from mover import cleanup
 from mover.errors import JobStateError, MoverError
 from mover.executors.embedded import EmbeddedExecutor
 from mover.jobs import DONE, FAILED, RUNNING, Item, Job, JobStore
@@ -71,6 +72,7 @@ def resume(
     local = host == socket.gethostname() and pid.isdigit()
     if job.state == RUNNING and local and int(pid) != os.getpid() and _alive(int(pid)):
         raise JobStateError(f"job {job.id} is still running in process {pid}")
+    cleanup.refuse_if_left(jobs, job.id)  # never upload beside orphaned partial data
     for item in job.items:
         if item.state == DONE and not _still_there(item):
             # Recorded done, but the object is not where it was committed (a crash between

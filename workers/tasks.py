@@ -56,7 +56,7 @@ from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.utils.time import get_exponential_backoff_interval
 
-from mover import dispatcher
+from mover import cleanup, dispatcher
 from mover.config import parse_size
 from mover.errors import Cancelled, MoverError
 from mover.executors import celery as fleet_exec
@@ -253,12 +253,17 @@ def _text(exc: BaseException) -> str:
 
 
 def _abort(jobs: RedisJobStore, job_id: str, item: int, prepared: _Prepared | None) -> None:
+    """Remove the object's partial data; a store that fails gets the abort retried later
+    (:mod:`mover.cleanup`)."""
     if prepared is None:
         return
-    try:
-        prepared.strategy.abort(prepared.source, prepared.destination, prepared.plan)
-    except Exception as exc:
-        log.warning("job %s object %d: abort failed: %s", job_id, item, _text(exc))
+    p = prepared
+
+    def urls() -> tuple[str, str]:
+        record = jobs.get_item(job_id, item, with_chunks=False)
+        return record.source, record.destination
+
+    cleanup.abort_or_defer(jobs, job_id, item, urls, p.strategy, p.source, p.destination, p.plan)
 
 
 def _item_settled(jobs: RedisJobStore, job_id: str, item: int, prepared: _Prepared | None) -> None:
@@ -568,5 +573,6 @@ _register_catalogue_tasks()
 
 def sweep() -> None:
     """Periodic work of a healthy worker's main process (see :mod:`mover.workers.health`):
-    take over commits whose lease expired."""
+    take over commits whose lease expired, and retry the aborts that met a dead store."""
     _take_over_commits()
+    cleanup.retry_due(_jobs())

@@ -401,6 +401,26 @@ def resume(job_id: str, streams: int | None, quiet: bool, as_json: bool, wait: b
     _report(_run(body), as_json, quiet)
 
 
+@cli.command("cleanup")
+def cleanup_command() -> None:
+    """Retry now every abort that met a dead store (a multipart upload, Swift segments, a
+    temporary file left by a failed job); they are otherwise retried by the fleet's workers
+    and by mover resume."""
+    from mover import cleanup
+
+    def body() -> None:
+        store = _jobstore()
+        records = store.pending_aborts()
+        left = [r for r in records if not cleanup.retry(store, r)]
+        click.echo(f"{len(records) - len(left)} removed, {len(left)} still pending")
+        for r in left:
+            click.echo(f"  job {r.job_id} object {r.item} ({r.destination}): {r.error}")
+        if left:
+            sys.exit(EXIT_FAILED)
+
+    _run(body)
+
+
 @cli.command()
 @click.argument("source")
 @click.argument("destination")

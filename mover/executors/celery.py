@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from mover import dispatcher, transfer
+from mover import cleanup, dispatcher, transfer
 from mover.errors import BrokerError, JobStateError, MoverError
 from mover.jobs import (
     CANCELLED,
@@ -316,18 +316,35 @@ def cancel(job_id: str, jobs: RedisJobStore, wait_s: float | None = 30.0) -> Job
     if wait_s is None:
         return jobs.get(jid)
     try:
-        return follow(jid, jobs, timeout_s=wait_s, poll_s=0.2)
+        job = follow(jid, jobs, timeout_s=wait_s, poll_s=0.2)
     except TimeoutError:
-        pass
+        job = _cancel_from_here(jobs, jid)
+    # Aborts that met a dead store (here or on a worker): try them again now.
+    cleanup.retry_job(jobs, jid)
+    return job
+
+
+def _cancel_from_here(jobs: RedisJobStore, jid: str) -> Job:
+    """The workers did not finish the cancel in time: abort what is unfinished from here."""
     job = jobs.get(jid)
     for item in job.items:
         if item.state in FINAL or not item.plan or not item.strategy:
             continue
         try:
             src, dst = endpoints(item)
-            dispatcher.get_strategy(item.strategy).abort(src, dst, Plan.from_dict(item.plan))
-        except Exception as exc:
-            log.warning("job %s object %d: abort failed: %s", jid, item.index, exc)
+        except MoverError as exc:
+            log.warning("job %s object %d: cannot abort: %s", jid, item.index, exc.message)
+        else:
+            cleanup.abort_or_defer(
+                jobs,
+                jid,
+                item.index,
+                lambda item=item: (item.source, item.destination),
+                dispatcher.get_strategy(item.strategy),
+                src,
+                dst,
+                Plan.from_dict(item.plan),
+            )
         jobs.update_item(jid, item.index, state=CANCELLED, error="cancelled")
         jobs.item_final(jid, item.index)
     return finish_job(jobs, jid)
@@ -340,6 +357,7 @@ def resume(job_id: str, jobs: RedisJobStore, app: Celery | None = None) -> Job:
     job = jobs.get(job_id)
     if job.state == DONE:
         raise JobStateError(f"job {job.id} is already done")
+    cleanup.refuse_if_left(jobs, job.id)  # never upload beside orphaned partial data
     jobs.update_job(job.id, state=RUNNING, error=None, finished=None)
     work: list[tuple[Item, list[int]]] = []
     streams = int(job.options.get("streams") or 4)

@@ -36,7 +36,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -47,6 +47,9 @@ from redis.retry import Retry
 
 from mover.errors import JobNotFound, MoverError
 from mover.jobs import FINAL, ChunkRecord, Item, Job, JobStore
+
+if TYPE_CHECKING:
+    from mover.cleanup import PendingAbort
 
 #: Seconds a finished job's records are kept (``MOVER_JOB_TTL_S``).
 DEFAULT_TTL_S = 7 * 24 * 3600
@@ -387,6 +390,64 @@ class RedisJobStore(JobStore):
     def commits(self, job_id: str, item: int) -> int:
         """How many times the commit of an item was claimed (1 after a good run)."""
         return int(self.r.hget(self.item_key(job_id, item), "commits") or 0)
+
+    # -- pending aborts (mover.cleanup) -------------------------------------------------------
+
+    def clock(self) -> float:
+        """Redis's own clock: every host of the fleet schedules retries on it."""
+        from mover.presence import server_time
+
+        return server_time(self.r)
+
+    def _aborts_keys(self) -> tuple[str, str]:
+        return f"{self.prefix}:aborts", f"{self.prefix}:aborts:due"
+
+    def save_pending_abort(self, record: PendingAbort) -> None:
+        records, due = self._aborts_keys()
+        member = f"{record.job_id}:{record.item}"
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(records, member, _dumps(record.to_dict()))
+        pipe.zadd(due, {member: record.next_at})
+        pipe.execute()
+
+    def pending_aborts(self, job_id: str | None = None) -> list[PendingAbort]:
+        from mover.cleanup import PendingAbort
+
+        records, _ = self._aborts_keys()
+        found = [PendingAbort.from_dict(_loads(v)) for v in self.r.hvals(records)]
+        return sorted(
+            (r for r in found if job_id is None or r.job_id == job_id),
+            key=lambda r: (r.job_id, r.item),
+        )
+
+    def due_aborts(self, limit: int, hold_s: float) -> list[PendingAbort]:
+        from mover.cleanup import PendingAbort
+
+        records, due = self._aborts_keys()
+        now = self.clock()
+        with self.r.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(due)
+                    members = pipe.zrangebyscore(due, "-inf", now, start=0, num=limit)
+                    if not members:
+                        pipe.unwatch()
+                        return []
+                    raw = pipe.hmget(records, members)
+                    pipe.multi()
+                    pipe.zadd(due, {m: now + hold_s for m in members})
+                    pipe.execute()
+                    break
+                except WatchError:
+                    continue
+        return [PendingAbort.from_dict(_loads(v)) for v in raw if v is not None]
+
+    def drop_pending_abort(self, job_id: str, item: int) -> None:
+        records, due = self._aborts_keys()
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hdel(records, f"{job_id}:{item}")
+        pipe.zrem(due, f"{job_id}:{item}")
+        pipe.execute()
 
     # -- reading ----------------------------------------------------------------------------
 
