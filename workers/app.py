@@ -37,10 +37,11 @@ Why these Celery settings (CELERY-FACTS.md has the measurements):
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 
-from celery import Celery
+from celery import Celery, signals
 
 # We keep running chunks alive when the broker connection drops (they are idempotent and
 # finish their part); Celery warns about that default at every reconnect. Say it once, here.
@@ -112,6 +113,15 @@ def make_app() -> Celery:
 
     app.steps["consumer"].add(HealthStep)
     return app
+
+
+@signals.after_setup_logger.connect
+@signals.after_setup_task_logger.connect
+def _redact_logs(logger: logging.Logger, **_: object) -> None:
+    """No credential of a signed URL in a worker's log lines (mover.redact)."""
+    from mover.redact import install_log_filter
+
+    install_log_filter(logger)
 
 
 #: The app ``celery -A mover.workers.app`` finds.

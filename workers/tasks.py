@@ -64,6 +64,7 @@ from mover.jobs import CANCELLED, COMMITTING, DONE, FAILED, PENDING, RUNNING, Jo
 from mover.jobstores import leases
 from mover.jobstores.redis import CANCELLING, RedisJobStore, client_from_url
 from mover.motion import Chunk, ChunkContext, Endpoint, MotionStrategy, Options, Plan
+from mover.redact import redact
 from mover.store import PartReceipt
 from mover.transfer import Request, endpoints, prepare
 from mover.workers import limits
@@ -507,6 +508,7 @@ def submit(self: Task, request: dict[str, Any]) -> str:
     source = destination = "?"
     try:
         source, destination, options = _parse_request(request)
+        fleet_exec.refuse_signed(source, destination)
         streams = int(options.get("streams") or 4)
         raw_chunk = options.get("chunk_size")
         chunk_size = parse_size(raw_chunk) if raw_chunk not in (None, "", 0) else None
@@ -517,8 +519,8 @@ def submit(self: Task, request: dict[str, Any]) -> str:
         message = _text(exc) if isinstance(exc, MoverError) else str(exc)
         failed = Job(
             id=new_job_id(),
-            source=str(source),
-            destination=str(destination),
+            source=redact(str(source)),
+            destination=redact(str(destination)),
             state=FAILED,
             executor="celery",
             error=f"bad request: {message}",

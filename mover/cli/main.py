@@ -128,6 +128,9 @@ def cli(debug: bool) -> None:
         level=logging.DEBUG if debug else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from mover.redact import install_log_filter
+
+    install_log_filter()  # a signed URL's credential never reaches a log line
 
 
 def _print_plan(source: str, destination: str, recursive: bool, streams: int, chunk: int | None):
@@ -364,7 +367,13 @@ def cancel(job_id: str, wait_s: float) -> None:
     default=True,
     help="Fleet jobs: follow the job to its end (default), or return once re-enqueued.",
 )
-def resume(job_id: str, streams: int | None, quiet: bool, as_json: bool, wait: bool) -> None:
+@click.option(
+    "--source",
+    help="The job's source URL again, when it was a signed URL (recorded without its credential).",
+)
+def resume(
+    job_id: str, streams: int | None, quiet: bool, as_json: bool, wait: bool, source: str | None
+) -> None:
     """Finish a failed, cancelled or interrupted job: only what is not done runs again.
 
     A job of the fleet (executor celery) is resumed on the fleet: only its chunks not done are
@@ -392,6 +401,7 @@ def resume(job_id: str, streams: int | None, quiet: bool, as_json: bool, wait: b
         with ProgressBar("resuming", None, enabled=not quiet and not as_json) as bar:
             return api.resume(
                 job_id,
+                source=source,
                 streams=streams,
                 on_progress=bar,
                 on_start=lambda job: bar.set_total(job.size),

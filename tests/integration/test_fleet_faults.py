@@ -14,6 +14,7 @@ import os
 import re
 import select
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +31,7 @@ from tests.integration.test_fleet import (
     chunks_done,
     make_fleet,
     random_file,
+    redis_contents,
     sha256,
     submit_slow,
     wait_final,
@@ -316,3 +318,42 @@ def test_commit_of_a_killed_worker_is_taken_over_once(faults: Fleet, tmp_path: P
     assert leases.takeovers(jobs, job_id, 0) == 1
     assert rescuer.text().count(f"job {job_id} object 0: its commit lease expired") == 1
     assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
+
+
+# -- a signed URL never reaches the fleet ---------------------------------------------------
+
+
+def test_signed_url_is_refused_by_the_fleet_and_never_in_redis(faults: Fleet, tmp_path: Path):
+    """``mover copy SIGNED_URL --executor celery`` is refused in one line that says what to
+    do instead, with nothing enqueued; a raw client sending ``mover.submit`` by name with it
+    is refused too, and its failed job is recorded redacted. Afterwards no Redis key or value
+    and no worker log line holds the credential."""
+    signature, credential = "s1gnatureSECRETabcdef", "AKIAFLEETSECRET"
+    url = (
+        "https://bucket.example.invalid/disk.img?X-Amz-Credential="
+        f"{credential}%2F20260101&X-Amz-Signature={signature}"
+    )
+    worker = faults.start_worker("signed")
+    faults.wait_ready(worker)
+    out = faults.mover("copy", url, str(tmp_path / "x.img"), "--executor", "celery", "--wait")
+    assert out.returncode == 2
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "--executor embedded" in out.stderr and "configure a store" in out.stderr
+    script = f"""
+from celery import Celery
+app = Celery(broker={faults.redis.url!r}, backend={faults.redis.url!r})
+r = app.send_task("mover.submit", args=[{{"source": {url!r}, "destination": "/tmp/x"}}],
+                  queue="mover")
+try:
+    r.get(timeout=60)
+except Exception as exc:
+    print("ERROR", exc)
+"""
+    raw = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd="/")
+    assert raw.stdout.startswith("ERROR") and "signed URL" in raw.stdout, raw.stdout + raw.stderr
+    bad_id = re.search(r"\(job (\w+)\)", raw.stdout).group(1)
+    assert "X-Amz-Signature=REDACTED" in faults.jobs().get(bad_id).source
+    for text in (out.stderr, raw.stdout, worker.text()):
+        assert signature not in text and credential not in text
+    for blob in redis_contents(faults.redis.url):
+        assert signature.encode() not in blob and credential.encode() not in blob
