@@ -18,7 +18,13 @@ rewrites the same part and records the same receipt. ``chunk_done`` is a SADD + 
 item's set of done chunks, so the last chunk is seen by whoever completes the set, and
 ``claim_commit`` (a WATCH/MULTI state change ``running`` -> ``committing``) lets only one of
 them commit. The commit verifies the whole object (``strategy.object_digest``) as the embedded
-executor does.
+executor does. The claim is a lease (:mod:`mover.jobstores.leases`) the committing process
+renews while it works; when it dies, a live worker's sweep (:func:`sweep`, every few seconds
+from :mod:`mover.workers.health`) takes the expired lease over and commits again, and only the
+lease's holder records the outcome.
+
+Aborts: an abort that meets a dead store is recorded and retried by the same sweeps
+(:mod:`mover.cleanup`).
 
 Cancellation: each chunk reads the job state first and returns at once when the job is being
 cancelled (queued chunks are dropped this way); while a chunk runs, a per-process watcher polls

@@ -12,7 +12,8 @@ Keys (``P`` is the prefix, ``mover`` by default; ``J`` is ``P:job:<id>``):
 ``J``                     hash   the job: source, destination, state, options, n_items, ...
 ``J:item:<i>``            hash   an item: source, destination, size, state, strategy, plan,
                                  digest, error, chunks (``[[index, offset, length], ...]``),
-                                 n_chunks, commits (how many times the commit was claimed)
+                                 n_chunks, commits (how many times the commit was claimed),
+                                 commit_owner, commit_expires, takeovers (the lease)
 ``J:item:<i>:done``       set    indexes of chunks done (SADD + SCARD: idempotent counting)
 ``J:item:<i>:settled``    set    indexes of chunks that will not run again (done or skipped)
 ``J:item:<i>:receipts``   hash   chunk index -> receipt (JSON)
@@ -20,6 +21,12 @@ Keys (``P`` is the prefix, ``mover`` by default; ``J`` is ``P:job:<id>``):
 ``J:final``               set    indexes of items in a final state
 ``P:jobs``                zset   job id by creation time (``mover jobs``)
 ``P:jobids``              zset   job ids, score 0, for prefix look-up (ZRANGEBYLEX)
+``P:committing``          zset   ``<job>:<item>`` by commit-lease expiry (Redis clock),
+                                 swept for expired leases (:mod:`mover.jobstores.leases`)
+``P:aborts``              hash   ``<job>:<item>`` -> a pending abort (:mod:`mover.cleanup`)
+``P:aborts:due``          zset   ``<job>:<item>`` by the time of its next try
+``P:workers``             zset   live workers by last heartbeat (:mod:`mover.presence`)
+``P:workers:queues``      hash   worker -> the queues it consumes (JSON)
 ========================  =====  ==========================================================
 
 Every hash value is JSON (so ``None`` and numbers survive). A job that reaches a final state

@@ -357,3 +357,54 @@ except Exception as exc:
         assert signature not in text and credential not in text
     for blob in redis_contents(faults.redis.url):
         assert signature.encode() not in blob and credential.encode() not in blob
+
+
+# -- an abort that met a dead Swift, finished by a worker's sweep ----------------------------
+
+
+@pytest.mark.swift
+def test_abort_that_met_a_dead_swift_is_retried_by_the_sweep(faults: Fleet, tmp_path: Path):
+    """A fleet copy to Swift fails (a segment PUT refused) and its abort meets a Swift that
+    refuses it (a fault proxy in front of the store's storage URL): the abort is recorded in
+    Redis and the segments stay. Once Swift answers again, a worker's sweep retries the abort
+    by itself: the record goes and no segment of the upload is left (listed with swiftclient)."""
+    if faults.swift is None:
+        pytest.skip("no Swift server")
+    from swiftclient.client import Connection
+
+    from tests.faultproxy import FaultProxy, Rule
+
+    conn = Connection(**faults.swift.connection_kwargs())
+    container = f"sweep-{os.getpid()}-{int(time.time())}"
+    conn.put_container(container)
+    host, port = conn.url.split("//")[1].split("/")[0].split(":")
+    account = conn.url.split("/v1/", 1)[1]
+
+    def uploaded() -> list[str]:
+        try:
+            _, found = conn.get_container(f"{container}_segments", prefix="obj.bin/")
+        except Exception:
+            return []
+        return [o["name"] for o in found]
+
+    with FaultProxy(host, int(port)) as proxy:
+        (faults.folder / "config.toml").write_text(
+            f'[stores.flaky]\nurl = "swift://{container}/"\n'
+            f'storage_url = "{proxy.url}/v1/{account}"\n'
+        )
+        proxy.add(Rule("status", method="PUT", path=r"/00000003$", status=403, times=None))
+        dead = proxy.add(Rule("reset_request", method="GET", path=r"_segments\?", times=None))
+        worker = faults.start_worker(
+            "sweeper", "-Q", "mover,mover.store.flaky", env={"MOVER_ABORT_RETRY_S": "1"}
+        )
+        faults.wait_ready(worker)
+        src = random_file(tmp_path / "src.bin", 5 * MiB)
+        job_id = copy_on_fleet(faults, str(src), "store:flaky/obj.bin", "--chunk-size", "1MiB")
+        jobs = faults.jobs()
+        assert wait_final(jobs, job_id, 60, poll_s=0.2).state == "failed"
+        assert [p.item for p in jobs.pending_aborts(job_id)] == [0]
+        assert uploaded() and dead.fired
+        proxy.clear()  # Swift answers again
+        wait_for(lambda: not jobs.pending_aborts(job_id), 30, "the sweep to retry the abort")
+    assert not uploaded()
+    assert f"job {job_id} object 0: partial data removed" in worker.text()
