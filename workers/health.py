@@ -154,6 +154,20 @@ def _presence() -> Presence:
     return Presence(_client(), prefix)
 
 
+def exit_reason(live: _Liveness, now: float) -> str | None:
+    """Why the worker must exit at monotonic time ``now``; None while it need not: its event
+    loop ran (or a task runs in the loop's thread) and Redis accepted a heartbeat within
+    :data:`STALL_S` seconds, or it never connected yet, or a shutdown was asked for."""
+    stalled = live.stalled_for(now)
+    if stalled > STALL_S:
+        return f"its event loop has not run for {stalled:.0f} s (broker lost)"
+    with live.lock:
+        armed, silent = live.armed, now - live.last_beat
+    if armed and silent > STALL_S:
+        return f"Redis has not answered its heartbeat for {silent:.0f} s"
+    return None
+
+
 def _monitor() -> None:
     """Heartbeats while the loop runs; exit when it stalls or Redis stays unreachable."""
     presence = _presence()
@@ -161,23 +175,19 @@ def _monitor() -> None:
     while True:
         time.sleep(BEAT_S)
         now = time.monotonic()
-        stalled = _live.stalled_for(now)
-        if stalled > STALL_S:
-            exit_worker(f"its event loop has not run for {stalled:.0f} s (broker lost)")
-        if stalled > 2 * BEAT_S:
+        reason = exit_reason(_live, now)
+        if reason is not None:
+            exit_worker(reason)
+        if _live.stalled_for(now) > 2 * BEAT_S:
             continue  # no heartbeat for a loop that does not run: followers see no worker
         with _live.lock:
-            hostname, queues, armed = _live.hostname, _live.queues, _live.armed
+            hostname, queues = _live.hostname, _live.queues
         try:
             presence.beat(hostname, queues)
         except redis.RedisError as exc:
-            with _live.lock:
-                silent = now - _live.last_beat
             if not reported:
                 log.warning("heartbeat: cannot reach Redis (%s)", type(exc).__name__)
                 reported = True
-            if armed and silent > STALL_S:
-                exit_worker(f"Redis has not answered its heartbeat for {silent:.0f} s")
             continue
         with _live.lock:
             _live.last_beat = time.monotonic()
