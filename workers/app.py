@@ -76,7 +76,7 @@ def transport_options() -> dict[str, float]:
 def make_app() -> Celery:
     """Build the app from the environment (tests build one per broker)."""
     broker = broker_url()
-    app = Celery("mover", include=["mover.workers.tasks"])
+    app = Celery("mover", include=["mover.workers.tasks"], task_cls="mover.workers.consumer:Task")
     app.conf.update(
         broker_url=broker,
         result_backend=os.environ.get("MOVER_RESULT_BACKEND") or broker,
@@ -106,6 +106,8 @@ def make_app() -> Celery:
         result_expires=7 * 24 * 3600,
         worker_hijack_root_logger=True,
         worker_cancel_long_running_tasks_on_connection_loss=False,
+        # Celery's consumer with a guard for a kombu bug on broker loss (workers/consumer.py).
+        worker_consumer="mover.workers.consumer:Consumer",
         enable_utc=True,
     )
     # Heartbeats, the watchdog that ends a zombie worker, and the sweeps (workers/health.py).

@@ -3,16 +3,11 @@
 Why: a worker that loses Redis must reconnect, or exit so that its supervisor (systemd
 ``Restart=always``, compose ``restart: unless-stopped``, a Kubernetes Deployment) starts a fresh
 one; it must never stay a silent zombie that holds no connection and answers nothing.
-Celery reconnects by itself on most broker restarts, but not on all: with Celery 5.7 and
-kombu 5.7, when the connection breaks while chunks are unacknowledged, the consumer's cleanup
-(``Consumer.on_connection_error_after_connected``) first ``collect()`` s the connection, which
-drops the transport's ``client``, then closes it; closing the channel restores the unacked
-messages, which needs a new Redis client, whose parameters are read from the dropped
-``client``: ``AttributeError: 'NoneType' object has no attribute 'hostname'`` in
-``kombu/transport/redis.py`` (``_connparams``). That error is not one of the connection errors
-Celery retries, so the worker treats it as unrecoverable and shuts down (exit code 1), once in
-about twenty restarts here. A worker whose event loop stops for any other reason (a hung
-reconnect, a shutdown stuck on a dead socket) is the zombie the watchdog is for.
+Celery reconnects by itself on broker restarts (with the guards of
+:mod:`mover.workers.consumer` against a kombu bug that used to end the worker about once in
+ten restarts). A worker whose event loop stops for any other reason (a hung reconnect, a
+shutdown stuck on a dead socket, a bug of the same kind elsewhere) is the zombie the watchdog
+is for.
 
 What runs where, in the worker's main process:
 
