@@ -18,6 +18,13 @@ set ``P:committing``):
 
 An orphaned commit is so finished within about ``LEASE_S + SWEEP_S`` seconds (35 by default)
 plus the commit's own time, by any live worker of the fleet.
+
+Why a sweep of every live worker, and not another taker: the object's next chunk or commit task
+may never come (every chunk is done, and the one that was to commit died with its worker); a
+``--wait`` follower may not exist (jobs submitted without waiting, by services); a Celery beat
+would be one more process to deploy and keep alive. Every worker already runs a health thread
+that knows whether it is itself healthy (:mod:`mover.workers.health`), so the sweep costs one
+``ZRANGEBYSCORE`` every few seconds and needs nothing new to run.
 """
 
 from __future__ import annotations

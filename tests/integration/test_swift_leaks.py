@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.integration, pytest.mark.swift]
 
 MiB = 1 << 20
+MOVER = [sys.executable, "-m", "mover.cli.main"]
 #: The staging bound these tests set (``MOVER_SEGMENT_EXPIRY_S``), seconds.
 EXPIRY_S = 3
 #: test_swift's fixtures: ST_* credentials, and a container whose segments are cleaned.
@@ -76,6 +79,32 @@ def test_committed_slo_outlives_the_staging_expiry(
         assert "x-delete-at" not in swift_connection.head_object(f"{container}_segments", name)
     time.sleep(EXPIRY_S + 1.5)  # past the staging bound
     assert sha256_bytes(read_whole(swift_connection, container, "obj.bin")) == sha256_bytes(data)
+
+
+def test_plain_object_made_from_its_segment_does_not_inherit_the_expiry(
+    container: str, swift_connection: Connection, tmp_path: Path, monkeypatch: Any
+):
+    """A stream of one part (standard input, 700 KiB) is staged as one expiring segment and
+    committed as a plain object copied from it: the copy carries no expiry and reads whole
+    after the bound has passed; the staging segment is gone."""
+    data = os.urandom(700 * 1024)
+    src = tmp_path / "src.bin"
+    src.write_bytes(data)
+    env = {**os.environ, "MOVER_SEGMENT_EXPIRY_S": str(EXPIRY_S)}
+    with open(src, "rb") as stdin:
+        out = subprocess.run(
+            [*MOVER, "copy", "-q", "--chunk-size", "1MiB", "-", f"swift://{container}/p.bin"],
+            stdin=stdin,
+            capture_output=True,
+            env=env,
+            timeout=120,
+        )
+    assert out.returncode == 0, out.stderr.decode()
+    head = swift_connection.head_object(container, "p.bin")
+    assert "x-static-large-object" not in head and "x-delete-at" not in head
+    assert segments(swift_connection, container, "p.bin/") == []
+    time.sleep(EXPIRY_S + 1.5)
+    assert sha256_bytes(read_whole(swift_connection, container, "p.bin")) == sha256_bytes(data)
 
 
 def test_staged_segments_expire_when_never_committed(
