@@ -122,13 +122,16 @@ def abort_or_defer(
 
 
 def _run(record: PendingAbort) -> None:
-    """Re-open the object's writer from the record and abort it."""
-    from mover import dispatcher
-    from mover.jobs import Item
-    from mover.motion import Plan
-    from mover.transfer import endpoints
+    """Re-open the object's writer from the record and abort it.
 
-    source, destination = endpoints(Item(record.item, record.source, record.destination))
+    The source is opened as recorded, a signed URL redacted: an abort writes to the
+    destination only and never reads the source, so its credential is not needed."""
+    from mover import dispatcher
+    from mover.motion import Endpoint, Plan
+    from mover.stores import open_location
+
+    source = Endpoint(*open_location(record.source))
+    destination = Endpoint(*open_location(record.destination))
     plan = Plan.from_dict(record.plan)
     dispatcher.get_strategy(record.strategy).abort(source, destination, plan)
 
