@@ -44,12 +44,11 @@ def needed_queues(job: Job) -> list[str]:
 
 
 def unserved(jobs: RedisJobStore, job: Job) -> list[str]:
-    """Those of the job's needed queues that no live worker consumes (empty for a final job).
+    """Those of the job's needed queues that no live worker consumes; empty for a final job.
     With no live worker at all, a job being committed waits too (``*``: any worker)."""
     if job.state in FINAL:
         return []
-    presence = Presence(jobs.r, jobs.prefix)
-    live = presence.live()
+    live = Presence(jobs.r, jobs.prefix).live()
     served = {q for qs in live.values() for q in qs}
     missing = sorted(set(needed_queues(job)) - served)
     if not live and not missing and any(i.state == COMMITTING for i in job.items):
@@ -79,6 +78,7 @@ class WorkerWatch:
         self._next = 0.0
         self._waiting: list[str] = []
         self._unreachable = False
+        self._job: Job | None = None  # read once; read again only to confirm a wait
 
     def check(self) -> None:
         """Look again if :data:`CHECK_S` passed since the last look."""
@@ -86,7 +86,13 @@ class WorkerWatch:
         if now < self._next:
             return
         self._next = now + CHECK_S
-        waiting = unserved(self.jobs, self.jobs.get(self.job_id))
+        if self._job is None:
+            self._job = self.jobs.get(self.job_id)
+        waiting = unserved(self.jobs, self._job)
+        if waiting:
+            # A job's record can be large (10,000 chunks): read it again only to confirm.
+            self._job = self.jobs.get(self.job_id)
+            waiting = unserved(self.jobs, self._job)
         if waiting != self._waiting:
             if waiting:
                 self.notice(waiting_line(waiting))
