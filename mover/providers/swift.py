@@ -1107,17 +1107,24 @@ class SwiftWriter(ChunkWriter):
         """Make a one-part object a plain object: a server-side copy of its one segment.
 
         Swift computes the copy's ETag from the bytes it wrote: it must be the segment's md5,
-        which is the md5 mover read, so the whole object is verified by the store.
+        which is the md5 mover read, so the whole object is verified by the store. A commit
+        repeated after an earlier one copied the object and deleted the segment (its committer
+        died before recording it, and another took the commit over) finds the object in place.
         """
         p = self.provider
         where = p._where(self.key)
         # Fresh metadata: the object must not inherit its staging segment's expiry.
         headers = {"X-Copy-From": quote(self._path(receipt)), "X-Fresh-Metadata": "true"}
-        etag = p._call(
-            lambda c: c.put_object(p.container, self.key, None, headers=headers),
-            where,
-            not_found=f"{where}: its segment or the container {p.container} vanished",
-        ).strip('"')
+        try:
+            etag = p._call(
+                lambda c: c.put_object(p.container, self.key, None, headers=headers),
+                where,
+                not_found=f"{where}: its segment or the container {p.container} vanished",
+            ).strip('"')
+        except ObjectNotFound:
+            if not self._committed_before(receipt):
+                raise
+            return str(receipt.extra["etag"])
         if etag != receipt.extra["etag"]:
             raise VerificationFailed(
                 f"{where}: Swift copied a segment of md5 {receipt.extra['etag']} into an object "
@@ -1125,6 +1132,14 @@ class SwiftWriter(ChunkWriter):
                 retryable=True,
             )
         return etag
+
+    def _committed_before(self, receipt: PartReceipt) -> bool:
+        """Whether the object already holds exactly this one part (md5 and size)."""
+        try:
+            info = self.provider._stat(self.key, newest=True)
+        except ObjectNotFound:
+            return False
+        return info.etag == receipt.extra["etag"] and info.size == receipt.size
 
     def _put_manifest(self, segments: list[PartReceipt]) -> str:
         """PUT the SLO manifest; Swift checks every segment's ETag and size against it."""

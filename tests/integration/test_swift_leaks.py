@@ -177,3 +177,27 @@ def test_abort_that_met_a_dead_swift_is_retried_before_resume(
     assert sha256_bytes(read_whole(swift_connection, container, "obj.bin")) == sha256_bytes(data)
     left = segments(swift_connection, container, "obj.bin/")
     assert len(left) == 5 and not set(left) & set(orphans)
+
+
+@pytest.mark.parametrize("parts", [1, 3], ids=["plain", "slo"])
+def test_a_commit_repeated_by_a_takeover_finds_the_object_in_place(
+    container: str, swift_connection: Connection, parts: int
+):
+    """A committer that died after its commit reached Swift, but before it was recorded, has
+    its commit taken over and run again: the second commit succeeds (the plain object already
+    made from a segment that is now gone; the same SLO manifest put again) and the object
+    reads whole, without expiry."""
+    store, loc = stores.open_location(f"swift://{container}/again.bin")
+    blocks = [os.urandom(1 * MiB) for _ in range(parts - 1)] + [os.urandom(600 * 1024)]
+    size = sum(len(b) for b in blocks)
+    writer = store.open_writer(loc.full_key, size, 1 * MiB)
+    receipts, offset = [], 0
+    for n, block in enumerate(blocks):
+        receipts.append(writer.write_part(n, offset, memoryview(block), digest("md5", block)))
+        offset += len(block)
+    first = writer.commit(receipts, size)
+    again = store.resume_writer(loc.full_key, writer.state()).commit(receipts, size)
+    assert again.etag == first.etag and again.size == size
+    body = read_whole(swift_connection, container, "again.bin")
+    assert sha256_bytes(body) == sha256_bytes(b"".join(blocks))
+    assert "x-delete-at" not in swift_connection.head_object(container, "again.bin")
