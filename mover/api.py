@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from mover.errors import JobStateError, MoverError
+from mover import cleanup
+from mover.errors import JobStateError, MoverError, UsageError
 from mover.executors.embedded import EmbeddedExecutor
 from mover.jobs import DONE, FAILED, RUNNING, Item, Job, JobStore
 from mover.jobstores.sqlite import SqliteJobStore
+from mover.location import parse
 from mover.motion import Options
+from mover.redact import forget, recalled, redact, remember
 from mover.transfer import Request, prepare
 
 
@@ -40,10 +43,34 @@ def copy(
     if on_start is not None:
         on_start(job)
     executor = EmbeddedExecutor(jobs, streams=streams, on_progress=on_progress)
-    done = executor.run(job)
+    try:
+        done = executor.run(job)
+    finally:
+        _forget_sources(job)  # a signed URL lives in memory for this run only
     if raise_on_failure and done.state != DONE:
         raise MoverError(f"job {done.id} {done.state}: {done.error}")
     return done
+
+
+def _forget_sources(job: Job) -> None:
+    for url in {job.source, *(i.source for i in job.items)}:
+        forget(url)
+
+
+def _recall_source(job: Job, source: str | None) -> None:
+    """A job whose source was a signed URL was recorded without its credential: take the URL
+    again from ``source`` (it must be the job's, credential aside), or say how to give it."""
+    if source is not None:
+        url = parse(source).url  # as the job recorded it: normalised, then redacted
+        if redact(url) != job.source:
+            raise UsageError(f"--source {redact(source)} is not the source of job {job.id}")
+        remember(url)
+    for item in job.items:
+        if item.state != DONE and not recalled(item.source):
+            raise UsageError(
+                f"job {job.id}: its source is a signed URL, whose credential mover does not "
+                f"record; give it again: mover resume {job.id} --source 'URL'"
+            )
 
 
 def resume(
@@ -54,11 +81,13 @@ def resume(
     on_progress: Callable[[int], None] | None = None,
     on_start: Callable[[Job], None] | None = None,
     raise_on_failure: bool = True,
+    source: str | None = None,
 ) -> Job:
     """Run again what a failed, cancelled or interrupted job did not finish.
 
     Objects already committed are kept; an interrupted object (its process died) continues
-    from its done chunks; a failed one, whose partial data was cleaned, starts over.
+    from its done chunks; a failed one, whose partial data was cleaned, starts over. A job
+    whose source was a signed URL needs it again as ``source`` (it was recorded redacted).
     """
     import os
     import socket
@@ -71,6 +100,8 @@ def resume(
     local = host == socket.gethostname() and pid.isdigit()
     if job.state == RUNNING and local and int(pid) != os.getpid() and _alive(int(pid)):
         raise JobStateError(f"job {job.id} is still running in process {pid}")
+    _recall_source(job, source)
+    cleanup.refuse_if_left(jobs, job.id)  # never upload beside orphaned partial data
     for item in job.items:
         if item.state == DONE and not _still_there(item):
             # Recorded done, but the object is not where it was committed (a crash between
@@ -84,7 +115,10 @@ def resume(
     executor = EmbeddedExecutor(
         jobs, streams=streams or job.options.get("streams") or 4, on_progress=on_progress
     )
-    done = executor.run(job)
+    try:
+        done = executor.run(job)
+    finally:
+        _forget_sources(job)
     if raise_on_failure and done.state != DONE:
         raise MoverError(f"job {done.id} {done.state}: {done.error}")
     return done
@@ -92,11 +126,11 @@ def resume(
 
 def _still_there(item: Item) -> bool:
     """Whether a done item's destination exists with the size that was committed."""
-    from mover.transfer import endpoints
+    from mover.stores import open_location
 
     try:
-        _source, destination = endpoints(item)
-        info = destination.store.stat(destination.key)
+        store, location = open_location(item.destination)
+        info = store.stat(location.full_key)
     except MoverError:
         return False
     return item.size is None or info.size is None or info.size == item.size

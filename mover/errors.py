@@ -117,6 +117,13 @@ class VerificationFailed(TransferError):
     """Raised when what a store confirms differs from what was read: corruption in flight."""
 
 
+class BrokerError(TransferError):
+    """Raised when the fleet's broker (Redis) refuses or drops a publish or a job-record
+    write; the message says what became of the job and how to go on (``mover resume``)."""
+
+    retryable = True
+
+
 class Cancelled(TransferError):
     """Raised inside a chunk when its job was cancelled; the job is aborted and cleaned."""
 

@@ -19,7 +19,10 @@ import secrets
 import socket
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mover.cleanup import PendingAbort
 
 PENDING, RUNNING, COMMITTING, DONE, FAILED, CANCELLED = (
     "pending",
@@ -186,3 +189,27 @@ class JobStore(abc.ABC):
     def claim_commit(self, job_id: str, item: int) -> bool:
         """Atomically move an item from ``running`` to ``committing``; True for the one caller
         that did, False for everyone else."""
+
+    # -- pending aborts (mover.cleanup): an abort that met a dead store, to run again --------
+
+    def clock(self) -> float:
+        """Now, in seconds, on the clock the store's ``next_at`` times are kept in (the
+        server's own for a store shared by many hosts)."""
+        return time.time()
+
+    @abc.abstractmethod
+    def save_pending_abort(self, record: PendingAbort) -> None:
+        """Record (or update) an abort to retry: one per job and object."""
+
+    @abc.abstractmethod
+    def pending_aborts(self, job_id: str | None = None) -> list[PendingAbort]:
+        """Every pending abort (of one job), due or not."""
+
+    @abc.abstractmethod
+    def due_aborts(self, limit: int, hold_s: float) -> list[PendingAbort]:
+        """Pending aborts whose time has come, at most ``limit``; each is held for ``hold_s``
+        seconds (its ``next_at`` pushed forward) so that no other sweeper runs it meanwhile."""
+
+    @abc.abstractmethod
+    def drop_pending_abort(self, job_id: str, item: int) -> None:
+        """Forget a pending abort (it succeeded, or was given up)."""

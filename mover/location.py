@@ -72,7 +72,8 @@ class Location:
 
     @property
     def url(self) -> str:
-        """A URL that parses back to this location; never holds a credential."""
+        """A URL that parses back to this location; never holds user information. A signed
+        URL's query is kept (requests need it): record or show :attr:`shown` instead."""
         if self.name is not None:
             return f"{STORE_PREFIX}{self.name}/{self.key}"
         if self.scheme == STDIO_SCHEME:
@@ -81,8 +82,16 @@ class Location:
         path = quote(self.full_key, safe="/~:@!$&'()*+,;=-._")
         return f"{self.scheme}://{host}/{path}"
 
+    @property
+    def shown(self) -> str:
+        """The URL for records, messages and logs: credentials in the query redacted
+        (:mod:`mover.redact`)."""
+        from mover.redact import redact
+
+        return redact(self.url)
+
     def __str__(self) -> str:
-        return self.url
+        return self.shown
 
 
 def safe_key(key: str, where: Location | None = None, root: str = "") -> str:
@@ -100,7 +109,7 @@ def safe_key(key: str, where: Location | None = None, root: str = "") -> str:
             continue
         if part == "..":
             if not parts:
-                label = where.url if where is not None else (root or "/")
+                label = where.shown if where is not None else (root or "/")
                 raise KeyEscapesRoot(f"key {key!r} escapes the root of {label}")
             parts.pop()
             continue

@@ -16,6 +16,7 @@ from mover.jobs import RUNNING, ChunkRecord, Item, Job, new_job_id
 from mover.location import Location
 from mover.motion import Endpoint, MotionStrategy, Options, Plan
 from mover.planning import human
+from mover.redact import remember, reveal
 from mover.store import ObjectInfo, StoreProvider
 from mover.stores import open_location
 
@@ -57,8 +58,10 @@ def prepare(request: Request, config: config_mod.Config | None = None) -> Job:
         raise UsageError(f"{dst_store.describe()} cannot be written")
     job = Job(
         id=new_job_id(),
-        source=src_loc.url,
-        destination=dst_loc.url,
+        # Records hold the URL with any credential redacted; the real one stays in this
+        # process's memory for the run (mover.redact).
+        source=remember(src_loc.url),
+        destination=remember(dst_loc.url),
         recursive=request.recursive,
         options={
             "streams": request.options.streams,
@@ -76,8 +79,8 @@ def prepare(request: Request, config: config_mod.Config | None = None) -> Job:
         ):
             raise SameObject(f"source and destination are the same object: {src_loc}")
         dst_store.check_writable(dst_loc.full_key, info.size)
-        job.destination = dst_loc.url
-        job.items = [Item(0, src_loc.url, dst_loc.url, info.size)]
+        job.destination = remember(dst_loc.url)
+        job.items = [Item(0, job.source, job.destination, info.size)]
     total = sum(i.size or 0 for i in job.items)
     if job.items:
         free = dst_store.free_bytes(dst_loc.full_key)
@@ -112,7 +115,7 @@ def _list_items(
             src_loc.endpoint,
         )
         dst_item = dst_loc.child(rel)
-        items.append(Item(len(items), src_item.url, dst_item.url, info.size))
+        items.append(Item(len(items), remember(src_item.url), remember(dst_item.url), info.size))
     if not items:
         raise ObjectNotFound(f"{src_loc}: nothing to copy (empty folder or prefix)")
     return items
@@ -146,8 +149,9 @@ def plan_item(
 
 
 def endpoints(item: Item, config: config_mod.Config | None = None) -> tuple[Endpoint, Endpoint]:
-    """The source and destination endpoints of an item, from its record."""
-    src_store, src_loc = open_location(item.source, config)
-    dst_store, dst_loc = open_location(item.destination, config)
+    """The source and destination endpoints of an item, from its record (a redacted signed
+    URL is looked up in this process's memory, :func:`mover.redact.reveal`)."""
+    src_store, src_loc = open_location(reveal(item.source), config)
+    dst_store, dst_loc = open_location(reveal(item.destination), config)
     info = ObjectInfo(src_loc.full_key, item.size)
     return Endpoint(src_store, src_loc, info), Endpoint(dst_store, dst_loc)

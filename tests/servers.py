@@ -449,16 +449,18 @@ class _Server:
                 shutil.rmtree(self.base_dir, ignore_errors=True)
                 self.base_dir = None
 
-    def restart(self, *, hard: bool = False) -> None:
+    def restart(self, *, hard: bool = False, down_s: float = 0.0) -> None:
         """Stop and start the processes again on the same ports with the same data.
 
         This is how tests simulate a broker or store restart. ``hard`` kills with SIGKILL
-        (a crash) instead of stopping gracefully.
+        (a crash) instead of stopping gracefully; ``down_s`` keeps the server stopped that
+        long before it starts again (an outage, not only a restart).
         """
         if not self.running:
             raise ServerError(f"{self.kind}: restart() before start()")
         _stop_processes(self._processes, self.stop_grace_s, hard=hard)
         self._processes = []
+        time.sleep(down_s)
         try:
             self._spawn_and_wait()
         except BaseException:

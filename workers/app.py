@@ -28,16 +28,20 @@ Why these Celery settings (CELERY-FACTS.md has the measurements):
   claimed once in the job store, so a second delivery does no harm.
 - ``worker_prefetch_multiplier`` 1: a worker holds no more chunks than it runs, so chunks are
   not stuck behind a busy worker and reserved chunks do not outlive their lease.
+- ``broker_connection_max_retries`` None: a worker rides out a broker restart however long; a
+  worker that cannot (its event loop stopped) is ended by its watchdog
+  (:mod:`mover.workers.health`) so that its supervisor restarts it.
 - ``worker_send_task_events``: Flower sees tasks. Task-sent events stay off: they cost a
   PUBLISH per chunk at enqueue time (about a quarter of the publish rate).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 
-from celery import Celery
+from celery import Celery, signals
 
 # We keep running chunks alive when the broker connection drops (they are idempotent and
 # finish their part); Celery warns about that default at every reconnect. Say it once, here.
@@ -54,18 +58,25 @@ def broker_url() -> str:
 
 
 def transport_options() -> dict[str, float]:
-    """kombu's Redis transport options: visibility timeout and restore sweep."""
+    """kombu's Redis transport options: visibility timeout and restore sweep, and time-outs
+    so that no socket waits forever on a broker that vanished without closing it (a publish
+    then fails in 30 s instead of hanging; kombu drops a silent BRPOP connection after about
+    ``1 + 2 x 10`` s)."""
     return {
         "visibility_timeout": float(os.environ.get("MOVER_VISIBILITY_TIMEOUT_S") or 60),
         "unacked_restore_interval": float(os.environ.get("MOVER_RESTORE_INTERVAL_S") or 10),
         "unacked_restore_throttle": 1,
+        "socket_timeout": 30.0,
+        "socket_connect_timeout": 5.0,
+        "socket_keepalive": True,
+        "health_check_interval": 10,
     }
 
 
 def make_app() -> Celery:
     """Build the app from the environment (tests build one per broker)."""
     broker = broker_url()
-    app = Celery("mover", include=["mover.workers.tasks"])
+    app = Celery("mover", include=["mover.workers.tasks"], task_cls="mover.workers.consumer:Task")
     app.conf.update(
         broker_url=broker,
         result_backend=os.environ.get("MOVER_RESULT_BACKEND") or broker,
@@ -79,6 +90,10 @@ def make_app() -> Celery:
         worker_prefetch_multiplier=1,
         broker_transport_options=transport_options(),
         result_backend_transport_options={"retry_policy": {"max_retries": 20}},
+        redis_socket_timeout=30.0,
+        redis_socket_connect_timeout=5.0,
+        redis_socket_keepalive=True,
+        redis_backend_health_check_interval=10,
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,  # ride out a broker restart, however long
         worker_send_task_events=True,
@@ -91,9 +106,24 @@ def make_app() -> Celery:
         result_expires=7 * 24 * 3600,
         worker_hijack_root_logger=True,
         worker_cancel_long_running_tasks_on_connection_loss=False,
+        # Celery's consumer with a guard for a kombu bug on broker loss (workers/consumer.py).
+        worker_consumer="mover.workers.consumer:Consumer",
         enable_utc=True,
     )
+    # Heartbeats, the watchdog that ends a zombie worker, and the sweeps (workers/health.py).
+    from mover.workers.health import HealthStep
+
+    app.steps["consumer"].add(HealthStep)
     return app
+
+
+@signals.after_setup_logger.connect
+@signals.after_setup_task_logger.connect
+def _redact_logs(logger: logging.Logger, **_: object) -> None:
+    """No credential of a signed URL in a worker's log lines (mover.redact)."""
+    from mover.redact import install_log_filter
+
+    install_log_filter(logger)
 
 
 #: The app ``celery -A mover.workers.app`` finds.

@@ -18,7 +18,13 @@ rewrites the same part and records the same receipt. ``chunk_done`` is a SADD + 
 item's set of done chunks, so the last chunk is seen by whoever completes the set, and
 ``claim_commit`` (a WATCH/MULTI state change ``running`` -> ``committing``) lets only one of
 them commit. The commit verifies the whole object (``strategy.object_digest``) as the embedded
-executor does.
+executor does. The claim is a lease (:mod:`mover.jobstores.leases`) the committing process
+renews while it works; when it dies, a live worker's sweep (:func:`sweep`, every few seconds
+from :mod:`mover.workers.health`) takes the expired lease over and commits again, and only the
+lease's holder records the outcome.
+
+Aborts: an abort that meets a dead store is recorded and retried by the same sweeps
+(:mod:`mover.cleanup`).
 
 Cancellation: each chunk reads the job state first and returns at once when the job is being
 cancelled (queued chunks are dropped this way); while a chunk runs, a per-process watcher polls
@@ -56,13 +62,15 @@ from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.utils.time import get_exponential_backoff_interval
 
-from mover import dispatcher
+from mover import cleanup, dispatcher
 from mover.config import parse_size
 from mover.errors import Cancelled, MoverError
 from mover.executors import celery as fleet_exec
 from mover.jobs import CANCELLED, COMMITTING, DONE, FAILED, PENDING, RUNNING, Job, new_job_id
+from mover.jobstores import leases
 from mover.jobstores.redis import CANCELLING, RedisJobStore, client_from_url
 from mover.motion import Chunk, ChunkContext, Endpoint, MotionStrategy, Options, Plan
+from mover.redact import redact
 from mover.store import PartReceipt
 from mover.transfer import Request, endpoints, prepare
 from mover.workers import limits
@@ -109,60 +117,94 @@ class _Watched:
 
 class _Watcher:
     """One thread per worker process: sets the cancelled event of running chunks whose job
-    is being cancelled (or whose object failed), and renews their broker leases."""
+    is being cancelled (or whose object failed), renews their broker leases, and renews the
+    commit leases of the commits this process runs (:mod:`mover.jobstores.leases`)."""
 
     def __init__(self, jobs: RedisJobStore) -> None:
         self.jobs = jobs
         self._lock = threading.Lock()
         self._watched: dict[int, _Watched] = {}
+        self._commits: dict[int, tuple[str, int, str]] = {}
         self._seq = 0
         opts = transport_options()
         self._lease_every_s = max(1.0, opts["visibility_timeout"] / 3)
+        self._commit_every_s = max(0.5, leases.LEASE_S / 3)
         self._broker = client_from_url(broker_url()) if broker_url().startswith("redis") else None
         threading.Thread(target=self._loop, name="mover-watcher", daemon=True).start()
+
+    def _add(self, table: dict[int, Any], entry: Any) -> int:
+        with self._lock:
+            self._seq += 1
+            table[self._seq] = entry
+            return self._seq
+
+    def _remove(self, table: dict[int, Any], key: int) -> None:
+        with self._lock:
+            table.pop(key, None)
 
     @contextlib.contextmanager
     def watch(self, job_id: str, item: int, tag: str | None) -> Iterator[threading.Event]:
         entry = _Watched(job_id, item, tag)
-        with self._lock:
-            self._seq += 1
-            key = self._seq
-            self._watched[key] = entry
+        key = self._add(self._watched, entry)
         try:
             yield entry.event
         finally:
-            with self._lock:
-                self._watched.pop(key, None)
+            self._remove(self._watched, key)
+
+    @contextlib.contextmanager
+    def keep_lease(self, job_id: str, item: int, owner: str) -> Iterator[None]:
+        """Renew ``owner``'s commit lease of ``item`` while the block runs."""
+        key = self._add(self._commits, (job_id, item, owner))
+        try:
+            yield
+        finally:
+            self._remove(self._commits, key)
 
     def _loop(self) -> None:
-        last_lease = time.monotonic()
+        last_lease = last_commit = time.monotonic()
         while True:
-            time.sleep(CANCEL_POLL_S)
+            time.sleep(min(CANCEL_POLL_S, self._commit_every_s))
             with self._lock:
                 entries = list(self._watched.values())
-            if not entries:
-                continue
+                commits = list(self._commits.values())
             try:
-                pipe = self.jobs.r.pipeline(transaction=False)
-                for e in entries:
-                    pipe.hget(self.jobs.job_key(e.job_id), "state")
-                    pipe.hget(self.jobs.item_key(e.job_id, e.item), "state")
-                states = pipe.execute()
-                for n, e in enumerate(entries):
-                    job_state, item_state = states[2 * n], states[2 * n + 1]
-                    job_state = job_state.decode().strip('"') if job_state else None
-                    item_state = item_state.decode().strip('"') if item_state else None
-                    if job_state in _STOP_JOB or item_state in (FAILED, CANCELLED):
-                        e.event.set()
-                if self._broker is not None and time.monotonic() - last_lease > self._lease_every_s:
+                if commits and time.monotonic() - last_commit >= self._commit_every_s:
+                    last_commit = time.monotonic()
+                    self._renew_commits(commits)
+                if entries:
+                    self._poll(entries)
+                if entries and time.monotonic() - last_lease > self._lease_every_s:
                     last_lease = time.monotonic()
-                    now = time.time()
-                    tags = {e.tag: now for e in entries if e.tag}
-                    if tags:
-                        # XX: only renew leases that still exist (never resurrect an acked one).
-                        self._broker.zadd("unacked_index", tags, xx=True)
+                    self._renew_deliveries(entries)
             except Exception as exc:  # a Redis hiccup must not kill the watcher
                 log.warning("watcher: %s", exc)
+
+    def _renew_commits(self, commits: list[tuple[str, int, str]]) -> None:
+        for job_id, item, owner in commits:
+            if not leases.renew(self.jobs, job_id, item, owner):
+                log.warning("job %s object %d: commit lease lost (taken over?)", job_id, item)
+
+    def _poll(self, entries: list[_Watched]) -> None:
+        pipe = self.jobs.r.pipeline(transaction=False)
+        for e in entries:
+            pipe.hget(self.jobs.job_key(e.job_id), "state")
+            pipe.hget(self.jobs.item_key(e.job_id, e.item), "state")
+        states = pipe.execute()
+        for n, e in enumerate(entries):
+            job_state, item_state = states[2 * n], states[2 * n + 1]
+            job_state = job_state.decode().strip('"') if job_state else None
+            item_state = item_state.decode().strip('"') if item_state else None
+            if job_state in _STOP_JOB or item_state in (FAILED, CANCELLED):
+                e.event.set()
+
+    def _renew_deliveries(self, entries: list[_Watched]) -> None:
+        if self._broker is None:
+            return
+        now = time.time()
+        tags = {e.tag: now for e in entries if e.tag}
+        if tags:
+            # XX: only renew leases that still exist (never resurrect an acked one).
+            self._broker.zadd("unacked_index", tags, xx=True)
 
 
 def _watcher() -> _Watcher:
@@ -218,12 +260,17 @@ def _text(exc: BaseException) -> str:
 
 
 def _abort(jobs: RedisJobStore, job_id: str, item: int, prepared: _Prepared | None) -> None:
+    """Remove the object's partial data; a store that fails gets the abort retried later
+    (:mod:`mover.cleanup`)."""
     if prepared is None:
         return
-    try:
-        prepared.strategy.abort(prepared.source, prepared.destination, prepared.plan)
-    except Exception as exc:
-        log.warning("job %s object %d: abort failed: %s", job_id, item, _text(exc))
+    p = prepared
+
+    def urls() -> tuple[str, str]:
+        record = jobs.get_item(job_id, item, with_chunks=False)
+        return record.source, record.destination
+
+    cleanup.abort_or_defer(jobs, job_id, item, urls, p.strategy, p.source, p.destination, p.plan)
 
 
 def _item_settled(jobs: RedisJobStore, job_id: str, item: int, prepared: _Prepared | None) -> None:
@@ -264,33 +311,63 @@ def _give_up(
 
 def _commit(jobs: RedisJobStore, job_id: str, item: int) -> None:
     """Commit an object whose chunks are all done, if this caller wins the claim."""
-    if not jobs.claim_commit(job_id, item):
-        return
+    owner = leases.new_owner()
+    if jobs.claim_commit(job_id, item, owner=owner):
+        _run_commit(jobs, job_id, item, owner)
+
+
+def _run_commit(jobs: RedisJobStore, job_id: str, item: int, owner: str) -> None:
+    """Run the commit of ``item`` whose lease ``owner`` holds (a fresh claim or a takeover);
+    the outcome is recorded only while ``owner`` still holds the lease."""
     _, prepared = _prepared(jobs, job_id, item)
-    assert prepared is not None
-    if jobs.job_state(job_id) in (CANCELLING, CANCELLED):
-        jobs.transition(jobs.item_key(job_id, item), (COMMITTING,), CANCELLED, error="cancelled")
-        _item_settled(jobs, job_id, item, prepared)
+    if prepared is None:
+        leases.finish(jobs, job_id, item, owner, state=FAILED, error="its plan is gone")
         return
-    try:
-        record = jobs.get_item(job_id, item)
-        receipts = [PartReceipt.from_dict(c.receipt) for c in record.chunks if c.receipt]
-        receipts.sort(key=lambda r: r.part)
-        prepared.strategy.commit(prepared.source, prepared.destination, prepared.plan, receipts)
-        # Each object is durable before it is recorded done: a worker has no job-wide batch
-        # (StoreProvider.begin_batch), so what a commit deferred is flushed right here.
-        prepared.destination.store.flush()
-        digest = prepared.strategy.object_digest(prepared.plan, receipts)
-        size = sum(r.size for r in receipts)
-        jobs.update_item(job_id, item, state=DONE, digest=digest, error=None, size=size)
-        log.info("job %s object %d committed (%d parts, %s)", job_id, item, len(receipts), digest)
-    except Exception as exc:
-        log.warning("job %s object %d: commit failed: %s", job_id, item, _text(exc))
-        jobs.transition(jobs.item_key(job_id, item), (COMMITTING,), FAILED, error=_text(exc))
-        _abort(jobs, job_id, item, prepared)
+    if jobs.job_state(job_id) in (CANCELLING, CANCELLED):
+        if leases.finish(jobs, job_id, item, owner, state=CANCELLED, error="cancelled"):
+            _item_settled(jobs, job_id, item, prepared)
+        return
+    with _watcher().keep_lease(job_id, item, owner):
+        try:
+            record = jobs.get_item(job_id, item)
+            receipts = [PartReceipt.from_dict(c.receipt) for c in record.chunks if c.receipt]
+            receipts.sort(key=lambda r: r.part)
+            prepared.strategy.commit(prepared.source, prepared.destination, prepared.plan, receipts)
+            # Each object is durable before it is recorded done: a worker has no job-wide
+            # batch (StoreProvider.begin_batch), so what a commit deferred is flushed here.
+            prepared.destination.store.flush()
+            digest = prepared.strategy.object_digest(prepared.plan, receipts)
+            size = sum(r.size for r in receipts)
+            if not leases.finish(
+                jobs, job_id, item, owner, state=DONE, digest=digest, error=None, size=size
+            ):
+                log.warning("job %s object %d: commit lease lost; not recorded", job_id, item)
+                return
+            log.info(
+                "job %s object %d committed (%d parts, %s)", job_id, item, len(receipts), digest
+            )
+        except Exception as exc:
+            log.warning("job %s object %d: commit failed: %s", job_id, item, _text(exc))
+            if not leases.finish(jobs, job_id, item, owner, state=FAILED, error=_text(exc)):
+                return  # a new owner of the lease decides
+            _abort(jobs, job_id, item, prepared)
     if jobs.item_final(job_id, item):
         job = fleet_exec.finish_job(jobs, job_id)
         log.info("job %s %s", job_id, job.state)
+
+
+def _take_over_commits() -> None:
+    """Finish commits whose committer died (their lease expired): one sweeper takes each."""
+    jobs = _jobs()
+    for job_id, item in leases.expired(jobs):
+        owner = leases.new_owner()
+        if leases.take_over(jobs, job_id, item, owner):
+            log.warning(
+                "job %s object %d: its commit lease expired (committer dead?); taking it over",
+                job_id,
+                item,
+            )
+            _run_commit(jobs, job_id, item, owner)
 
 
 # -- tasks ---------------------------------------------------------------------------------
@@ -437,6 +514,7 @@ def submit(self: Task, request: dict[str, Any]) -> str:
     source = destination = "?"
     try:
         source, destination, options = _parse_request(request)
+        fleet_exec.refuse_signed(source, destination)
         streams = int(options.get("streams") or 4)
         raw_chunk = options.get("chunk_size")
         chunk_size = parse_size(raw_chunk) if raw_chunk not in (None, "", 0) else None
@@ -447,8 +525,8 @@ def submit(self: Task, request: dict[str, Any]) -> str:
         message = _text(exc) if isinstance(exc, MoverError) else str(exc)
         failed = Job(
             id=new_job_id(),
-            source=str(source),
-            destination=str(destination),
+            source=redact(str(source)),
+            destination=redact(str(destination)),
             state=FAILED,
             executor="celery",
             error=f"bad request: {message}",
@@ -457,7 +535,11 @@ def submit(self: Task, request: dict[str, Any]) -> str:
         jobs.create(failed)
         log.warning("mover.submit refused (job %s): %s", failed.id, message)
         raise ValueError(f"mover.submit: {message} (job {failed.id})") from None
-    fleet_exec.start(job, jobs, app)
+    try:
+        fleet_exec.start(job, jobs, app)
+    except MoverError as exc:  # the broker failed mid-publish: one line, the job resumable
+        log.warning("mover.submit: %s", exc.message)
+        raise ValueError(f"mover.submit: {exc.message}") from None
     log.info("job %s submitted by task %s: %d object(s)", job.id, self.request.id, len(job.items))
     return job.id
 
@@ -495,3 +577,10 @@ def _register_catalogue_tasks() -> None:
 
 
 _register_catalogue_tasks()
+
+
+def sweep() -> None:
+    """Periodic work of a healthy worker's main process (see :mod:`mover.workers.health`):
+    take over commits whose lease expired, and retry the aborts that met a dead store."""
+    _take_over_commits()
+    cleanup.retry_due(_jobs())

@@ -210,7 +210,7 @@ def register_template(
         size=info_size,
         checksum=verified,
         scope="region" if scope == REGION else "zone",
-        meta={"source": src_loc.url, "checksum_verified_on": "source" if verified else None},
+        meta={"source": src_loc.shown, "checksum_verified_on": "source" if verified else None},
     )
     for _s, store in targets:
         cat.set_copy(obj.id, store, ALLOCATED, f"store:{store}/{key}")

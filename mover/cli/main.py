@@ -39,6 +39,20 @@ def _run(fn: Callable[[], Any]) -> Any:
         if _debug:
             raise
         _fail(str(exc), EXIT_FAILED)
+    except Exception as exc:
+        # The broker's libraries (a Redis restart under a command): one line, no traceback.
+        if _debug or type(exc).__module__.split(".")[0] not in _BROKER_LIBRARIES:
+            raise
+        text = str(exc).splitlines()[0][:200] if str(exc) else ""
+        _fail(
+            f"the broker failed: {type(exc).__name__}{': ' + text if text else ''} (is Redis "
+            "up? a job it left is resumable: mover jobs, mover resume JOB)",
+            EXIT_FAILED,
+        )
+
+
+#: Top-level modules whose errors are the broker's (Redis client, kombu, Celery).
+_BROKER_LIBRARIES = frozenset({"redis", "kombu", "celery", "billiard", "amqp"})
 
 
 def _size(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:
@@ -114,6 +128,9 @@ def cli(debug: bool) -> None:
         level=logging.DEBUG if debug else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from mover.redact import install_log_filter
+
+    install_log_filter()  # a signed URL's credential never reaches a log line
 
 
 def _print_plan(source: str, destination: str, recursive: bool, streams: int, chunk: int | None):
@@ -214,7 +231,7 @@ def _copy_on_fleet(
 
         with ProgressBar("copying", job.size, enabled=bar_on) as bar:
             try:
-                return fleet.follow(job.id, jobs, on_progress=bar)
+                return fleet.follow(job.id, jobs, on_progress=bar, on_notice=bar.note)
             except KeyboardInterrupt:
                 _fail(f"stopped following; job {job.id} goes on (mover cancel {job.id})", 130)
 
@@ -304,7 +321,7 @@ def _resume_on_fleet(store: Any, job: Any, quiet: bool, as_json: bool, wait: boo
     def follow() -> Any:
         enabled = not quiet and not as_json
         with ProgressBar("resuming", resumed.size, enabled=enabled) as bar:
-            return fleet.follow(resumed.id, store, on_progress=bar)
+            return fleet.follow(resumed.id, store, on_progress=bar, on_notice=bar.note)
 
     _report(_run(follow), as_json, quiet)
 
@@ -350,7 +367,13 @@ def cancel(job_id: str, wait_s: float) -> None:
     default=True,
     help="Fleet jobs: follow the job to its end (default), or return once re-enqueued.",
 )
-def resume(job_id: str, streams: int | None, quiet: bool, as_json: bool, wait: bool) -> None:
+@click.option(
+    "--source",
+    help="The job's source URL again, when it was a signed URL (recorded without its credential).",
+)
+def resume(
+    job_id: str, streams: int | None, quiet: bool, as_json: bool, wait: bool, source: str | None
+) -> None:
     """Finish a failed, cancelled or interrupted job: only what is not done runs again.
 
     A job of the fleet (executor celery) is resumed on the fleet: only its chunks not done are
@@ -378,6 +401,7 @@ def resume(job_id: str, streams: int | None, quiet: bool, as_json: bool, wait: b
         with ProgressBar("resuming", None, enabled=not quiet and not as_json) as bar:
             return api.resume(
                 job_id,
+                source=source,
                 streams=streams,
                 on_progress=bar,
                 on_start=lambda job: bar.set_total(job.size),
@@ -385,6 +409,26 @@ def resume(job_id: str, streams: int | None, quiet: bool, as_json: bool, wait: b
             )
 
     _report(_run(body), as_json, quiet)
+
+
+@cli.command("cleanup")
+def cleanup_command() -> None:
+    """Retry now every abort that met a dead store (a multipart upload, Swift segments, a
+    temporary file left by a failed job); they are otherwise retried by the fleet's workers
+    and by mover resume."""
+    from mover import cleanup
+
+    def body() -> None:
+        store = _jobstore()
+        records = store.pending_aborts()
+        left = [r for r in records if not cleanup.retry(store, r)]
+        click.echo(f"{len(records) - len(left)} removed, {len(left)} still pending")
+        for r in left:
+            click.echo(f"  job {r.job_id} object {r.item} ({r.destination}): {r.error}")
+        if left:
+            sys.exit(EXIT_FAILED)
+
+    _run(body)
 
 
 @cli.command()
@@ -471,12 +515,21 @@ def status(job_id: str, as_json: bool) -> None:
     from mover.planning import human
 
     def body() -> None:
-        job = _jobstore().get(job_id)
+        store = _jobstore()
+        job = store.get(job_id)
+        waiting = _waiting_for(store, job)
         if as_json:
-            click.echo(json.dumps(job.to_dict(), indent=2, default=str))
+            record = job.to_dict()
+            if waiting:
+                record["waiting_for_workers"] = waiting
+            click.echo(json.dumps(record, indent=2, default=str))
             return
         s = job.summary()
         click.echo(f"job {job.id}: {job.state}")
+        if waiting:
+            from mover.executors.waiting import waiting_line
+
+            click.echo(f"  {waiting_line(waiting)}")
         click.echo(f"  {job.source} -> {job.destination}")
         click.echo(f"  {human(job.bytes_done)} of {human(job.size)}, {s['objects']} object(s)")
         click.echo(f"  strategies: {', '.join(s['strategies']) or '-'}")
@@ -501,6 +554,15 @@ def status(job_id: str, as_json: bool) -> None:
             click.echo(f"  ... {len(job.items) - 20} more objects")
 
     _run(body)
+
+
+def _waiting_for(store: Any, job: Any) -> list[str]:
+    """The queues a fleet job waits for a worker on (empty elsewhere)."""
+    if job.executor != "celery" or not hasattr(store, "prefix"):
+        return []
+    from mover.executors.waiting import unserved
+
+    return unserved(store, job)
 
 
 def default_queues() -> list[str]:

@@ -55,6 +55,13 @@ class ProgressBar:
         if self._progress is not None and self._task is not None:
             self._progress.update(self._task, advance=nbytes)
 
+    def note(self, text: str) -> None:
+        """Print one line on standard error, above the bar while it shows."""
+        if self._progress is not None:
+            self._progress.console.print(text, markup=False, highlight=False)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
     def set_total(self, total: int | None) -> None:
         self._total = total
         if self._progress is not None and self._task is not None:

@@ -25,8 +25,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from mover import dispatcher, transfer
-from mover.errors import JobStateError, MoverError
+from mover import cleanup, dispatcher, transfer
+from mover.errors import BrokerError, JobStateError, MoverError, UsageError
 from mover.jobs import (
     CANCELLED,
     COMMITTING,
@@ -38,9 +38,11 @@ from mover.jobs import (
     Item,
     Job,
 )
+from mover.jobstores import leases
 from mover.jobstores.redis import CANCELLING, RedisJobStore
 from mover.location import parse
 from mover.motion import Options, Plan
+from mover.redact import redact, secret_params
 from mover.transfer import Request, endpoints, prepare
 
 if TYPE_CHECKING:
@@ -129,8 +131,43 @@ def publish(
 ) -> int:
     """Publish ``mover.chunk.copy`` for each (item, chunk indexes), or ``mover.job.commit``
     for an item with no chunk left to run; one producer for the whole batch. Returns the
-    number of tasks sent."""
-    app = app or get_app()
+    number of tasks sent.
+
+    A broker that fails the publish (Redis restarted mid-batch: kombu's ``BatchPublishError``,
+    a connection error) raises :class:`~mover.errors.BrokerError`: the job is recorded and
+    stays resumable (``mover resume`` re-enqueues every chunk not done; a chunk sent twice
+    runs once, see :mod:`mover.workers.tasks`), and the message says so."""
+    try:
+        return _send_tasks(job_id, work, app or get_app())
+    except Exception as exc:
+        if not is_broker_error(exc):
+            raise
+        raise _publish_failed(jobs, job_id, exc) from exc
+
+
+def is_broker_error(exc: BaseException) -> bool:
+    """An error of the broker's client libraries (Redis, kombu) or of the connection."""
+    import kombu.exceptions
+    import redis
+
+    return isinstance(exc, (redis.RedisError, kombu.exceptions.KombuError, ConnectionError))
+
+
+def _publish_failed(jobs: RedisJobStore, job_id: str, exc: BaseException) -> BrokerError:
+    """Record (if Redis answers) and word a failed publish: the job is kept, resumable."""
+    detail = str(exc).splitlines()[0][:160] if str(exc) else ""
+    cause = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+    what = f"the broker failed while job {job_id} was being enqueued ({cause})"
+    with contextlib.suppress(Exception):
+        jobs.check(timeout_s=2.0)
+        jobs.update_job(job_id, error=f"{what}; resume it with `mover resume {job_id}`")
+    return BrokerError(
+        f"{what}; the job is kept and resumable: run `mover resume {job_id}` once Redis "
+        "answers (chunks already sent run once)"
+    )
+
+
+def _send_tasks(job_id: str, work: Iterable[tuple[Item, list[int]]], app: Celery) -> int:
     sent = 0
     with app.producer_or_acquire() as producer, _batch(producer):
         for item, chunks in work:
@@ -181,7 +218,15 @@ def start(job: Job, jobs: RedisJobStore, app: Celery | None = None) -> Job:
     job.executor = "celery"
     job.state = RUNNING
     planned = plan_job(job, jobs)
-    jobs.create(job)
+    try:
+        jobs.create(job)
+    except Exception as exc:
+        if not is_broker_error(exc):
+            raise
+        raise BrokerError(
+            f"cannot record job {job.id} in Redis ({type(exc).__name__}); nothing was "
+            "enqueued: run the copy again once Redis answers"
+        ) from exc
     for item in job.items:
         if item.state in FINAL:
             jobs.item_final(job.id, item.index)
@@ -205,10 +250,25 @@ def submit(
     app: Celery | None = None,
 ) -> Job:
     """Validate, plan, record and publish a copy; return the job (running on the fleet)."""
+    refuse_signed(source, destination)
     jobs = jobs or RedisJobStore()
     job = prepare(Request(source, destination, recursive, Options(streams, chunk_size)))
     job.options["recursive"] = recursive
     return start(job, jobs, app)
+
+
+def refuse_signed(*urls: str) -> None:
+    """A signed URL (a credential in its query) cannot run on the fleet: the workers would
+    need it, so a task message or Redis would hold it. Raise a one-line UsageError saying
+    what to do instead."""
+    for url in urls:
+        names = secret_params(url)
+        if names:
+            raise UsageError(
+                f"{redact(url)}: a signed URL (its {', '.join(names)} is a credential) cannot "
+                "go to the fleet, whose task messages and Redis would hold it: copy it embedded "
+                "(--executor embedded), or configure a store with its own credentials"
+            )
 
 
 def follow(
@@ -217,24 +277,41 @@ def follow(
     on_progress: Callable[[int], None] | None = None,
     timeout_s: float | None = None,
     poll_s: float = 0.1,
+    on_notice: Callable[[str], None] | None = None,
 ) -> Job:
     """Poll the job record until the job is final; report bytes done as they grow.
 
     Each poll reads two hash fields, so a tenth of a second costs Redis nothing and keeps
-    ``--wait`` from adding half a second to a short job.
+    ``--wait`` from adding half a second to a short job. With ``on_notice``, the follower
+    also says (one line per change) when the job waits for a worker on its queues or for
+    Redis (:mod:`mover.executors.waiting`), and keeps following: waiting is a state, not a
+    failure.
 
     Raises TimeoutError after ``timeout_s`` (the job keeps running on the fleet)."""
+    import redis
+
+    from mover.executors.waiting import WorkerWatch
+
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     job_id = jobs.resolve(job_id)
+    watch = WorkerWatch(jobs, job_id, on_notice) if on_notice is not None else None
     seen = 0
     while True:
-        # Two hash fields per poll, not the whole record: a job may have 10,000 chunks.
-        state, done = jobs.progress(job_id)
-        if on_progress is not None and done > seen:
-            on_progress(done - seen)
-            seen = done
-        if state in FINAL:
-            return jobs.get(job_id)
+        try:
+            # Two hash fields per poll, not the whole record: a job may have 10,000 chunks.
+            state, done = jobs.progress(job_id)
+            if on_progress is not None and done > seen:
+                on_progress(done - seen)
+                seen = done
+            if state in FINAL:
+                return jobs.get(job_id)
+            if watch is not None:
+                watch.check()
+        except redis.RedisError as exc:
+            if watch is None:
+                raise
+            watch.unreachable(exc)
+            state = None
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError(f"job {job_id} still {state} after {timeout_s} s")
         time.sleep(poll_s)
@@ -255,18 +332,35 @@ def cancel(job_id: str, jobs: RedisJobStore, wait_s: float | None = 30.0) -> Job
     if wait_s is None:
         return jobs.get(jid)
     try:
-        return follow(jid, jobs, timeout_s=wait_s, poll_s=0.2)
+        job = follow(jid, jobs, timeout_s=wait_s, poll_s=0.2)
     except TimeoutError:
-        pass
+        job = _cancel_from_here(jobs, jid)
+    # Aborts that met a dead store (here or on a worker): try them again now.
+    cleanup.retry_job(jobs, jid)
+    return job
+
+
+def _cancel_from_here(jobs: RedisJobStore, jid: str) -> Job:
+    """The workers did not finish the cancel in time: abort what is unfinished from here."""
     job = jobs.get(jid)
     for item in job.items:
         if item.state in FINAL or not item.plan or not item.strategy:
             continue
         try:
             src, dst = endpoints(item)
-            dispatcher.get_strategy(item.strategy).abort(src, dst, Plan.from_dict(item.plan))
-        except Exception as exc:
-            log.warning("job %s object %d: abort failed: %s", jid, item.index, exc)
+        except MoverError as exc:
+            log.warning("job %s object %d: cannot abort: %s", jid, item.index, exc.message)
+        else:
+            cleanup.abort_or_defer(
+                jobs,
+                jid,
+                item.index,
+                lambda item=item: (item.source, item.destination),
+                dispatcher.get_strategy(item.strategy),
+                src,
+                dst,
+                Plan.from_dict(item.plan),
+            )
         jobs.update_item(jid, item.index, state=CANCELLED, error="cancelled")
         jobs.item_final(jid, item.index)
     return finish_job(jobs, jid)
@@ -279,6 +373,7 @@ def resume(job_id: str, jobs: RedisJobStore, app: Celery | None = None) -> Job:
     job = jobs.get(job_id)
     if job.state == DONE:
         raise JobStateError(f"job {job.id} is already done")
+    cleanup.refuse_if_left(jobs, job.id)  # never upload beside orphaned partial data
     jobs.update_job(job.id, state=RUNNING, error=None, finished=None)
     work: list[tuple[Item, list[int]]] = []
     streams = int(job.options.get("streams") or 4)
@@ -297,9 +392,12 @@ def resume(job_id: str, jobs: RedisJobStore, app: Celery | None = None) -> Job:
             jobs.save_item(job.id, item)
             work.append((item, [c.index for c in item.chunks]))
             continue
+        if item.state == COMMITTING and not leases.release_expired(jobs, job.id, item.index):
+            continue  # a live worker holds the commit's lease: it finishes the object
         if item.state == COMMITTING:
-            # The worker that claimed the commit died before recording it: commit again.
-            jobs.transition(jobs.item_key(job.id, item.index), (COMMITTING,), RUNNING)
+            # The worker that claimed the commit died before recording it (its lease expired
+            # and no sweep took it over yet): commit again.
+            item.state = RUNNING
         pending = [c.index for c in item.chunks if c.state != DONE]
         jobs.unsettle(job.id, item.index, pending)
         work.append((item, pending))

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from mover import dispatcher, retry
+from mover import cleanup, dispatcher, retry
 from mover.buffers import release
 from mover.errors import Cancelled, MoverError
 from mover.jobs import (
@@ -263,10 +263,19 @@ class EmbeddedExecutor:
         self._item_finished()
 
     def _abort(self, run: _ItemRun) -> None:
-        try:
-            run.strategy.abort(run.source, run.destination, run.plan)
-        except Exception as exc:  # the original error matters more; record both
-            log.warning("job %s object %d: abort failed: %s", self._job.id, run.item.index, exc)
+        # A store that fails the abort gets it retried later (mover.cleanup); the original
+        # error is what the item records.
+        item = run.item
+        cleanup.abort_or_defer(
+            self.jobs,
+            self._job.id,
+            item.index,
+            lambda: (item.source, item.destination),
+            run.strategy,
+            run.source,
+            run.destination,
+            run.plan,
+        )
         self._fail_item(run.item, run.error or MoverError("aborted"))
         self._item_finished()
 

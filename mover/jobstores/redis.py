@@ -12,7 +12,8 @@ Keys (``P`` is the prefix, ``mover`` by default; ``J`` is ``P:job:<id>``):
 ``J``                     hash   the job: source, destination, state, options, n_items, ...
 ``J:item:<i>``            hash   an item: source, destination, size, state, strategy, plan,
                                  digest, error, chunks (``[[index, offset, length], ...]``),
-                                 n_chunks, commits (how many times the commit was claimed)
+                                 n_chunks, commits (how many times the commit was claimed),
+                                 commit_owner, commit_expires, takeovers (the lease)
 ``J:item:<i>:done``       set    indexes of chunks done (SADD + SCARD: idempotent counting)
 ``J:item:<i>:settled``    set    indexes of chunks that will not run again (done or skipped)
 ``J:item:<i>:receipts``   hash   chunk index -> receipt (JSON)
@@ -20,6 +21,12 @@ Keys (``P`` is the prefix, ``mover`` by default; ``J`` is ``P:job:<id>``):
 ``J:final``               set    indexes of items in a final state
 ``P:jobs``                zset   job id by creation time (``mover jobs``)
 ``P:jobids``              zset   job ids, score 0, for prefix look-up (ZRANGEBYLEX)
+``P:committing``          zset   ``<job>:<item>`` by commit-lease expiry (Redis clock),
+                                 swept for expired leases (:mod:`mover.jobstores.leases`)
+``P:aborts``              hash   ``<job>:<item>`` -> a pending abort (:mod:`mover.cleanup`)
+``P:aborts:due``          zset   ``<job>:<item>`` by the time of its next try
+``P:workers``             zset   live workers by last heartbeat (:mod:`mover.presence`)
+``P:workers:queues``      hash   worker -> the queues it consumes (JSON)
 ========================  =====  ==========================================================
 
 Every hash value is JSON (so ``None`` and numbers survive). A job that reaches a final state
@@ -35,8 +42,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -46,7 +53,10 @@ from redis.exceptions import WatchError
 from redis.retry import Retry
 
 from mover.errors import JobNotFound, MoverError
-from mover.jobs import COMMITTING, FINAL, RUNNING, ChunkRecord, Item, Job, JobStore
+from mover.jobs import FINAL, ChunkRecord, Item, Job, JobStore
+
+if TYPE_CHECKING:
+    from mover.cleanup import PendingAbort
 
 #: Seconds a finished job's records are kept (``MOVER_JOB_TTL_S``).
 DEFAULT_TTL_S = 7 * 24 * 3600
@@ -336,34 +346,115 @@ class RedisJobStore(JobStore):
         """Atomically set ``state`` (and ``fields``) of the hash ``key`` if its state is one
         of ``from_states``; True for the caller that did. WATCH/MULTI: a concurrent change
         of the key makes the transaction retry against the new state."""
-        allowed = {_dumps(s) for s in from_states}
-        mapping = {"state": _dumps(to_state), **{k: _dumps(v) for k, v in fields.items()}}
+        allowed = set(from_states)
+        mapping = {"state": to_state, **fields}
+        return self.update_if(key, ("state",), lambda cur: cur["state"] in allowed, mapping)
+
+    def update_if(
+        self,
+        key: str,
+        read: Iterable[str],
+        check: Callable[[dict[str, Any]], bool],
+        mapping: dict[str, Any],
+        also: Callable[[Any], None] | None = None,
+    ) -> bool:
+        """Compare and set: read the fields ``read`` of hash ``key``; if the key exists and
+        ``check(fields)`` holds, set ``mapping`` (and queue ``also(pipe)`` in the same MULTI).
+        True for the caller whose change went in (WATCH/MULTI, retried on a race)."""
+        names = list(read)
         with self.r.pipeline(transaction=True) as pipe:
             while True:
                 try:
                     pipe.watch(key)
-                    current = pipe.hget(key, "state")
-                    if current is None or current.decode() not in allowed:
+                    raw = pipe.hmget(key, names)
+                    if all(v is None for v in raw) or not check(
+                        {n: _loads(v) for n, v in zip(names, raw, strict=True)}
+                    ):
                         pipe.unwatch()
                         return False
                     pipe.multi()
-                    pipe.hset(key, mapping=mapping)
+                    pipe.hset(key, mapping={k: _dumps(v) for k, v in mapping.items()})
+                    if also is not None:
+                        also(pipe)
                     pipe.execute()
                     return True
                 except WatchError:
                     continue
 
-    def claim_commit(self, job_id: str, item: int) -> bool:
+    def claim_commit(
+        self, job_id: str, item: int, owner: str | None = None, lease_s: float | None = None
+    ) -> bool:
         """``running`` -> ``committing``, once; also counts the claims (``commits``), which
-        tests read to prove that no object was committed twice."""
-        won = self.transition(self.item_key(job_id, item), (RUNNING,), COMMITTING)
-        if won:
-            self.r.hincrby(self.item_key(job_id, item), "commits", 1)
-        return won
+        tests read to prove that no object was committed twice.
+
+        The claim is a lease (:mod:`mover.jobstores.leases`): ``owner`` holds it until Redis's
+        clock passes ``commit_expires``; the committer renews it while it works, and an
+        expired one is taken over by a live worker's sweep."""
+        from mover.jobstores import leases
+
+        return leases.claim(self, job_id, item, owner, lease_s)
 
     def commits(self, job_id: str, item: int) -> int:
         """How many times the commit of an item was claimed (1 after a good run)."""
         return int(self.r.hget(self.item_key(job_id, item), "commits") or 0)
+
+    # -- pending aborts (mover.cleanup) -------------------------------------------------------
+
+    def clock(self) -> float:
+        """Redis's own clock: every host of the fleet schedules retries on it."""
+        from mover.presence import server_time
+
+        return server_time(self.r)
+
+    def _aborts_keys(self) -> tuple[str, str]:
+        return f"{self.prefix}:aborts", f"{self.prefix}:aborts:due"
+
+    def save_pending_abort(self, record: PendingAbort) -> None:
+        records, due = self._aborts_keys()
+        member = f"{record.job_id}:{record.item}"
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(records, member, _dumps(record.to_dict()))
+        pipe.zadd(due, {member: record.next_at})
+        pipe.execute()
+
+    def pending_aborts(self, job_id: str | None = None) -> list[PendingAbort]:
+        from mover.cleanup import PendingAbort
+
+        records, _ = self._aborts_keys()
+        found = [PendingAbort.from_dict(_loads(v)) for v in self.r.hvals(records)]
+        return sorted(
+            (r for r in found if job_id is None or r.job_id == job_id),
+            key=lambda r: (r.job_id, r.item),
+        )
+
+    def due_aborts(self, limit: int, hold_s: float) -> list[PendingAbort]:
+        from mover.cleanup import PendingAbort
+
+        records, due = self._aborts_keys()
+        now = self.clock()
+        with self.r.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(due)
+                    members = pipe.zrangebyscore(due, "-inf", now, start=0, num=limit)
+                    if not members:
+                        pipe.unwatch()
+                        return []
+                    raw = pipe.hmget(records, members)
+                    pipe.multi()
+                    pipe.zadd(due, {m: now + hold_s for m in members})
+                    pipe.execute()
+                    break
+                except WatchError:
+                    continue
+        return [PendingAbort.from_dict(_loads(v)) for v in raw if v is not None]
+
+    def drop_pending_abort(self, job_id: str, item: int) -> None:
+        records, due = self._aborts_keys()
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hdel(records, f"{job_id}:{item}")
+        pipe.zrem(due, f"{job_id}:{item}")
+        pipe.execute()
 
     # -- reading ----------------------------------------------------------------------------
 

@@ -21,12 +21,15 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import platformdirs
 
 from mover.errors import JobNotFound, MoverError
 from mover.jobs import COMMITTING, RUNNING, ChunkRecord, Item, Job, JobStore
+
+if TYPE_CHECKING:
+    from mover.cleanup import PendingAbort
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -45,6 +48,9 @@ CREATE TABLE IF NOT EXISTS chunks (
     PRIMARY KEY (job_id, item, idx)
 );
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created);
+CREATE TABLE IF NOT EXISTS pending_aborts (
+    job_id TEXT, item INTEGER, record TEXT, next_at REAL, PRIMARY KEY (job_id, item)
+);
 """
 
 _JOB_FIELDS = ("state", "error", "finished", "owner")
@@ -391,3 +397,49 @@ class SqliteJobStore(JobStore):
                         )
                     )
         return jobs
+
+    # -- pending aborts (mover.cleanup) -------------------------------------------------------
+
+    def save_pending_abort(self, record: PendingAbort) -> None:
+        self.flush()
+        self._tx(
+            [
+                (
+                    "INSERT OR REPLACE INTO pending_aborts VALUES (?, ?, ?, ?)",
+                    (record.job_id, record.item, json.dumps(record.to_dict()), record.next_at),
+                )
+            ]
+        )
+
+    def _aborts(self, sql: str, args: tuple[Any, ...]) -> list[PendingAbort]:
+        from mover.cleanup import PendingAbort
+
+        with self._lock:
+            rows = self._db.execute(sql, args).fetchall()
+        return [PendingAbort.from_dict(json.loads(r[0])) for r in rows]
+
+    def pending_aborts(self, job_id: str | None = None) -> list[PendingAbort]:
+        if job_id is None:
+            return self._aborts("SELECT record FROM pending_aborts ORDER BY next_at", ())
+        return self._aborts(
+            "SELECT record FROM pending_aborts WHERE job_id=? ORDER BY item", (job_id,)
+        )
+
+    def due_aborts(self, limit: int, hold_s: float) -> list[PendingAbort]:
+        now = self.clock()
+        due = self._aborts(
+            "SELECT record FROM pending_aborts WHERE next_at<=? ORDER BY next_at LIMIT ?",
+            (now, limit),
+        )
+        self._tx(
+            [
+                (
+                    "UPDATE pending_aborts SET next_at=? WHERE job_id=? AND item=?",
+                    [(now + hold_s, r.job_id, r.item) for r in due],
+                )
+            ]
+        )
+        return due
+
+    def drop_pending_abort(self, job_id: str, item: int) -> None:
+        self._tx([("DELETE FROM pending_aborts WHERE job_id=? AND item=?", (job_id, item))])

@@ -40,6 +40,17 @@ Commit then makes the object in one request:
   whose commit is one small PUT;
 - no bytes: a plain PUT of the empty object (nothing to stage).
 
+**Staged segments expire until commit.** Each segment is written with ``X-Delete-After``
+(option ``segment_expiry_s``, default ``MOVER_SEGMENT_EXPIRY_S`` or 7 days, the job records'
+lifetime; 0 turns it off), so a failed upload whose abort never ran (Swift down at that moment,
+the worker killed) cannot leave segments forever: Swift serves them no more once the time has
+passed, and its object expirer removes them. At commit, once the manifest is in place, the
+expiry is removed from every segment the manifest names (a ``POST`` with
+``X-Remove-Delete-At``, in parallel), so a committed object never expires; a plain object
+made from its one segment is copied with ``X-Fresh-Metadata`` and so does not inherit the
+segment's expiry. An upload that outlives the bound (resumed more than 7 days later) finds its
+segments gone: Swift refuses the manifest and the object is uploaded again.
+
 When an upload replaces an SLO that mover wrote earlier, the old upload's segments are deleted
 after the new object is in place, as ``swift upload`` does; segments not laid out by mover are
 left alone, since another manifest may share them.
@@ -67,6 +78,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, BinaryIO, TypeVar
 from urllib.parse import quote, urlsplit
 
+from mover import retry
 from mover.digests import Digest, digest
 from mover.errors import (
     AccessDenied,
@@ -133,6 +145,11 @@ DEFAULT_TIMEOUT_S = 60.0
 CONTAINER_SEEN_S = 60.0
 #: md5 of no bytes: the ETag of an empty object.
 EMPTY_MD5 = hashlib.md5(b"").hexdigest()
+#: Seconds a staged segment lives unless its upload is committed (``segment_expiry_s``,
+#: ``MOVER_SEGMENT_EXPIRY_S``): the job records' lifetime.
+SEGMENT_EXPIRY_S = 7 * 24 * 3600
+#: Segments whose expiry is removed at once at commit.
+UNEXPIRE_STREAMS = 8
 #: Statuses worth retrying: server errors, time-outs, throttling.
 _RETRYABLE_STATUS = {408, 429, 498, 499}
 
@@ -320,6 +337,10 @@ class SwiftProvider(StoreProvider):
         self.listing_limit = int(o["listing_limit"]) if o.get("listing_limit") else None
         #: A one-part object up to this size is committed as a plain object, not an SLO.
         self.plain_max_bytes = int(o.get("plain_max_bytes", PLAIN_MAX_BYTES))
+        #: Seconds staged segments live until their upload is committed (0: forever).
+        self.segment_expiry_s = int(
+            o.get("segment_expiry_s", os.environ.get("MOVER_SEGMENT_EXPIRY_S") or SEGMENT_EXPIRY_S)
+        )
         self.creds = resolve_credentials(o)
         self._caps = Capabilities(
             ranged_read=True,
@@ -885,6 +906,7 @@ class SwiftProvider(StoreProvider):
             headers = {
                 "X-Copy-From": copy_from,
                 "Range": f"bytes={offset}-{offset + length - 1}",
+                **writer.staging_headers(),
             }
             etag = self._call(
                 lambda c: c.put_object(self.segments_container, name, None, headers=headers),
@@ -973,6 +995,11 @@ class SwiftWriter(ChunkWriter):
     def segment_name(self, part: int) -> str:
         return f"{self.prefix}{part:08d}"
 
+    def staging_headers(self) -> dict[str, str]:
+        """Headers of a staged segment: it expires unless its upload is committed."""
+        expiry = self.provider.segment_expiry_s
+        return {"X-Delete-After": str(expiry)} if expiry > 0 else {}
+
     def write_part(self, part: int, offset: int, data: memoryview, expected: Digest) -> PartReceipt:
         size = len(data)
         if expected.algorithm == "md5":
@@ -1005,6 +1032,7 @@ class SwiftWriter(ChunkWriter):
                     content_length=size,
                     etag=md5,
                     content_type="application/octet-stream",
+                    headers=self.staging_headers(),
                 )
             )
 
@@ -1052,6 +1080,7 @@ class SwiftWriter(ChunkWriter):
             etag = self._copy_segment_to_object(segments[0])
         else:
             etag = self._put_manifest(segments)
+            self._keep_segments(segments)
         mine = set() if plain else {self._path(r) for r in segments}
         for name in old:
             if name not in mine:
@@ -1078,16 +1107,24 @@ class SwiftWriter(ChunkWriter):
         """Make a one-part object a plain object: a server-side copy of its one segment.
 
         Swift computes the copy's ETag from the bytes it wrote: it must be the segment's md5,
-        which is the md5 mover read, so the whole object is verified by the store.
+        which is the md5 mover read, so the whole object is verified by the store. A commit
+        repeated after an earlier one copied the object and deleted the segment (its committer
+        died before recording it, and another took the commit over) finds the object in place.
         """
         p = self.provider
         where = p._where(self.key)
-        headers = {"X-Copy-From": quote(self._path(receipt))}
-        etag = p._call(
-            lambda c: c.put_object(p.container, self.key, None, headers=headers),
-            where,
-            not_found=f"{where}: its segment or the container {p.container} vanished",
-        ).strip('"')
+        # Fresh metadata: the object must not inherit its staging segment's expiry.
+        headers = {"X-Copy-From": quote(self._path(receipt)), "X-Fresh-Metadata": "true"}
+        try:
+            etag = p._call(
+                lambda c: c.put_object(p.container, self.key, None, headers=headers),
+                where,
+                not_found=f"{where}: its segment or the container {p.container} vanished",
+            ).strip('"')
+        except ObjectNotFound:
+            if not self._committed_before(receipt):
+                raise
+            return str(receipt.extra["etag"])
         if etag != receipt.extra["etag"]:
             raise VerificationFailed(
                 f"{where}: Swift copied a segment of md5 {receipt.extra['etag']} into an object "
@@ -1095,6 +1132,14 @@ class SwiftWriter(ChunkWriter):
                 retryable=True,
             )
         return etag
+
+    def _committed_before(self, receipt: PartReceipt) -> bool:
+        """Whether the object already holds exactly this one part (md5 and size)."""
+        try:
+            info = self.provider._stat(self.key, newest=True)
+        except ObjectNotFound:
+            return False
+        return info.etag == receipt.extra["etag"] and info.size == receipt.size
 
     def _put_manifest(self, segments: list[PartReceipt]) -> str:
         """PUT the SLO manifest; Swift checks every segment's ETag and size against it."""
@@ -1134,6 +1179,27 @@ class SwiftWriter(ChunkWriter):
                 f"{where}: the manifest's ETag {etag} is not the md5 of its segments' ETags"
             )
         return want
+
+    def _keep_segments(self, segments: list[PartReceipt]) -> None:
+        """Remove the staging expiry of every segment the committed manifest names (in
+        parallel), so that the object never expires. Until this is done the commit is not:
+        a failure raises (retryable), and committing again repeats it."""
+        p = self.provider
+        if p.segment_expiry_s <= 0:
+            return
+        headers = {"X-Remove-Delete-At": "1", "Content-Type": "application/octet-stream"}
+
+        def keep(receipt: PartReceipt) -> None:
+            name = receipt.extra["segment"]
+            retry.call(  # a commit is not retried as a whole: retry each request here
+                lambda: p._call(
+                    lambda c: c.post_object(self.segments_container, name, headers=headers),
+                    p._where(name, self.segments_container),
+                )
+            )
+
+        with ThreadPoolExecutor(max_workers=min(UNEXPIRE_STREAMS, len(segments))) as pool:
+            list(pool.map(keep, segments))
 
     def abort(self) -> None:
         p = self.provider

@@ -180,7 +180,9 @@ class Fleet:
     #: Pool size of the workers this fleet starts.
     concurrency = 2
 
-    def start_worker(self, name: str) -> Worker:
+    def start_worker(self, name: str, *args: str, env: dict[str, str] | None = None) -> Worker:
+        """Start ``mover worker`` named ``name``; ``args`` go to it (``-Q q1,q2``), ``env``
+        adds to or overrides the fleet's environment for this worker only."""
         log = self.folder / f"{name}.log"
         proc = subprocess.Popen(
             [
@@ -192,8 +194,9 @@ class Fleet:
                 "prefork",
                 "-n",
                 f"{name}@%h",
+                *args,
             ],
-            env=self.env,
+            env={**self.env, **(env or {})},
             stdout=open(log, "wb"),  # noqa: SIM115 - closed with the process
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -230,15 +233,14 @@ class Fleet:
         return RedisJobStore(self.redis.url)
 
 
-@pytest.fixture(scope="module")
-def fleet(
-    redis_server: Any, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
-) -> Iterator[Fleet]:
-    """Two workers (prefork, -c 2) on the private Redis; S3 credentials in their
-    environment when the S3 server is available."""
-    folder = tmp_path_factory.mktemp("fleet")
-    env = dict(os.environ)
-    env.update(
+def make_fleet(
+    redis_server: Any, folder: Path, request: pytest.FixtureRequest, **env: str
+) -> Fleet:
+    """A Fleet (no worker started yet) on ``redis_server``: state and configuration in
+    ``folder``, short visibility timeout and restore sweep, S3 and Swift credentials in the
+    workers' environment when those servers are available; ``env`` adds or overrides."""
+    environ = dict(os.environ)
+    environ.update(
         MOVER_BROKER_URL=redis_server.url,
         MOVER_STATE_DIR=str(folder / "state"),
         MOVER_CONFIG=str(folder / "config.toml"),
@@ -250,7 +252,7 @@ def fleet(
     s3 = None
     try:
         s3 = request.getfixturevalue("s3_server")
-        env.update(
+        environ.update(
             AWS_ACCESS_KEY_ID=s3.access_key,
             AWS_SECRET_ACCESS_KEY=s3.secret_key,
             AWS_ENDPOINT_URL=s3.endpoint_url,
@@ -261,10 +263,20 @@ def fleet(
     swift = None
     try:
         swift = request.getfixturevalue("swift_server")
-        env.update(ST_AUTH=swift.auth_url, ST_USER=swift.user, ST_KEY=swift.key)
+        environ.update(ST_AUTH=swift.auth_url, ST_USER=swift.user, ST_KEY=swift.key)
     except pytest.skip.Exception:
         swift = None
-    fleet = Fleet(redis_server, env, folder, s3=s3, swift=swift)
+    environ.update(env)
+    return Fleet(redis_server, environ, folder, s3=s3, swift=swift)
+
+
+@pytest.fixture(scope="module")
+def fleet(
+    redis_server: Any, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Fleet]:
+    """Two workers (prefork, -c 2) on the private Redis; S3 credentials in their
+    environment when the S3 server is available."""
+    fleet = make_fleet(redis_server, tmp_path_factory.mktemp("fleet"), request)
     try:
         a, b = fleet.start_worker("w1"), fleet.start_worker("w2")
         fleet.wait_ready(a, b)
@@ -304,6 +316,29 @@ def wait_for(predicate: Any, timeout_s: float, what: str, poll_s: float = 0.1) -
             return value
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(poll_s)
+
+
+def redis_contents(url: str) -> list[bytes]:
+    """Every key of the Redis at ``url`` and every value in it (strings, hash fields and
+    values, list, set and sorted-set members): what a scan for a leaked secret reads."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    out: list[bytes] = []
+    for key in client.scan_iter(count=1000):
+        out.append(key)
+        kind = client.type(key)
+        if kind == b"string":
+            out.append(client.get(key) or b"")
+        elif kind == b"hash":
+            out += [k + b"=" + v for k, v in client.hgetall(key).items()]
+        elif kind == b"list":
+            out += client.lrange(key, 0, -1)
+        elif kind == b"set":
+            out += list(client.smembers(key))
+        elif kind == b"zset":
+            out += [m for m, _ in client.zrange(key, 0, -1, withscores=True)]
+    return out
 
 
 def wait_final(jobs: Any, job_id: str, timeout_s: float = 90, poll_s: float = 0.5) -> Any:
@@ -662,30 +697,11 @@ def test_no_secret_in_redis_or_logs(fleet: Fleet):
     worker log line: tasks carry ids, workers resolve credentials themselves."""
     if fleet.s3 is None:
         pytest.skip("no S3 server")
-    import redis
-
     secret = fleet.s3.secret_key.encode()
-    client = redis.Redis.from_url(fleet.redis.url)
-    seen = 0
-    for key in client.scan_iter(count=1000):
-        seen += 1
-        assert secret not in key
-        kind = client.type(key)
-        if kind == b"string":
-            values = [client.get(key) or b""]
-        elif kind == b"hash":
-            values = [k + v for k, v in client.hgetall(key).items()]
-        elif kind == b"list":
-            values = client.lrange(key, 0, -1)
-        elif kind == b"set":
-            values = list(client.smembers(key))
-        elif kind == b"zset":
-            values = [m for m, _ in client.zrange(key, 0, -1, withscores=True)]
-        else:
-            values = []
-        for value in values:
-            assert secret not in value, f"secret in Redis key {key!r}"
-    assert seen > 0
+    everything = redis_contents(fleet.redis.url)
+    assert everything
+    for blob in everything:
+        assert secret not in blob, "secret in Redis"
     for w in fleet.workers:
         assert fleet.s3.secret_key not in w.text(), f"secret in {w.name}'s log"
         if fleet.swift is not None:
