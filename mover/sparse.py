@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from mover.digests import Digest, Hasher, digest
 from mover.store import KiB, MiB, StoreProvider
@@ -103,6 +103,10 @@ class Filled:
     read: int
 
 
+#: ``read_chunk(extents=ASK)``: ask the store for the range's data extents.
+ASK = "ask"
+
+
 def read_chunk(
     store: StoreProvider,
     key: str,
@@ -111,18 +115,21 @@ def read_chunk(
     ctx: ChunkContext | None = None,
     *,
     fill_holes: bool = False,
+    extents: list[tuple[int, int]] | Literal["ask"] | None = ASK,
 ) -> Filled:
     """Fill ``view`` with ``key``'s bytes from ``offset``, reading only its data extents.
 
     Holes between extents are zeroed in the buffer. A range that is one hole is neither read
     nor zeroed (``hole`` is set; the caller uses :func:`zero_digest` and
     :meth:`~mover.store.ChunkWriter.write_zeros`) unless ``fill_holes``. A store that cannot
-    tell its holes is read whole. ``ctx`` (optional) is told of progress, holes included,
-    and checked for cancellation between slices.
+    tell its holes is read whole. ``extents``: the range's data extents if the caller has
+    them (:class:`ExtentMap`), else they are asked of the store. ``ctx`` (optional) is told of
+    progress, holes included, and checked for cancellation between slices.
     """
     length = len(view)
-    extents = store.data_extents(key, offset, length) if length else None
-    if extents is None:
+    if extents == ASK:
+        extents = store.data_extents(key, offset, length) if length else None
+    if extents is None or extents == ASK:
         extents = [(offset, offset + length)]
     elif not extents:
         if fill_holes:
@@ -148,6 +155,36 @@ def read_chunk(
         if ctx is not None:
             ctx.progress(offset + length - pos)
     return Filled(length, False, read)
+
+
+class ExtentMap:
+    """The data extents of one object, asked of its store a window at a time: a reader going
+    through a thin volume in order asks once per :data:`WINDOW_BYTES` instead of once per
+    chunk, and knows a hole chunk is one before it takes a buffer for it.
+
+    The answer is as fresh as a per-chunk one for a source that does not change while it is
+    read; one that does is not consistent either way (see the job's notes on live sources).
+    """
+
+    #: How much of the object one question covers.
+    WINDOW_BYTES = 1024 * MiB
+
+    def __init__(self, store: StoreProvider, key: str, size: int) -> None:
+        self.store, self.key, self.size = store, key, size
+        self._start = self._end = 0
+        self._extents: list[tuple[int, int]] | None = None
+
+    def __call__(self, offset: int, length: int) -> list[tuple[int, int]] | None:
+        """The data extents within ``[offset, offset + length)``, as
+        :meth:`~mover.store.StoreProvider.data_extents` answers."""
+        end = offset + length
+        if not (self._start <= offset and end <= self._end):
+            self._start = offset
+            self._end = min(self.size, max(end, offset + self.WINDOW_BYTES))
+            self._extents = self.store.data_extents(self.key, offset, self._end - offset)
+        if self._extents is None:
+            return None
+        return [(max(a, offset), min(b, end)) for a, b in self._extents if b > offset and a < end]
 
 
 def _read_range(

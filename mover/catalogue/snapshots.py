@@ -68,7 +68,7 @@ from mover.errors import (
     VerificationFailed,
 )
 from mover.jobs import DONE, RUNNING, ChunkRecord, Item, Job, JobStore, new_job_id
-from mover.sparse import fill_zeros, is_zero, read_chunk, zero_digest
+from mover.sparse import ExtentMap, fill_zeros, is_zero, read_chunk, zero_digest
 from mover.store import MiB, StoreProvider
 from mover.stores import open_location
 from mover.transfer import abort_message, check_destination, source_notes, stat_or_none
@@ -104,6 +104,17 @@ def _read_manifest(location: str) -> dict[str, Any]:
     if manifest.get("version") not in READABLE_VERSIONS:
         raise UsageError(f"{location}: manifest version {manifest.get('version')} is unknown")
     return manifest
+
+
+def _zero_entry(index: int, offset: int, length: int) -> dict[str, Any]:
+    """The manifest entry of a chunk of zeros: stored as nothing, its sha256 implied by its
+    length (:func:`zero_sha256`; a thin volume has thousands of these)."""
+    return {"index": index, "offset": offset, "length": length, "zero": True}
+
+
+def chunk_sha256(entry: dict[str, Any]) -> str:
+    """A manifest entry's sha256 (hex), a zero chunk's from its length."""
+    return zero_sha256(entry["length"]) if entry.get("zero") else entry["sha256"]
 
 
 def zero_sha256(length: int) -> str:
@@ -204,7 +215,7 @@ def backup_snapshot(
             parent_chunks,
             written,
         )
-        volume_digest = chunks_digest([e["sha256"] for e in entries])
+        volume_digest = chunks_digest([chunk_sha256(e) for e in entries])
         manifest = {
             "version": MANIFEST_VERSION,
             "snapshot": name,
@@ -286,57 +297,65 @@ def _send_chunks(
 
     ``streams`` buffers circulate between the reader and the hashing writers: the reader
     blocks when all are in flight, which is what bounds memory. A chunk that is one hole is
-    not read; it still passes through the pool (cheaply) so that entries stay in order.
+    neither read nor hashed: its entry is made here, in order with the others.
     """
     free: queue.Queue[bytearray] = queue.Queue()
     for _ in range(streams):
         free.put(bytearray(chunk))
     sent: list[ChunkRecord] = []
     lock = threading.Lock()
-    futures: list[Future[dict[str, Any]]] = []
+    futures: list[Future[dict[str, Any]] | dict[str, Any]] = []
     stream = None if src.capabilities.ranged_read and size is not None else src.open_read(src_key)
+    emap = ExtentMap(src, src_key, size) if stream is None and size is not None else None
 
-    def store_chunk(index: int, offset: int, buf: bytearray, length: int, hole: bool):
+    failed = threading.Event()
+
+    def store_chunk(index: int, offset: int, buf: bytearray, length: int) -> dict[str, Any]:
         try:
-            view = memoryview(buf)[:length]
-            entry: dict[str, Any] = {"index": index, "offset": offset, "length": length}
-            if hole or is_zero(view):
-                return {**entry, "sha256": zero_sha256(length), "zero": True}
-            sha = hashlib.sha256(view).hexdigest()
-            old = parent_chunks.get(index)
-            if (
-                old is not None
-                and old.get("backup")
-                and (old["sha256"], old["length"])
-                == (
-                    sha,
-                    length,
-                )
-            ):
-                return {**old, "offset": offset}
-            key = _chunk_key(prefix, backup_id, index)
-            write_whole(dst, key, view)
-            with lock:
-                written.append(key)
-                sent.append(ChunkRecord(index, offset, length, DONE, f"sha256:{sha}"))
-            return {**entry, "sha256": sha, "backup": backup_id}
+            return _store_chunk(index, offset, buf, length)
+        except BaseException:
+            failed.set()
+            raise
         finally:
             free.put(buf)
+
+    def _store_chunk(index: int, offset: int, buf: bytearray, length: int) -> dict[str, Any]:
+        view = memoryview(buf)[:length]
+        if is_zero(view):
+            return _zero_entry(index, offset, length)
+        sha = hashlib.sha256(view).hexdigest()
+        old = parent_chunks.get(index)
+        same = old is not None and (old.get("sha256"), old["length"]) == (sha, length)
+        if same and old.get("backup"):
+            return {**old, "offset": offset}
+        key = _chunk_key(prefix, backup_id, index)
+        write_whole(dst, key, view)
+        with lock:
+            written.append(key)
+            sent.append(ChunkRecord(index, offset, length, DONE, f"sha256:{sha}"))
+        entry = {"index": index, "offset": offset, "length": length}
+        return {**entry, "sha256": sha, "backup": backup_id}
 
     offset = index = 0
     try:
         with ThreadPoolExecutor(max_workers=streams, thread_name_prefix="snapshot") as pool:
             while size is None or offset < size:
-                if any(f.done() and f.exception() for f in futures):
+                if failed.is_set():
                     break  # a write failed: stop reading, the error is raised below
-                buf = free.get()
                 want = chunk if size is None else min(chunk, size - offset)
+                if emap is not None and emap(offset, want) == []:
+                    # One hole: its entry is made here, no buffer, no read, no hashing.
+                    futures.append(_zero_entry(index, offset, want))
+                    offset += want
+                    index += 1
+                    continue
+                buf = free.get()
                 view = memoryview(buf)[:want]
                 if stream is not None:
-                    n, hole = fill(stream, view), False
+                    n = fill(stream, view)
                 else:
-                    filled = read_chunk(src, src_key, offset, view)
-                    n, hole = filled.got, filled.hole
+                    assert emap is not None
+                    n = read_chunk(src, src_key, offset, view, extents=emap(offset, want)).got
                 if size is not None and n != want:
                     free.put(buf)
                     raise ChunkFailed(
@@ -346,7 +365,7 @@ def _send_chunks(
                 if n == 0:  # a stream's end
                     free.put(buf)
                     break
-                futures.append(pool.submit(store_chunk, index, offset, buf, n, hole))
+                futures.append(pool.submit(store_chunk, index, offset, buf, n))
                 offset += n
                 index += 1
                 if n < want:
@@ -354,7 +373,8 @@ def _send_chunks(
     finally:
         if stream is not None:
             stream.close()
-    entries = [f.result() for f in futures]  # the first write error, if any
+    # In order; the first write error, if any, is raised here.
+    entries = [f if isinstance(f, dict) else f.result() for f in futures]
     sent.sort(key=lambda r: r.index)
     return entries, sent, offset
 
@@ -514,13 +534,7 @@ class _Verifier:
         self._add(sha, view)
 
     def zero(self, entry: dict[str, Any]) -> None:
-        sha = zero_sha256(entry["length"])
-        if sha != entry["sha256"]:
-            raise VerificationFailed(
-                f"snapshot {self.name!r}: zero chunk {entry['index']} has a wrong digest in "
-                "its manifest"
-            )
-        self._add(sha, None)
+        self._add(chunk_sha256(entry), None)
 
     def _add(self, sha: str, view: memoryview | None) -> None:
         self.shas.append(sha)
