@@ -15,8 +15,9 @@ of ``--runs`` runs is printed, and the ratio sparse / plain: the goal is under 3
 After each sparse copy, the destination's allocated bytes (``st_blocks``) are printed and must
 be near the data's (the copy stays sparse); the script fails otherwise.
 
-The page cache is warm (the sources were just written); dirty pages of earlier runs are
-flushed (``sync -f``, untimed) before each timed run. Everything is made under ``--dir`` (a
+The page cache is warm (the sources were just written); runs are interleaved (plain, sparse,
+plain, ...) and dirty pages of earlier runs are flushed (``sync -f``, untimed) before each
+timed run. Everything is made under ``--dir`` (a
 temporary folder there) and removed at the end.
 """
 
@@ -31,7 +32,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 KiB = 1024
@@ -88,16 +88,6 @@ def flush(path: Path) -> None:
     subprocess.run(["sync", "-f", str(path)], check=False)
 
 
-def timed(runs: int, before: Callable[[], None], body: Callable[[], None]) -> list[float]:
-    out = []
-    for _ in range(runs):
-        before()
-        start = time.perf_counter()
-        body()
-        out.append(time.perf_counter() - start)
-    return out
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dir", default="/var/tmp", help="where to make the files")
@@ -136,35 +126,36 @@ def main() -> int:
         (work / "bk").mkdir()
         catalogue.add_store("bk", f"file://{work / 'bk'}/")
 
-        results: dict[str, dict[str, list[float]]] = {"copy": {}, "backup": {}}
+        results: dict[str, dict[str, list[float]]] = {
+            op: {"plain": [], "sparse": []} for op in ("copy", "backup")
+        }
         allocated: list[int] = []
-        for label, source in (("plain", plain), ("sparse", sparse)):
-            target = work / f"{label}.copy"
-
-            def fresh(target: Path = target) -> None:
+        sources = {"plain": plain, "sparse": sparse}
+        print(f"load average at start: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
+        # Interleaved (plain, sparse, plain, ...) so that a slow spell of a shared machine
+        # hits both; each run into a fresh destination, dirty pages flushed first (untimed).
+        for _ in range(args.runs):
+            for label, source in sources.items():
+                target = work / f"{label}.copy"
                 target.unlink(missing_ok=True)
                 flush(work)
-
-            def copy(source: Path = source, target: Path = target, label: str = label) -> None:
+                start = time.perf_counter()
                 job = mover.copy(str(source), str(target), streams=args.streams)
+                results["copy"][label].append(time.perf_counter() - start)
                 assert job.state == "done", job.error
                 if label == "sparse":
                     allocated.append(os.stat(target).st_blocks * 512)
-
-            results["copy"][label] = timed(args.runs, fresh, copy)
-            fresh()
-
-            def clean_backups() -> None:
+                target.unlink()
+            for label, source in sources.items():
                 shutil.rmtree(work / "bk" / "snapshots", ignore_errors=True)
                 flush(work)
-
-            def backup(source: Path = source, label: str = label) -> None:
+                start = time.perf_counter()
                 catalogue.backup_snapshot(
                     str(source), "bk", name=label, streams=args.streams, full=True
                 )
-
-            results["backup"][label] = timed(args.runs, clean_backups, backup)
-            clean_backups()
+                results["backup"][label].append(time.perf_counter() - start)
+        shutil.rmtree(work / "bk" / "snapshots", ignore_errors=True)
+        print(f"load average at end: {os.getloadavg()[0]:.2f}")
 
         print(
             f"\n{'operation':<10} {'plain s':>9} {'sparse s':>9} {'ratio':>7}  goal < "
