@@ -230,7 +230,7 @@ class PosixProvider(StoreProvider):
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         base = self.path(prefix)
-        if os.path.isfile(base):
+        if os.path.exists(base) and not os.path.isdir(base):  # a file, a device, a pipe
             yield self.stat(prefix)
             return
         if not os.path.isdir(base):

@@ -29,7 +29,7 @@ import pytest
 import mover
 from mover import catalogue as cat
 from mover.check import compare
-from mover.errors import NotEnoughSpace, UsageError
+from mover.errors import KeyEscapesRoot, NotEnoughSpace, UsageError
 from tests.independent import allocated_bytes, chunks_sha256, file_sha256
 
 pytestmark = pytest.mark.integration
@@ -152,6 +152,25 @@ def test_block_device_to_file(loop: Callable[[Path], str], tmp_path: Path) -> No
     assert compare(device, str(out)).differences == [f"content differs: file://{out}"]
 
 
+def test_links_to_a_device(loop: Callable[[Path], str], tmp_path: Path) -> None:
+    """A link is followed (as /dev/vg0/vol-1 -> ../dm-3), but not out of a store's root."""
+    image = tmp_path / "vol.img"
+    volume_image(image, 3 * MiB)
+    device = loop(image)
+    link = tmp_path / "vol-link"
+    link.symlink_to(device)
+    job = mover.copy(str(link), str(tmp_path / "via-link.img"))
+    assert job.state == "done" and job.size == 3 * MiB
+    assert (tmp_path / "via-link.img").read_bytes() == image.read_bytes()
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "vol").symlink_to(device)
+    cat.add_store("imgs", f"file://{tmp_path}/root/")
+    with pytest.raises(KeyEscapesRoot):
+        mover.copy("store:imgs/vol", str(tmp_path / "escaped.img"))
+    assert not (tmp_path / "escaped.img").exists()
+
+
+@pytest.mark.s3
 def test_block_device_to_s3(loop: Callable[[Path], str], tmp_path: Path, s3_env: Any) -> None:
     import boto3
 
@@ -168,6 +187,7 @@ def test_block_device_to_s3(loop: Callable[[Path], str], tmp_path: Path, s3_env:
     assert compare(device, f"s3://{bucket}/vol.img").matched == 1
 
 
+@pytest.mark.swift
 def test_block_device_to_swift(
     loop: Callable[[Path], str], tmp_path: Path, swift_env: Any, swift_connection: Any
 ) -> None:
@@ -251,6 +271,7 @@ def test_pipe_to_file_records_the_size_read(tmp_path: Path) -> None:
     assert status["items"][0]["size"] == len(data)
 
 
+@pytest.mark.s3
 def test_pipe_to_s3(tmp_path: Path, s3_env: Any) -> None:
     import boto3
 
@@ -373,6 +394,7 @@ def test_sparse_copy_stays_sparse_and_reads_no_hole(tmp_path: Path) -> None:
     assert compare(str(source), str(out)).matched == 1
 
 
+@pytest.mark.s3
 def test_sparse_file_to_s3_sends_the_zeros(tmp_path: Path, s3_env: Any) -> None:
     import boto3
 
@@ -390,6 +412,7 @@ def test_sparse_file_to_s3_sends_the_zeros(tmp_path: Path, s3_env: Any) -> None:
 # --- snapshots of volumes -------------------------------------------------------------------
 
 
+@pytest.mark.s3
 def test_snapshot_of_a_block_device(
     loop: Callable[[Path], str],
     tmp_path: Path,
