@@ -125,7 +125,7 @@ def _print_plan(
     to_device: bool = False,
 ):
     from mover import dispatcher
-    from mover.motion import Options
+    from mover.motion import Endpoint, Options
     from mover.planning import choose_chunk_size, human
     from mover.transfer import Request, endpoints, prepare
 
@@ -133,6 +133,8 @@ def _print_plan(
     job = prepare(Request(source, destination, recursive, options))
     for item in job.items[:50]:
         src, dst = endpoints(item)
+        if not recursive:  # what the source is (a device, a stream) decides the strategy too
+            src = Endpoint(src.store, src.location, src.store.stat(src.key))
         strategy, priority = dispatcher.choose(src, dst)
         limits = dst.caps.chunk_writer
         if limits is not None:
