@@ -624,9 +624,11 @@ def _info(key: str, path: str, st: os.stat_result) -> ObjectInfo:
         size = _on_fd(path, os.O_RDONLY, path, osio.device_size)
         etag = f"{st.st_ino:x}-{st.st_mtime_ns:x}-{size:x}"
         return ObjectInfo(key=key, size=size, etag=etag, mtime=mtime, kind=DEVICE)
-    etag = f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}"
     if not stat_mod.S_ISREG(mode) or (st.st_size == 0 and _yields_bytes(path)):
-        return ObjectInfo(key=key, size=None, etag=etag, mtime=mtime, kind=STREAM)
+        # No etag: a pipe's mtime moves as it is written, and a stream is read once anyway,
+        # so there is no "before and after" to compare.
+        return ObjectInfo(key=key, size=None, mtime=mtime, kind=STREAM)
+    etag = f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}"
     allocated = st.st_blocks * 512
     return ObjectInfo(
         key=key,
