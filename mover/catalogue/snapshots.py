@@ -68,7 +68,7 @@ from mover.errors import (
     VerificationFailed,
 )
 from mover.jobs import DONE, RUNNING, ChunkRecord, Item, Job, JobStore, new_job_id
-from mover.sparse import ExtentMap, fill_zeros, is_zero, read_chunk, zero_digest
+from mover.sparse import ExtentMap, fill_zeros, is_zero, read_chunk, sha256_hex, zero_digest
 from mover.store import MiB, StoreProvider
 from mover.stores import open_location
 from mover.transfer import abort_message, check_destination, source_notes, stat_or_none
@@ -323,7 +323,7 @@ def _send_chunks(
         view = memoryview(buf)[:length]
         if is_zero(view):
             return _zero_entry(index, offset, length)
-        sha = hashlib.sha256(view).hexdigest()
+        sha = sha256_hex(view)
         old = parent_chunks.get(index)
         same = old is not None and (old.get("sha256"), old["length"]) == (sha, length)
         if same and old.get("backup"):
@@ -525,7 +525,7 @@ class _Verifier:
         self.shas: list[str] = []
 
     def data(self, entry: dict[str, Any], view: memoryview, got: int) -> None:
-        sha = hashlib.sha256(view).hexdigest()
+        sha = sha256_hex(view)
         if got != entry["length"] or sha != entry["sha256"]:
             raise VerificationFailed(
                 f"snapshot {self.name!r}: chunk {entry['index']} ({entry['backup']}) in "

@@ -19,7 +19,7 @@ from mover.errors import VerificationFailed
 from mover.location import parse
 from mover.providers import memory
 from mover.providers.posix import PosixProvider
-from mover.sparse import ExtentMap, is_zero, nonzero_runs, read_chunk, zero_digest
+from mover.sparse import ExtentMap, is_zero, nonzero_runs, read_chunk, sha256_hex, zero_digest
 from tests.independent import allocated_bytes, chunks_sha256
 
 KiB = 1024
@@ -78,6 +78,13 @@ def test_zero_digest_is_the_digest_of_zeros(algorithm: str) -> None:
     for length in (0, 1, MiB - 1, 3 * MiB + 17):
         assert zero_digest(algorithm, length) == digest(algorithm, bytes(length))
     assert zero_digest("sha256", 5).hex == hashlib.sha256(bytes(5)).hexdigest()
+
+
+@pytest.mark.parametrize("lead", [0, 1, 64 * KiB - 1, 64 * KiB, 3 * 64 * KiB + 5, 2 * MiB])
+def test_sha256_with_cached_zero_prefix_is_sha256(lead: int) -> None:
+    buf = bytearray(2 * MiB)
+    buf[lead : lead + 10] = os.urandom(10)[: len(buf) - lead]
+    assert sha256_hex(memoryview(buf)) == hashlib.sha256(buf).hexdigest()
 
 
 def test_read_chunk_reads_data_extents_only(tmp_path: Path) -> None:
