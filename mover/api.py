@@ -26,6 +26,7 @@ def copy(
     recursive: bool = False,
     streams: int = 4,
     chunk_size: int | None = None,
+    to_device: bool = False,
     jobs: JobStore | None = None,
     on_progress: Callable[[int], None] | None = None,
     on_start: Callable[[Job], None] | None = None,
@@ -33,11 +34,16 @@ def copy(
 ) -> Job:
     """Copy ``source`` to ``destination`` in this process and return the finished job.
 
+    ``source`` may be a file, a block device (a volume), a pipe, a socket or a character
+    device; ``destination`` a block device only with ``to_device=True`` (it is overwritten in
+    place, and must be at least as large as the source).
+
     Raises the :class:`~mover.errors.MoverError` that stopped it (with ``raise_on_failure``),
     after recording it on the job: bad input before anything moves, or a failed transfer.
     """
     jobs = jobs or default_jobstore()
-    request = Request(source, destination, recursive, Options(streams, chunk_size))
+    options = Options(streams, chunk_size, to_device=to_device)
+    request = Request(source, destination, recursive, options)
     job = prepare(request)
     jobs.create(job)
     if on_start is not None:

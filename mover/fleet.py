@@ -63,8 +63,12 @@ def submit(
     """Validate and plan a copy here, publish its chunks to the fleet, return a handle.
 
     Raises the :class:`~mover.errors.MoverError` of a bad request before anything is
-    enqueued (unknown store, missing object, ...)."""
+    enqueued (unknown store, missing object, a device or pipe of this host, which workers
+    elsewhere cannot reach: :func:`mover.transfer.check_fleet`)."""
     from mover.executors import celery as fleet
+    from mover.transfer import check_fleet
+
+    check_fleet(source, destination, recursive)
 
     jobs = jobs or RedisJobStore()
     job = fleet.submit(

@@ -106,6 +106,12 @@ class Job:
     def digest(self) -> str | None:
         return self.items[0].digest if len(self.items) == 1 else None
 
+    @property
+    def notes(self) -> list[str]:
+        """Remarks recorded when the job was made (a source read live, a device written in
+        place); kept in ``options`` so that every job store keeps them."""
+        return list(self.options.get("notes") or [])
+
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for item in self.items:
@@ -131,6 +137,7 @@ class Job:
             "bytes_done": self.bytes_done,
             "bytes_through_mover": None if None in through else sum(through),  # type: ignore[arg-type]
             "digest": self.digest,
+            "notes": self.notes,
             "error": self.error,
             "created": self.created,
             "finished": self.finished,

@@ -133,11 +133,17 @@ class Plan:
 
 @dataclass
 class Options:
-    """Options a caller gives a transfer (``--streams``, ``--chunk-size``, ...)."""
+    """Options a caller gives a transfer (``--streams``, ``--chunk-size``, ...).
+
+    ``to_device``: the destination is a block device, to be overwritten in place
+    (``--to-device``); without it a device destination is refused, so that a typo cannot
+    overwrite a disk.
+    """
 
     streams: int = 4
     chunk_size: int | None = None
     verify: bool = True
+    to_device: bool = False
 
 
 class ChunkContext:

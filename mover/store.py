@@ -31,6 +31,20 @@ GiB = 1024 * MiB
 TiB = 1024 * GiB
 
 
+#: :attr:`ObjectInfo.kind` of an ordinary object or file.
+OBJECT = "object"
+#: :attr:`ObjectInfo.kind` of a volume (a block device): a fixed size told by the device, read
+#: by range, written in place (only when asked, ``--to-device``), and changed by others without
+#: any mtime moving, so a copy of it cannot be checked for changes.
+DEVICE = "device"
+#: :attr:`ObjectInfo.kind` of a stream that exists only on this host (a pipe, a socket, a
+#: character device, a ``/proc`` file): no size, read once from start to end.
+STREAM = "stream"
+#: A writer whose :meth:`ChunkWriter.state` holds this key writes its destination in place
+#: (a device): its value names what ``abort`` cannot restore.
+IN_PLACE = "in_place"
+
+
 @dataclass(frozen=True)
 class ObjectInfo:
     """What a store says of one object.
@@ -41,6 +55,10 @@ class ObjectInfo:
         etag: the store's ETag or equivalent, opaque.
         checksum: a digest the store holds for the whole object, ``algorithm:hex``.
         mtime: seconds since the epoch, or None.
+        kind: :data:`OBJECT`, :data:`DEVICE` or :data:`STREAM`; the last two exist only on the
+            host that stat-ed them (the fleet's workers cannot read them).
+        allocated: bytes the store really holds for the object when fewer than ``size`` (a
+            sparse file's data), for free-space checks; None: as ``size``.
     """
 
     key: str
@@ -48,6 +66,8 @@ class ObjectInfo:
     etag: str | None = None
     checksum: str | None = None
     mtime: float | None = None
+    kind: str = OBJECT
+    allocated: int | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +112,8 @@ class Capabilities:
             (ask :meth:`StoreProvider.can_copy_from` which).
         local_path: objects are files on this host, reachable at :meth:`StoreProvider.local_path`,
             so kernel copies (``copy_file_range``, reflinks) apply.
+        sparse_write: zeros written through :meth:`ChunkWriter.write_zeros` (a source's holes)
+            take no space: an object needs room for its data only (files).
         checksum_algorithms: digests the store can confirm per part, best first.
         readable, writable: whether the store can be a source, a destination.
     """
@@ -104,6 +126,7 @@ class Capabilities:
     atomic_put_max_bytes: int = 0
     server_side_copy: bool = False
     local_path: bool = False
+    sparse_write: bool = False
     checksum_algorithms: tuple[str, ...] = ("xxh3_128",)
     readable: bool = True
     writable: bool = True
@@ -154,6 +177,16 @@ class ChunkWriter(abc.ABC):
         has one) and raise :class:`~mover.errors.VerificationFailed` otherwise. Raise
         :class:`~mover.errors.TransferError` subclasses with ``retryable`` set for failures.
         """
+
+    def write_zeros(self, part: int, offset: int, length: int, expected: Digest) -> PartReceipt:
+        """Store ``length`` zero bytes as part ``part`` at ``offset`` (a hole of the source).
+
+        ``expected`` is the digest of those zeros (:func:`mover.sparse.zero_digest`, cached).
+        The default sends real zeros through :meth:`write_part`, which stores without holes
+        (S3, Swift) must do anyway; a file store leaves a hole, a device writes zeros its
+        fastest way. No byte of the source was read for this part.
+        """
+        return self.write_part(part, offset, memoryview(bytes(length)), expected)
 
     @abc.abstractmethod
     def commit(self, receipts: list[PartReceipt], size: int) -> ObjectInfo:
@@ -241,8 +274,17 @@ class StoreProvider(abc.ABC):
         raise NotImplementedError(f"{self.describe()} cannot read ranges")
 
     def open_read(self, key: str) -> BinaryIO:
-        """A sequential stream of the whole object, for stores without ranged reads."""
+        """A sequential stream of the whole object, for stores without ranged reads and for
+        objects of unknown size (``stat`` said None), read once to the end."""
         raise NotImplementedError(f"{self.describe()} cannot stream")
+
+    def data_extents(self, key: str, offset: int, length: int) -> list[tuple[int, int]] | None:
+        """Where ``key`` holds data within ``[offset, offset + length)``: ``(start, end)``
+        pairs in order; every byte of the range outside them is a hole, known to read as zero
+        without reading it (a sparse file). None when the store cannot tell or the object
+        ends before the range does: read all of it. The default: None.
+        """
+        return None
 
     @abc.abstractmethod
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
@@ -265,8 +307,10 @@ class StoreProvider(abc.ABC):
     def check_writable(self, key: str, size: int | None) -> None:
         """Raise before any byte moves if ``key`` cannot receive ``size`` bytes.
 
-        The place for free-space checks, missing folders or buckets, permissions. The default
-        does nothing.
+        The place for free-space checks, missing folders or buckets, permissions. For a
+        store with ``sparse_write``, ``size`` is the bytes that will take space (a sparse
+        source's data: :func:`mover.sparse.bytes_to_store`); for others the object's size.
+        The default does nothing.
         """
 
     def is_folder(self, key: str) -> bool:

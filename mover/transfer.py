@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from mover import config as config_mod
 from mover.errors import CannotHandle, NotEnoughSpace, ObjectNotFound, SameObject, UsageError
@@ -17,7 +18,8 @@ from mover.location import Location
 from mover.motion import Endpoint, MotionStrategy, Options, Plan
 from mover.planning import human
 from mover.redact import remember, reveal
-from mover.store import ObjectInfo, StoreProvider
+from mover.sparse import bytes_to_store
+from mover.store import DEVICE, IN_PLACE, OBJECT, STREAM, ObjectInfo, StoreProvider
 from mover.stores import open_location
 
 log = logging.getLogger("mover.transfer")
@@ -68,21 +70,32 @@ def prepare(request: Request, config: config_mod.Config | None = None) -> Job:
             "chunk_size": request.options.chunk_size,
         },
     )
+    notes: list[str] = []
     if request.recursive:
-        job.items = _list_items(src_store, src_loc, dst_store, dst_loc)
+        if request.options.to_device:
+            raise UsageError("--to-device writes one volume: it does not go with --recursive")
+        job.items, total = _list_items(src_store, src_loc, dst_store, dst_loc)
     else:
         info = src_store.stat(src_loc.full_key)
         if dst_loc.is_prefix or dst_store.is_folder(dst_loc.full_key):
             dst_loc = dst_loc.child(src_loc.basename)
-        if dst_store.exists(dst_loc.full_key) and _same(
+        dst_info = stat_or_none(dst_store, dst_loc.full_key)
+        if dst_info is not None and _same(
             src_store, src_loc.full_key, dst_store, dst_loc.full_key, info
         ):
             raise SameObject(f"source and destination are the same object: {src_loc}")
-        dst_store.check_writable(dst_loc.full_key, info.size)
+        notes += source_notes(src_loc, info)
+        notes += check_destination(dst_loc, dst_info, info.size, request.options.to_device)
+        total = bytes_to_store(src_store, src_loc.full_key, info.size, info.allocated, dst_store)
+        dst_store.check_writable(dst_loc.full_key, total)
         job.destination = remember(dst_loc.url)
         job.items = [Item(0, job.source, job.destination, info.size)]
-    total = sum(i.size or 0 for i in job.items)
-    if job.items:
+    if request.options.to_device:
+        job.options["to_device"] = True
+    if notes:
+        job.options["notes"] = notes
+    total = total or 0
+    if job.items and not request.options.to_device:
         free = dst_store.free_bytes(dst_loc.full_key)
         if free is not None and total > free:
             raise NotEnoughSpace(
@@ -93,11 +106,14 @@ def prepare(request: Request, config: config_mod.Config | None = None) -> Job:
 
 def _list_items(
     src_store: StoreProvider, src_loc: Location, dst_store: StoreProvider, dst_loc: Location
-) -> list[Item]:
+) -> tuple[list[Item], int]:
+    """One item per object under the source prefix, and the bytes they take at the
+    destination (a sparse file's data only, where the destination keeps holes)."""
     prefix = src_loc.full_key
     if prefix and not prefix.endswith("/") and src_store.is_folder(prefix):
         prefix += "/"
     items: list[Item] = []
+    total = 0
     try:
         listing = list(src_store.list(prefix))
     except ObjectNotFound:
@@ -116,9 +132,102 @@ def _list_items(
         )
         dst_item = dst_loc.child(rel)
         items.append(Item(len(items), remember(src_item.url), remember(dst_item.url), info.size))
+        total += bytes_to_store(src_store, info.key, info.size, info.allocated, dst_store) or 0
     if not items:
         raise ObjectNotFound(f"{src_loc}: nothing to copy (empty folder or prefix)")
-    return items
+    return items, total
+
+
+def stat_or_none(store: StoreProvider, key: str) -> ObjectInfo | None:
+    """What ``store`` says of ``key``, or None when it does not exist."""
+    try:
+        return store.stat(key)
+    except ObjectNotFound:
+        return None
+
+
+#: What kind of thing a source or destination is, in messages.
+_KINDS = {DEVICE: "block device", STREAM: "stream (a pipe, socket, character device or /proc file)"}
+
+
+def source_notes(location: Location, info: ObjectInfo) -> list[str]:
+    """Remarks for the job record on what the source is, when it is not a plain object.
+
+    A volume cannot be checked for changes while it is read (its mtime does not move when it
+    is written), so a copy of a volume in use may mix old and new blocks: the job says so.
+    """
+    if info.kind == DEVICE:
+        return [
+            f"source {location} is a block device, read live: writes to it during the copy "
+            "are not detected (a device's mtime does not move); snapshot the volume first "
+            "(LVM, the hypervisor) and copy the snapshot"
+        ]
+    if info.kind == STREAM:
+        return [f"source {location} is a stream: read once to its end; its size is what was read"]
+    return []
+
+
+def check_destination(
+    location: Location, info: ObjectInfo | None, size: int | None, to_device: bool
+) -> list[str]:
+    """The gate before a volume is overwritten: a block device is written only with
+    ``to_device`` (``--to-device``), only when it is at least as large as the source, and
+    ``to_device`` names a block device. Returns the note for the job record."""
+    is_device = info is not None and info.kind == DEVICE
+    if is_device and not to_device:
+        raise UsageError(
+            f"{location} is a block device: copying onto it overwrites the volume in place; "
+            "add --to-device (to_device=True) if that is what you mean"
+        )
+    if not is_device:
+        if to_device:
+            raise UsageError(f"--to-device: {location} is not a block device")
+        return []
+    assert info is not None
+    if size is not None and info.size is not None and size > info.size:
+        raise NotEnoughSpace(
+            f"{location} holds {human(info.size)} ({info.size} bytes), the source "
+            f"{human(size)} ({size} bytes): restore to a volume at least that large"
+        )
+    return [
+        f"destination {location} is a block device, written in place: a failed or cancelled "
+        "copy leaves it partly overwritten (nothing can be undone)"
+    ]
+
+
+def check_fleet(
+    source: str, destination: str, recursive: bool = False, config: config_mod.Config | None = None
+) -> None:
+    """Refuse, before anything is published, a copy the fleet's workers cannot do: a source
+    that is a device or a stream of this host, or a device as destination. Workers on other
+    hosts would open another device or no pipe at all; such copies run embedded. (Recursive
+    listings hold regular files only.)"""
+    if recursive:
+        return
+    for target, role in ((source, "source"), (destination, "destination")):
+        store, loc = open_location(target, config)
+        if loc.is_prefix or store.is_folder(loc.full_key):
+            continue
+        info = stat_or_none(store, loc.full_key)
+        if info is not None and info.kind != OBJECT:
+            raise UsageError(
+                f"{role} {loc} is a {_KINDS.get(info.kind, info.kind)} of this host: the "
+                "fleet's workers cannot reach it; copy it here with --executor embedded "
+                "(mover.copy)"
+            )
+
+
+def abort_message(writer_state: dict[str, Any], message: str) -> str:
+    """A failed object's error, with what its abort could not undo: a destination written in
+    place (a device: its writer's state names it under ``IN_PLACE``) now holds part of the
+    new data."""
+    where = writer_state.get(IN_PLACE)
+    if not where:
+        return message
+    return (
+        f"{message}; {where} was written in place and is now partly overwritten "
+        "(nothing can be undone)"
+    )
 
 
 def plan_item(

@@ -72,7 +72,7 @@ from mover.jobstores.redis import CANCELLING, RedisJobStore, client_from_url
 from mover.motion import Chunk, ChunkContext, Endpoint, MotionStrategy, Options, Plan
 from mover.redact import redact
 from mover.store import PartReceipt
-from mover.transfer import Request, endpoints, prepare
+from mover.transfer import Request, check_fleet, endpoints, prepare
 from mover.workers import limits
 from mover.workers.app import app, broker_url, transport_options
 from mover.workers.observer import record_chunk
@@ -515,10 +515,11 @@ def submit(self: Task, request: dict[str, Any]) -> str:
     try:
         source, destination, options = _parse_request(request)
         fleet_exec.refuse_signed(source, destination)
+        recursive = bool(options.get("recursive", False))
+        check_fleet(source, destination, recursive)
         streams = int(options.get("streams") or 4)
         raw_chunk = options.get("chunk_size")
         chunk_size = parse_size(raw_chunk) if raw_chunk not in (None, "", 0) else None
-        recursive = bool(options.get("recursive", False))
         job = prepare(Request(source, destination, recursive, Options(streams, chunk_size)))
         job.options["recursive"] = recursive
     except (MoverError, ValueError, TypeError) as exc:

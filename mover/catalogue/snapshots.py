@@ -7,17 +7,30 @@ Modelled on Cinder's chunked backup driver, with its lessons applied:
   are new, when the volume grew: no reason to start over) are written, each as its own object
   ``snapshots/<name>/<backup-id>/<index:08d>``.
 - A JSON manifest ``snapshots/<name>/<backup-id>/manifest.json`` lists, per chunk, its offset,
-  length, sha256 and *which backup holds it*, plus the volume's size and sha256. It is written
+  length, sha256 and *which backup holds it*, plus the volume's size and digest. It is written
   last: a backup without a manifest never happened. The manifest makes the store
   self-describing (the catalogue only indexes it), and a restore needs only the one manifest,
   not a replay of every incremental in order as Cinder does.
-- Memory is bounded: the volume is read sequentially (so the volume's sha256 is computed in the
-  same pass) into one of ``streams`` chunk buffers; changed chunks are written by up to
-  ``streams`` threads, each owning its buffer until its write is confirmed. Nothing ever holds
-  more than ``streams x chunk_size`` bytes, whatever the volume's size.
+- Zeros are stored as nothing (manifest version 2): a chunk that is a hole of a sparse source
+  (not even read) or reads as all zeros is an entry ``"zero": true`` and no object. Its sha256
+  is the cached digest of that many zeros, so nothing hashes a volume's empty space. For the
+  same reason the volume's digest is no longer the sha256 of every byte (version 1, which took
+  one pass over 100 GiB of zeros for a thin 100 GiB volume) but ``sha256-chunks:`` the sha256
+  of the chunks' sha256 digests in order; a restore checks both levels. Version 1 manifests
+  (no zero entries, a whole-volume ``sha256``) are still restored and verified as before.
+- Memory is bounded: the volume is read sequentially, holes skipped, into one of ``streams``
+  chunk buffers; up to ``streams`` threads hash the chunks and write the changed ones, each
+  owning its buffer until its write is confirmed. Nothing ever holds more than
+  ``streams x chunk_size`` bytes, whatever the volume's size.
 - Every chunk write is confirmed by the store (its checksum of what it stored) as for any
-  mover chunk. A restore checks each chunk's sha256 against the manifest and the whole volume's
-  sha256 before it commits the destination: a bad restore never becomes visible.
+  mover chunk. A restore checks each chunk's sha256 against the manifest and the volume's
+  digest before it commits the destination: a bad restore never becomes visible (but see
+  devices, below). Zero chunks are restored as holes in a file and as zeros on a device
+  (which may hold old data there), the device's fastest way.
+- Block devices: backed up live, as any copy of a device (their mtime does not move, so a
+  change during the backup cannot be detected): the job records a note saying so, and the
+  README says to snapshot the volume first. Restored onto a device only with ``to_device``
+  (``--to-device``), in place: a failed restore leaves the device partly overwritten.
 
 Both operations write a job record (``mover jobs``, ``mover status``): the backup's job lists
 only the chunks it sent, and its ``bytes_through_mover`` is the bytes sent.
@@ -55,12 +68,19 @@ from mover.errors import (
     VerificationFailed,
 )
 from mover.jobs import DONE, RUNNING, ChunkRecord, Item, Job, JobStore, new_job_id
+from mover.sparse import ExtentMap, fill_zeros, is_zero, read_chunk, sha256_hex, zero_digest
 from mover.store import MiB, StoreProvider
 from mover.stores import open_location
+from mover.transfer import abort_message, check_destination, source_notes, stat_or_none
 
 DEFAULT_CHUNK_BYTES = 8 * MiB
 MANIFEST = "manifest.json"
-MANIFEST_VERSION = 1
+#: The version written; 2 added zero chunks and the chunk-level volume digest.
+MANIFEST_VERSION = 2
+#: Versions a restore understands.
+READABLE_VERSIONS = (1, 2)
+#: Prefix of a version 2 volume digest: sha256 over the chunks' raw sha256 digests, in order.
+CHUNKS_DIGEST = "sha256-chunks"
 
 
 def _chunk_key(prefix: str, backup: str, index: int) -> str:
@@ -81,9 +101,37 @@ def _read_manifest(location: str) -> dict[str, Any]:
         manifest: dict[str, Any] = json.loads(read_small(store, loc.full_key))
     except ValueError as exc:
         raise VerificationFailed(f"{location}: not a snapshot manifest ({exc})") from exc
-    if manifest.get("version") != MANIFEST_VERSION:
+    if manifest.get("version") not in READABLE_VERSIONS:
         raise UsageError(f"{location}: manifest version {manifest.get('version')} is unknown")
     return manifest
+
+
+def _zero_entry(index: int, offset: int, length: int) -> dict[str, Any]:
+    """The manifest entry of a chunk of zeros: stored as nothing, its sha256 implied by its
+    length (:func:`zero_sha256`; a thin volume has thousands of these)."""
+    return {"index": index, "offset": offset, "length": length, "zero": True}
+
+
+def chunk_sha256(entry: dict[str, Any]) -> str:
+    """A manifest entry's sha256 (hex), a zero chunk's from its length."""
+    return zero_sha256(entry["length"]) if entry.get("zero") else entry["sha256"]
+
+
+def zero_sha256(length: int) -> str:
+    """The sha256 (hex) of ``length`` zero bytes, from a cache: no pass over zeros."""
+    return zero_digest("sha256", length).hex
+
+
+def chunks_digest(shas: list[str]) -> str:
+    """A volume's digest from its chunks' sha256 (hex), in order: ``sha256-chunks:<hex>``.
+
+    Anyone can recompute it from the volume's bytes and the chunk size (sha256 each chunk,
+    sha256 the concatenated raw digests), without mover.
+    """
+    h = hashlib.sha256()
+    for sha in shas:
+        h.update(bytes.fromhex(sha))
+    return f"{CHUNKS_DIGEST}:{h.hexdigest()}"
 
 
 def backup_snapshot(
@@ -112,7 +160,8 @@ def backup_snapshot(
     info = src_store.stat(src_loc.full_key)
     obj = cat.find_object(SNAPSHOT, name) or cat.create_object(SNAPSHOT, name, format="raw")
     history = cat.backups(obj.id, to)
-    notes: list[str] = []
+    live = source_notes(src_loc, info)  # a device read live: said in the job record
+    notes: list[str] = list(live)
     parent: dict[str, Any] | None = None
     if history and not full:
         parent = _read_manifest(history[-1]["manifest"])
@@ -139,7 +188,12 @@ def backup_snapshot(
         id=backup_id,
         source=src_loc.url,
         destination=f"store:{to}/snapshots/{name}/{backup_id}/",
-        options={"streams": streams, "chunk_size": chunk, "kind": "snapshot-backup"},
+        options={
+            "streams": streams,
+            "chunk_size": chunk,
+            "kind": "snapshot-backup",
+            **({"notes": live} if live else {}),
+        },
         items=[Item(0, src_loc.url, manifest_location, info.size, state=RUNNING)],
         state=RUNNING,
     )
@@ -149,7 +203,7 @@ def backup_snapshot(
 
     written: list[str] = []
     try:
-        entries, sent, whole, size = _send_chunks(
+        entries, sent, size = _send_chunks(
             src_store,
             src_loc.full_key,
             info.size,
@@ -161,6 +215,7 @@ def backup_snapshot(
             parent_chunks,
             written,
         )
+        volume_digest = chunks_digest([chunk_sha256(e) for e in entries])
         manifest = {
             "version": MANIFEST_VERSION,
             "snapshot": name,
@@ -170,7 +225,7 @@ def backup_snapshot(
             "source": src_loc.url,
             "size": size,
             "chunk_size": chunk,
-            "sha256": whole,
+            "digest": volume_digest,
             "chunks": entries,
         }
         write_whole(dst_store, manifest_key, json.dumps(manifest, indent=1).encode())
@@ -193,17 +248,18 @@ def backup_snapshot(
         "parent": manifest["parent"],
         "manifest": manifest_location,
         "size": size,
-        "sha256": whole,
+        "digest": volume_digest,
         "chunk_size": chunk,
         "chunks": len(entries),
         "chunks_sent": len(sent),
+        "zero_chunks": sum(1 for e in entries if e.get("zero")),
         "bytes_sent": bytes_sent,
         "job_id": backup_id,
         "created": manifest["created"],
     }
     cat.add_backup(obj.id, to, record)
     cat.set_copy(obj.id, to, READY, copy_location, job_id=backup_id)
-    cat.update_object(obj.id, size=size, checksum=f"sha256:{whole}")
+    cat.update_object(obj.id, size=size, checksum=volume_digest)
     item = Item(
         0,
         src_loc.url,
@@ -211,13 +267,13 @@ def backup_snapshot(
         size,
         state=DONE,
         strategy="snapshot-incremental",
-        digest=f"sha256:{whole}",
+        digest=volume_digest,
         bytes_through=bytes_sent,
         chunks=sent,
     )
     jobstore.save_item(backup_id, item)
     jobstore.update_item(
-        backup_id, 0, state=DONE, digest=f"sha256:{whole}", bytes_through=bytes_sent
+        backup_id, 0, state=DONE, digest=volume_digest, bytes_through=bytes_sent, size=size
     )
     jobstore.update_job(backup_id, state=DONE, finished=time.time())
     jobstore.flush()
@@ -235,72 +291,81 @@ def _send_chunks(
     streams: int,
     parent_chunks: dict[int, dict[str, Any]],
     written: list[str],
-) -> tuple[list[dict[str, Any]], list[ChunkRecord], str, int]:
-    """Read the volume in order, hash every chunk, write the changed ones in parallel.
+) -> tuple[list[dict[str, Any]], list[ChunkRecord], int]:
+    """Read the volume in order, holes skipped; hash every chunk and write the changed ones,
+    in parallel. Returns the manifest entries, the chunks sent and the volume's size.
 
-    ``streams`` buffers circulate between the reader and the writers: the reader blocks when
-    all are in flight, which is what bounds memory.
+    ``streams`` buffers circulate between the reader and the hashing writers: the reader
+    blocks when all are in flight, which is what bounds memory. A chunk that is one hole is
+    neither read nor hashed: its entry is made here, in order with the others.
     """
     free: queue.Queue[bytearray] = queue.Queue()
     for _ in range(streams):
         free.put(bytearray(chunk))
-    whole = hashlib.sha256()
-    entries: list[dict[str, Any]] = []
     sent: list[ChunkRecord] = []
     lock = threading.Lock()
-    futures: list[Future[None]] = []
+    futures: list[Future[dict[str, Any]] | dict[str, Any]] = []
     stream = None if src.capabilities.ranged_read and size is not None else src.open_read(src_key)
+    emap = ExtentMap(src, src_key, size) if stream is None and size is not None else None
 
-    def write(index: int, offset: int, buf: bytearray, length: int, sha: str) -> None:
+    failed = threading.Event()
+
+    def store_chunk(index: int, offset: int, buf: bytearray, length: int) -> dict[str, Any]:
         try:
-            key = _chunk_key(prefix, backup_id, index)
-            write_whole(dst, key, memoryview(buf)[:length])
-            with lock:
-                written.append(key)
-                sent.append(ChunkRecord(index, offset, length, DONE, f"sha256:{sha}"))
+            return _store_chunk(index, offset, buf, length)
+        except BaseException:
+            failed.set()
+            raise
         finally:
             free.put(buf)
+
+    def _store_chunk(index: int, offset: int, buf: bytearray, length: int) -> dict[str, Any]:
+        view = memoryview(buf)[:length]
+        if is_zero(view):
+            return _zero_entry(index, offset, length)
+        sha = sha256_hex(view)
+        old = parent_chunks.get(index)
+        same = old is not None and (old.get("sha256"), old["length"]) == (sha, length)
+        if same and old.get("backup"):
+            return {**old, "offset": offset}
+        key = _chunk_key(prefix, backup_id, index)
+        write_whole(dst, key, view)
+        with lock:
+            written.append(key)
+            sent.append(ChunkRecord(index, offset, length, DONE, f"sha256:{sha}"))
+        entry = {"index": index, "offset": offset, "length": length}
+        return {**entry, "sha256": sha, "backup": backup_id}
 
     offset = index = 0
     try:
         with ThreadPoolExecutor(max_workers=streams, thread_name_prefix="snapshot") as pool:
             while size is None or offset < size:
-                if any(f.done() and f.exception() for f in futures):
+                if failed.is_set():
                     break  # a write failed: stop reading, the error is raised below
-                buf = free.get()
                 want = chunk if size is None else min(chunk, size - offset)
+                if emap is not None and emap(offset, want) == []:
+                    # One hole: its entry is made here, no buffer, no read, no hashing.
+                    futures.append(_zero_entry(index, offset, want))
+                    offset += want
+                    index += 1
+                    continue
+                buf = free.get()
                 view = memoryview(buf)[:want]
-                n = (
-                    fill(stream, view)
-                    if stream is not None
-                    else src.read_into(src_key, offset, view)
-                )
+                if stream is not None:
+                    n = fill(stream, view)
+                else:
+                    assert emap is not None
+                    n = read_chunk(src, src_key, offset, view, extents=emap(offset, want)).got
                 if size is not None and n != want:
                     free.put(buf)
                     raise ChunkFailed(
                         f"{src.describe()}/{src_key} ended at {offset + n}, {size} bytes "
                         "expected: the volume changed during the backup",
                     )
-                if n == 0:
+                if n == 0:  # a stream's end
                     free.put(buf)
                     break
-                whole.update(view[:n])
-                sha = hashlib.sha256(view[:n]).hexdigest()
-                old = parent_chunks.get(index)
-                if old is not None and old["sha256"] == sha and old["length"] == n:
-                    entries.append({**old, "offset": offset})
-                    free.put(buf)
-                else:
-                    entries.append(
-                        {
-                            "index": index,
-                            "offset": offset,
-                            "length": n,
-                            "sha256": sha,
-                            "backup": backup_id,
-                        }
-                    )
-                    futures.append(pool.submit(write, index, offset, buf, n, sha))
+                futures.append(pool.submit(store_chunk, index, offset, buf, n))
                 offset += n
                 index += 1
                 if n < want:
@@ -308,10 +373,10 @@ def _send_chunks(
     finally:
         if stream is not None:
             stream.close()
-    for f in futures:
-        f.result()  # the first write error, if any
+    # In order; the first write error, if any, is raised here.
+    entries = [f if isinstance(f, dict) else f.result() for f in futures]
     sent.sort(key=lambda r: r.index)
-    return entries, sent, whole.hexdigest(), offset
+    return entries, sent, offset
 
 
 def restore_snapshot(
@@ -320,15 +385,18 @@ def restore_snapshot(
     *,
     backup: str | None = None,
     store: str | None = None,
+    to_device: bool = False,
     catalogue: Catalogue | None = None,
     jobs: JobStore | None = None,
 ) -> dict[str, Any]:
     """Rebuild snapshot ``name`` (its latest backup, or ``backup``, an id or unique prefix) at
     ``destination``, verified: every chunk's sha256 against the manifest, then the volume's
-    sha256, before the destination is committed.
+    digest, before the destination is committed.
 
     Chunks are grouped into parts the destination accepts (S3's 5 MiB minimum), written in
-    order through its chunk writer; memory is one part.
+    order through its chunk writer; memory is one part. Zero chunks are read from nowhere: a
+    part of zeros goes to the writer's ``write_zeros`` (a hole in a file, zeros on a device or
+    to S3). A block device is written only with ``to_device``, in place.
     """
     cat = catalogue or Catalogue()
     obj = cat.get_object(SNAPSHOT, name)
@@ -344,11 +412,13 @@ def restore_snapshot(
     src_store, base = open_location(f"store:{chosen['store']}/snapshots/{name}/")
     prefix = base.full_key
     size, chunk = int(manifest["size"]), int(manifest["chunk_size"])
+    chunks = manifest["chunks"]
 
     dst_store, dst_loc = open_location(destination)
     if dst_loc.is_prefix or dst_store.is_folder(dst_loc.full_key):
         dst_loc = dst_loc.child(name)
     key = dst_loc.full_key
+    notes = check_destination(dst_loc, stat_or_none(dst_store, key), size, to_device)
     caps = dst_store.capabilities
     limits = caps.chunk_writer
     if limits is None:
@@ -362,64 +432,71 @@ def restore_snapshot(
             f"{dst_store.describe()}: parts of {part} bytes exceed its limit; restore elsewhere"
         )
     dst_store.make_parents(key)
-    dst_store.check_writable(key, size)
+    data_bytes = sum(c["length"] for c in chunks if not c.get("zero"))
+    dst_store.check_writable(key, data_bytes if caps.sparse_write else size)
 
     jobstore = _jobstore(jobs)
     job = Job(
         id=new_job_id(),
         source=chosen["manifest"],
         destination=dst_loc.url,
-        options={"streams": 1, "chunk_size": part, "kind": "snapshot-restore"},
+        options={
+            "streams": 1,
+            "chunk_size": part,
+            "kind": "snapshot-restore",
+            **({"to_device": True, "notes": notes} if notes else {}),
+        },
         items=[Item(0, chosen["manifest"], dst_loc.url, size, state=RUNNING)],
         state=RUNNING,
     )
     jobstore.create(job)
     algorithm = caps.checksum_algorithms[0]
-    whole = hashlib.sha256()
+    verified = _Verifier(name, chosen, manifest)
     buf = bytearray(min(part, size) or 1)
     writer = dst_store.open_writer(key, size, part)
     receipts = []
     try:
-        chunks = manifest["chunks"]
         for p, start in enumerate(range(0, len(chunks), per)):
             group = chunks[start : start + per]
-            filled = 0
-            for c in group:
-                view = memoryview(buf)[filled : filled + c["length"]]
-                ckey = _chunk_key(prefix, c["backup"], c["index"])
-                n = read_into(src_store, ckey, view)
-                if n != c["length"] or hashlib.sha256(view).hexdigest() != c["sha256"]:
-                    raise VerificationFailed(
-                        f"snapshot {name!r}: chunk {c['index']} ({c['backup']}) in "
-                        f"{chosen['store']} does not match its manifest"
-                    )
-                whole.update(view)
-                filled += n
-            data = memoryview(buf)[:filled]
-            expected = digest(algorithm, data)
-            receipt = writer.write_part(p, group[0]["offset"], data, expected)
+            length = sum(c["length"] for c in group)
+            if all(c.get("zero") for c in group):
+                for c in group:
+                    verified.zero(c)
+                expected = zero_digest(algorithm, length)
+                receipt = writer.write_zeros(p, group[0]["offset"], length, expected)
+            else:
+                filled = 0
+                for c in group:
+                    view = memoryview(buf)[filled : filled + c["length"]]
+                    if c.get("zero"):
+                        fill_zeros(view)
+                        verified.zero(c)
+                    else:
+                        n = read_into(src_store, _chunk_key(prefix, c["backup"], c["index"]), view)
+                        verified.data(c, view, n)
+                    filled += c["length"]
+                data = memoryview(buf)[:filled]
+                expected = digest(algorithm, data)
+                receipt = writer.write_part(p, group[0]["offset"], data, expected)
             if receipt.digest != str(expected):
                 raise VerificationFailed(
                     f"{dst_loc}: part {p} read {expected}, store confirmed {receipt.digest}"
                 )
             receipts.append(receipt)
-        if whole.hexdigest() != manifest["sha256"]:
-            raise VerificationFailed(
-                f"snapshot {name!r}: restored sha256 {whole.hexdigest()} differs from the "
-                f"manifest's {manifest['sha256']}; nothing committed"
-            )
+        volume_digest = verified.volume()
         writer.commit(receipts, size)
     except BaseException as exc:
         with contextlib.suppress(Exception):
             writer.abort()
         message = exc.message if isinstance(exc, MoverError) else f"{type(exc).__name__}: {exc}"
+        message = abort_message(writer.state(), message)
         jobstore.update_item(job.id, 0, state=FAILED, error=message)
         jobstore.update_job(job.id, state=FAILED, error=message, finished=time.time())
         jobstore.flush()
+        if isinstance(exc, MoverError) and message != exc.message:
+            raise type(exc)(message) from exc
         raise
-    jobstore.update_item(
-        job.id, 0, state=DONE, digest=f"sha256:{manifest['sha256']}", bytes_through=size
-    )
+    jobstore.update_item(job.id, 0, state=DONE, digest=volume_digest, bytes_through=data_bytes)
     jobstore.update_job(job.id, state=DONE, finished=time.time())
     jobstore.flush()
     return {
@@ -428,10 +505,55 @@ def restore_snapshot(
         "store": chosen["store"],
         "destination": dst_loc.url,
         "size": size,
-        "sha256": manifest["sha256"],
+        "digest": volume_digest,
         "verified": True,
         "job_id": job.id,
+        "notes": notes,
     }
+
+
+class _Verifier:
+    """A restore's checks: each chunk's sha256 against its manifest entry as it is read, then
+    the volume's digest (version 2: over the chunks' sha256; version 1: the sha256 of every
+    byte, as those manifests hold) before the destination is committed."""
+
+    def __init__(self, name: str, chosen: dict[str, Any], manifest: dict[str, Any]) -> None:
+        self.name = name
+        self.chosen = chosen
+        self.manifest = manifest
+        self.whole = hashlib.sha256() if manifest["version"] == 1 else None
+        self.shas: list[str] = []
+
+    def data(self, entry: dict[str, Any], view: memoryview, got: int) -> None:
+        sha = sha256_hex(view)
+        if got != entry["length"] or sha != entry["sha256"]:
+            raise VerificationFailed(
+                f"snapshot {self.name!r}: chunk {entry['index']} ({entry['backup']}) in "
+                f"{self.chosen['store']} does not match its manifest"
+            )
+        self._add(sha, view)
+
+    def zero(self, entry: dict[str, Any]) -> None:
+        self._add(chunk_sha256(entry), None)
+
+    def _add(self, sha: str, view: memoryview | None) -> None:
+        self.shas.append(sha)
+        if self.whole is not None:
+            assert view is not None  # version 1 manifests have no zero chunks
+            self.whole.update(view)
+
+    def volume(self) -> str:
+        """The verified volume digest, ``sha256:`` (v1) or ``sha256-chunks:`` (v2)."""
+        if self.whole is not None:
+            got, want = f"sha256:{self.whole.hexdigest()}", f"sha256:{self.manifest['sha256']}"
+        else:
+            got, want = chunks_digest(self.shas), self.manifest["digest"]
+        if got != want:
+            raise VerificationFailed(
+                f"snapshot {self.name!r}: restored {got} differs from the manifest's {want}; "
+                "nothing committed"
+            )
+        return got
 
 
 def show_snapshot(name: str, *, catalogue: Catalogue | None = None) -> dict[str, Any]:

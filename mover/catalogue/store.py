@@ -638,7 +638,7 @@ class Catalogue:
                     backup.get("parent"),
                     backup["manifest"],
                     backup["size"],
-                    backup["sha256"],
+                    backup["digest"],  # column sha256: a bare hex in backups made before v2
                     backup["chunk_size"],
                     backup["chunks"],
                     backup["chunks_sent"],
@@ -671,7 +671,15 @@ class Catalogue:
             args += (store,)
         with self._db(write=False) as db:
             rows = db.execute(sql + " ORDER BY created, id", args).fetchall()
-        return [dict(zip(cols, r, strict=True)) for r in rows]
+        out = []
+        for row in rows:
+            backup = dict(zip(cols, row, strict=True))
+            value = backup.pop("sha256")
+            # Manifest v1 backups kept the volume's sha256 as bare hex; v2 keep a digest with
+            # its algorithm (sha256-chunks:...).
+            backup["digest"] = value if ":" in value else f"sha256:{value}"
+            out.append(backup)
+        return out
 
     # -- placement --------------------------------------------------------------------------
 

@@ -409,7 +409,10 @@ def snapshot_backup(
     full: bool,
     as_json: bool,
 ) -> None:
-    """Back SOURCE up into store --to; incremental against the previous backup there."""
+    """Back SOURCE up into store --to; incremental against the previous backup there.
+
+    SOURCE may be a file, a block device (snapshot a volume in use first: LVM, the
+    hypervisor) or a pipe. Holes and all-zero chunks are stored as nothing."""
     from mover import catalogue
 
     result = _run(
@@ -423,8 +426,9 @@ def snapshot_backup(
     kind = "full" if result["full"] else f"incremental on {result['parent']}"
     click.echo(
         f"snapshot {result['snapshot']} backup {result['id']} ({kind}): "
-        f"{result['chunks_sent']} of {result['chunks']} chunks sent, "
-        f"{_human(result['bytes_sent'])} of {_human(result['size'])}; sha256 {result['sha256']}"
+        f"{result['chunks_sent']} of {result['chunks']} chunks sent "
+        f"({result['zero_chunks']} zero), "
+        f"{_human(result['bytes_sent'])} of {_human(result['size'])}; {result['digest']}"
     )
     for note in result["notes"]:
         click.echo(f"  note: {note}")
@@ -435,23 +439,40 @@ def snapshot_backup(
 @click.argument("destination")
 @click.option("--backup", help="A backup id or its prefix (default: the latest).")
 @click.option("--from", "from_store", help="The store to restore from (default: any).")
+@click.option(
+    "--to-device",
+    is_flag=True,
+    help="DESTINATION is a block device, to be overwritten in place (refused without it).",
+)
 @click.option("--json", "as_json", is_flag=True)
 def snapshot_restore(
-    name: str, destination: str, backup: str | None, from_store: str | None, as_json: bool
+    name: str,
+    destination: str,
+    backup: str | None,
+    from_store: str | None,
+    to_device: bool,
+    as_json: bool,
 ) -> None:
-    """Rebuild snapshot NAME at DESTINATION, verified against its manifest."""
+    """Rebuild snapshot NAME at DESTINATION, verified against its manifest.
+
+    A file destination keeps the volume's zeros as holes; a block device (with --to-device)
+    is written in place, zeros included."""
     from mover import catalogue
 
     result = _run(
-        lambda: catalogue.restore_snapshot(name, destination, backup=backup, store=from_store)
+        lambda: catalogue.restore_snapshot(
+            name, destination, backup=backup, store=from_store, to_device=to_device
+        )
     )
     if as_json:
         _echo_json(result)
         return
     click.echo(
         f"snapshot {name} backup {result['backup']} restored to {result['destination']} "
-        f"({_human(result['size'])}, sha256 {result['sha256']} verified)"
+        f"({_human(result['size'])}, {result['digest']} verified)"
     )
+    for note in result["notes"]:
+        click.echo(f"  note: {note}")
 
 
 @snapshot.command("list")

@@ -133,15 +133,25 @@ def cli(debug: bool) -> None:
     install_log_filter()  # a signed URL's credential never reaches a log line
 
 
-def _print_plan(source: str, destination: str, recursive: bool, streams: int, chunk: int | None):
+def _print_plan(
+    source: str,
+    destination: str,
+    recursive: bool,
+    streams: int,
+    chunk: int | None,
+    to_device: bool = False,
+):
     from mover import dispatcher
-    from mover.motion import Options
+    from mover.motion import Endpoint, Options
     from mover.planning import choose_chunk_size, human
     from mover.transfer import Request, endpoints, prepare
 
-    job = prepare(Request(source, destination, recursive, Options(streams, chunk)))
+    options = Options(streams, chunk, to_device=to_device)
+    job = prepare(Request(source, destination, recursive, options))
     for item in job.items[:50]:
         src, dst = endpoints(item)
+        if not recursive:  # what the source is (a device, a stream) decides the strategy too
+            src = Endpoint(src.store, src.location, src.store.stat(src.key))
         strategy, priority = dispatcher.choose(src, dst)
         limits = dst.caps.chunk_writer
         if limits is not None:
@@ -177,6 +187,8 @@ def _report(job: Any, as_json: bool, quiet: bool) -> None:
         click.echo(line, err=True)
         if job.digest:
             click.echo(f"verified: {job.digest}", err=True)
+        for note in job.notes:
+            click.echo(f"note: {note}", err=True)
     if job.state != "done":
         if job.error:
             click.echo(f"mover: {job.error}", err=True)
@@ -205,6 +217,9 @@ def _copy_on_fleet(
     def submit() -> Any:
         from mover.executors import celery as fleet
         from mover.jobstores.redis import RedisJobStore
+        from mover.transfer import check_fleet
+
+        check_fleet(source, destination, recursive)
 
         jobs = RedisJobStore()
         jobs.check()
@@ -250,6 +265,11 @@ def _copy_on_fleet(
     help="Chunks in flight at once.",
 )
 @click.option("--chunk-size", callback=_size, help="Bytes per chunk (64MiB, 8M ...).")
+@click.option(
+    "--to-device",
+    is_flag=True,
+    help="DESTINATION is a block device, to be overwritten in place (refused without it).",
+)
 @click.option("--dry-run", is_flag=True, help="Print the strategy and plan; move nothing.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, no summary.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
@@ -272,17 +292,21 @@ def copy(
     recursive: bool,
     streams: int,
     chunk_size: int | None,
+    to_device: bool,
     dry_run: bool,
     quiet: bool,
     as_json: bool,
     executor: str | None,
     wait: bool,
 ) -> None:
-    """Copy SOURCE to DESTINATION, verified chunk by chunk."""
+    """Copy SOURCE to DESTINATION, verified chunk by chunk.
+
+    SOURCE may be a file, an object, a block device (a volume: snapshot it first if it is in
+    use), a pipe or a socket; DESTINATION a block device only with --to-device."""
     from mover.cli.progress import ProgressBar
 
     if dry_run:
-        _run(lambda: _print_plan(source, destination, recursive, streams, chunk_size))
+        _run(lambda: _print_plan(source, destination, recursive, streams, chunk_size, to_device))
         return
     bar_on = not quiet and not as_json and destination != "-"
     if (executor or ("celery" if _fleet_configured() else "embedded")) == "celery":
@@ -300,6 +324,7 @@ def copy(
                 recursive=recursive,
                 streams=streams,
                 chunk_size=chunk_size,
+                to_device=to_device,
                 on_progress=bar,
                 on_start=lambda job: bar.set_total(job.size),
                 raise_on_failure=False,
@@ -535,6 +560,8 @@ def status(job_id: str, as_json: bool) -> None:
         click.echo(f"  strategies: {', '.join(s['strategies']) or '-'}")
         if job.digest:
             click.echo(f"  digest: {job.digest}")
+        for note in job.notes:
+            click.echo(f"  note: {note}")
         if job.error:
             click.echo(f"  error: {job.error}")
         elapsed = (job.finished or time.time()) - job.created

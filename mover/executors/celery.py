@@ -251,6 +251,7 @@ def submit(
 ) -> Job:
     """Validate, plan, record and publish a copy; return the job (running on the fleet)."""
     refuse_signed(source, destination)
+    transfer.check_fleet(source, destination, recursive)
     jobs = jobs or RedisJobStore()
     job = prepare(Request(source, destination, recursive, Options(streams, chunk_size)))
     job.options["recursive"] = recursive

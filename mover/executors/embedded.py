@@ -40,7 +40,7 @@ from mover.jobs import (
 )
 from mover.motion import Chunk, ChunkContext, Endpoint, MotionStrategy, Options, Plan
 from mover.store import PartReceipt, StoreProvider
-from mover.transfer import endpoints, plan_item
+from mover.transfer import abort_message, endpoints, plan_item
 
 log = logging.getLogger("mover.executor")
 
@@ -276,12 +276,14 @@ class EmbeddedExecutor:
             run.destination,
             run.plan,
         )
-        self._fail_item(run.item, run.error or MoverError("aborted"))
+        self._fail_item(run.item, run.error or MoverError("aborted"), run.plan)
         self._item_finished()
 
-    def _fail_item(self, item: Item, exc: BaseException) -> None:
+    def _fail_item(self, item: Item, exc: BaseException, plan: Plan | None = None) -> None:
         state = CANCELLED if isinstance(exc, Cancelled) else FAILED
         message = exc.message if isinstance(exc, MoverError) else f"{type(exc).__name__}: {exc}"
+        if plan is not None:
+            message = abort_message(plan.writer, message)
         if not isinstance(exc, MoverError):
             log.exception("job %s object %d failed", self._job.id, item.index, exc_info=exc)
         self.jobs.update_item(self._job.id, item.index, state=state, error=message)

@@ -7,21 +7,39 @@ destination at commit. Until then an existing destination is untouched; abort on
 temporary file.
 
 A store with a root (``[stores.NAME] url = "file:///srv/images/"``) refuses any key that
-resolves outside it, by ``..`` or through a symbolic link.
+resolves outside it, by ``..`` or through a symbolic link. Links are otherwise followed.
+
+What a path can be, and how each is read and written (the size comes from the source itself,
+never from ``stat`` alone, which says 0 for devices and pipes):
+
+- a regular file: ranged reads; its holes (``SEEK_DATA``/``SEEK_HOLE``) are told by
+  :meth:`PosixProvider.data_extents` and never read. As a destination, holes and all-zero
+  blocks are left unwritten in the temporary file (sized with ``ftruncate``), so a copy of a
+  sparse file stays sparse.
+- a block device (a volume): its size from the device (``lseek(SEEK_END)``), ranged parallel
+  reads as for a file (kind :data:`~mover.store.DEVICE`). As a destination only with
+  ``--to-device`` (checked by :func:`mover.transfer.check_destination`): written in place by
+  :class:`DeviceWriter`, no temporary file, no rename; an abort cannot undo what was written.
+- a pipe, a socket (connected to as a client), a character device, or a regular file that
+  says 0 bytes yet yields some (``/proc``, ``sysfs`` and some FUSE files): size unknown (kind
+  :data:`~mover.store.STREAM`), read once to its end by the single-stream strategy; the job
+  records the size read. As a destination: refused, with the way to do it
+  (``mover copy SRC - > PIPE``): a rename over it would replace the pipe with a file.
+- recursive listings take regular files only (and links to them), as today.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
 import itertools
 import os
+import socket
 import stat as stat_mod
 import threading
-from collections.abc import Iterator
-from typing import Any, BinaryIO
+from collections.abc import Callable, Iterator
+from typing import Any, BinaryIO, TypeVar
 
+from mover import osio
 from mover.digests import Digest, digest
 from mover.errors import (
     AccessDenied,
@@ -39,7 +57,11 @@ from mover.errors import (
 from mover.location import Location
 from mover.osio import start_writeback
 from mover.planning import human
+from mover.sparse import ZERO_BLOCK_BYTES, is_zero, nonzero_runs
 from mover.store import (
+    DEVICE,
+    IN_PLACE,
+    STREAM,
     Capabilities,
     ChunkWriter,
     MiB,
@@ -48,6 +70,8 @@ from mover.store import (
     PartReceipt,
     StoreProvider,
 )
+
+T = TypeVar("T")
 
 #: Objects up to this size are committed in groups inside a batch (see begin_batch).
 BATCH_OBJECT_BYTES = 8 * MiB
@@ -94,6 +118,7 @@ class PosixProvider(StoreProvider):
         write_at=True,
         streaming_write=True,
         local_path=True,
+        sparse_write=True,
         checksum_algorithms=("xxh3_128", "crc32c", "sha256", "md5"),
     )
 
@@ -151,12 +176,7 @@ class PosixProvider(StoreProvider):
             raise _os_error(exc, path) from exc
         if stat_mod.S_ISDIR(st.st_mode):
             raise UsageError(f"{path} is a folder: use --recursive")
-        return ObjectInfo(
-            key=key.lstrip("/"),
-            size=st.st_size,
-            etag=f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}",
-            mtime=st.st_mtime,
-        )
+        return _info(key.lstrip("/"), path, st)
 
     def is_folder(self, key: str) -> bool:
         return os.path.isdir(self.path(key))
@@ -182,15 +202,35 @@ class PosixProvider(StoreProvider):
             os.close(fd)
 
     def open_read(self, key: str) -> BinaryIO:
+        """The path as one stream: a file, a pipe (this blocks until a writer opens it, as
+        ``cat`` does), a character device, or a Unix socket, connected to as a client and read
+        until the peer closes."""
         path = self.path(key)
         try:
+            if stat_mod.S_ISSOCK(os.stat(path).st_mode):
+                return _connect(path)
             return open(path, "rb")
         except OSError as exc:
             raise _os_error(exc, path) from exc
 
+    def data_extents(self, key: str, offset: int, length: int) -> list[tuple[int, int]] | None:
+        path = self.path(key)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None  # the read that follows reports it
+        try:
+            if not stat_mod.S_ISREG(os.fstat(fd).st_mode):
+                return None  # a device: all data (it has no holes to tell)
+            return osio.data_extents(fd, offset, length)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         base = self.path(prefix)
-        if os.path.isfile(base):
+        if os.path.exists(base) and not os.path.isdir(base):  # a file, a device, a pipe
             yield self.stat(prefix)
             return
         if not os.path.isdir(base):
@@ -211,13 +251,7 @@ class PosixProvider(StoreProvider):
                 elif entry.is_file():
                     if entry.is_symlink():
                         self.path(entry.path)  # a link out of the root is refused
-                    st = entry.stat()
-                    yield ObjectInfo(
-                        key=entry.path.lstrip("/"),
-                        size=st.st_size,
-                        etag=f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}",
-                        mtime=st.st_mtime,
-                    )
+                    yield _info(entry.path.lstrip("/"), entry.path, entry.stat())
             except OSError as exc:
                 raise _os_error(exc, entry.path) from exc
 
@@ -228,6 +262,15 @@ class PosixProvider(StoreProvider):
         folder = os.path.dirname(path) or "/"
         if key.endswith("/"):
             raise UsageError(f"{path} is a folder: name the destination file")
+        kind = _special(path)
+        if kind == "block device":
+            _check_device_free(path)
+            return  # its size is checked against the source's when its writer opens
+        if kind is not None:
+            raise UsageError(
+                f"{path} is a {kind}: mover writes files, volumes (--to-device) and standard "
+                f"output; to feed it, write to standard output: mover copy SRC - > {path}"
+            )
         if folder not in self._made:  # a folder this process made is known to be there
             if os.path.isdir(path):
                 raise UsageError(f"{path} is a folder: name the destination file")
@@ -246,6 +289,8 @@ class PosixProvider(StoreProvider):
                 )
 
     def free_bytes(self, key: str) -> int | None:
+        if _special(self.path(key)) == "block device":
+            return self.stat(key).size  # a volume holds what its size says
         folder = os.path.dirname(self.path(key))
         while folder and not os.path.isdir(folder):
             folder = os.path.dirname(folder)
@@ -321,6 +366,11 @@ class PosixProvider(StoreProvider):
 
     def open_writer(self, key: str, size: int | None, part_size: int) -> ChunkWriter:
         path = self.path(key)
+        kind = _special(path)
+        if kind == "block device":
+            return DeviceWriter.open(self, path, size)
+        if kind is not None:
+            self.check_writable(key, size)  # raises the error that says what to do
         folder, name = os.path.split(path)
         for attempt in range(3):
             # Unique without a random draw per file: this process's id and a counter
@@ -353,6 +403,8 @@ class PosixProvider(StoreProvider):
         raise NotWritable(f"cannot create a temporary file in {folder}")
 
     def resume_writer(self, key: str, state: dict[str, Any]) -> ChunkWriter:
+        if "device" in state:
+            return DeviceWriter(self, state["device"])
         return FileWriter(self, self.path(key), state["temp"])
 
     def delete(self, key: str) -> None:
@@ -372,39 +424,37 @@ class FileWriter(ChunkWriter):
         self.temp = temp
 
     def write_part(self, part: int, offset: int, data: memoryview, expected: Digest) -> PartReceipt:
-        # The digest of exactly the bytes handed to the kernel: if they differ from what was
-        # read (a flipped bit in between), the part is refused before it is written.
-        stored = digest(expected.algorithm, data)
-        if stored != expected:
-            raise VerificationFailed(
-                f"part {part} of {self.path}: read {expected}, would store {stored}",
-                retryable=True,
-            )
-        try:
-            fd = os.open(self.temp, os.O_WRONLY | os.O_CLOEXEC)
-        except OSError as exc:
-            raise _os_error(exc, f"temporary file of {self.path}") from exc
-        try:
-            done = 0
-            total = len(data)
-            while done < total:
-                done += os.pwrite(fd, data[done:], offset + done)
-            if self.provider.sync and total:
-                start_writeback(fd, offset, total)
-        except OSError as exc:
-            raise _os_error(exc, f"writing {self.path} at {offset}") from exc
-        finally:
-            os.close(fd)
+        stored = _confirm(part, self.path, data, expected)
+        # All-zero blocks are not written: the temporary file reads zeros there already (sized
+        # with ftruncate, or extended at commit), so a sparse source's copy stays sparse. A
+        # part written again holds the same bytes (a source that changed fails the job).
+        runs = list(nonzero_runs(data))
+        total = len(data)
+        if runs:
+            try:
+                fd = os.open(self.temp, os.O_WRONLY | os.O_CLOEXEC)
+            except OSError as exc:
+                raise _os_error(exc, f"temporary file of {self.path}") from exc
+            try:
+                for start, end in runs:
+                    _pwrite_all(fd, data[start:end], offset + start)
+                if self.provider.sync:
+                    start_writeback(fd, offset, total)
+            except OSError as exc:
+                raise _os_error(exc, f"writing {self.path} at {offset}") from exc
+            finally:
+                os.close(fd)
         return PartReceipt(part, offset, total, str(stored))
 
+    def write_zeros(self, part: int, offset: int, length: int, expected: Digest) -> PartReceipt:
+        """A hole: nothing is written. The range is punched where the file system can (one
+        cheap call), so it reads as zeros whatever an earlier attempt left there."""
+        what = f"punching a hole in {self.path} at {offset}"
+        _on_fd(self.temp, os.O_WRONLY, what, lambda fd: osio.punch_hole(fd, offset, length))
+        return PartReceipt(part, offset, length, str(expected))
+
     def commit(self, receipts: list[PartReceipt], size: int) -> ObjectInfo:
-        expect = 0
-        for r in sorted(receipts, key=lambda r: r.offset):
-            if r.offset != expect:
-                raise TransferError(f"{self.path}: parts do not cover the object at {expect}")
-            expect += r.size
-        if expect != size:
-            raise TransferError(f"{self.path}: parts hold {expect} bytes, expected {size}")
+        _check_cover(receipts, size, self.path)
         provider = self.provider
         try:
             if provider.sync and provider.groups(size):
@@ -450,6 +500,201 @@ class FileWriter(ChunkWriter):
         return self.temp
 
 
+class DeviceWriter(ChunkWriter):
+    """A block device written in place: parts land with ``pwrite`` at their offsets on the
+    device itself; no temporary file, no rename (a device cannot be renamed over).
+
+    Zero parts (a sparse source's holes, all-zero chunks) are written as zeros, since the
+    device may hold old data there, but the device's fastest way (``fallocate`` ZERO_RANGE:
+    WRITE ZEROES, or a hole in a loop device's file), falling back to writing zero blocks.
+    Commit flushes the device. The device keeps its bytes past the source's end (as ``dd``).
+
+    Abort cannot undo anything: the device holds part of the new data and part of the old.
+    That is said in the job's error (the writer's state carries :data:`~mover.store.IN_PLACE`)
+    and in the README; only ``--to-device`` lets a copy start.
+    """
+
+    def __init__(self, provider: PosixProvider, path: str) -> None:
+        self.provider = provider
+        self.path = path
+
+    @classmethod
+    def open(cls, provider: PosixProvider, path: str, size: int | None) -> DeviceWriter:
+        """A writer for the device at ``path``, refused when it is smaller than ``size``."""
+        capacity = _on_fd(path, os.O_RDONLY, path, osio.device_size)
+        if size is not None and size > capacity:
+            raise NotEnoughSpace(
+                f"{path} holds {human(capacity)} ({capacity} bytes), the source "
+                f"{human(size)} ({size} bytes): restore to a volume at least that large"
+            )
+        return cls(provider, path)
+
+    def write_part(self, part: int, offset: int, data: memoryview, expected: Digest) -> PartReceipt:
+        stored = _confirm(part, self.path, data, expected)
+        if is_zero(data):
+            return self.write_zeros(part, offset, len(data), expected)
+
+        def write(fd: int) -> None:
+            _pwrite_all(fd, data, offset, device=self.path)
+            if self.provider.sync:
+                start_writeback(fd, offset, len(data))
+
+        _on_fd(self.path, os.O_WRONLY, f"writing {self.path} at {offset}", write)
+        return PartReceipt(part, offset, len(data), str(stored))
+
+    def write_zeros(self, part: int, offset: int, length: int, expected: Digest) -> PartReceipt:
+        def zero(fd: int) -> None:
+            if osio.zero_range(fd, offset, length):
+                return
+            zeros = memoryview(bytes(min(length, ZERO_BLOCK_BYTES)))
+            for start in range(offset, offset + length, len(zeros)):
+                _pwrite_all(fd, zeros[: offset + length - start], start, device=self.path)
+
+        _on_fd(self.path, os.O_WRONLY, f"zeroing {self.path} at {offset}", zero)
+        return PartReceipt(part, offset, length, str(expected))
+
+    def commit(self, receipts: list[PartReceipt], size: int) -> ObjectInfo:
+        _check_cover(receipts, size, self.path)
+        _on_fd(self.path, os.O_WRONLY, f"flushing {self.path}", os.fsync)
+        return ObjectInfo(key=self.path.lstrip("/"), size=size, kind=DEVICE)
+
+    def abort(self) -> None:
+        """Nothing to remove and nothing to restore: what was written stays written."""
+
+    def state(self) -> dict[str, Any]:
+        return {"device": self.path, IN_PLACE: self.path}
+
+
+def _confirm(part: int, path: str, data: memoryview, expected: Digest) -> Digest:
+    """The digest of exactly the bytes handed to the kernel: if they differ from what was
+    read (a flipped bit in between), the part is refused before it is written."""
+    stored = digest(expected.algorithm, data)
+    if stored != expected:
+        raise VerificationFailed(
+            f"part {part} of {path}: read {expected}, would store {stored}", retryable=True
+        )
+    return stored
+
+
+def _open_or_raise(path: str, flags: int) -> int:
+    try:
+        return os.open(path, flags | os.O_CLOEXEC)
+    except OSError as exc:
+        raise _os_error(exc, path) from exc
+
+
+def _on_fd(path: str, flags: int, what: str, action: Callable[[int], T]) -> T:
+    """Run ``action`` on ``path`` opened with ``flags``; an OSError becomes the mover error
+    that names ``what``."""
+    fd = _open_or_raise(path, flags)
+    try:
+        return action(fd)
+    except OSError as exc:
+        raise _os_error(exc, what) from exc
+    finally:
+        os.close(fd)
+
+
+def _pwrite_all(fd: int, data: memoryview, offset: int, device: str | None = None) -> None:
+    """Write all of ``data`` at ``offset``; past a device's end, ``NotEnoughSpace``."""
+    done = 0
+    while done < len(data):
+        n = os.pwrite(fd, data[done:], offset + done)
+        if n == 0:
+            raise NotEnoughSpace(f"{device}: the device ends at {offset + done}")
+        done += n
+
+
+def _check_cover(receipts: list[PartReceipt], size: int, path: str) -> None:
+    """Refuse a commit whose parts do not cover ``size`` bytes from 0, without gap."""
+    expect = 0
+    for r in sorted(receipts, key=lambda r: r.offset):
+        if r.offset != expect:
+            raise TransferError(f"{path}: parts do not cover the object at {expect}")
+        expect += r.size
+    if expect != size:
+        raise TransferError(f"{path}: parts hold {expect} bytes, expected {size}")
+
+
+def _info(key: str, path: str, st: os.stat_result) -> ObjectInfo:
+    """What a path is, from its ``stat`` and, where ``stat`` cannot tell, the path itself."""
+    mode = st.st_mode
+    mtime = st.st_mtime
+    if stat_mod.S_ISBLK(mode):
+        size = _on_fd(path, os.O_RDONLY, path, osio.device_size)
+        etag = f"{st.st_ino:x}-{st.st_mtime_ns:x}-{size:x}"
+        return ObjectInfo(key=key, size=size, etag=etag, mtime=mtime, kind=DEVICE)
+    if not stat_mod.S_ISREG(mode) or (st.st_size == 0 and _yields_bytes(path)):
+        # No etag: a pipe's mtime moves as it is written, and a stream is read once anyway,
+        # so there is no "before and after" to compare.
+        return ObjectInfo(key=key, size=None, mtime=mtime, kind=STREAM)
+    etag = f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}"
+    allocated = st.st_blocks * 512
+    return ObjectInfo(
+        key=key,
+        size=st.st_size,
+        etag=etag,
+        mtime=mtime,
+        allocated=allocated if allocated < st.st_size else None,
+    )
+
+
+def _yields_bytes(path: str) -> bool:
+    """Whether a regular file that says 0 bytes has some (``/proc/self/status``): one read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False  # the copy's own open reports it
+    try:
+        return bool(os.read(fd, 1))
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+_SPECIAL = (
+    (stat_mod.S_ISBLK, "block device"),
+    (stat_mod.S_ISFIFO, "named pipe"),
+    (stat_mod.S_ISSOCK, "socket"),
+    (stat_mod.S_ISCHR, "character device"),
+)
+
+
+def _special(path: str) -> str | None:
+    """What kind of special file ``path`` is (links followed), or None for a file, a folder
+    or nothing."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    return next((name for test, name in _SPECIAL if test(mode)), None)
+
+
+def _check_device_free(path: str) -> None:
+    """Refuse a device the kernel holds (mounted, a member of an array or volume group): an
+    exclusive open says so without writing anything."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_EXCL | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.EBUSY:
+            raise NotWritable(
+                f"{path} is in use (mounted, or held by the kernel): unmount or release it first"
+            ) from exc
+        raise _os_error(exc, path) from exc
+    os.close(fd)
+
+
+def _connect(path: str) -> BinaryIO:
+    """A stream client of the Unix socket at ``path``, read until the peer closes it."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+        return sock.makefile("rb")  # type: ignore[return-value]
+    finally:
+        sock.close()  # the file object keeps the connection until it is closed
+
+
 def _unlink_quietly(path: str) -> None:
     try:
         os.unlink(path)
@@ -477,22 +722,10 @@ def _syncfs_for(paths: Iterator[str]) -> None:
             os.sync()
             continue
         try:
-            if _LIBC is None or _LIBC.syncfs(fd) != 0:
+            if not osio.syncfs(fd):
                 os.sync()
         finally:
             os.close(fd)
-
-
-def _load_libc() -> ctypes.CDLL | None:
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.syncfs.argtypes = [ctypes.c_int]
-        return libc
-    except (OSError, AttributeError):
-        return None
-
-
-_LIBC = _load_libc()
 
 
 def _fsync_dir(folder: str) -> None:

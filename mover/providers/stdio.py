@@ -1,7 +1,13 @@
 """Standard input as a source and standard output as a destination (written ``-``).
 
 A stream cannot seek: the source has no ranged reads and no size, so only the single-stream
-strategy takes it; as a destination, parts must arrive in order and cannot be taken back.
+strategy takes it, and the job records the size that was read; as a destination, parts must
+arrive in order and cannot be taken back. Both exist only in this process (kind
+:data:`~mover.store.STREAM`): the fleet refuses them.
+
+Standard output is also how a copy feeds a named pipe (``mover copy SRC - > PIPE``): the file
+store refuses a pipe as destination, since its temporary file would be renamed over it.
+Zero parts (a sparse source's holes) are written as zeros: a stream has no holes.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from typing import Any, BinaryIO
 from mover.digests import Digest, digest
 from mover.errors import UsageError, VerificationFailed
 from mover.store import (
+    STREAM,
     Capabilities,
     ChunkWriter,
     MiB,
@@ -47,7 +54,7 @@ class StdioProvider(StoreProvider):
         return "standard input/output"
 
     def stat(self, key: str) -> ObjectInfo:
-        return ObjectInfo(key="-", size=None)
+        return ObjectInfo(key="-", size=None, kind=STREAM)
 
     def read_into(self, key: str, offset: int, buf: memoryview) -> int:
         raise UsageError("standard input cannot be read at an offset")
@@ -82,7 +89,7 @@ class _StdoutWriter(ChunkWriter):
 
     def commit(self, receipts: list[PartReceipt], size: int) -> ObjectInfo:
         sys.stdout.buffer.flush()
-        return ObjectInfo(key="-", size=size)
+        return ObjectInfo(key="-", size=size, kind=STREAM)
 
     def abort(self) -> None:
         sys.stdout.buffer.flush()

@@ -9,6 +9,7 @@ from mover.digests import Digest
 from mover.errors import ChunkFailed, VerificationFailed
 from mover.motion import Endpoint, Options, Plan
 from mover.planning import choose_chunk_size, make_chunks
+from mover.sparse import bytes_to_store
 from mover.store import ObjectInfo, PartLimits, PartReceipt
 
 
@@ -31,7 +32,7 @@ def chunked_plan(
     chunk_size, notes = choose_chunk_size(
         size, limits, options.chunk_size, options.streams, where=destination.store.describe()
     )
-    destination.store.check_writable(destination.key, size)
+    destination.store.check_writable(destination.key, _needed(source, destination, size))
     chunks = make_chunks(size, chunk_size)
     plan = Plan(
         strategy=name,
@@ -51,6 +52,13 @@ def chunked_plan(
         return plan
     plan.writer = destination.store.open_writer(destination.key, size, chunk_size).state()
     return plan
+
+
+def _needed(source: Endpoint, destination: Endpoint, size: int | None) -> int | None:
+    """Space the object takes at the destination: a sparse source's data only, where the
+    destination keeps holes."""
+    allocated = source.info.allocated if source.info is not None else None
+    return bytes_to_store(source.store, source.key, size, allocated, destination.store)
 
 
 def confirm(receipt: PartReceipt, expected: Digest, where: str) -> PartReceipt:

@@ -3,14 +3,18 @@
 Each chunk is read with one or more ranged reads into this thread's reusable buffer, digested as
 read, and written as one part; the destination confirms the digest of what it stored. Chunks
 are independent, so executors run them in parallel, in threads or on workers.
+
+A sparse source's holes are not read (:func:`mover.sparse.read_chunk`): a chunk that is one
+hole costs no read and no hashing (its digest is cached) and goes to the writer's
+``write_zeros`` (a hole in a file, zeros sent to S3 or Swift, which have no holes).
 """
 
 from __future__ import annotations
 
 from mover.buffers import chunk_buffer
-from mover.digests import digest
 from mover.motion import Chunk, ChunkContext, Endpoint, MotionStrategy, Options, Plan, Priority
-from mover.store import MiB, ObjectInfo, PartReceipt
+from mover.sparse import chunk_digest, read_chunk
+from mover.store import ObjectInfo, PartReceipt
 from mover.strategies.motion.common import (
     abort_writer,
     chunked_plan,
@@ -18,10 +22,6 @@ from mover.strategies.motion.common import (
     confirm,
     short_read,
 )
-
-#: A chunk is read in slices of at most this much, so that progress and cancellation are
-#: seen within a slice rather than a whole part.
-READ_SLICE_BYTES = 16 * MiB
 
 
 class StreamingStrategy(MotionStrategy):
@@ -50,26 +50,22 @@ class StreamingStrategy(MotionStrategy):
     ) -> PartReceipt:
         length = chunk.length or 0
         buf = chunk_buffer(length)
-        got = 0
-        while got < length:
-            ctx.check()
-            piece = buf[got : min(length, got + READ_SLICE_BYTES)]
-            n = source.store.read_into(source.key, chunk.offset + got, piece)
-            if n == 0:
-                break
-            got += n
-            ctx.progress(n)
+        filled = read_chunk(source.store, source.key, chunk.offset, buf, ctx, fill_holes=plan.put)
+        got = filled.got
         if got != length:
             raise short_read(source.store.describe() + "/" + source.key, chunk.offset, length, got)
         ctx.check()
         data = buf[:length]
-        expected = digest(plan.algorithm, data)
+        expected = chunk_digest(plan.algorithm, data, filled)
         if plan.put:
             info = destination.store.put(destination.key, data, expected)
             extra = {"etag": info.etag} if info.etag else {}
             return PartReceipt(chunk.index, chunk.offset, length, str(expected), extra)
         writer = destination.store.resume_writer(destination.key, plan.writer)
-        receipt = writer.write_part(chunk.index, chunk.offset, data, expected)
+        if filled.hole:
+            receipt = writer.write_zeros(chunk.index, chunk.offset, length, expected)
+        else:
+            receipt = writer.write_part(chunk.index, chunk.offset, data, expected)
         return confirm(receipt, expected, destination.store.describe())
 
     def commit(

@@ -22,6 +22,7 @@ from mover.location import parse
 from mover.providers import memory
 from mover.stores import open_location
 from mover.strategies.placement.capacity import CapacityPlacement
+from tests.independent import chunks_sha256
 
 MiB = 1024 * 1024
 
@@ -253,7 +254,7 @@ def test_snapshot_incremental_and_restore(world: Path) -> None:
     assert result["verified"] and out.read_bytes() == bytes(vol)
     old = world / "old.img"
     cat.restore_snapshot("vol-1", str(old), backup=first["id"])
-    assert hashlib.sha256(old.read_bytes()).hexdigest() == first["sha256"]
+    assert chunks_sha256(old.read_bytes(), MiB) == first["digest"]
 
     # A destination whose parts must be >= 3 MiB gets chunks grouped into parts.
     cat.add_store("big-parts", "memory://bp/", options={"min_part_bytes": 3 * MiB})
