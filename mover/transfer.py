@@ -77,7 +77,9 @@ def prepare(request: Request, config: config_mod.Config | None = None) -> Job:
             raise SameObject(f"source and destination are the same object: {src_loc}")
         dst_store.check_writable(dst_loc.full_key, info.size)
         job.destination = dst_loc.url
-        job.items = [Item(0, src_loc.url, dst_loc.url, info.size)]
+        job.items = [
+            Item(0, src_loc.url, dst_loc.url, info.size, version=info.etag, checksum=info.checksum)
+        ]
     total = sum(i.size or 0 for i in job.items)
     if job.items:
         free = dst_store.free_bytes(dst_loc.full_key)
@@ -112,7 +114,16 @@ def _list_items(
             src_loc.endpoint,
         )
         dst_item = dst_loc.child(rel)
-        items.append(Item(len(items), src_item.url, dst_item.url, info.size))
+        items.append(
+            Item(
+                len(items),
+                src_item.url,
+                dst_item.url,
+                info.size,
+                version=info.etag,
+                checksum=info.checksum,
+            )
+        )
     if not items:
         raise ObjectNotFound(f"{src_loc}: nothing to copy (empty folder or prefix)")
     return items
@@ -149,5 +160,6 @@ def endpoints(item: Item, config: config_mod.Config | None = None) -> tuple[Endp
     """The source and destination endpoints of an item, from its record."""
     src_store, src_loc = open_location(item.source, config)
     dst_store, dst_loc = open_location(item.destination, config)
-    info = ObjectInfo(src_loc.full_key, item.size)
+    # The version recorded when the job was prepared: reads and the commit hold to it.
+    info = ObjectInfo(src_loc.full_key, item.size, etag=item.version, checksum=item.checksum)
     return Endpoint(src_store, src_loc, info), Endpoint(dst_store, dst_loc)

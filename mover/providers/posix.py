@@ -32,6 +32,7 @@ from mover.errors import (
     NotEnoughSpace,
     NotWritable,
     ObjectNotFound,
+    SourceChanged,
     TransferError,
     UsageError,
     VerificationFailed,
@@ -46,6 +47,7 @@ from mover.store import (
     ObjectInfo,
     PartLimits,
     PartReceipt,
+    SourceCheck,
     StoreProvider,
 )
 
@@ -154,12 +156,37 @@ class PosixProvider(StoreProvider):
         return ObjectInfo(
             key=key.lstrip("/"),
             size=st.st_size,
-            etag=f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}",
+            etag=_version(st),
             mtime=st.st_mtime,
         )
 
     def is_folder(self, key: str) -> bool:
         return os.path.isdir(self.path(key))
+
+    def source_check(self, key: str, info: ObjectInfo, exact: bool = False) -> SourceCheck:
+        """A file holds no digest of its bytes: what is held is its version (inode, mtime in
+        nanoseconds and size, the ``etag`` of :meth:`stat`), compared again after the last chunk
+        and before commit. A file rewritten in place during the copy changes its mtime (as any
+        ``write`` does) and fails the object; one whose mtime was set back by hand is not seen.
+        A block device's writes change nothing ``stat`` shows: it is read as it is (``live``),
+        and the plan says to snapshot the volume first. A pipe is one read, consistent by
+        itself."""
+        path = self.path(key)
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            raise _os_error(exc, path) from exc
+        if stat_mod.S_ISBLK(st.st_mode) or stat_mod.S_ISCHR(st.st_mode):
+            return SourceCheck(size=info.size, live=True)
+        if not stat_mod.S_ISREG(st.st_mode):
+            return SourceCheck(size=info.size)
+        now = _version(st)
+        if info.etag is not None and now != info.etag:
+            raise SourceChanged(
+                f"source changed since the job was prepared: {path} (version {info.etag}, now "
+                f"{now}); run the copy again"
+            )
+        return SourceCheck(size=info.size, version=now)
 
     def read_into(self, key: str, offset: int, buf: memoryview) -> int:
         path = self.path(key)
@@ -215,7 +242,7 @@ class PosixProvider(StoreProvider):
                     yield ObjectInfo(
                         key=entry.path.lstrip("/"),
                         size=st.st_size,
-                        etag=f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}",
+                        etag=_version(st),
                         mtime=st.st_mtime,
                     )
             except OSError as exc:
@@ -436,7 +463,7 @@ class FileWriter(ChunkWriter):
         return ObjectInfo(
             key=self.path.lstrip("/"),
             size=st.st_size,
-            etag=f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}",
+            etag=_version(st),
             mtime=st.st_mtime,
         )
 
@@ -448,6 +475,11 @@ class FileWriter(ChunkWriter):
 
     def local_path(self) -> str | None:
         return self.temp
+
+
+def _version(st: os.stat_result) -> str:
+    """A file's version: inode, mtime (ns) and size, as ``stat`` sees them (its ETag)."""
+    return f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}"
 
 
 def _unlink_quietly(path: str) -> None:

@@ -10,18 +10,19 @@ from __future__ import annotations
 from mover.buffers import chunk_buffer
 from mover.digests import digest
 from mover.motion import Chunk, ChunkContext, Endpoint, MotionStrategy, Options, Plan, Priority
-from mover.store import MiB, ObjectInfo, PartReceipt
+from mover.store import ObjectInfo, PartReceipt
 from mover.strategies.motion.common import (
     abort_writer,
     chunked_plan,
     commit_writer,
     confirm,
+    digest_source,
+    fill_from_source,
+    move_sliced,
     short_read,
+    source_check,
+    with_pieces,
 )
-
-#: A chunk is read in slices of at most this much, so that progress and cancellation are
-#: seen within a slice rather than a whole part.
-READ_SLICE_BYTES = 16 * MiB
 
 
 class StreamingStrategy(MotionStrategy):
@@ -48,29 +49,26 @@ class StreamingStrategy(MotionStrategy):
     def run_chunk(
         self, source: Endpoint, destination: Endpoint, plan: Plan, chunk: Chunk, ctx: ChunkContext
     ) -> PartReceipt:
+        if plan.slices:  # a source range larger than a chunk: read in order, in slices
+            return move_sliced(source, destination, plan, chunk, ctx)
+        check = source_check(plan)
         length = chunk.length or 0
         buf = chunk_buffer(length)
-        got = 0
-        while got < length:
-            ctx.check()
-            piece = buf[got : min(length, got + READ_SLICE_BYTES)]
-            n = source.store.read_into(source.key, chunk.offset + got, piece)
-            if n == 0:
-                break
-            got += n
-            ctx.progress(n)
+        got = fill_from_source(source, check, chunk.offset, buf, ctx)
         if got != length:
             raise short_read(source.store.describe() + "/" + source.key, chunk.offset, length, got)
         ctx.check()
         data = buf[:length]
+        pieces = digest_source(source, plan, chunk.offset, data)
         expected = digest(plan.algorithm, data)
         if plan.put:
             info = destination.store.put(destination.key, data, expected)
             extra = {"etag": info.etag} if info.etag else {}
-            return PartReceipt(chunk.index, chunk.offset, length, str(expected), extra)
+            receipt = PartReceipt(chunk.index, chunk.offset, length, str(expected), extra)
+            return with_pieces(receipt, pieces)
         writer = destination.store.resume_writer(destination.key, plan.writer)
         receipt = writer.write_part(chunk.index, chunk.offset, data, expected)
-        return confirm(receipt, expected, destination.store.describe())
+        return with_pieces(confirm(receipt, expected, destination.store.describe()), pieces)
 
     def commit(
         self, source: Endpoint, destination: Endpoint, plan: Plan, receipts: list[PartReceipt]
