@@ -363,6 +363,11 @@ class HttpProvider(StoreProvider):
         resp = self._request("GET", key, headers)
         try:
             code = resp.status_code
+            if code == 416 and etag:  # the version held reaches past offset: it changed
+                raise SourceChanged(
+                    f"source changed during the copy: {self.shown(key)} ends before {offset} "
+                    "(HTTP 416); run the copy again"
+                )
             if code == 416:
                 return 0
             if code == 206:

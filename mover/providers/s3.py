@@ -475,6 +475,8 @@ class S3Provider(StoreProvider):
             if err.get("Code") == "InvalidRange" or (
                 exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 416
             ):
+                if etag:  # the version the job was prepared from reaches past offset
+                    raise self._error(_precondition_failed(), f"GET at {offset}", key) from exc
                 return 0  # the object ends before offset
             raise self._error(exc, f"GET at {offset}", key) from exc
         except Exception as exc:
@@ -1151,6 +1153,17 @@ def _object_checksum(head: dict[str, Any]) -> tuple[str, str, str] | None:
             continue  # a sha of the whole object cannot be made from chunks read in parallel
         return algorithm, base64.b64decode(encoded).hex(), kind
     return None
+
+
+def _precondition_failed() -> Exception:
+    """The error S3 gives for a failed If-Match, for a server that answered 416 first."""
+    import botocore.exceptions as bex
+
+    response = {
+        "Error": {"Code": "PreconditionFailed"},
+        "ResponseMetadata": {"HTTPStatusCode": 412},
+    }
+    return bex.ClientError(response, "GetObject")  # type: ignore[arg-type]
 
 
 def _with(check: SourceCheck, **changes: Any) -> SourceCheck:

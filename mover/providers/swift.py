@@ -575,6 +575,8 @@ class SwiftProvider(StoreProvider):
                     self.container, key, resp_chunk_size=READ_PIECE_BYTES, headers=headers
                 )
             except swift_client.ClientException as exc:
+                if exc.http_status == 416 and etag:  # the version read was longer than this
+                    raise _changed(what, etag) from None
                 if exc.http_status == 416:  # offset at or past the end
                     return 0
                 raise

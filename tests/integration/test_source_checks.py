@@ -17,7 +17,8 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -280,17 +281,24 @@ def test_flipped_byte_s3_to_s3_leaves_a_right_object(
 # -- S3: the source replaced during the copy --------------------------------------------------
 
 
-def replace_during_stall(rule: Rule, action: Any) -> threading.Thread:
-    """Run ``action`` once ``rule`` (a stall) holds an answer: the copy is then mid-way."""
+@dataclass
+class ChangeSource(Rule):
+    """Injects no fault: the ``at``-th request it matches (0-based) waits in the proxy until
+    ``change`` has run (the source replaced, a file rewritten). Requests before it were
+    answered from the old source: the copy is mid-way, whatever the machine's load."""
 
-    def wait_then_act() -> None:
-        while rule.fired == 0:
-            threading.Event().wait(0.01)
-        action()
+    change: Callable[[], None] | None = None
+    at: int = 1
+    done: threading.Event = field(default_factory=threading.Event)
 
-    thread = threading.Thread(target=wait_then_act, daemon=True)
-    thread.start()
-    return thread
+    def matches(self, method: str, path: str, headers: Any) -> bool:
+        if super().matches(method, path, headers) and not self.done.is_set():
+            self.at -= 1
+            if self.at < 0:
+                assert self.change is not None
+                self.change()  # under the proxy's lock: every other request waits
+                self.done.set()
+        return False
 
 
 @pytest.mark.s3
@@ -303,15 +311,20 @@ def test_s3_source_replaced_mid_copy_fails_clean(
     tmp_path: Path,
     destination: str,
 ) -> None:
-    """The second ranged GET is held while another body replaces the object: the reads after
-    it carry If-Match with the first ETag (412), so the copy fails as "source changed"."""
+    """The object is replaced before the third ranged GET reaches the server: the reads
+    carry If-Match with the first ETag (412), so the copy fails as "source changed"."""
     client = plain_client(s3_server)
     data = os.urandom(20 * MiB)
     put_multipart(client, s3_bucket, "obj", data, [5 * MiB] * 4)
-    stall = s3_proxy.add(Rule("stall", method="GET", header="Range", after=1, stall_s=2.0))
-    newer = os.urandom(20 * MiB)
-    replacer = replace_during_stall(
-        stall, lambda: client.put_object(Bucket=s3_bucket, Key="obj", Body=newer)
+    newer = os.urandom(MiB)
+    change = s3_proxy.add(
+        ChangeSource(
+            "stall",
+            method="GET",
+            header="Range",
+            at=2,
+            change=lambda: client.put_object(Bucket=s3_bucket, Key="obj", Body=newer),
+        )
     )
     if destination == "file":
         target = str(tmp_path / "copy.bin")
@@ -323,8 +336,8 @@ def test_s3_source_replaced_mid_copy_fails_clean(
         target = "store:direct/copy.bin"
 
     job = copy(f"s3://{s3_bucket}/obj", target, chunk_size=5 * MiB, streams=1)
-    replacer.join(10)
 
+    assert change.done.is_set()
     assert job.state == FAILED
     assert "source changed during the copy" in job.error, job.error
     assert not (tmp_path / "copy.bin").exists() and not leftovers(tmp_path)
@@ -481,15 +494,21 @@ def test_swift_object_replaced_mid_copy_fails_clean(
     container = swift_segments_cleanup
     swift_connection.put_object(container, "obj", os.urandom(12 * MiB))
     base = swift_store(tmp_path, swift_proxy, container)
-    stall = swift_proxy.add(Rule("stall", method="GET", header="Range", after=1, stall_s=2.0))
-    replacer = replace_during_stall(
-        stall, lambda: swift_connection.put_object(container, "obj", os.urandom(12 * MiB))
+    newer = os.urandom(MiB)
+    change = swift_proxy.add(
+        ChangeSource(
+            "stall",
+            method="GET",
+            header="Range",
+            at=1,
+            change=lambda: swift_connection.put_object(container, "obj", newer),
+        )
     )
     dst = tmp_path / "copy.bin"
 
     job = copy(f"{base}obj", str(dst), chunk_size=4 * MiB, streams=1)
-    replacer.join(10)
 
+    assert change.done.is_set()
     assert job.state == FAILED
     assert "source changed during the copy" in job.error, job.error
     assert not dst.exists() and not leftovers(tmp_path)
