@@ -22,6 +22,7 @@ from tests.faultproxy import FaultProxy, Rule
 from tests.integration.test_fleet import Fleet, fleet, sha256, temp_files, wait_final
 from tests.integration.test_source_checks import (
     ChangeSource,
+    change_before_get,
     plain_client,
     put_multipart,
     sha256_s3,
@@ -126,14 +127,8 @@ def test_fleet_s3_source_replaced_mid_copy_fails_clean(
     client = plain_client(fleet.s3)
     put_multipart(client, s3_bucket, "obj", os.urandom(50 * MiB), [5 * MiB] * 10)
     newer = os.urandom(MiB)
-    change = proxied.add(
-        ChangeSource(
-            "stall",
-            method="GET",
-            header="Range",
-            at=3,
-            change=lambda: client.put_object(Bucket=s3_bucket, Key="obj", Body=newer),
-        )
+    change = change_before_get(
+        proxied, 3, lambda: client.put_object(Bucket=s3_bucket, Key="obj", Body=newer)
     )
     dst = tmp_path / "copy.bin"
 

@@ -301,6 +301,13 @@ class ChangeSource(Rule):
         return False
 
 
+def change_before_get(proxy: FaultProxy, at: int, change: Callable[[], None]) -> ChangeSource:
+    """``change`` runs before the ``at``-th ranged GET (0-based) reaches the server."""
+    rule = ChangeSource("stall", method="GET", header="Range", at=at, change=change)
+    proxy.add(rule)
+    return rule
+
+
 @pytest.mark.s3
 @pytest.mark.parametrize("destination", ["file", "s3"])
 def test_s3_source_replaced_mid_copy_fails_clean(
@@ -317,14 +324,8 @@ def test_s3_source_replaced_mid_copy_fails_clean(
     data = os.urandom(20 * MiB)
     put_multipart(client, s3_bucket, "obj", data, [5 * MiB] * 4)
     newer = os.urandom(MiB)
-    change = s3_proxy.add(
-        ChangeSource(
-            "stall",
-            method="GET",
-            header="Range",
-            at=2,
-            change=lambda: client.put_object(Bucket=s3_bucket, Key="obj", Body=newer),
-        )
+    change = change_before_get(
+        s3_proxy, 2, lambda: client.put_object(Bucket=s3_bucket, Key="obj", Body=newer)
     )
     if destination == "file":
         target = str(tmp_path / "copy.bin")
@@ -495,14 +496,8 @@ def test_swift_object_replaced_mid_copy_fails_clean(
     swift_connection.put_object(container, "obj", os.urandom(12 * MiB))
     base = swift_store(tmp_path, swift_proxy, container)
     newer = os.urandom(MiB)
-    change = swift_proxy.add(
-        ChangeSource(
-            "stall",
-            method="GET",
-            header="Range",
-            at=1,
-            change=lambda: swift_connection.put_object(container, "obj", newer),
-        )
+    change = change_before_get(
+        swift_proxy, 1, lambda: swift_connection.put_object(container, "obj", newer)
     )
     dst = tmp_path / "copy.bin"
 
