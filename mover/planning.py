@@ -8,6 +8,8 @@ object that cannot fit even at the largest part is refused before any byte moves
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from mover.errors import NotEnoughSpace, UsageError
 from mover.motion import Chunk
 from mover.store import MiB, PartLimits
@@ -118,7 +120,7 @@ def slice_lengths(length: int, count: int) -> list[int]:
 
 
 def aligned_chunks(
-    ranges: list[tuple[int, int]], chunk_size: int, limits: PartLimits
+    ranges: Sequence[tuple[int, int]], chunk_size: int, limits: PartLimits
 ) -> tuple[list[Chunk], list[int]]:
     """Chunks that begin and end on the source's range boundaries, and the destination parts
     each is written as (``[]`` when every chunk is one part).
@@ -140,7 +142,7 @@ def aligned_chunks(
 
 
 def _group(
-    ranges: list[tuple[int, int]], chunk_size: int, min_part: int
+    ranges: Sequence[tuple[int, int]], chunk_size: int, min_part: int
 ) -> tuple[list[Chunk], list[int]]:
     bounds: list[tuple[int, int]] = []  # (offset, length) of each chunk
     start, length = 0, 0

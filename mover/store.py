@@ -21,6 +21,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, BinaryIO, ClassVar
 
 from mover.digests import Digest
@@ -123,22 +124,33 @@ class SourceCheck:
         False for a CRC, which any split of the object can be combined into."""
         return self.checks_bytes and self.combine != COMBINE_CRC
 
-    def ranges(self) -> list[tuple[int, int]]:
+    def ranges(self) -> tuple[tuple[int, int], ...]:
         """``(offset, length)`` of each range, in order (empty for a CRC or no check)."""
+        return self._ranges
+
+    def range_starts(self) -> tuple[int, ...]:
+        """The offset of each range, in order (for bisecting)."""
+        return self._starts
+
+    @cached_property
+    def _ranges(self) -> tuple[tuple[int, int], ...]:
+        # Computed once per instance: up to 10,000 S3 parts, asked by every chunk.
         if not self.fixed_ranges or self.size is None:
-            return []
+            return ()
         if self.sizes:
             out, offset = [], 0
             for n in self.sizes:
                 out.append((offset, n))
                 offset += n
-            return out
+            return tuple(out)
         if self.part_bytes:
-            return [
-                (o, min(self.part_bytes, self.size - o))
-                for o in range(0, self.size, self.part_bytes)
-            ] or [(0, 0)]
-        return [(0, self.size)]
+            size, step = self.size, self.part_bytes
+            return tuple((o, min(step, size - o)) for o in range(0, size, step)) or ((0, 0),)
+        return ((0, self.size),)
+
+    @cached_property
+    def _starts(self) -> tuple[int, ...]:
+        return tuple(o for o, _ in self._ranges)
 
     def to_dict(self) -> dict[str, Any]:
         d = {

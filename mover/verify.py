@@ -62,8 +62,7 @@ class RangeHasher:
         self._crc = check.combine == COMBINE_CRC
         self._hasher: Hasher | None = Hasher(check.algorithm) if self._crc else None
         self._ranges = check.ranges()
-        starts = [o for o, _ in self._ranges]
-        self._i = max(0, bisect.bisect_right(starts, start) - 1)
+        self._i = max(0, bisect.bisect_right(check.range_starts(), start) - 1)
         if not self._crc and self._i < len(self._ranges) and self._ranges[self._i][0] == start:
             self._hasher = Hasher(check.algorithm)
         self._settle()
@@ -110,10 +109,12 @@ def check_expected(check: SourceCheck, pieces: list[Piece], where: str) -> None:
     """Refuse pieces whose digest differs from the value the store gave for their range."""
     if not any(check.expected):
         return
-    index = {offset: i for i, (offset, _) in enumerate(check.ranges())}
+    starts = check.range_starts()
     for offset, length, value in pieces:
-        i = index.get(offset)
-        if i is None or i >= len(check.expected) or not check.expected[i]:
+        i = bisect.bisect_left(starts, offset)
+        if i >= len(starts) or starts[i] != offset or i >= len(check.expected):
+            continue
+        if not check.expected[i]:
             continue
         if check.expected[i] != value:
             raise VerificationFailed(
