@@ -25,7 +25,9 @@ from tests.integration.test_source_checks import (
     change_before_get,
     plain_client,
     put_multipart,
+    put_slo,
     sha256_s3,
+    sha256_swift,
     uploads,
 )
 
@@ -165,3 +167,44 @@ def test_fleet_file_rewritten_in_place_mid_copy_fails_clean(
     assert "source changed during the copy" in (job.error or ""), job.error
     assert not client.list_objects_v2(Bucket=s3_bucket).get("Contents")
     assert uploads(client, s3_bucket) == []
+
+
+@pytest.mark.swift
+def test_fleet_flipped_byte_in_a_swift_slo_get_is_caught(
+    fleet: Fleet, proxied_bucket: tuple[FaultProxy, str], tmp_path: Path
+) -> None:
+    """An SLO read by the workers through a fault proxy in front of Swift (a configured store
+    whose storage_url is the proxy): the segment whose bytes were flipped fails its md5 from
+    the manifest, Celery runs the chunk again, and the copy equals swiftclient's own GET."""
+    if fleet.swift is None:
+        pytest.skip("no Swift server")
+    from urllib.parse import urlsplit
+
+    from swiftclient.client import Connection
+
+    connection = Connection(**fleet.swift.connection_kwargs())
+    container = f"fleet-slo-{os.getpid()}"
+    connection.put_container(container)
+    data = os.urandom(9 * MiB + 1)
+    put_slo(connection, container, "obj", data, 2 * MiB)
+    storage_url, _ = connection.get_auth()
+    config = Path(fleet.env["MOVER_CONFIG"])
+    before = config.read_text()
+    with FaultProxy("127.0.0.1", fleet.swift.port, seed=17) as proxy:
+        config.write_text(
+            before + f'[stores.swproxy]\nurl = "swift://{container}/"\n'
+            f'storage_url = "{proxy.url}{urlsplit(storage_url).path}"\n'
+        )
+        try:
+            rule = proxy.add(Rule("flip_response", method="GET", header="Range"))
+            dst = tmp_path / "copy.bin"
+            job = run(fleet, "store:swproxy/obj", str(dst), chunk="4MiB")
+        finally:
+            config.write_text(before)
+
+    assert job.state == "done", job.error
+    assert rule.fired == 1
+    assert sha256(dst) == sha256_swift(connection, container, "obj")
+    assert sha256(dst) == hashlib.sha256(data).hexdigest()
+    logs = "".join(w.text() for w in fleet.workers)
+    assert re.search(rf"job {job.id} object 0 chunk \d+: retry 1 in .*segments", logs), logs[-3000:]
