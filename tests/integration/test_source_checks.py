@@ -208,6 +208,43 @@ def test_flipped_byte_in_an_s3_get_is_caught(
 
 
 @pytest.mark.s3
+def test_recursive_copy_checks_objects_known_from_the_listing(
+    s3_proxy: FaultProxy, s3_server: Any, s3_bucket: str, tmp_path: Path
+) -> None:
+    """Objects known from a listing (an ETag, no checksum): a small one is checked by its
+    ETag with no request, a large single-part one gets a HEAD that finds its full-object
+    crc32c, a multipart one its parts' sizes; three flipped bytes, three right files."""
+    client = plain_client(s3_server)
+    objects = {
+        "p/small.bin": os.urandom(3 * MiB),
+        "p/large.bin": os.urandom(65 * MiB),
+        "p/multi.bin": os.urandom(12 * MiB),
+    }
+    client.put_object(Bucket=s3_bucket, Key="p/small.bin", Body=objects["p/small.bin"])
+    client.put_object(
+        Bucket=s3_bucket, Key="p/large.bin", Body=objects["p/large.bin"], ChecksumAlgorithm="CRC32C"
+    )
+    put_multipart(
+        client, s3_bucket, "p/multi.bin", objects["p/multi.bin"], [5 * MiB] * 2 + [2 * MiB]
+    )
+    rule = s3_proxy.add(Rule("flip_response", method="GET", header="Range", times=3))
+    out = tmp_path / "out"
+
+    job = copy(f"s3://{s3_bucket}/p/", f"{out}/", recursive=True, chunk_size=16 * MiB)
+
+    assert job.state == DONE, job.error
+    assert rule.fired == 3
+    for key, data in objects.items():
+        name = key.split("/")[-1]
+        assert sha256_file(out / name) == sha256_s3(client, s3_bucket, key)
+        assert sha256_file(out / name) == hashlib.sha256(data).hexdigest()
+    whats = {i.destination.rsplit("/", 1)[-1]: i.plan["source"]["what"] for i in job.items}
+    assert "md5 of the object" in whats["small.bin"]
+    assert "crc32c" in whats["large.bin"]
+    assert "parts' md5s" in whats["multi.bin"]
+
+
+@pytest.mark.s3
 def test_part_sizes_from_heads_when_attributes_are_refused(
     s3_proxy: FaultProxy, s3_server: Any, s3_bucket: str, tmp_path: Path
 ) -> None:
