@@ -426,6 +426,38 @@ def test_file_rewritten_in_place_mid_copy_fails_clean(tmp_path: Path) -> None:
     assert again.state == DONE and sha256_file(dst) == sha256_file(src)
 
 
+def test_resume_holds_the_version_recorded_when_the_job_was_prepared(tmp_path: Path) -> None:
+    """The file's version is in the job record: a job interrupted, then resumed after the file
+    changed, fails as "source changed" instead of finishing with the new content."""
+    from mover.errors import MoverError
+
+    src = tmp_path / "src.bin"
+    src.write_bytes(os.urandom(16 * MiB))
+    dst = tmp_path / "out" / "copy.bin"
+    dst.parent.mkdir()
+
+    def interrupt(_: int) -> None:
+        raise RuntimeError("interrupted")
+
+    jobs = SqliteJobStore()
+    first = mover.copy(
+        str(src),
+        str(dst),
+        chunk_size=4 * MiB,
+        jobs=jobs,
+        on_progress=interrupt,
+        raise_on_failure=False,
+    )
+    assert first.state == FAILED and first.items[0].version
+    assert jobs.get(first.id).items[0].version == first.items[0].version
+    with open(src, "r+b") as f:
+        f.write(os.urandom(MiB))
+
+    with pytest.raises(MoverError, match="source changed"):
+        mover.resume(first.id, jobs=jobs)
+    assert not dst.exists() and not leftovers(dst.parent)
+
+
 @pytest.mark.s3
 def test_file_rewritten_in_place_mid_copy_to_s3_fails_clean(
     s3_proxy: FaultProxy, s3_bucket: str, s3_client: Any, tmp_path: Path
