@@ -19,6 +19,7 @@ import base64
 import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import xxhash
 
@@ -34,8 +35,34 @@ def _crc32c(data: memoryview | bytes, value: int = 0) -> int:
     return crc32c.crc32c(data, value)
 
 
-def _crc32c_digest(data: memoryview | bytes) -> bytes:
-    return _crc32c(data).to_bytes(4, "big")
+def _crc32(data: memoryview | bytes, value: int = 0) -> int:
+    from awscrt import checksums
+
+    return checksums.crc32(data, value)
+
+
+def _crc64nvme(data: memoryview | bytes, value: int = 0) -> int:
+    from awscrt import checksums
+
+    return checksums.crc64nvme(data, value)
+
+
+#: The CRC family: algorithm -> (function of a buffer and a running value, width in bytes).
+#: S3 names these checksums (x-amz-checksum-crc32c ...) and writes them big-endian.
+CRCS: dict[str, tuple[Callable[[memoryview | bytes, int], int], int]] = {
+    "crc32c": (_crc32c, 4),
+    "crc32": (_crc32, 4),
+    "crc64nvme": (_crc64nvme, 8),
+}
+
+
+def _crc_digest(name: str) -> Callable[[memoryview | bytes], bytes]:
+    fn, width = CRCS[name]
+
+    def digest(data: memoryview | bytes) -> bytes:
+        return fn(data, 0).to_bytes(width, "big")
+
+    return digest
 
 
 def _hashlib(name: str) -> Callable[[memoryview | bytes], bytes]:
@@ -48,10 +75,28 @@ def _hashlib(name: str) -> Callable[[memoryview | bytes], bytes]:
 #: Algorithm name -> function of a buffer returning the raw digest.
 ALGORITHMS: dict[str, Callable[[memoryview | bytes], bytes]] = {
     "xxh3_128": _xxh3_128,
-    "crc32c": _crc32c_digest,
+    "crc32c": _crc_digest("crc32c"),
+    "crc32": _crc_digest("crc32"),
+    "crc64nvme": _crc_digest("crc64nvme"),
     "md5": _hashlib("md5"),
+    "sha1": _hashlib("sha1"),
     "sha256": _hashlib("sha256"),
 }
+
+
+def crc_combine(algorithm: str, first: bytes, second: bytes, second_length: int) -> bytes:
+    """The CRC of two blocks end to end, from the CRCs of each (no byte read again): how a
+    whole-object CRC is checked from chunks digested in parallel."""
+    from awscrt import checksums
+
+    combine = {
+        "crc32c": checksums.combine_crc32c,
+        "crc32": checksums.combine_crc32,
+        "crc64nvme": checksums.combine_crc64nvme,
+    }[algorithm]
+    width = CRCS[algorithm][1]
+    value = combine(int.from_bytes(first, "big"), int.from_bytes(second, "big"), second_length)
+    return int(value).to_bytes(width, "big")
 
 
 class Hasher:
@@ -59,24 +104,26 @@ class Hasher:
 
     def __init__(self, algorithm: str) -> None:
         self.algorithm = algorithm
+        self._crc: int | None = None
+        self._h: Any = None
         if algorithm == "xxh3_128":
             self._h = xxhash.xxh3_128()
-            self._crc: int | None = None
-        elif algorithm == "crc32c":
-            self._h = None
+        elif algorithm in CRCS:
             self._crc = 0
         else:
             self._h = hashlib.new(algorithm)
-            self._crc = None
 
     def update(self, data: memoryview | bytes) -> None:
         if self._crc is not None:
-            self._crc = _crc32c(data, self._crc)
+            self._crc = CRCS[self.algorithm][0](data, self._crc)
         else:
             self._h.update(data)
 
     def digest(self) -> Digest:
-        raw = self._crc.to_bytes(4, "big") if self._crc is not None else self._h.digest()
+        if self._crc is not None:
+            raw = self._crc.to_bytes(CRCS[self.algorithm][1], "big")
+        else:
+            raw = self._h.digest()
         return Digest(self.algorithm, raw.hex())
 
 

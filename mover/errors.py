@@ -124,6 +124,12 @@ class BrokerError(TransferError):
     retryable = True
 
 
+class SourceChanged(TransferError):
+    """Raised when the source object is no longer the version the job was prepared from (its
+    ETag, version, size or modification time changed while it was read): the copy would mix two
+    versions, so the object is aborted. Not retryable: the job must be run again."""
+
+
 class Cancelled(TransferError):
     """Raised inside a chunk when its job was cancelled; the job is aborted and cleaned."""
 

@@ -54,7 +54,14 @@ class ChunkRecord:
 
 @dataclass
 class Item:
-    """One object of a job."""
+    """One object of a job.
+
+    ``version`` is the source's version when the job was prepared (its ETag, or inode, mtime
+    and size for a file): every read and the commit hold the object to it, on any worker and
+    after ``mover resume``, so a source that changes mid-copy fails instead of mixing.
+    ``checksum`` is what the source's store said of the whole object then (``algorithm:hex``,
+    :attr:`mover.store.ObjectInfo.checksum`), which its provider may check reads against.
+    """
 
     index: int
     source: str
@@ -67,6 +74,8 @@ class Item:
     error: str | None = None
     bytes_through: int | None = None
     chunks: list[ChunkRecord] = field(default_factory=list)
+    version: str | None = None
+    checksum: str | None = None
 
     @property
     def bytes_done(self) -> int:

@@ -91,6 +91,10 @@ class Plan:
         put: the object is small enough to be written whole by one atomic ``put`` (no writer).
         bytes_through: how many bytes will pass through mover (0 for a server-side copy).
         notes: human-readable remarks on the choices (a part size raised to fit a limit).
+        source: how reads of the source are checked (a :class:`~mover.store.SourceCheck` as a
+            dict), or None for a plan that checks nothing of the source.
+        slices: destination parts per chunk, when some chunk is written as several parts
+            (a source range larger than a chunk may hold, read in order); empty: one each.
     """
 
     strategy: str
@@ -102,8 +106,15 @@ class Plan:
     put: bool = False
     bytes_through: int | None = None
     notes: list[str] = field(default_factory=list)
+    source: dict[str, Any] | None = None
+    slices: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {}
+        if self.source is not None:
+            extra["source"] = self.source
+        if self.slices:
+            extra["slices"] = list(self.slices)
         return {
             "strategy": self.strategy,
             "size": self.size,
@@ -114,6 +125,7 @@ class Plan:
             "put": self.put,
             "bytes_through": self.bytes_through,
             "notes": list(self.notes),
+            **extra,
         }
 
     @classmethod
@@ -128,6 +140,8 @@ class Plan:
             put=bool(d.get("put", False)),
             bytes_through=d.get("bytes_through"),
             notes=list(d.get("notes") or []),
+            source=d.get("source"),
+            slices=list(d.get("slices") or []),
         )
 
 
@@ -205,12 +219,23 @@ class MotionStrategy(abc.ABC):
     def commit(
         self, source: Endpoint, destination: Endpoint, plan: Plan, receipts: list[PartReceipt]
     ) -> ObjectInfo:
-        """Finish the object from all chunks' receipts; called exactly once per object."""
+        """Finish the object from all chunks' receipts; called exactly once per object.
+
+        Before the object is made visible, the source is checked (its version, and the
+        whole-object value of its :class:`~mover.store.SourceCheck`). A strategy may read chunks
+        again to settle a mismatch and then replaces their entries in ``receipts`` in place:
+        executors compute the object's digest from that list after the commit.
+        """
 
     @abc.abstractmethod
     def abort(self, source: Endpoint, destination: Endpoint, plan: Plan) -> None:
         """Remove everything partial; safe to call more than once."""
 
     def object_digest(self, plan: Plan, receipts: list[PartReceipt]) -> str:
-        """The whole-object digest recorded on the job, built from the chunks' digests."""
-        return composite(r.digest for r in sorted(receipts, key=lambda r: r.part))
+        """The whole-object digest recorded on the job, built from the parts' digests (a chunk
+        written as several parts lists them in ``extra["parts"]``)."""
+        digests: list[str] = []
+        for r in sorted(receipts, key=lambda r: r.part):
+            parts = r.extra.get("parts")
+            digests.extend([d["digest"] for d in parts] if parts else [r.digest])
+        return composite(digests)

@@ -8,6 +8,8 @@ object that cannot fit even at the largest part is refused before any byte moves
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from mover.errors import NotEnoughSpace, UsageError
 from mover.motion import Chunk
 from mover.store import MiB, PartLimits
@@ -99,3 +101,60 @@ def make_chunks(size: int | None, chunk_size: int) -> list[Chunk]:
         Chunk(i, offset, min(chunk_size, size - offset))
         for i, offset in enumerate(range(0, size, chunk_size))
     ]
+
+
+def slices_for(length: int, chunk_size: int, min_part_bytes: int) -> int:
+    """How many destination parts a chunk of ``length`` bytes is written as: pieces of at most
+    about ``chunk_size`` (what one stream holds in memory), each at least ``min_part_bytes``
+    (S3 refuses smaller parts but the last)."""
+    n = -(-length // max(chunk_size, 1))
+    if min_part_bytes > 1:
+        n = min(n, max(1, length // min_part_bytes))
+    return max(1, n)
+
+
+def slice_lengths(length: int, count: int) -> list[int]:
+    """``length`` split into ``count`` nearly equal pieces, the longer first."""
+    base, extra = divmod(length, count)
+    return [base + 1 if i < extra else base for i in range(count)]
+
+
+def aligned_chunks(
+    ranges: Sequence[tuple[int, int]], chunk_size: int, limits: PartLimits
+) -> tuple[list[Chunk], list[int]]:
+    """Chunks that begin and end on the source's range boundaries, and the destination parts
+    each is written as (``[]`` when every chunk is one part).
+
+    Consecutive ranges are grouped up to ``chunk_size`` bytes, so that every range's digest is
+    computed from the bytes of one chunk. A range larger than ``chunk_size`` is one chunk read
+    in order in slices (memory stays at ``chunk_size``), each slice a destination part; a group
+    too small to be a part (``min_part_bytes``) joins the next range. Parts never exceed
+    ``max_parts``: ``chunk_size`` grows until they fit.
+    """
+    while True:
+        chunks, slices = _group(ranges, chunk_size, limits.min_part_bytes)
+        if sum(slices) <= limits.max_parts or chunk_size >= limits.max_part_bytes:
+            break
+        chunk_size = min(limits.max_part_bytes, chunk_size * 2)
+    if all(n == 1 for n in slices):
+        slices = []
+    return chunks, slices
+
+
+def _group(
+    ranges: Sequence[tuple[int, int]], chunk_size: int, min_part: int
+) -> tuple[list[Chunk], list[int]]:
+    bounds: list[tuple[int, int]] = []  # (offset, length) of each chunk
+    start, length = 0, 0
+    for offset, n in ranges:
+        if length == 0:
+            start = offset
+        if length and length + n > chunk_size and length >= min_part:
+            bounds.append((start, length))
+            start, length = offset, 0
+        length += n
+    if length or not bounds:
+        bounds.append((start, length))
+    chunks = [Chunk(i, offset, n) for i, (offset, n) in enumerate(bounds)]
+    slices = [slices_for(n, chunk_size, min_part) if n > chunk_size else 1 for _, n in bounds]
+    return chunks, slices

@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -139,6 +139,7 @@ def read_chunk(
     *,
     fill_holes: bool = False,
     extents: list[tuple[int, int]] | Literal["ask"] | None = ASK,
+    reader: Callable[[int, memoryview], int] | None = None,
 ) -> Filled:
     """Fill ``view`` with ``key``'s bytes from ``offset``, reading only its data extents.
 
@@ -147,7 +148,9 @@ def read_chunk(
     :meth:`~mover.store.ChunkWriter.write_zeros`) unless ``fill_holes``. A store that cannot
     tell its holes is read whole. ``extents``: the range's data extents if the caller has
     them (:class:`ExtentMap`), else they are asked of the store. ``ctx`` (optional) is told of
-    progress, holes included, and checked for cancellation between slices.
+    progress, holes included, and checked for cancellation between slices. ``reader(offset,
+    view)`` reads data (default: ``store.read_into``); a strategy passes one that pins reads
+    to the version the job was prepared from.
     """
     length = len(view)
     if extents == ASK:
@@ -168,7 +171,7 @@ def read_chunk(
             if ctx is not None:
                 ctx.progress(start - pos)
             pos = start
-        n = _read_range(store, key, pos, view[pos - offset : end - offset], ctx)
+        n = _read_range(store, key, pos, view[pos - offset : end - offset], ctx, reader)
         read += n
         pos += n
         if pos < end:  # the source ended early
@@ -211,14 +214,20 @@ class ExtentMap:
 
 
 def _read_range(
-    store: StoreProvider, key: str, offset: int, view: memoryview, ctx: ChunkContext | None
+    store: StoreProvider,
+    key: str,
+    offset: int,
+    view: memoryview,
+    ctx: ChunkContext | None,
+    reader: Callable[[int, memoryview], int] | None = None,
 ) -> int:
     """Read ``view`` full from ``offset`` in slices; the count read (short at the end)."""
     got = 0
     while got < len(view):
         if ctx is not None:
             ctx.check()
-        n = store.read_into(key, offset + got, view[got : got + READ_SLICE_BYTES])
+        piece = view[got : got + READ_SLICE_BYTES]
+        n = reader(offset + got, piece) if reader else store.read_into(key, offset + got, piece)
         if n == 0:
             break
         got += n

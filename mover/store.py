@@ -12,6 +12,8 @@ Required of every provider: :meth:`~StoreProvider.stat`, :meth:`~StoreProvider.r
 (or :meth:`~StoreProvider.open_read` for stream-only sources), :meth:`~StoreProvider.list`,
 :meth:`~StoreProvider.delete`. Optional, advertised in :class:`Capabilities`: a chunk writer
 (:meth:`~StoreProvider.open_writer`), server-side copy, a local path for kernel copies.
+Optional per object, advertised in a :class:`SourceCheck` (:meth:`~StoreProvider.source_check`):
+the store's own digests of the object's ranges and of the whole, and reads pinned to a version.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, BinaryIO, ClassVar
 
 from mover.digests import Digest
@@ -68,6 +71,140 @@ class ObjectInfo:
     mtime: float | None = None
     kind: str = OBJECT
     allocated: int | None = None
+
+
+#: How a whole-object value is made from the digests of the source's ranges (SourceCheck.combine).
+COMBINE_ONE = "one"  #: one range, the whole object: its digest is the value (an MD5 ETag)
+COMBINE_RAW = "raw"  #: algorithm over the ranges' raw digests end to end, then "-N" (S3 multipart)
+COMBINE_HEX = "hex"  #: algorithm over the ranges' hex digests end to end (a Swift SLO's ETag)
+COMBINE_CRC = "crc"  #: a CRC of the whole object: chunks' CRCs combine, any split will do
+COMBINES = (COMBINE_ONE, COMBINE_RAW, COMBINE_HEX, COMBINE_CRC)
+
+
+@dataclass(frozen=True)
+class SourceCheck:
+    """How reads of one object can be checked against values its store holds (not ones mover
+    computed): what "verified" rests on. Made by :meth:`StoreProvider.source_check` when an
+    object is planned, kept in the plan (JSON, so it reaches Celery workers and ``resume``),
+    and read by strategies only; a strategy never asks which provider it has.
+
+    Attributes:
+        size: the object's size in bytes (None: a stream of unknown size).
+        version: what identifies the object's content when the job was prepared (an ETag, a
+            version id; for files inode, mtime and size). Compared again before commit: a
+            source that changed while it was read fails the object (SourceChanged).
+        pinned: every :meth:`StoreProvider.read_version_into` of this object fails with
+            SourceChanged once the object is another version (``If-Match``), so no second look
+            is needed before commit.
+        algorithm: the digest the store's values use (``md5``, ``crc32c``, ``crc32``,
+            ``crc64nvme``, ``sha256``); empty when the store holds none (files).
+        combine: how the whole-object value is made from the ranges' digests: one of
+            :data:`COMBINES`, or empty when there is no whole-object value.
+        whole: the whole-object value, hex (for ``raw``, without the ``-N``).
+        part_bytes: the ranges are this many bytes each from offset 0, the last shorter
+            (S3 parts inferred uniform).
+        sizes: the ranges' sizes in order, when they are not uniform (Swift SLO segments);
+            with neither ``part_bytes`` nor ``sizes`` a ranged combine has one range.
+        expected: each range's digest (hex) known before reading, "" where unknown (Swift
+            segment ETags, AWS part checksums): a chunk is checked as soon as it is read.
+        inferred: ``part_bytes`` was inferred from the first and last parts only; if the
+            whole-object value disagrees, ask :meth:`StoreProvider.source_check` with
+            ``exact=True`` before blaming the bytes.
+        what: the store's value in words, for messages ("the S3 ETag (md5 of 16 parts)").
+        live: the source's changes cannot be detected (a device in use); the plan notes it.
+    """
+
+    size: int | None
+    version: str | None = None
+    pinned: bool = False
+    algorithm: str = ""
+    combine: str = ""
+    whole: str = ""
+    part_bytes: int = 0
+    sizes: tuple[int, ...] = ()
+    expected: tuple[str, ...] = ()
+    inferred: bool = False
+    what: str = ""
+    live: bool = False
+
+    def __post_init__(self) -> None:
+        if self.combine and self.combine not in COMBINES:
+            raise ValueError(f"unknown combine {self.combine!r} (known: {', '.join(COMBINES)})")
+        if self.combine and not self.algorithm:
+            raise ValueError("a whole-object value needs an algorithm")
+
+    @property
+    def checks_bytes(self) -> bool:
+        """True when read bytes are checked against the store's values (not only the version)."""
+        return bool(self.algorithm and (self.combine or any(self.expected)))
+
+    @property
+    def fixed_ranges(self) -> bool:
+        """True when digests are per fixed range of the source (chunks must align to them);
+        False for a CRC, which any split of the object can be combined into."""
+        return self.checks_bytes and self.combine != COMBINE_CRC
+
+    def ranges(self) -> tuple[tuple[int, int], ...]:
+        """``(offset, length)`` of each range, in order (empty for a CRC or no check)."""
+        return self._ranges
+
+    def range_starts(self) -> tuple[int, ...]:
+        """The offset of each range, in order (for bisecting)."""
+        return self._starts
+
+    @cached_property
+    def _ranges(self) -> tuple[tuple[int, int], ...]:
+        # Computed once per instance: up to 10,000 S3 parts, asked by every chunk.
+        if not self.fixed_ranges or self.size is None:
+            return ()
+        if self.sizes:
+            out, offset = [], 0
+            for n in self.sizes:
+                out.append((offset, n))
+                offset += n
+            return tuple(out)
+        if self.part_bytes:
+            size, step = self.size, self.part_bytes
+            return tuple((o, min(step, size - o)) for o in range(0, size, step)) or ((0, 0),)
+        return ((0, self.size),)
+
+    @cached_property
+    def _starts(self) -> tuple[int, ...]:
+        return tuple(o for o, _ in self._ranges)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {
+            "size": self.size,
+            "version": self.version,
+            "pinned": self.pinned,
+            "algorithm": self.algorithm,
+            "combine": self.combine,
+            "whole": self.whole,
+            "part_bytes": self.part_bytes,
+            "sizes": list(self.sizes),
+            "expected": list(self.expected),
+            "inferred": self.inferred,
+            "what": self.what,
+            "live": self.live,
+        }
+        return {k: v for k, v in d.items() if v or k == "size"}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SourceCheck:
+        return cls(
+            size=d.get("size"),
+            version=d.get("version"),
+            pinned=bool(d.get("pinned", False)),
+            algorithm=d.get("algorithm", ""),
+            combine=d.get("combine", ""),
+            whole=d.get("whole", ""),
+            part_bytes=int(d.get("part_bytes", 0)),
+            sizes=tuple(d.get("sizes") or ()),
+            expected=tuple(d.get("expected") or ()),
+            inferred=bool(d.get("inferred", False)),
+            what=d.get("what", ""),
+            live=bool(d.get("live", False)),
+        )
 
 
 @dataclass(frozen=True)
@@ -285,6 +422,27 @@ class StoreProvider(abc.ABC):
         ends before the range does: read all of it. The default: None.
         """
         return None
+
+    def source_check(self, key: str, info: ObjectInfo, exact: bool = False) -> SourceCheck:
+        """How reads of ``key`` can be checked against this store's own values.
+
+        Called once per object when it is planned, with ``info`` as recorded when the job was
+        prepared (``info.etag`` is the version to hold to). Raise
+        :class:`~mover.errors.SourceChanged` when the object is already another version.
+        Keep it cheap: no request where the ETag or listing already tells (a small
+        single-part object), a few for a large one. ``exact`` asks for range sizes that are
+        known rather than inferred (after a whole-object mismatch).
+
+        The default holds to the version only (``stat(key).etag`` compared before commit):
+        right for any store whose ETag changes with the content.
+        """
+        return SourceCheck(size=info.size, version=info.etag)
+
+    def read_version_into(self, key: str, version: str, offset: int, buf: memoryview) -> int:
+        """:meth:`read_into`, refused with :class:`~mover.errors.SourceChanged` unless the object
+        is still ``version`` (``If-Match``). Called only when the object's
+        :class:`SourceCheck` says ``pinned``."""
+        raise NotImplementedError(f"{self.describe()} cannot pin reads to a version")
 
     @abc.abstractmethod
     def list(self, prefix: str) -> Iterator[ObjectInfo]:

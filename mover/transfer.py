@@ -89,7 +89,16 @@ def prepare(request: Request, config: config_mod.Config | None = None) -> Job:
         total = bytes_to_store(src_store, src_loc.full_key, info.size, info.allocated, dst_store)
         dst_store.check_writable(dst_loc.full_key, total)
         job.destination = remember(dst_loc.url)
-        job.items = [Item(0, job.source, job.destination, info.size)]
+        job.items = [
+            Item(
+                0,
+                job.source,
+                job.destination,
+                info.size,
+                version=info.etag,
+                checksum=info.checksum,
+            )
+        ]
     if request.options.to_device:
         job.options["to_device"] = True
     if notes:
@@ -131,7 +140,16 @@ def _list_items(
             src_loc.endpoint,
         )
         dst_item = dst_loc.child(rel)
-        items.append(Item(len(items), remember(src_item.url), remember(dst_item.url), info.size))
+        items.append(
+            Item(
+                len(items),
+                remember(src_item.url),
+                remember(dst_item.url),
+                info.size,
+                version=info.etag,
+                checksum=info.checksum,
+            )
+        )
         total += bytes_to_store(src_store, info.key, info.size, info.allocated, dst_store) or 0
     if not items:
         raise ObjectNotFound(f"{src_loc}: nothing to copy (empty folder or prefix)")
@@ -262,5 +280,6 @@ def endpoints(item: Item, config: config_mod.Config | None = None) -> tuple[Endp
     URL is looked up in this process's memory, :func:`mover.redact.reveal`)."""
     src_store, src_loc = open_location(reveal(item.source), config)
     dst_store, dst_loc = open_location(reveal(item.destination), config)
-    info = ObjectInfo(src_loc.full_key, item.size)
+    # The version recorded when the job was prepared: reads and the commit hold to it.
+    info = ObjectInfo(src_loc.full_key, item.size, etag=item.version, checksum=item.checksum)
     return Endpoint(src_store, src_loc, info), Endpoint(dst_store, dst_loc)

@@ -19,6 +19,9 @@ must cope with:
         (the object vanished in the middle of a copy).
     tls (tuple[str, str] | None): serve HTTPS with this certificate and key file
         (:func:`make_certificate` makes a self-signed pair for ``127.0.0.1``).
+    digest (str | None): state the whole file's digest on HEAD and ``200`` answers, as
+        ``"content-md5"`` (``Content-MD5``, RFC 1864) or ``"repr-digest"``
+        (``Repr-Digest: sha-256=:...:``, RFC 9530).
 
 Use it as a context manager; the server is stopped (and its port released) on exit::
 
@@ -60,8 +63,10 @@ class HttpServer:
         truncate_after: int | None = None,
         gone_after: int | None = None,
         tls: tuple[str, str] | None = None,
+        digest: str | None = None,
     ) -> None:
         self.root = Path(root).resolve()
+        self.digest = digest
         self.ranges = ranges
         self.claims_ranges = claims_ranges
         self.head = head
@@ -195,6 +200,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             status = HTTPStatus.PARTIAL_CONTENT
             headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+        if cfg.digest and status == HTTPStatus.OK:
+            headers.update(_digest_header(cfg.digest, file))
         length = max(0, end - start + 1)
         headers["Content-Length"] = str(length)
         self.send_response(status)
@@ -244,6 +251,21 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+
+
+def _digest_header(kind: str, file: Path) -> dict[str, str]:
+    """The whole file's digest as a server states it (computed here with hashlib)."""
+    import hashlib
+
+    name = "md5" if kind == "content-md5" else "sha256"
+    h = hashlib.new(name)
+    with open(file, "rb") as f:
+        while block := f.read(_SEND_BYTES):
+            h.update(block)
+    value = base64.b64encode(h.digest()).decode()
+    if kind == "content-md5":
+        return {"Content-MD5": value}
+    return {"Repr-Digest": f"sha-256=:{value}:"}
 
 
 def _parse_range(header: str, size: int) -> tuple[int, int] | None:

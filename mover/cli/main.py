@@ -186,7 +186,7 @@ def _report(job: Any, as_json: bool, quiet: bool) -> None:
         )
         click.echo(line, err=True)
         if job.digest:
-            click.echo(f"verified: {job.digest}", err=True)
+            click.echo(f"verified: {job.digest}; {_source_checked(job)}", err=True)
         for note in job.notes:
             click.echo(f"note: {note}", err=True)
     if job.state != "done":
@@ -194,6 +194,20 @@ def _report(job: Any, as_json: bool, quiet: bool) -> None:
             click.echo(f"mover: {job.error}", err=True)
         click.echo(f"mover: resume with: mover resume {job.id}", err=True)
         sys.exit(EXIT_FAILED)
+
+
+def _source_checked(job: Any) -> str:
+    """What the objects' reads were checked against (README: What "verified" means)."""
+    checks = [(i.plan or {}).get("source") or {} for i in job.items]
+    against = sorted({c["what"] for c in checks if c.get("what")})
+    if len(job.items) == 1 and against:
+        return f"source checked against {against[0]}"
+    if against:
+        held = sum(1 for c in checks if c.get("what"))
+        return f"sources checked against their stores' values ({held} of {len(checks)} objects)"
+    if any(c.get("version") for c in checks):
+        return "source held to its version (its store keeps no digest of the bytes)"
+    return "source not checked (its store keeps no digest or version)"
 
 
 def _copy_on_fleet(
@@ -560,6 +574,8 @@ def status(job_id: str, as_json: bool) -> None:
         click.echo(f"  strategies: {', '.join(s['strategies']) or '-'}")
         if job.digest:
             click.echo(f"  digest: {job.digest}")
+        if job.items and job.items[0].plan:
+            click.echo(f"  source: {_source_checked(job)}")
         for note in job.notes:
             click.echo(f"  note: {note}")
         if job.error:

@@ -224,6 +224,8 @@ class RedisJobStore(JobStore):
                 "digest": _dumps(item.digest),
                 "error": _dumps(item.error),
                 "bytes_through": _dumps(item.bytes_through),
+                "version": _dumps(item.version),
+                "checksum": _dumps(item.checksum),
                 "chunks": _dumps([[c.index, c.offset, c.length] for c in item.chunks]),
                 "n_chunks": _dumps(len(item.chunks)),
                 # A token that changes with every (re)plan: workers cache plans by it.
@@ -519,6 +521,8 @@ class RedisJobStore(JobStore):
             digest=d.get("digest"),
             error=d.get("error"),
             bytes_through=d.get("bytes_through"),
+            version=d.get("version"),
+            checksum=d.get("checksum"),
         )
         chunks = d.get("chunks") or []
         if with_chunks:

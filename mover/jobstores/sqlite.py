@@ -39,7 +39,8 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE TABLE IF NOT EXISTS items (
     job_id TEXT, idx INTEGER, source TEXT, destination TEXT, size INTEGER, state TEXT,
-    strategy TEXT, plan TEXT, digest TEXT, error TEXT, bytes_through INTEGER,
+    strategy TEXT, plan TEXT, digest TEXT, error TEXT, bytes_through INTEGER, version TEXT,
+    checksum TEXT,
     PRIMARY KEY (job_id, idx)
 );
 CREATE TABLE IF NOT EXISTS chunks (
@@ -55,6 +56,22 @@ CREATE TABLE IF NOT EXISTS pending_aborts (
 
 _JOB_FIELDS = ("state", "error", "finished", "owner")
 _ITEM_FIELDS = ("state", "digest", "error", "bytes_through", "strategy", "size")
+
+
+#: Columns added after the first release: (table, column, type). A store made before them
+#: gets them when it is opened (SQLite appends them, so ``SELECT *`` keeps its order).
+_ADDED_COLUMNS = (("items", "version", "TEXT"), ("items", "checksum", "TEXT"))
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    for table, column, kind in _ADDED_COLUMNS:
+        have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        if column not in have:
+            try:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            except sqlite3.OperationalError as exc:
+                if "duplicate column" not in str(exc):  # another process added it just now
+                    raise
 
 
 def default_path() -> Path:
@@ -89,6 +106,7 @@ class SqliteJobStore(JobStore):
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            _add_missing_columns(self._db)
         except (OSError, sqlite3.Error) as exc:
             raise MoverError(f"cannot open the job store {self.path}: {exc}") from exc
         self._lock = threading.RLock()
@@ -200,6 +218,8 @@ class SqliteJobStore(JobStore):
                 i.digest,
                 i.error,
                 i.bytes_through,
+                i.version,
+                i.checksum,
             )
             for i in items
         ]
@@ -219,7 +239,7 @@ class SqliteJobStore(JobStore):
             for c in i.chunks
         ]
         return [
-            ("INSERT OR REPLACE INTO items VALUES (?,?,?,?,?,?,?,?,?,?,?)", item_rows),
+            ("INSERT OR REPLACE INTO items VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", item_rows),
             ("INSERT OR REPLACE INTO chunks VALUES (?,?,?,?,?,?,?,?,?)", chunk_rows),
         ]
 
@@ -367,6 +387,8 @@ class SqliteJobStore(JobStore):
                     error=r[9],
                     bytes_through=r[10],
                     chunks=by_item.get(r[1], []),
+                    version=r[11],
+                    checksum=r[12],
                 )
             )
         return job

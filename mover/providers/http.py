@@ -40,6 +40,7 @@ Messages name the URL without its query (which may hold a signature) and never a
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import email.utils
 import io
@@ -54,6 +55,7 @@ import requests
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
+from mover.digests import ALGORITHMS
 from mover.errors import (
     AccessDenied,
     BadLocation,
@@ -61,11 +63,12 @@ from mover.errors import (
     ConfigError,
     MoverError,
     ObjectNotFound,
+    SourceChanged,
     TransferError,
     UsageError,
 )
 from mover.location import Location
-from mover.store import Capabilities, ObjectInfo, StoreProvider
+from mover.store import COMBINE_ONE, Capabilities, ObjectInfo, SourceCheck, StoreProvider
 
 #: Seconds to open a connection, unless a store's ``connect_timeout_s`` says otherwise.
 CONNECT_TIMEOUT_S = 10.0
@@ -257,10 +260,10 @@ class HttpProvider(StoreProvider):
         if code in (404, 410):
             return ObjectNotFound(f"{url}: no such object (HTTP {code})")
         if code == 412:
-            return ChunkFailed(
-                f"{url}: the object changed during the copy (its ETag no longer matches, "
-                "HTTP 412); if it did not, the server's backends disagree on ETags: set "
-                "if_match = false for the store"
+            return SourceChanged(
+                f"source changed during the copy: {url} (its ETag no longer matches, HTTP "
+                "412); run the copy again. If it did not change, the server's backends disagree "
+                "on ETags: set if_match = false for the store"
             )
         if code == 429 or code >= 500:
             return ChunkFailed(f"{url}: server error (HTTP {code} {resp.reason})", retryable=True)
@@ -331,7 +334,9 @@ class HttpProvider(StoreProvider):
                 mtime = email.utils.parsedate_to_datetime(resp.headers["Last-Modified"]).timestamp()
             except (TypeError, ValueError):
                 mtime = None
-        return ObjectInfo(key=key, size=size, etag=etag, mtime=mtime)
+        whole = resp.status_code == 200 and not encoded  # not the digest of a range
+        checksum = _sent_digest(resp.headers) if whole else None
+        return ObjectInfo(key=key, size=size, etag=etag, checksum=checksum, mtime=mtime)
 
     def read_into(self, key: str, offset: int, buf: memoryview) -> int:
         """One ranged GET of ``len(buf)`` bytes from ``offset``, read straight into ``buf``.
@@ -341,16 +346,28 @@ class HttpProvider(StoreProvider):
         ``offset`` (0 bytes). ``If-Match`` with the ETag from ``stat`` makes a changed object
         fail instead of mixing two versions.
         """
+        return self._read(key, offset, buf, self._etags.get(key) if self.if_match else None)
+
+    def read_version_into(self, key: str, version: str, offset: int, buf: memoryview) -> int:
+        """:meth:`read_into` with ``If-Match: <version>`` (the ETag recorded when the job was
+        prepared, also on a worker that never stat'ed the object)."""
+        return self._read(key, offset, buf, version if self.if_match else None)
+
+    def _read(self, key: str, offset: int, buf: memoryview, etag: str | None) -> int:
         want = len(buf)
         if want == 0:
             return 0
         headers = {"Range": f"bytes={offset}-{offset + want - 1}"}
-        etag = self._etags.get(key) if self.if_match else None
         if etag:
             headers["If-Match"] = etag
         resp = self._request("GET", key, headers)
         try:
             code = resp.status_code
+            if code == 416 and etag:  # the version held reaches past offset: it changed
+                raise SourceChanged(
+                    f"source changed during the copy: {self.shown(key)} ends before {offset} "
+                    "(HTTP 416); run the copy again"
+                )
             if code == 416:
                 return 0
             if code == 206:
@@ -407,6 +424,27 @@ class HttpProvider(StoreProvider):
             f"{self.shown(key)}: the connection to {self.base} broke after {got} bytes "
             f"({_root_cause(exc)})",
             retryable=True,
+        )
+
+    def source_check(self, key: str, info: ObjectInfo, exact: bool = False) -> SourceCheck:
+        """The digest the server sent with the object (``Content-MD5``, ``Digest``, or
+        ``Repr-Digest``, seen by :meth:`stat` as ``info.checksum``), checked over the whole
+        object; and its ETag, sent as ``If-Match`` with every ranged read when it is strong
+        (``pinned``), else compared again before commit. No request. A server without an ETag
+        is held to the object's size only; ``if_match = false`` holds nothing to the ETag."""
+        etag = info.etag if self.if_match else None
+        pinned = bool(etag) and not str(etag).startswith("W/")
+        algorithm, _, value = (info.checksum or "").partition(":")
+        if algorithm not in ALGORITHMS or not value:
+            return SourceCheck(size=info.size, version=etag, pinned=pinned)
+        return SourceCheck(
+            size=info.size,
+            version=etag,
+            pinned=pinned,
+            algorithm=algorithm,
+            combine=COMBINE_ONE,
+            whole=value,
+            what=f"the {algorithm} the server sent with the object",
         )
 
     def open_read(self, key: str) -> BinaryIO:
@@ -497,6 +535,32 @@ def _credentials(env: str | None) -> tuple[str, str] | None:
             f"credentials_env = {env!r}: set {env}_USERNAME and {env}_PASSWORD in the environment"
         )
     return user, password
+
+
+#: Digest names in ``Digest`` (RFC 3230) and ``Repr-Digest`` (RFC 9530) -> mover's names.
+_DIGEST_NAMES = {"md5": "md5", "sha-256": "sha256", "sha": "sha1"}
+
+
+def _sent_digest(headers: Any) -> str | None:
+    """``algorithm:hex`` of the object as the server states it, or None: ``Content-MD5``
+    (RFC 1864), ``Repr-Digest: sha-256=:B64:`` (RFC 9530) or ``Digest: MD5=B64`` (RFC 3230);
+    md5 first (the cheapest that servers send)."""
+    found: dict[str, str] = {}
+    if headers.get("Content-MD5"):
+        found["md5"] = headers["Content-MD5"]
+    for header in ("Repr-Digest", "Digest"):
+        for item in str(headers.get(header) or "").split(","):
+            name, sep, value = item.strip().partition("=")
+            algorithm = _DIGEST_NAMES.get(name.strip().lower())
+            if sep and algorithm:
+                found.setdefault(algorithm, value.strip().strip(":"))
+    for algorithm in ("md5", "sha256", "sha1"):
+        if algorithm in found:
+            try:
+                return f"{algorithm}:{base64.b64decode(found[algorithm], validate=True).hex()}"
+            except ValueError:
+                continue
+    return None
 
 
 def _int(text: str | None) -> int | None:

@@ -50,6 +50,7 @@ from mover.errors import (
     NotEnoughSpace,
     NotWritable,
     ObjectNotFound,
+    SourceChanged,
     TransferError,
     UsageError,
     VerificationFailed,
@@ -68,6 +69,7 @@ from mover.store import (
     ObjectInfo,
     PartLimits,
     PartReceipt,
+    SourceCheck,
     StoreProvider,
 )
 
@@ -180,6 +182,31 @@ class PosixProvider(StoreProvider):
 
     def is_folder(self, key: str) -> bool:
         return os.path.isdir(self.path(key))
+
+    def source_check(self, key: str, info: ObjectInfo, exact: bool = False) -> SourceCheck:
+        """A file holds no digest of its bytes: what is held is its version (inode, mtime in
+        nanoseconds and size, the ``etag`` of :meth:`stat`), compared again after the last chunk
+        and before commit. A file rewritten in place during the copy changes its mtime (as any
+        ``write`` does) and fails the object; one whose mtime was set back by hand is not seen.
+        A block device's writes change nothing ``stat`` shows: it is read as it is (``live``),
+        and the plan says to snapshot the volume first. A pipe is one read, consistent by
+        itself."""
+        path = self.path(key)
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            raise _os_error(exc, path) from exc
+        if stat_mod.S_ISBLK(st.st_mode) or stat_mod.S_ISCHR(st.st_mode):
+            return SourceCheck(size=info.size, live=True)
+        if not stat_mod.S_ISREG(st.st_mode) or _info(key, path, st).kind == STREAM:
+            return SourceCheck(size=info.size)  # a /proc file too: no version to compare
+        now = _version(st)
+        if info.etag is not None and now != info.etag:
+            raise SourceChanged(
+                f"source changed since the job was prepared: {path} (version {info.etag}, now "
+                f"{now}); run the copy again"
+            )
+        return SourceCheck(size=info.size, version=now)
 
     def read_into(self, key: str, offset: int, buf: memoryview) -> int:
         path = self.path(key)
@@ -491,7 +518,7 @@ class FileWriter(ChunkWriter):
         return ObjectInfo(
             key=self.path.lstrip("/"),
             size=st.st_size,
-            etag=f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}",
+            etag=_version(st),
             mtime=st.st_mtime,
         )
 
@@ -678,7 +705,7 @@ def _info(key: str, path: str, st: os.stat_result) -> ObjectInfo:
         # No etag: a pipe's mtime moves as it is written, and a stream is read once anyway,
         # so there is no "before and after" to compare.
         return ObjectInfo(key=key, size=None, mtime=mtime, kind=STREAM)
-    etag = f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}"
+    etag = _version(st)
     allocated = st.st_blocks * 512
     return ObjectInfo(
         key=key,
@@ -743,6 +770,11 @@ def _connect(path: str) -> BinaryIO:
         return sock.makefile("rb")  # type: ignore[return-value]
     finally:
         sock.close()  # the file object keeps the connection until it is closed
+
+
+def _version(st: os.stat_result) -> str:
+    """A file's version: inode, mtime (ns) and size, as ``stat`` sees them (its ETag)."""
+    return f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}"
 
 
 def _unlink_quietly(path: str) -> None:

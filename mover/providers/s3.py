@@ -67,12 +67,16 @@ from mover.errors import (
     MoverError,
     NotWritable,
     ObjectNotFound,
+    SourceChanged,
     TransferError,
     UsageError,
     VerificationFailed,
 )
 from mover.location import Location
 from mover.store import (
+    COMBINE_CRC,
+    COMBINE_ONE,
+    COMBINE_RAW,
     Capabilities,
     ChunkWriter,
     GiB,
@@ -80,6 +84,7 @@ from mover.store import (
     ObjectInfo,
     PartLimits,
     PartReceipt,
+    SourceCheck,
     StoreProvider,
 )
 
@@ -138,6 +143,24 @@ _RETRY_CODES = {
 _NOT_FOUND_CODES = {"NoSuchKey", "NotFound", "404", "NoSuchVersion"}
 #: Checksums an object may carry in HEAD, mapped to mover's digest names.
 _CHECKSUM_FIELDS = (("ChecksumCRC32C", "crc32c"), ("ChecksumSHA256", "sha256"))
+#: Every checksum S3 may hold for an object or a part, cheapest first (a source check uses the
+#: first one present: CRCs cost a few per cent of a core, md5 and sha most of one).
+_SOURCE_CHECKSUMS = (
+    ("ChecksumCRC32C", "crc32c"),
+    ("ChecksumCRC64NVME", "crc64nvme"),
+    ("ChecksumCRC32", "crc32"),
+    ("ChecksumSHA1", "sha1"),
+    ("ChecksumSHA256", "sha256"),
+)
+#: Single-part objects up to this size are checked by their ETag (the md5 of their bytes) with
+#: no request at all; a larger one gets one HEAD, whose full-object CRC (where the server keeps
+#: one) lets its chunks be read in parallel rather than in order.
+ETAG_ONLY_MAX_BYTES = 64 * MiB
+#: Part HEADs in flight when the parts' sizes must be asked one by one.
+PART_HEAD_STREAMS = 8
+_MD5_HEX = re.compile(r"^[0-9a-f]{32}$")
+_CRC_NAMES = ("crc32c", "crc32", "crc64nvme")
+_MULTIPART_ETAG = re.compile(r"^([0-9a-f]{32})-(\d+)$")
 
 
 class S3Provider(StoreProvider):
@@ -351,10 +374,11 @@ class S3Provider(StoreProvider):
                     "process, or expired by a lifecycle rule); start the copy again",
                     retryable=False,
                 )
-            if code == "PreconditionFailed":
-                return ChunkFailed(
-                    f"{where}: the source changed during the copy ({action}); copy it again",
-                    retryable=False,
+            if code in ("PreconditionFailed", "412") or status == 412:
+                return SourceChanged(
+                    f"source changed during the copy: {where} is no longer the version the job "
+                    f"was prepared from ({action}: its ETag no longer matches); nothing was "
+                    "committed: run the copy again"
                 )
             if code in _DIGEST_CODES:
                 return VerificationFailed(
@@ -429,20 +453,30 @@ class S3Provider(StoreProvider):
         return _info(key, head)
 
     def read_into(self, key: str, offset: int, buf: memoryview) -> int:
+        return self._read(key, offset, buf, None)
+
+    def read_version_into(self, key: str, version: str, offset: int, buf: memoryview) -> int:
+        """A ranged GET with ``If-Match: <ETag>``: a replaced object answers 412."""
+        return self._read(key, offset, buf, version)
+
+    def _read(self, key: str, offset: int, buf: memoryview, etag: str | None) -> int:
         import botocore.exceptions as bex
 
         want = len(buf)
         if want == 0:
             return 0
+        extra = {"IfMatch": f'"{etag}"'} if etag else {}
         try:
             resp = self.client.get_object(
-                Bucket=self.bucket, Key=key, Range=f"bytes={offset}-{offset + want - 1}"
+                Bucket=self.bucket, Key=key, Range=f"bytes={offset}-{offset + want - 1}", **extra
             )
         except bex.ClientError as exc:
             err = exc.response.get("Error", {})
             if err.get("Code") == "InvalidRange" or (
                 exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 416
             ):
+                if etag:  # the version the job was prepared from reaches past offset
+                    raise self._error(_precondition_failed(), f"GET at {offset}", key) from exc
                 return 0  # the object ends before offset
             raise self._error(exc, f"GET at {offset}", key) from exc
         except Exception as exc:
@@ -473,6 +507,153 @@ class S3Provider(StoreProvider):
             )
         _release_body(body)
         return got
+
+    def source_check(self, key: str, info: ObjectInfo, exact: bool = False) -> SourceCheck:
+        """The object's own values: a full-object or composite CRC where the server keeps one
+        (objects written with checksums; mover writes crc32c), else the ETag (the md5 of a
+        single-part object, the md5 of the parts' md5s for a multipart one). Every ranged read
+        carries ``If-Match`` with the ETag (``pinned``).
+
+        Requests: none for a single-part object up to ``ETAG_ONLY_MAX_BYTES`` (the ETag from the
+        listing or HEAD is enough) or whose full-object CRC ``stat`` saw; one HEAD for a larger
+        one; for a multipart object a HEAD and
+        the parts' sizes (one GetObjectAttributes per 1,000 parts, or the first and last part's
+        HEAD with the others inferred uniform, or every part's HEAD). Store option
+        ``etag_md5 = false`` for a server whose ETags are no MD5 (AWS SSE-KMS, SSE-C): then only
+        the version is held.
+        """
+        etag = info.etag
+        head: dict[str, Any] | None = None
+        if not etag:
+            head = self._head_source(key, None)
+            etag = _etag(head.get("ETag")) or ""
+        size = info.size if info.size is not None else int((head or {}).get("ContentLength", 0))
+        plain = SourceCheck(size=size, version=etag or None, pinned=bool(etag))
+        if not etag or not _flag(self.options.get("etag_md5", True)):
+            return plain
+        multipart = _MULTIPART_ETAG.match(etag)
+        algorithm, _, value = (info.checksum or "").partition(":")
+        if not multipart and algorithm in _CRC_NAMES and value:
+            # stat's HEAD saw a full-object CRC: chunks read in parallel combine into it.
+            what = f"the object's {algorithm} held by S3"
+            return _with(plain, algorithm=algorithm, combine=COMBINE_CRC, whole=value, what=what)
+        if not multipart and _MD5_HEX.match(etag) and size <= ETAG_ONLY_MAX_BYTES:
+            return self._md5_check(plain, etag)
+        if head is None:
+            head = self._head_source(key, etag)
+        if int(head.get("ContentLength", -1)) != size:
+            raise SourceChanged(
+                f"source changed during the copy: {self._url(key)} holds "
+                f"{head.get('ContentLength')} bytes, {size} when the job was prepared; run the "
+                "copy again"
+            )
+        if head.get("SSECustomerAlgorithm") or str(head.get("ServerSideEncryption", "")).startswith(
+            "aws:kms"
+        ):
+            return plain  # their ETags are no MD5 of the bytes
+        crc = _object_checksum(head)
+        if crc is not None and crc[2] == "full":
+            algorithm, value, _ = crc
+            what = f"the object's {algorithm} held by S3"
+            return _with(plain, algorithm=algorithm, combine=COMBINE_CRC, whole=value, what=what)
+        if not multipart:
+            return self._md5_check(plain, etag) if _MD5_HEX.match(etag) else plain
+        count = int(multipart.group(2))
+        sizes, part_bytes, inferred, sums = self._part_layout(key, etag, count, size, exact)
+        layout = {"sizes": sizes, "part_bytes": part_bytes, "inferred": inferred}
+        if crc is not None and crc[2] == "composite":
+            algorithm, value, _ = crc
+            expected = tuple(sums.get(algorithm) or ())
+            what = f"the S3 composite {algorithm} of {count} parts"
+            return _with(
+                plain,
+                algorithm=algorithm,
+                combine=COMBINE_RAW,
+                whole=value,
+                expected=expected,
+                what=what,
+                **layout,
+            )
+        what = f"the S3 ETag (md5 of {count} parts' md5s)"
+        md5s = multipart.group(1)
+        return _with(plain, algorithm="md5", combine=COMBINE_RAW, whole=md5s, what=what, **layout)
+
+    def _md5_check(self, plain: SourceCheck, etag: str) -> SourceCheck:
+        what = "the S3 ETag (md5 of the object)"
+        return _with(plain, algorithm="md5", combine=COMBINE_ONE, whole=etag, what=what)
+
+    def _head_source(self, key: str, etag: str | None, part: int | None = None) -> dict[str, Any]:
+        """HEAD (of one part) with the stored checksums, held to ``etag`` (412: changed)."""
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "ChecksumMode": "ENABLED"}
+        if etag:
+            kwargs["IfMatch"] = f'"{etag}"'
+        if part is not None:
+            kwargs["PartNumber"] = part
+        what = "HEAD" if part is None else f"HEAD of part {part}"
+        return self._call(what, key, lambda: self.client.head_object(**kwargs))
+
+    def _part_layout(
+        self, key: str, etag: str, count: int, size: int, exact: bool
+    ) -> tuple[tuple[int, ...], int, bool, dict[str, list[str]]]:
+        """``(sizes, part_bytes, inferred, checksums)`` of a multipart object's parts: exact
+        sizes (and per-part checksums, by algorithm) from GetObjectAttributes where the server
+        answers it, else from HEADs by part number."""
+        listed = self._parts_by_attributes(key, etag, count)
+        if listed is not None:
+            sizes, sums = listed
+            if sum(sizes) == size:
+                return tuple(sizes), 0, False, sums
+        first = int(self._head_source(key, etag, 1)["ContentLength"])
+        if count == 1:
+            return (size,), 0, False, {}
+        last = int(self._head_source(key, etag, count)["ContentLength"])
+        if not exact and first * (count - 1) + last == size and 0 < last <= first:
+            # Uniform parts, as every tool writes them: the ETag at the end confirms it.
+            return (), first, True, {}
+        with ThreadPoolExecutor(PART_HEAD_STREAMS, thread_name_prefix="mover-s3-head") as pool:
+            heads = pool.map(lambda n: self._head_source(key, etag, n), range(1, count + 1))
+            sizes = [int(h["ContentLength"]) for h in heads]
+        return tuple(sizes), 0, False, {}
+
+    def _parts_by_attributes(
+        self, key: str, etag: str, count: int
+    ) -> tuple[list[int], dict[str, list[str]]] | None:
+        """Part sizes and checksums from GetObjectAttributes (1,000 parts a page), or None
+        where the server does not answer it (or the answer does not list every part)."""
+        import botocore.exceptions as bex
+
+        sizes: list[int] = []
+        sums: dict[str, list[str]] = {}
+        marker = 0
+        while True:
+            try:
+                answer = self.client.get_object_attributes(
+                    Bucket=self.bucket,
+                    Key=key,
+                    ObjectAttributes=["ETag", "ObjectParts"],
+                    MaxParts=1000,
+                    PartNumberMarker=marker,
+                )
+            except (bex.ClientError, bex.BotoCoreError):
+                return None  # not implemented, not permitted: the HEADs will do
+            if _etag(answer.get("ETag")) != etag:
+                raise SourceChanged(
+                    f"source changed during the copy: {self._url(key)} is no longer the "
+                    "version the job was prepared from (its ETag changed); run the copy again"
+                )
+            parts = (answer.get("ObjectParts") or {}).get("Parts") or []
+            for p in parts:
+                sizes.append(int(p["Size"]))
+                for field, algorithm in _SOURCE_CHECKSUMS:
+                    if p.get(field):
+                        sums.setdefault(algorithm, []).append(base64.b64decode(p[field]).hex())
+            listing = answer.get("ObjectParts") or {}
+            if not listing.get("IsTruncated") or not parts:
+                break
+            marker = int(listing.get("NextPartNumberMarker") or 0)
+        if len(sizes) != count:
+            return None
+        return sizes, {a: v for a, v in sums.items() if len(v) == count}
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         paginator = self.client.get_paginator("list_objects_v2")
@@ -956,3 +1137,36 @@ def _env_endpoint() -> str | None:
 def _is_aws(endpoint_url: str) -> bool:
     host = urlsplit(endpoint_url).hostname or ""
     return host.endswith(".amazonaws.com") or host.endswith(".amazonaws.com.cn")
+
+
+def _object_checksum(head: dict[str, Any]) -> tuple[str, str, str] | None:
+    """``(algorithm, hex, "full" | "composite")`` of the checksum a HEAD with ``ChecksumMode``
+    shows for the whole object: a full-object CRC (or digest) of its bytes, or a composite one
+    (the CRC of the parts' CRCs, written ``...-N``)."""
+    for field, algorithm in _SOURCE_CHECKSUMS:
+        value = head.get(field)
+        if not value:
+            continue
+        encoded, _, parts = str(value).partition("-")
+        kind = "composite" if parts or head.get("ChecksumType") == "COMPOSITE" else "full"
+        if kind == "full" and algorithm not in _CRC_NAMES:
+            continue  # a sha of the whole object cannot be made from chunks read in parallel
+        return algorithm, base64.b64decode(encoded).hex(), kind
+    return None
+
+
+def _precondition_failed() -> Exception:
+    """The error S3 gives for a failed If-Match, for a server that answered 416 first."""
+    import botocore.exceptions as bex
+
+    response = {
+        "Error": {"Code": "PreconditionFailed"},
+        "ResponseMetadata": {"HTTPStatusCode": 412},
+    }
+    return bex.ClientError(response, "GetObject")  # type: ignore[arg-type]
+
+
+def _with(check: SourceCheck, **changes: Any) -> SourceCheck:
+    from dataclasses import replace
+
+    return replace(check, **changes)

@@ -90,12 +90,15 @@ from mover.errors import (
     NotWritable,
     ObjectNotFound,
     PluginLoadError,
+    SourceChanged,
     TransferError,
     UsageError,
     VerificationFailed,
 )
 from mover.location import Location
 from mover.store import (
+    COMBINE_HEX,
+    COMBINE_ONE,
     Capabilities,
     ChunkWriter,
     GiB,
@@ -103,6 +106,7 @@ from mover.store import (
     ObjectInfo,
     PartLimits,
     PartReceipt,
+    SourceCheck,
     StoreProvider,
 )
 
@@ -570,25 +574,37 @@ class SwiftProvider(StoreProvider):
         return _info_from_headers(key, answer)
 
     def read_into(self, key: str, offset: int, buf: memoryview) -> int:
+        return self._read(key, offset, buf, None)
+
+    def read_version_into(self, key: str, version: str, offset: int, buf: memoryview) -> int:
+        """A ranged GET whose answer must name ``version`` as its ETag (an SLO's ETag for an
+        SLO; Swift checks each segment against the manifest as it serves it). Not ``If-Match``:
+        Swift 2.38 answers 412 to it for a plain object made by copying an SLO, whatever the
+        ETag sent."""
+        return self._read(key, offset, buf, version)
+
+    def _read(self, key: str, offset: int, buf: memoryview, etag: str | None) -> int:
         want = len(buf)
         if want == 0:
             return 0
         what = self._where(key)
+        headers = {"Range": f"bytes={offset}-{offset + want - 1}"}
 
         def get(conn: Any) -> int:
             try:
-                headers, body = conn.get_object(
-                    self.container,
-                    key,
-                    resp_chunk_size=READ_PIECE_BYTES,
-                    headers={"Range": f"bytes={offset}-{offset + want - 1}"},
+                answer, body = conn.get_object(
+                    self.container, key, resp_chunk_size=READ_PIECE_BYTES, headers=headers
                 )
             except swift_client.ClientException as exc:
+                if exc.http_status == 416 and etag:  # the version read was longer than this
+                    raise _changed(what, etag) from None
                 if exc.http_status == 416:  # offset at or past the end
                     return 0
                 raise
             try:
-                if offset and "content-range" not in headers:
+                if etag and str(answer.get("etag") or "").strip('"') != etag:
+                    raise _changed(what, etag)
+                if offset and "content-range" not in answer:
                     raise ChunkFailed(f"{what}: Swift ignored the range from {offset}")
                 got = 0
                 while got < want:
@@ -603,6 +619,73 @@ class SwiftProvider(StoreProvider):
                 body.close()
 
         return self._call(get, what)
+
+    def source_check(self, key: str, info: ObjectInfo, exact: bool = False) -> SourceCheck:
+        """A plain object's ETag is the md5 of its bytes; a Static Large Object's manifest
+        gives each segment's md5 and size, so each chunk (aligned to segments) is checked as
+        soon as it is read, and the SLO's ETag (the md5 of those md5s) proves the manifest is
+        the version the job was prepared from. Every ranged read's answer must name that
+        version as its ETag (``pinned``).
+
+        Requests: none for a plain object whose listing or ``stat`` said so (``info.checksum``);
+        otherwise a HEAD, and for an SLO one GET of its manifest. A Dynamic Large Object has no
+        stored digest of its bytes: only its ETag is held, compared before commit.
+        """
+        etag = info.etag
+        algorithm, _, value = (info.checksum or "").partition(":")
+        if etag and algorithm == "md5" and value == etag:
+            return _plain_check(info.size, etag)
+        what = self._where(key)
+        head = self._call(lambda c: c.head_object(self.container, key), what)
+        now = _info_from_headers(key, head)
+        version = now.etag
+        if etag and version != etag:
+            raise _changed(what, etag)
+        if info.size is not None and now.size != info.size:
+            raise _changed(what, etag)
+        if now.checksum is not None:  # a plain object
+            return _plain_check(now.size, version)
+        if not _is_slo(head):
+            return SourceCheck(size=now.size, version=version)  # a DLO: its ETag only
+        return self._slo_check(key, now.size, version)
+
+    def _slo_check(self, key: str, size: int | None, version: str | None) -> SourceCheck:
+        what = self._where(key)
+        _, body = self._call(
+            lambda c: c.get_object(self.container, key, query_string="multipart-manifest=get"),
+            what,
+        )
+        try:
+            segments = [s for s in json.loads(body) if isinstance(s, dict)]
+        except ValueError:
+            return SourceCheck(size=size, version=version, pinned=bool(version))
+        sizes: list[int] = []
+        expected: list[str] = []
+        plain = True
+        for segment in segments:
+            first, _, last = str(segment.get("range") or "").partition("-")
+            whole = not segment.get("range") and not segment.get("sub_slo")
+            plain = plain and whole
+            sizes.append(
+                int(last) - int(first) + 1 if segment.get("range") else int(segment["bytes"])
+            )
+            # A ranged or nested segment's hash is not the md5 of the bytes it adds.
+            expected.append(str(segment.get("hash") or "") if whole else "")
+        if sum(sizes) != size:
+            raise _changed(what, version)
+        if plain and hashlib.md5("".join(expected).encode()).hexdigest() != version:
+            raise _changed(what, version)  # the manifest is not the one the ETag was made of
+        return SourceCheck(
+            size=size,
+            version=version,
+            pinned=bool(version),
+            algorithm="md5",
+            combine=COMBINE_HEX if plain else "",
+            whole=(version or "") if plain else "",
+            sizes=tuple(sizes),
+            expected=tuple(expected),
+            what=f"the Swift SLO manifest (md5 of each of {len(sizes)} segments)",
+        )
 
     def open_read(self, key: str) -> BinaryIO:
         """The whole object as a stream (for strategies that read sequentially).
@@ -646,10 +729,14 @@ class SwiftProvider(StoreProvider):
             for entry in page:
                 if "name" not in entry:
                     continue  # a subdir entry (never asked for: no delimiter)
+                slo_etag = str(entry.get("slo_etag") or "").strip('"')
+                etag = slo_etag or entry.get("hash")
                 yield ObjectInfo(
                     key=entry["name"],
                     size=int(entry.get("bytes", 0)),
-                    etag=entry.get("hash"),
+                    # An SLO's listing hash is its manifest's md5; its ETag is slo_etag.
+                    etag=etag,
+                    checksum=None if slo_etag or not etag else f"md5:{etag}",
                     mtime=_listing_time(entry.get("last_modified")),
                 )
             marker = page[-1].get("name") or page[-1].get("subdir", "")
@@ -1258,6 +1345,26 @@ def _info_from_headers(key: str, headers: dict[str, str]) -> ObjectInfo:
         # A plain object's ETag is the md5 of its bytes; an SLO's is the md5 of its segments'.
         checksum=f"md5:{etag}" if plain and etag else None,
         mtime=mtime,
+    )
+
+
+def _plain_check(size: int | None, etag: str | None) -> SourceCheck:
+    """A plain object: its ETag is the md5 of its bytes."""
+    return SourceCheck(
+        size=size,
+        version=etag,
+        pinned=bool(etag),
+        algorithm="md5" if etag else "",
+        combine=COMBINE_ONE if etag else "",
+        whole=etag or "",
+        what="the Swift ETag (md5 of the object)",
+    )
+
+
+def _changed(what: str, etag: str | None) -> SourceChanged:
+    return SourceChanged(
+        f"source changed during the copy: {what} is no longer the version the job was "
+        f"prepared from (ETag {etag}); nothing was committed: run the copy again"
     )
 
 

@@ -9,12 +9,20 @@ beginning, because the stream cannot be rewound.
 
 from __future__ import annotations
 
+from mover import verify
 from mover.buffers import chunk_buffer
-from mover.digests import composite, digest
-from mover.errors import ChunkFailed, UsageError
+from mover.digests import digest
+from mover.errors import ChunkFailed, UsageError, VerificationFailed
 from mover.motion import Chunk, ChunkContext, Endpoint, MotionStrategy, Options, Plan, Priority
 from mover.store import ObjectInfo, PartReceipt
-from mover.strategies.motion.common import abort_writer, chunked_plan, confirm
+from mover.strategies.motion.common import (
+    abort_writer,
+    chunked_plan,
+    confirm,
+    flatten,
+    source_check,
+    source_where,
+)
 
 
 class SingleStreamStrategy(MotionStrategy):
@@ -36,6 +44,7 @@ class SingleStreamStrategy(MotionStrategy):
         plan = chunked_plan(self.name, source, destination, options, size)
         # One chunk covers the whole stream; its parts are plan.chunk_size each.
         plan.chunks = [Chunk(0, 0, size)]
+        plan.slices = []
         return plan
 
     def run_chunk(
@@ -47,6 +56,8 @@ class SingleStreamStrategy(MotionStrategy):
         receipts: list[dict] = []
         offset = 0
         part = 0
+        check = source_check(plan)
+        hasher = verify.RangeHasher(check, 0) if check is not None and check.checks_bytes else None
         stream = source.store.open_read(source.key)
         try:
             while True:
@@ -60,6 +71,8 @@ class SingleStreamStrategy(MotionStrategy):
                         f"{plan.chunk_size} bytes: give a larger --chunk-size"
                     )
                 data = buf[:got]
+                if hasher is not None:
+                    hasher.update(data)
                 expected = digest(plan.algorithm, data)
                 receipt = writer.write_part(part, offset, data, expected)
                 receipts.append(confirm(receipt, expected, destination.store.describe()).to_dict())
@@ -74,20 +87,35 @@ class SingleStreamStrategy(MotionStrategy):
             raise ChunkFailed(
                 f"{source.store.describe()}: stream gave {offset} bytes, expected {chunk.length}"
             )
+        if hasher is not None:
+            assert check is not None
+            _check_stream(check, hasher.finish(), source_where(source))
         return PartReceipt(0, 0, offset, "", {"parts": receipts})
 
     def commit(
         self, source: Endpoint, destination: Endpoint, plan: Plan, receipts: list[PartReceipt]
     ) -> ObjectInfo:
-        parts = [PartReceipt.from_dict(d) for r in receipts for d in r.extra["parts"]]
+        check = source_check(plan)
+        if check is not None:
+            # The stream was one GET, but not necessarily of the prepared version.
+            verify.confirm_version(source.store, source.key, check, source_where(source))
+        parts = flatten(receipts)
         writer = destination.store.resume_writer(destination.key, plan.writer)
         return writer.commit(parts, sum(p.size for p in parts))
 
     def abort(self, source: Endpoint, destination: Endpoint, plan: Plan) -> None:
         abort_writer(destination, plan)
 
-    def object_digest(self, plan: Plan, receipts: list[PartReceipt]) -> str:
-        return composite(d["digest"] for r in receipts for d in r.extra["parts"])
+
+def _check_stream(check, pieces: list, where: str) -> None:
+    """The whole stream against the source's values; a mismatch reads it all again (retry)."""
+    verify.check_expected(check, pieces, where)
+    try:
+        mismatch = verify.whole_mismatch(check, pieces, where)
+    except verify.Unsettled as exc:
+        mismatch = f"{where}: {exc}"
+    if mismatch is not None:
+        raise VerificationFailed(mismatch + "; reading it again", retryable=True)
 
 
 def _fill(stream, buf: memoryview) -> int:

@@ -20,7 +20,12 @@ from mover.strategies.motion.common import (
     chunked_plan,
     commit_writer,
     confirm,
+    digest_source,
+    move_sliced,
+    read_source,
     short_read,
+    source_check,
+    with_pieces,
 )
 
 
@@ -48,25 +53,39 @@ class StreamingStrategy(MotionStrategy):
     def run_chunk(
         self, source: Endpoint, destination: Endpoint, plan: Plan, chunk: Chunk, ctx: ChunkContext
     ) -> PartReceipt:
+        if plan.slices:  # a source range larger than a chunk: read in order, in slices
+            return move_sliced(source, destination, plan, chunk, ctx)
+        check = source_check(plan)
         length = chunk.length or 0
         buf = chunk_buffer(length)
-        filled = read_chunk(source.store, source.key, chunk.offset, buf, ctx, fill_holes=plan.put)
+        # Holes of a sparse source are not read; reads are pinned to the prepared version.
+        filled = read_chunk(
+            source.store,
+            source.key,
+            chunk.offset,
+            buf,
+            ctx,
+            fill_holes=plan.put or bool(check is not None and check.checks_bytes),
+            reader=lambda offset, view: read_source(source, check, offset, view),
+        )
         got = filled.got
         if got != length:
             raise short_read(source.store.describe() + "/" + source.key, chunk.offset, length, got)
         ctx.check()
         data = buf[:length]
+        pieces = digest_source(source, plan, chunk.offset, data)
         expected = chunk_digest(plan.algorithm, data, filled)
         if plan.put:
             info = destination.store.put(destination.key, data, expected)
             extra = {"etag": info.etag} if info.etag else {}
-            return PartReceipt(chunk.index, chunk.offset, length, str(expected), extra)
+            receipt = PartReceipt(chunk.index, chunk.offset, length, str(expected), extra)
+            return with_pieces(receipt, pieces)
         writer = destination.store.resume_writer(destination.key, plan.writer)
         if filled.hole:
             receipt = writer.write_zeros(chunk.index, chunk.offset, length, expected)
         else:
             receipt = writer.write_part(chunk.index, chunk.offset, data, expected)
-        return confirm(receipt, expected, destination.store.describe())
+        return with_pieces(confirm(receipt, expected, destination.store.describe()), pieces)
 
     def commit(
         self, source: Endpoint, destination: Endpoint, plan: Plan, receipts: list[PartReceipt]

@@ -19,9 +19,9 @@ import pytest
 import mover
 from mover.errors import (
     AccessDenied,
-    ChunkFailed,
     MoverError,
     ObjectNotFound,
+    SourceChanged,
     TransferError,
     UsageError,
 )
@@ -332,7 +332,7 @@ def test_object_replaced_mid_copy_is_refused(served: dict[str, str], tmp_path: P
         assert store.read_into(loc.full_key, 0, buf) == MiB
         (root / "v.tmp").write_bytes(os.urandom(3 * MiB))
         os.replace(root / "v.tmp", root / "v.bin")  # a new inode: a new ETag
-        with pytest.raises(ChunkFailed, match="changed during the copy"):
+        with pytest.raises(SourceChanged, match="changed during the copy"):
             store.read_into(loc.full_key, MiB, buf)
         assert server.requests[-1][0] == "GET"
 

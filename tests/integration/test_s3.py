@@ -23,7 +23,14 @@ import pytest
 import mover
 from mover.digests import Digest, digest
 from mover.dispatcher import strategies
-from mover.errors import AccessDenied, ChunkFailed, MoverError, NotWritable, ObjectNotFound
+from mover.errors import (
+    AccessDenied,
+    ChunkFailed,
+    MoverError,
+    NotWritable,
+    ObjectNotFound,
+    SourceChanged,
+)
 from mover.jobstores.sqlite import SqliteJobStore
 from mover.location import parse
 from mover.providers.s3 import S3Provider, S3Writer
@@ -360,7 +367,7 @@ def test_source_replaced_during_a_part_copy_fails_cleanly(
 
     target.client.meta.events.register("before-call.s3.UploadPartCopy", replace_source)
 
-    with pytest.raises(ChunkFailed, match="source changed during the copy"):
+    with pytest.raises(SourceChanged, match="source changed during the copy"):
         target.copy_server_side(source, "big.bin", "copy.bin", 12 * MiB)
 
     assert _uploads(s3_client, s3_bucket) == []
