@@ -44,6 +44,8 @@ CLEAN = "failed-and-clean"
 BAD = "bad"
 MISSED = "missed"
 
+#: How a note of a job the harness had to resume because it did not settle begins.
+STUCK = "stuck"
 #: Fewest faults a full run of every family must inject.
 MIN_FAULTS = 100
 
@@ -276,11 +278,19 @@ def one_line(text: str | None) -> bool:
     return bool(text and text.strip() and "\n" not in text.strip())
 
 
-def judge(fault: Fault, verdict: Verdict, dest: Destination, versions: dict[str, str]) -> None:
+def judge(
+    fault: Fault,
+    verdict: Verdict,
+    dest: Destination,
+    versions: dict[str, str],
+    step: str = "",
+) -> None:
     """Decide ``fault.outcome`` from the job's record and what an independent reader finds.
 
-    ``versions`` maps a label (``original``, ``rewritten``...) to the sha256 of a consistent
-    version of the source: a done job must hold exactly one of them.
+    ``versions`` maps a label (``original``, ``changed``...) to the sha256 of a consistent
+    version of the source: a done job must hold exactly one of them. Called once per step
+    when the harness resumes a job (``step`` names the earlier one, e.g. "before resume"):
+    every step must be good, and the last decides between done and failed.
     """
     problems: list[str] = []
     got = dest.sha256()
@@ -322,7 +332,7 @@ def judge(fault: Fault, verdict: Verdict, dest: Destination, versions: dict[str,
         outcome = BAD
     if left:
         problems.append("left behind: " + ", ".join(left[:6]) + (" ..." if len(left) > 6 else ""))
-    fault.problems.extend(problems)
+    fault.problems.extend(f"{step}: {p}" if step else p for p in problems)
     fault.outcome = BAD if fault.problems else outcome
 
 
@@ -403,7 +413,7 @@ class Ledger:
         if missed:
             out += ["", f"missed (the job ended before the fault could land): {len(missed)}"]
             out += [f"  {x.describe()}" for x in missed]
-        resumed = [x for x in self.faults if any("resumed" in n for n in x.notes)]
+        resumed = [x for x in self.faults if any(n.startswith(STUCK) for n in x.notes)]
         if resumed:
             out += ["", f"ended only after the harness ran `mover resume`: {len(resumed)}"]
             out += [f"  {x.family} {x.case}: {'; '.join(x.notes)}" for x in resumed]

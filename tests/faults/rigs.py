@@ -21,8 +21,9 @@ from typing import Any
 
 import pytest
 
-from tests.faults.harness import Fault, MiB, Verdict, one_line, wait_until
+from tests.faults.harness import STUCK, Fault, MiB, Verdict, one_line, wait_until
 from tests.integration.test_fleet import MOVER, ROOT, Fleet, Worker
+from tests.servers import SwiftServer
 
 #: Put first on PYTHONPATH of every mover process: it holds the I/O pacer (sitecustomize).
 PACER_DIR = Path(__file__).resolve().parent / "pacer"
@@ -39,9 +40,12 @@ class Pace:
         self.path = path
         self.off()
 
-    def set(self, dirs: list[Path], delay_s: float) -> None:
+    def set(self, dirs: list[Path], delay_s: float, sync_delay_s: float | None = None) -> None:
+        control = {"dirs": [str(d) for d in dirs], "delay_s": delay_s}
+        if sync_delay_s is not None:
+            control["sync_delay_s"] = sync_delay_s
         temp = self.path.with_suffix(".new")
-        temp.write_text(json.dumps({"dirs": [str(d) for d in dirs], "delay_s": delay_s}))
+        temp.write_text(json.dumps(control))
         os.replace(temp, self.path)
 
     def off(self) -> None:
@@ -253,6 +257,24 @@ def put_source(client: Any, bucket: str, key: str, data: bytes, multipart: bool)
     )
 
 
+# -- Swift with short-lived tokens ------------------------------------------------------------
+
+
+class ShortTokenSwift(SwiftServer):
+    """The test Swift whose tempauth tokens live :attr:`token_life_s` seconds (tempauth's
+    ``token_life``), so that a copy of a few seconds sees its token expire."""
+
+    token_life_s = 1
+
+    def _write_configs(self) -> None:
+        super()._write_configs()
+        conf = self.swift_dir / "proxy-server.conf"
+        section = "[filter:tempauth]\nuse = egg:swift#tempauth\n"
+        text = conf.read_text()
+        assert section in text, "the tempauth section moved: update ShortTokenSwift"
+        conf.write_text(text.replace(section, f"{section}token_life = {self.token_life_s}\n"))
+
+
 # -- the fleet ------------------------------------------------------------------------------
 
 
@@ -380,7 +402,7 @@ def fleet_outcome(fleet: FaultFleet, job_id: str, folder: Path, fault: Fault) ->
     state = None if job is None else job.state
     detail = "" if job is None else f", item {item_state(job)}, {chunks_done(job)} chunks done"
     out = run(fleet.env, folder, "resume", job_id, "--no-wait", timeout_s=60)
-    fault.notes.append(f"resumed after {SETTLE_S:.0f} s still {state}{detail}")
+    fault.notes.append(f"{STUCK}: still {state} after {SETTLE_S:.0f} s{detail}; resumed")
     if out.returncode != 0:
         fault.notes.append(f"mover resume exited {out.returncode}: {out.stderr.strip()[-300:]}")
     return fleet.settle(job_id, SETTLE_S)

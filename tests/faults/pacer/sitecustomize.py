@@ -10,8 +10,10 @@ with this folder and whose environment names a control file in ``MOVER_FAULT_PAC
 ``fork`` alike). The control file is JSON, read again when it changes, so that a long-lived
 worker follows the harness from one fault to the next::
 
-    {"dirs": ["/tmp/.../src"], "delay_s": 0.05}
+    {"dirs": ["/tmp/.../src"], "delay_s": 0.05, "sync_delay_s": 0.5}
 
+``sync_delay_s`` (default ``delay_s``) paces the calls that make data durable or visible
+(``fsync``, ``fdatasync``, ``rename``, ``replace``): a commit then takes long enough to be hit.
 A call is paced when one of its file descriptors (or paths) lies under one of ``dirs``; every
 other call (pipes, sockets, the job store) runs at full speed.
 """
@@ -28,10 +30,11 @@ _CONTROL = os.environ.get("MOVER_FAULT_PACE", "")
 #: Seconds a read of the control file is trusted before its mtime is looked at again.
 _RECHECK_S = 0.1
 
-_state: dict[str, Any] = {"checked": 0.0, "mtime": None, "dirs": (), "delay": 0.0}
+_state: dict[str, Any] = {"checked": 0.0, "mtime": None, "dirs": (), "delay": 0.0, "sync": 0.0}
+_SYNC_CALLS = ("fsync", "fdatasync", "rename", "replace")
 
 
-def _config() -> tuple[tuple[str, ...], float]:
+def _config() -> tuple[tuple[str, ...], float, float]:
     now = time.monotonic()
     if now - _state["checked"] > _RECHECK_S:
         _state["checked"] = now
@@ -46,9 +49,10 @@ def _config() -> tuple[tuple[str, ...], float]:
                     data = json.load(f)
                 _state["dirs"] = tuple(os.path.join(d, "") for d in data.get("dirs", ()))
                 _state["delay"] = float(data.get("delay_s", 0.0))
+                _state["sync"] = float(data.get("sync_delay_s", _state["delay"]))
             except (OSError, ValueError):
-                _state["dirs"], _state["delay"] = (), 0.0
-    return _state["dirs"], _state["delay"]
+                _state["dirs"], _state["delay"], _state["sync"] = (), 0.0, 0.0
+    return _state["dirs"], _state["delay"], _state["sync"]
 
 
 def _fd_path(fd: Any) -> str:
@@ -58,8 +62,10 @@ def _fd_path(fd: Any) -> str:
         return ""
 
 
-def _pause(fds: tuple[Any, ...] = (), paths: tuple[Any, ...] = ()) -> None:
-    dirs, delay = _config()
+def _pause(name: str, fds: tuple[Any, ...] = (), paths: tuple[Any, ...] = ()) -> None:
+    dirs, delay, sync = _config()
+    if name in _SYNC_CALLS:
+        delay = sync
     if not dirs or delay <= 0:
         return
     names = [_fd_path(fd) for fd in fds] + [os.fspath(p) for p in paths if p is not None]
@@ -73,7 +79,7 @@ def _wrap_fd(name: str, positions: tuple[int, ...]) -> None:
         return
 
     def paced(*args: Any, **kwargs: Any) -> Any:
-        _pause(fds=tuple(args[i] for i in positions if i < len(args)))
+        _pause(name, fds=tuple(args[i] for i in positions if i < len(args)))
         return original(*args, **kwargs)
 
     paced.__name__ = name
@@ -86,7 +92,7 @@ def _wrap_path(name: str) -> None:
         return
 
     def paced(src: Any, dst: Any, *args: Any, **kwargs: Any) -> Any:
-        _pause(paths=(src, dst))
+        _pause(name, paths=(src, dst))
         return original(src, dst, *args, **kwargs)
 
     paced.__name__ = name
