@@ -50,8 +50,8 @@ def fault_fleet(s3_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Ite
     """Two real workers (prefork, -c 2) on a private Redis that faults may restart or kill,
     with a fault proxy in front of the S3 server (store ``faulty``) and an I/O pacer.
 
-    Visibility time-out 6 s and restore sweep 1 s: a dead worker's chunks come back within
-    about 8 s. Shared by every fleet family; :meth:`FaultFleet.ensure` replaces the workers a
+    Visibility time-out 5 s and restore sweep 1 s: a dead worker's chunks come back within
+    about 7 s. Shared by every fleet family; :meth:`FaultFleet.ensure` replaces the workers a
     fault killed before the next one starts.
     """
     import boto3
@@ -78,7 +78,7 @@ def fault_fleet(s3_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Ite
             pace,
             **s3_server.env(),
             MOVER_BROKER_URL=redis.url,
-            MOVER_VISIBILITY_TIMEOUT_S="6",
+            MOVER_VISIBILITY_TIMEOUT_S="5",
             MOVER_RESTORE_INTERVAL_S="1",
             MOVER_CHUNK_RETRIES="5",
         )

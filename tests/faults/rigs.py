@@ -390,7 +390,7 @@ class FaultFleet:
 
 FINAL = ("done", "failed", "cancelled")
 #: Seconds a fleet job may take to settle after a fault before the harness resumes it.
-SETTLE_S = 60.0
+SETTLE_S = 30.0
 
 
 def fleet_outcome(fleet: FaultFleet, job_id: str, folder: Path, fault: Fault) -> Any:
