@@ -6,8 +6,11 @@ when the suite starts, and the table printed at the end of the session and writt
 from __future__ import annotations
 
 import contextlib
+import os
+import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -104,13 +107,24 @@ def _short_of_minimum() -> str | None:
     return f"only {injected} faults were injected; a full run must inject at least {MIN_FAULTS}"
 
 
+def _report_dir(config: pytest.Config) -> Path:
+    """``MOVER_FAULT_REPORT_DIR``, else pytest's cache folder, else the temporary folder."""
+    chosen = os.environ.get("MOVER_FAULT_REPORT_DIR")
+    if chosen:
+        return Path(chosen)
+    cache = getattr(config, "cache", None)
+    if cache is not None:
+        return Path(cache.mkdir("faults"))
+    return Path(tempfile.gettempdir()) / "mover-faults"
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if not LEDGER.faults:
         return
     terminalreporter.section("fault suite")
     for line in LEDGER.report().splitlines():
         terminalreporter.write_line(line)
-    path = LEDGER.write(terminalreporter.config.cache.mkdir("faults"))
+    path = LEDGER.write(_report_dir(terminalreporter.config))
     terminalreporter.write_line(f"\n(table written to {path})")
     short = _short_of_minimum()
     if short:

@@ -12,8 +12,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from tests.faults.harness import STUCK, Fault, MiB, Verdict, one_line, wait_until
+from mover.jobs import FINAL
+from tests.faults.harness import STUCK, Fault, MiB, Verdict, wait_until
 from tests.integration.test_fleet import MOVER, ROOT, Fleet, Worker
 from tests.servers import SwiftServer
 
@@ -112,7 +111,10 @@ class Run:
             self.kill()
             code = None
         return subprocess.CompletedProcess(
-            self.args, code, self.out.read_text(errors="replace"), self.err.read_text("utf-8")
+            self.args,
+            code,
+            self.out.read_text(errors="replace"),
+            self.err.read_text(errors="replace"),
         )
 
 
@@ -184,10 +186,6 @@ def verdict_of(job: Any, runs: list[subprocess.CompletedProcess[str]], fault: Fa
         fault.notes.append("refused before a job was recorded")
         return Verdict("failed", lines[-1] if len(lines) == 1 else last.stderr, runs)
     return Verdict(None, None, runs)
-
-
-def stderr_line(result: subprocess.CompletedProcess[str]) -> bool:
-    return one_line(result.stderr)
 
 
 # -- a small disk that fills up -------------------------------------------------------------
@@ -388,7 +386,6 @@ class FaultFleet:
         return final or self.job(job_id)
 
 
-FINAL = ("done", "failed", "cancelled")
 #: Seconds a fleet job may take to settle after a fault before the harness resumes it.
 SETTLE_S = 30.0
 
@@ -413,11 +410,3 @@ def submit(fleet: FaultFleet, folder: Path, *args: str) -> str:
     out = run(fleet.env, folder, "copy", *args, "--executor", "celery", timeout_s=60)
     assert out.returncode == 0, f"submitting failed: {out.stderr}"
     return out.stdout.strip().splitlines()[-1]
-
-
-def python() -> str:
-    return sys.executable
-
-
-def now() -> float:
-    return time.monotonic()

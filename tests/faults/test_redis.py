@@ -82,7 +82,9 @@ def test_redis(
     fleet.reset(r.randrange(2**31))
     dest_kind = route.split("-")[1]
     chunk = 5 if dest_kind == "s3" else 1
-    size = r.randint(4 * chunk * MiB, 6 * chunk * MiB)
+    size = (
+        r.randint(4 * chunk * MiB, 6 * chunk * MiB) if chunk > 1 else r.randint(8 * MiB, 10 * MiB)
+    )
     data = r.randbytes(size)
     n = -(-size // (chunk * MiB))
     after = r.randint(1, n - 2) if chunk == 1 else r.randint(0, 1)
@@ -99,7 +101,7 @@ def test_redis(
         fleet.proxy.add(Rule("stall", "PUT", r"[?&]partNumber=", times=None, stall_s=1.0))
     else:
         dest = FileDest(out_dir / "copy.bin")
-        fleet.pace.set([src_dir], 0.15)
+        fleet.pace.set([src_dir], 0.25)
     args = [str(src_dir / "src.bin"), dest.url, "--chunk-size", f"{chunk}MiB"]
 
     runs = []

@@ -44,7 +44,9 @@ KINDS = [
     for direction in ("upload", "download")
     for kind in ("slowdown", "error500", "reset", "stall", "flip")
 ]
-CASES = count(40, 10)
+CASES = count(30, 10)
+#: Faults a client is expected to ride out by retrying.
+RETRYABLE = ("slowdown", "error500", "reset", "stall")
 #: The store's read time-out: a stall longer than this makes the client give up and retry.
 READ_TIMEOUT_S = 2
 
@@ -59,63 +61,55 @@ def bucket(s3_server: Any) -> Iterator[tuple[Any, str]]:
     yield client, name
 
 
-def _upload_rule(r: Any, kind: str, bucket: str, key: str, parts: int, fault: Fault) -> Rule:
-    """The rule of an upload fault: which request (part, create, complete, HEAD) and how."""
-    target = "part" if kind == "flip" else r.choice(["part", "part", "part", "create", "complete"])
-    if kind == "reset":
-        target = r.choice(["part", "part", "complete"])
-    patterns = {
-        "part": ("PUT", r"[?&]partNumber="),
-        "create": ("POST", r"\?uploads"),
-        "complete": ("POST", r"[?&]uploadId="),
-    }
-    method, path = patterns[target]
-    after = r.randrange(parts) if target == "part" else 0
-    times = r.choice([1, 1, 2, 3]) if kind in ("slowdown", "error500") else r.choice([1, 1, 2])
-    fault.params.update(target=target, after=after, times=times)
-    if kind == "slowdown":
-        return Rule("status", method, path, status=503, code="SlowDown", after=after, times=times)
-    if kind == "error500":
-        return Rule(
-            "status", method, path, status=500, code="InternalError", after=after, times=times
-        )
-    if kind == "reset":
-        return Rule("reset_request", method, path, after=after, times=times)
-    if kind == "stall":
-        stall = round(r.uniform(0.5, READ_TIMEOUT_S + 1.5), 2)
-        fault.params["stall_s"] = stall
-        return Rule("stall", method, path, after=after, times=times, stall_s=stall)
-    return Rule("flip_request", method, path, after=after, times=times)
+#: Requests of an upload a fault may hit: (method, path pattern, header).
+UPLOAD_TARGETS = {
+    "part": ("PUT", r"[?&]partNumber=", None),
+    "create": ("POST", r"\?uploads", None),
+    "complete": ("POST", r"[?&]uploadId=", None),
+}
 
 
-def _download_rule(r: Any, kind: str, key: str, chunks: int, fault: Fault) -> Rule:
-    """The rule of a download fault: a ranged GET (or the HEAD that sizes the source)."""
-    target = "get"
-    if kind in ("slowdown", "error500"):
-        target = r.choice(["get", "get", "get", "head"])
-    method, path, header = (
-        ("GET", re.escape(key), "Range")
-        if target == "get"
-        else (
-            "HEAD",
-            re.escape(key) + "$",
-            None,
-        )
-    )
-    after = r.randrange(chunks) if target == "get" else 0
-    times = r.choice([1, 1, 2, 3]) if kind in ("slowdown", "error500") else r.choice([1, 1, 2])
-    fault.params.update(target=target, after=after, times=times)
-    if kind == "slowdown":
-        return Rule("status", method, path, header, after, times, status=503, code="SlowDown")
-    if kind == "error500":
-        return Rule("status", method, path, header, after, times, status=500, code="InternalError")
+def _targets(direction: str, kind: str, key: str) -> dict[str, tuple[str, str, str | None]]:
+    """The requests a fault of this kind may hit, with their weights given by repetition."""
+    if direction == "download":
+        get = {"get": ("GET", re.escape(key), "Range")}
+        if kind in ("slowdown", "error500"):
+            return {**get, "head": ("HEAD", re.escape(key) + "$", None)}
+        return get
+    if kind == "flip":
+        return {"part": UPLOAD_TARGETS["part"]}
     if kind == "reset":
-        return Rule("reset", method, path, header, after, times)
+        return {k: UPLOAD_TARGETS[k] for k in ("part", "complete")}
+    return UPLOAD_TARGETS
+
+
+def _rule(r: Any, direction: str, kind: str, key: str, requests: int) -> tuple[Rule, str]:
+    """One fault: its rule for the proxy and a description for the record.
+
+    Which request (a part, the create or complete of an upload, a ranged GET, a HEAD), how
+    many matching requests go through first, how many times it fires, how long a stall is.
+    """
+    targets = _targets(direction, kind, key)
+    names = sorted(targets)
+    weights = [3 if t in ("part", "get") else 1 for t in names]
+    target = r.choices(names, weights)[0]
+    method, path, header = targets[target]
+    after = r.randrange(requests) if target in ("part", "get") else 0
+    times = r.choice([1, 1, 2, 3]) if kind in ("slowdown", "error500") else r.choice([1, 1, 2])
+    text = f"{kind} on {target} after {after} x{times}"
+    base = {"method": method, "path": path, "header": header, "after": after, "times": times}
+    if kind == "slowdown":
+        return Rule("status", status=503, code="SlowDown", **base), text
+    if kind == "error500":
+        return Rule("status", status=500, code="InternalError", **base), text
+    if kind == "reset":
+        action = "reset" if direction == "download" else "reset_request"
+        return Rule(action, **base), text
     if kind == "stall":
         stall = round(r.uniform(0.5, READ_TIMEOUT_S + 1.5), 2)
-        fault.params["stall_s"] = stall
-        return Rule("stall", method, path, header, after, times, stall_s=stall)
-    return Rule("flip_response", method, path, header, after, times)
+        return Rule("stall", stall_s=stall, **base), f"{text} {stall} s"
+    action = "flip_response" if direction == "download" else "flip_request"
+    return Rule(action, **base), text
 
 
 @pytest.mark.parametrize("index", range(CASES), ids=case_ids(KINDS, CASES))
@@ -153,7 +147,7 @@ def test_s3_proxy(
             src.write_bytes(data)
             parts = -(-size // (5 * MiB))
             fault.params.update(size=size, parts=parts)
-            rule = proxy.add(_upload_rule(r, kind, name, key, parts, fault))
+            requests = parts
             dest: Any = S3Dest(client, name, key, f"store:faulty/{key}")
             args = [str(src), dest.url, "--chunk-size", "5MiB"]
         else:
@@ -164,12 +158,25 @@ def test_s3_proxy(
             chunk = r.choice([1, 2, 4])
             chunks = -(-size // (chunk * MiB))
             fault.params.update(size=size, multipart=multipart, chunk_mib=chunk)
-            rule = proxy.add(_download_rule(r, kind, key, chunks, fault))
+            requests = chunks
             dest = FileDest(tmp_path / "out" / "copy.bin")
             dest.path.parent.mkdir()
             args = [f"store:faulty/{key}", str(dest.path), "--chunk-size", f"{chunk}MiB"]
+        # A second fault of another kind in the same job, half of the time (never with a
+        # flip, whose effect must stay its own).
+        kinds = [kind]
+        if kind != "flip" and r.random() < 0.5:
+            kinds.append(
+                r.choice([k for k in ("slowdown", "error500", "reset", "stall") if k != kind])
+            )
+        rules = []
+        for k in kinds:
+            rule, text = _rule(r, direction, k, key, requests)
+            rules.append(proxy.add(rule))
+            fault.params.setdefault("faults", []).append(text)
         result = rigs.run(env, tmp_path, "copy", "-q", *args, "--streams", str(streams))
-        fault.injected = rule.fired
+        fault.injected = sum(rule.fired for rule in rules)
+        fault.params["fired"] = [rule.fired for rule in rules]
         offsets = [f.offset for f in proxy.fired if f.offset is not None]
         if offsets:
             fault.params["at"] = offsets

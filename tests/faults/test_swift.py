@@ -45,7 +45,7 @@ KINDS = [
     ("download", "restart"),
     ("download", "token"),
 ]
-CASES = count(10, 3)
+CASES = count(8, 3)
 CONTAINER = "faults-swift"
 
 

@@ -61,7 +61,7 @@ KINDS = [
     ("s3-file", "child", "mid"),
     ("file-s3", "child", "mid"),
 ]
-CASES = count(12, 3)
+CASES = count(9, 3)
 #: How long a paced fdatasync, or a held or stalled CompleteMultipartUpload, takes.
 COMMIT_S = 3.0
 
