@@ -288,6 +288,7 @@ class FaultFleet:
     bucket: str
     size: int = 2
     live: list[Worker] = field(default_factory=list)
+    starting: list[Worker] = field(default_factory=list)
     started: int = 0
 
     @property
@@ -304,19 +305,20 @@ class FaultFleet:
         self.pace.off()
         self.ensure()
 
-    def ensure(self) -> None:
-        """Every live worker is running and consuming; dead ones are replaced."""
+    def ensure(self, wait: bool = True) -> None:
+        """Replace dead workers; with ``wait``, until every worker is ready. Without, the
+        replacements start while the job goes on, and the next ``ensure`` waits for them."""
         for w in list(self.live):
             if w.proc.poll() is not None:
                 self.live.remove(w)
-        fresh = []
         while len(self.live) < self.size:
             self.started += 1
             w = self.fleet.start_worker(f"fw{self.started}")
             self.live.append(w)
-            fresh.append(w)
-        if fresh:
-            self.fleet.wait_ready(*fresh, timeout_s=60)
+            self.starting.append(w)
+        if wait and self.starting:
+            self.fleet.wait_ready(*[w for w in self.starting if w in self.live], timeout_s=60)
+            self.starting.clear()
 
     def replace(self, worker: Worker) -> None:
         """Stop a worker (SIGKILL) and start another in its place."""

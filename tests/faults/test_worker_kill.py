@@ -86,6 +86,7 @@ def _strike(fleet: Any, job_id: str, victim: str, fault: Fault) -> bool:
         os.kill(pid, signal.SIGKILL)
     else:
         worker.kill(signal.SIGKILL)
+        worker.proc.wait(10)
     fault.params.setdefault("killed", []).append(f"{victim} of {worker.name} in {task}")
     return True
 
@@ -157,7 +158,7 @@ def test_worker_kill(
             fault.params.setdefault("after_chunks", []).append(after)
             wait_until(lambda: rigs.chunks_done(fleet.job(job_id)) >= after, 60, 0.05)  # noqa: B023
             fault.injected += int(_strike(fleet, job_id, victim, fault))
-    fleet.ensure()
+    fleet.ensure(wait=False)  # a killed worker's replacement starts while the job goes on
     job = rigs.fleet_outcome(fleet, job_id, tmp_path, fault)
     fleet.pace.off()
     if not fault.injected:
