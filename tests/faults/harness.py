@@ -27,6 +27,7 @@ full run. ``MOVER_FAULT_QUICK=1`` runs fewer faults per family.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -46,6 +47,8 @@ MISSED = "missed"
 
 #: How a note of a job the harness had to resume because it did not settle begins.
 STUCK = "stuck"
+#: Seconds leftovers get to disappear after a job settled before they count.
+LEFTOVER_GRACE_S = 10.0
 #: Fewest faults a full run of every family must inject.
 MIN_FAULTS = 100
 
@@ -234,11 +237,20 @@ class SwiftDest:
                 return []
             raise
         used = self._manifest_segments()
-        return [
+        left = [
             f"segment {segments}/{o['name']}"
             for o in listing
             if f"{segments}/{o['name']}" not in used
         ]
+        if left:
+            # Say whether they are bounded (X-Delete-At): kept for a resume, they would still
+            # be leftovers here, but the report should tell the two apart.
+            first = left[0].split("/", 1)[1]
+            with contextlib.suppress(ClientException):
+                expires = self.conn.head_object(segments, first).get("x-delete-at")
+                if expires:
+                    left[0] += f" (expires at {expires})"
+        return left
 
 
 # -- one fault ------------------------------------------------------------------------------
@@ -295,6 +307,10 @@ def judge(
     problems: list[str] = []
     got = dest.sha256()
     left = dest.leftovers()
+    if left:
+        # A clean-up that runs just after the job's end (a retried abort) gets a moment.
+        gone = wait_until(lambda: not dest.leftovers(), LEFTOVER_GRACE_S, 0.5)
+        left = [] if gone else dest.leftovers()
     for run in verdict.runs:
         if "Traceback (most recent call last)" in (run.stderr or ""):
             tail = run.stderr.strip().splitlines()[-1][:200]

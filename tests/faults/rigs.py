@@ -142,6 +142,20 @@ def run(
     return start(env, folder, *args).result(timeout_s)
 
 
+def stop_pid(pid: int) -> bool:
+    """SIGKILL a worker process of this harness by its PID if it still runs (checked to be
+    one of this checkout's workers, so that a reused PID is left alone); True if it did."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return False
+    if "celery" not in cmdline or not cmdline.startswith(str(ROOT)):
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    return True
+
+
 # -- job records ----------------------------------------------------------------------------
 
 
@@ -290,6 +304,7 @@ class FaultFleet:
     live: list[Worker] = field(default_factory=list)
     starting: list[Worker] = field(default_factory=list)
     started: int = 0
+    jobs: Any = None
 
     @property
     def env(self) -> dict[str, str]:
@@ -371,13 +386,13 @@ class FaultFleet:
         return {name.split("@")[0] for name in replies}
 
     def job(self, job_id: str) -> Any:
-        from mover.errors import JobNotFound
-
+        """The job's record in Redis, or None (no such job, or Redis restarting: callers
+        poll again). One job store for all polls: each holds a connection pool."""
+        if self.jobs is None:
+            self.jobs = self.fleet.jobs()
         try:
-            return self.fleet.jobs().get(job_id)
-        except (JobNotFound, OSError):
-            return None
-        except Exception:  # Redis restarting: the caller polls again
+            return self.jobs.get(job_id)
+        except Exception:
             return None
 
     def settle(self, job_id: str, timeout_s: float) -> Any:

@@ -25,6 +25,14 @@ SOURCE = b"the source bytes" * 1000
 VERSIONS = {"source": sha256_bytes(SOURCE)}
 
 
+@pytest.fixture(autouse=True)
+def _no_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Leftovers here never go away by themselves: no need to give them time."""
+    from tests.faults import harness
+
+    monkeypatch.setattr(harness, "LEFTOVER_GRACE_S", 0.1)
+
+
 def _judge(folder: Path, state: str | None, content: bytes | None, **kw: object) -> Fault:
     dest = FileDest(folder / "copy.bin")
     if content is not None:

@@ -59,8 +59,10 @@ PING_S = 15
 
 
 def _newest_job(fleet: Any, since: float) -> Any:
+    """The job ``mover copy --wait`` recorded (it prints its id only at the end)."""
+    fleet.job("")  # opens the shared job store
     try:
-        found = fleet.fleet.jobs().list(1)
+        found = fleet.jobs.list(1)
     except Exception:
         return None
     return found[0] if found and found[0].created >= since else None

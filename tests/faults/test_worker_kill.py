@@ -1,7 +1,8 @@
 """Fleet workers killed with SIGKILL while they run a job: a pool child running one of its
-chunks (Celery sees WorkerLostError and requeues it), or a whole worker, main process and
-pool together (its chunks come back after the visibility time-out, 5 s here), in the middle
-of the job or during its commit.
+chunks (Celery sees WorkerLostError and requeues it), the worker's main process alone (its
+pool children orphaned), or the whole worker, main process and pool together (its chunks
+come back after the visibility time-out, 5 s here); in the middle of the job or during its
+commit.
 
 Commits are made slow enough to be hit: S3's CompleteMultipartUpload is held by the fault
 proxy before the server sees it (``hold``) or answered late after the server completed it
@@ -47,17 +48,19 @@ pytestmark = [
     pytest.mark.celery,
 ]
 
+#: (route, victim, moment); victim: a pool ``child``, the ``main`` process alone (its pool
+#: children orphaned), or the whole process ``group`` (a host or container dying).
 KINDS = [
     ("file-s3", "child", "mid"),
     ("file-file", "main", "mid"),
     ("s3-file", "child", "commit"),
-    ("file-s3", "main", "commit"),
+    ("file-s3", "group", "commit"),
     ("file-file", "child", "mid"),
     ("file-s3", "main", "mid"),
     ("file-file", "child", "commit"),
-    ("s3-file", "main", "mid"),
-    ("file-s3", "child", "commit"),
-    ("file-file", "main", "commit"),
+    ("s3-file", "group", "mid"),
+    ("file-s3", "main", "commit"),
+    ("file-file", "group", "commit"),
     ("s3-file", "child", "mid"),
     ("file-s3", "child", "mid"),
 ]
@@ -66,8 +69,10 @@ CASES = count(9, 3)
 COMMIT_S = 3.0
 
 
-def _strike(fleet: Any, job_id: str, victim: str, fault: Fault) -> bool:
-    """Kill the pool child (or the whole worker) running a task of the job; True if done."""
+def _strike(fleet: Any, job_id: str, victim: str, fault: Fault, orphans: list[int]) -> bool:
+    """Kill the pool child, the main process or the whole worker running a task of the job;
+    True if it was done. The pool children a killed main process leaves are added to
+    ``orphans`` (the harness stops them once the job settled)."""
 
     def running() -> Any:
         job = fleet.job(job_id)
@@ -84,6 +89,10 @@ def _strike(fleet: Any, job_id: str, victim: str, fault: Fault) -> bool:
         return False
     if victim == "child":
         os.kill(pid, signal.SIGKILL)
+    elif victim == "main":
+        orphans.extend(worker.children())
+        os.kill(worker.proc.pid, signal.SIGKILL)
+        worker.proc.wait(10)
     else:
         worker.kill(signal.SIGKILL)
         worker.proc.wait(10)
@@ -139,6 +148,7 @@ def test_worker_kill(
         fleet.pace.set([src_dir, out_dir], 0.15, COMMIT_S if moment == "commit" else 0.15)
 
     job_id = rigs.submit(fleet, tmp_path, source, dest.url, "--chunk-size", f"{chunk}MiB")
+    orphans: list[int] = []
     if moment == "commit":
 
         def committing() -> bool:
@@ -151,16 +161,19 @@ def test_worker_kill(
             return held or rigs.item_state(job) == "committing"
 
         wait_until(committing, 60, 0.05)
-        fault.injected = int(_strike(fleet, job_id, victim, fault))
+        fault.injected = int(_strike(fleet, job_id, victim, fault, orphans))
     else:
         for k in range(kills):
             after = r.randint(k * (n // 3), (k + 1) * (n // 3))
             fault.params.setdefault("after_chunks", []).append(after)
             wait_until(lambda: rigs.chunks_done(fleet.job(job_id)) >= after, 60, 0.05)  # noqa: B023
-            fault.injected += int(_strike(fleet, job_id, victim, fault))
+            fault.injected += int(_strike(fleet, job_id, victim, fault, orphans))
     fleet.ensure(wait=False)  # a killed worker's replacement starts while the job goes on
     job = rigs.fleet_outcome(fleet, job_id, tmp_path, fault)
     fleet.pace.off()
+    left = [pid for pid in orphans if rigs.stop_pid(pid)]
+    if left:
+        fault.notes.append(f"pool children of the killed main process still ran: {left}")
     if not fault.injected:
         fault.outcome = MISSED
     else:
