@@ -18,7 +18,6 @@ import pytest
 from tests.faultproxy import FaultProxy
 from tests.faults import rigs
 from tests.faults.harness import BAD, FAMILY_ORDER, LEDGER, MIN_FAULTS, QUICK, SEED, Fault
-from tests.fixtures_servers import *  # noqa: F403
 from tests.fixtures_servers import _serve
 from tests.integration.test_fleet import Fleet
 from tests.servers import RedisServer

@@ -94,7 +94,8 @@ def _run_case(
     size = r.randint(6 * MiB, 10 * MiB)
     data = r.randbytes(size)
     n = -(-size // MiB)
-    after = r.randint(1, n - 2)
+    # The fleet runs four chunks at once: strike in the first half there.
+    after = r.randint(1, n // 2 if route == "fleet" else n - 2)
     streams = r.choice([1, 2])
     resume = moment == "mid" and r.random() < 0.5
     fault.params.update(route=route, moment=moment, size=size, chunks=n, streams=streams)
@@ -118,7 +119,7 @@ def _run_case(
         src_dir.mkdir()
         (src_dir / "src.bin").write_bytes(data)
         source = str(src_dir / "src.bin")
-        pace.set([src_dir], PACE_S)
+        pace.set([src_dir], 3 * PACE_S if route == "fleet" else PACE_S)
     dest = FileDest(out / "copy.bin")
     args = [source, dest.url, "--chunk-size", "1MiB", "--streams", str(streams)]
     versions = {"source": sha256_bytes(data)}

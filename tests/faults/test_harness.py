@@ -59,6 +59,7 @@ def test_done_and_identical_is_done(tmp_path: Path) -> None:
         (SOURCE[:-1] + b"X", "matches no version"),
         (None, "nothing at the destination"),
     ],
+    ids=["other-bytes", "missing"],
 )
 def test_done_with_other_bytes_is_bad(tmp_path: Path, content: bytes | None, expect: str) -> None:
     fault = _judge(tmp_path, "done", content)
@@ -79,6 +80,7 @@ def test_failed_and_clean_is_clean(tmp_path: Path) -> None:
         (None, "x", [_cli(0)], "exited 0"),
         (None, "x", [_cli(1, "Traceback (most recent call last):\n  boom")], "traceback"),
     ],
+    ids=["partial-object", "two-lines", "no-error", "exit-0", "traceback"],
 )
 def test_failed_but_not_clean_is_bad(
     tmp_path: Path, content: bytes | None, error: str, runs: list, expect: str

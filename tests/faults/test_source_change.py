@@ -112,7 +112,9 @@ def test_source_change(
     src_dir.mkdir()
     out_dir.mkdir()
     chunk = 5 if route == "file-s3" else 1
-    size = r.randint(3 * chunk * MiB, 5 * chunk * MiB - 1)
+    # The fleet runs four chunks at once: more of them, so that the change lands mid-job.
+    low, high = (8, 10) if route == "fleet-file" else (3, 5)
+    size = r.randint(low * chunk * MiB, high * chunk * MiB - 1)
     data = r.randbytes(size)
     n = -(-size // (chunk * MiB))
     after = r.randint(1, n - 2)
@@ -128,7 +130,7 @@ def test_source_change(
     else:
         (src_dir / "src.bin").write_bytes(data)
         source = str(src_dir / "src.bin")
-        pace.set([src_dir], PACE_S)
+        pace.set([src_dir], 3 * PACE_S if route == "fleet-file" else PACE_S)
     dest: Any
     if route == "file-s3":
         dest = S3Dest(client, name, key, f"s3://{name}/{key}")

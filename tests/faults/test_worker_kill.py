@@ -114,7 +114,9 @@ def test_worker_kill(
     fleet.reset(r.randrange(2**31))
     source_kind, dest_kind = route.split("-")
     chunk = 5 if dest_kind == "s3" else 1
-    size = r.randint(4 * chunk * MiB, 6 * chunk * MiB)
+    # Enough chunks for four pool slots to take several rounds: 10-14 of 1 MiB, 4-6 parts.
+    low, high = (4, 6) if chunk > 1 else (10, 14)
+    size = r.randint(low * chunk * MiB, high * chunk * MiB)
     data = r.randbytes(size)
     n = -(-size // (chunk * MiB))
     # Several kills in one job where chunks are many (1 MiB); S3 parts come in one wave.
@@ -145,7 +147,7 @@ def test_worker_kill(
     else:
         dest = FileDest(out_dir / "copy.bin")
     if dest_kind == "file" or source_kind == "file":
-        fleet.pace.set([src_dir, out_dir], 0.15, COMMIT_S if moment == "commit" else 0.15)
+        fleet.pace.set([src_dir, out_dir], 0.25, COMMIT_S if moment == "commit" else 0.25)
 
     job_id = rigs.submit(fleet, tmp_path, source, dest.url, "--chunk-size", f"{chunk}MiB")
     orphans: list[int] = []
