@@ -26,13 +26,18 @@ from tests.servers import RedisServer
 serving = contextlib.contextmanager(_serve)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _announce_seed(request: pytest.FixtureRequest) -> None:
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        mode = "quick" if QUICK else "full"
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Print the seed before the first fault runs (when any fault test was selected)."""
+    if not any(getattr(item.module, "FAMILY", None) for item in session.items):
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    capture = session.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None:
+        return
+    mode = "quick" if QUICK else "full"
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
         reporter.write_line(
-            f"\nfault suite: seed {SEED} ({mode}; replay with MOVER_FAULT_SEED={SEED})"
+            f"fault suite: seed {SEED} ({mode}; replay with MOVER_FAULT_SEED={SEED})"
         )
 
 
@@ -60,9 +65,11 @@ def fault_fleet(s3_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
     folder = tmp_path_factory.mktemp("fault-fleet")
     client = boto3.client("s3", **s3_server.client_kwargs())
-    bucket = "faults-fleet"
-    client.create_bucket(Bucket=bucket)
-    with serving(RedisServer) as redis, FaultProxy("127.0.0.1", s3_server.port) as proxy:
+    with (
+        rigs.bucket(client, "faults-fleet") as bucket,
+        serving(RedisServer) as redis,
+        FaultProxy("127.0.0.1", s3_server.port) as proxy,
+    ):
         pace = rigs.Pace(folder / "pace.json")
         rigs.write_config(
             folder,

@@ -247,6 +247,41 @@ def fill(folder: Path, name: str = "filler") -> int:
 # -- S3 -------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def bucket(client: Any, name: str) -> Iterator[str]:
+    """A bucket for one family, emptied and removed afterwards (objects and uploads), so
+    that the servers the rest of the session shares do not carry the faults' data."""
+    client.create_bucket(Bucket=name)
+    try:
+        yield name
+    finally:
+        with contextlib.suppress(Exception):
+            uploads = client.list_multipart_uploads(Bucket=name).get("Uploads", []) or []
+            for u in uploads:
+                client.abort_multipart_upload(Bucket=name, Key=u["Key"], UploadId=u["UploadId"])
+            for page in client.get_paginator("list_objects_v2").paginate(Bucket=name):
+                keys = [{"Key": o["Key"]} for o in page.get("Contents", []) or []]
+                if keys:
+                    client.delete_objects(Bucket=name, Delete={"Objects": keys})
+            client.delete_bucket(Bucket=name)
+
+
+@contextlib.contextmanager
+def container(conn: Any, name: str) -> Iterator[str]:
+    """A Swift container for one family, emptied and removed afterwards, with the segments
+    container mover makes beside it."""
+    conn.put_container(name)
+    try:
+        yield name
+    finally:
+        for each in (name, f"{name}_segments"):
+            with contextlib.suppress(Exception):
+                _, objects = conn.get_container(each, full_listing=True)
+                for obj in objects:
+                    conn.delete_object(each, obj["name"])
+                conn.delete_container(each)
+
+
 def put_source(client: Any, bucket: str, key: str, data: bytes, multipart: bool) -> None:
     """Write a source object with boto3 itself: one PUT, or a multipart upload of 5 MiB
     parts (whose ETag is then the md5 of the parts' md5s, ``-N``)."""

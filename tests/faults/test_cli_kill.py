@@ -69,10 +69,9 @@ def stores(s3_server: Any, swift_server: Any) -> Iterator[dict[str, Any]]:
     from swiftclient.client import Connection
 
     client = boto3.client("s3", **s3_server.client_kwargs())
-    client.create_bucket(Bucket="faults-cli")
     conn = Connection(**swift_server.connection_kwargs())
-    conn.put_container("faults-cli")
-    yield {"s3": client, "swift": conn}
+    with rigs.bucket(client, "faults-cli"), rigs.container(conn, "faults-cli"):
+        yield {"s3": client, "swift": conn}
     conn.close()
 
 

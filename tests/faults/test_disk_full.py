@@ -50,12 +50,12 @@ def disk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def bucket(s3_server: Any) -> tuple[Any, str]:
+def bucket(s3_server: Any) -> Iterator[tuple[Any, str]]:
     import boto3
 
     client = boto3.client("s3", **s3_server.client_kwargs())
-    client.create_bucket(Bucket="faults-disk")
-    return client, "faults-disk"
+    with rigs.bucket(client, "faults-disk") as name:
+        yield client, name
 
 
 @pytest.mark.parametrize("index", range(CASES), ids=case_ids(KINDS, CASES))

@@ -56,9 +56,8 @@ def bucket(s3_server: Any) -> Iterator[tuple[Any, str]]:
     import boto3
 
     client = boto3.client("s3", **s3_server.client_kwargs())
-    name = "faults-s3proxy"
-    client.create_bucket(Bucket=name)
-    yield client, name
+    with rigs.bucket(client, "faults-s3proxy") as name:
+        yield client, name
 
 
 #: Requests of an upload a fault may hit: (method, path pattern, header).

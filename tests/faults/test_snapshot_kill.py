@@ -47,8 +47,8 @@ def s3(s3_server: Any) -> Iterator[Any]:
     import boto3
 
     client = boto3.client("s3", **s3_server.client_kwargs())
-    client.create_bucket(Bucket="faults-snap")
-    yield client
+    with rigs.bucket(client, "faults-snap"):
+        yield client
 
 
 @dataclass

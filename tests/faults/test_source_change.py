@@ -52,9 +52,8 @@ def bucket(s3_server: Any) -> Iterator[tuple[Any, str]]:
     import boto3
 
     client = boto3.client("s3", **s3_server.client_kwargs())
-    name = "faults-change"
-    client.create_bucket(Bucket=name)
-    yield client, name
+    with rigs.bucket(client, "faults-change") as name:
+        yield client, name
 
 
 def changed(r: Any, data: bytes, change: str, chunk: int, fault: Fault) -> bytes:
