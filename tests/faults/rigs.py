@@ -123,15 +123,16 @@ def start(env: dict[str, str], folder: Path, *args: str) -> Run:
     n = len(list(folder.glob("run-*.out")))
     out, err = folder / f"run-{n}.out", folder / f"run-{n}.err"
     argv = [*MOVER, *args]
-    proc = subprocess.Popen(
-        argv,
-        env=env,
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
-        stdout=open(out, "wb"),  # noqa: SIM115 - the child holds it
-        stderr=open(err, "wb"),  # noqa: SIM115
-        start_new_session=True,
-    )
+    with open(out, "wb") as stdout, open(err, "wb") as stderr:  # the child keeps its copies
+        proc = subprocess.Popen(
+            argv,
+            env=env,
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=True,
+        )
     return Run(argv, proc, out, err)
 
 
