@@ -7,6 +7,7 @@ import shutil
 import pytest
 
 from tests import testplugin
+from tests.fixtures_servers import *  # noqa: F403  (one S3, Swift, Redis for the whole session)
 
 # Before any test imports mover: the registries read entry points on first use.
 _PLUGIN_METADATA = testplugin.activate()

@@ -12,12 +12,17 @@ which requests get a fault:
     reset           the response's headers and part of its body are sent, then the connection
                     is reset (RST): a download broken mid-body
     reset_request   the connection is reset before the request reaches the server
-    stall           the response waits ``stall_s`` seconds before its first byte
+    stall           the response waits ``stall_s`` seconds before its first byte (the server
+                    has already acted on the request: a slow answer)
+    hold            the request waits ``stall_s`` seconds before it is forwarded (the server
+                    has not seen it yet: a slow request); dropped if the client left meanwhile
 
 A rule matches on method, a regular expression over the path (with its query) and optionally
 a header's presence; it skips its first ``after`` matches, then fires ``times`` times (or with
 probability ``probability`` from a seeded generator, so that a run can be replayed). Every
-fired fault is recorded in :attr:`FaultProxy.fired`.
+fired fault is recorded in :attr:`FaultProxy.fired`, and every answer the server gave in
+:attr:`FaultProxy.answers` (method, path, status), so that a test can tell which requests
+reached the server and how they ended (a 401 of an expired token, say).
 
 Use::
 
@@ -54,7 +59,7 @@ _HOP = {
     "trailer",
     "upgrade",
 }
-ACTIONS = ("flip_response", "flip_request", "status", "reset", "reset_request", "stall")
+ACTIONS = ("flip_response", "flip_request", "status", "reset", "reset_request", "stall", "hold")
 
 
 @dataclass
@@ -70,7 +75,8 @@ class Rule:
         times: how many times the rule fires (None: every match).
         probability: with ``times`` None, fire on a match with this probability (seeded).
         status: for ``status``, the HTTP status to answer; ``code`` the S3 error code.
-        stall_s: for ``stall``, seconds to wait before answering.
+        stall_s: for ``stall``, seconds to wait before answering; for ``hold``, before
+            forwarding.
         min_body: only fire on messages whose body is at least this many bytes (so a flip has
             a byte to land on).
     """
@@ -120,6 +126,7 @@ class FaultProxy:
         self.upstream = (upstream_host, upstream_port)
         self.rules: list[Rule] = []
         self.fired: list[Fired] = []
+        self.answers: list[tuple[str, str, int]] = []
         self.requests = 0
         self._random = random.Random(seed)
         self._lock = threading.Lock()
@@ -145,6 +152,16 @@ class FaultProxy:
     def clear(self) -> None:
         with self._lock:
             self.rules.clear()
+
+    def reseed(self, seed: int) -> None:
+        """Forget rules, fired faults and answers and restart the generator: a proxy shared
+        by many tests then draws for each one as a fresh proxy with ``seed`` would."""
+        with self._lock:
+            self.rules.clear()
+            self.fired.clear()
+            self.answers.clear()
+            self.requests = 0
+            self._random = random.Random(seed)
 
     def _pick(
         self,
@@ -178,6 +195,10 @@ class FaultProxy:
     def _record(self, fired: Fired) -> None:
         with self._lock:
             self.fired.append(fired)
+
+    def _answer(self, method: str, path: str, status: int) -> None:
+        with self._lock:
+            self.answers.append((method, path, status))
 
     # -- life ---------------------------------------------------------------------------------
 
@@ -230,6 +251,16 @@ def _reset(sock: socket.socket) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     with contextlib.suppress(OSError):
         sock.close()
+
+
+def _client_gone(sock: socket.socket) -> bool:
+    """Whether the client closed its end (a peek that finds end-of-file or a reset)."""
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -294,6 +325,15 @@ class _Handler(BaseHTTPRequestHandler):
             if method != "HEAD":
                 self.wfile.write(xml)
             return
+        if rule is not None and rule.action == "hold":
+            proxy._record(Fired(rule.action, method, path))
+            time.sleep(rule.stall_s)
+            rule = None
+            if _client_gone(self.connection):
+                # A client that gave up (or died) during the hold: the request never
+                # reaches the server, as a request lost on the way would not.
+                self.close_connection = True
+                return
 
         headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
         headers["Content-Length"] = str(len(body))
@@ -304,8 +344,10 @@ class _Handler(BaseHTTPRequestHandler):
         except (OSError, http.client.HTTPException):
             conn.close()
             self._upstream = None
+            proxy._answer(method, path, 502)
             self.send_error(502, "upstream unreachable")
             return
+        proxy._answer(method, path, resp.status)
 
         length = resp.getheader("Content-Length")
         size = int(length) if length is not None else None

@@ -1,1 +1,1 @@
-from tests.fixtures_servers import *  # noqa: F403
+"""The server fixtures come from tests/conftest.py (tests/fixtures_servers.py)."""
