@@ -45,6 +45,8 @@ from mover.transfer import abort_message, endpoints, plan_item
 log = logging.getLogger("mover.executor")
 
 _START, _CHUNK = 1, 0  # queue priorities: chunks of started objects first
+#: Seconds a run spends, at its end, retrying aborts that met a store that did not answer.
+ABORT_RETRY_WINDOW_S = float(os.environ.get("MOVER_ABORT_RETRY_WINDOW_S") or 15)
 #: Jobs of at least this many objects run inside their stores' batches (grouped commits).
 BATCH_MIN_OBJECTS = 16
 
@@ -193,8 +195,10 @@ class EmbeddedExecutor:
             self._put(_CHUNK, ("chunk", run, Chunk(c.index, c.offset, c.length)))
 
     def _plan(self, item: Item, source: Endpoint, destination: Endpoint) -> _ItemRun:
-        if item.plan and item.state == RUNNING and item.strategy:
-            # Resume of an interrupted item: its writer (temp file, upload) still exists.
+        if item.plan and item.state in (RUNNING, COMMITTING) and item.strategy:
+            # Resume of an interrupted item: its writer (temp file, upload) still exists. One
+            # interrupted in its commit is committed again from the same writer (a commit that
+            # had already gone through is recognised by the writer), never planned afresh.
             strategy = dispatcher.get_strategy(item.strategy)
             plan = Plan.from_dict(item.plan)
             return _ItemRun(item, source, destination, strategy, plan, 0)
@@ -288,7 +292,19 @@ class EmbeddedExecutor:
             log.exception("job %s object %d failed", self._job.id, item.index, exc_info=exc)
         self.jobs.update_item(self._job.id, item.index, state=state, error=message)
 
+    def _retry_aborts(self, job_id: str) -> None:
+        """Aborts of this job that met a store that did not answer (a restart, a blip) are
+        tried again a few times before the run ends, so that a short outage leaves nothing
+        behind; what is still pending after :data:`ABORT_RETRY_WINDOW_S` stays recorded for
+        ``mover cleanup`` and ``mover resume`` (mover.cleanup)."""
+        deadline = time.monotonic() + ABORT_RETRY_WINDOW_S
+        pause = 0.5
+        while cleanup.retry_job(self.jobs, job_id) and time.monotonic() + pause < deadline:
+            time.sleep(pause)
+            pause = min(pause * 2, 4.0)
+
     def _finish(self, job_id: str) -> Job:
+        self._retry_aborts(job_id)
         flush_error: str | None = None
         for store in self._destinations.values():
             try:
