@@ -107,19 +107,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        with h.Bench(args, "mover local benchmark") as bench:
-            bench.header()
-            results = bench.run_cases(cases(bench))
-            h.print_details(results, "local cases")
-            h.print_targets(
-                [*rows(bench, results), h.rss_row(results, bench.chunk, bench.streams)],
-                "targets",
-            )
-    except h.BenchError as exc:
-        print(f"bench_local: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return h.run_script(args, "mover local benchmark", cases, rows)
 
 
 if __name__ == "__main__":

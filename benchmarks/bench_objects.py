@@ -274,19 +274,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        with h.Bench(args, "mover object-store benchmark") as bench:
-            bench.header()
-            results = bench.run_cases(cases(bench, not args.no_s3, not args.no_swift))
-            h.print_details(results, "object-store cases")
-            h.print_targets(
-                [*rows(bench, results), h.rss_row(results, bench.chunk, bench.streams)],
-                "targets",
-            )
-    except h.BenchError as exc:
-        print(f"bench_objects: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return h.run_script(
+        args,
+        "mover object-store benchmark",
+        lambda bench: cases(bench, not args.no_s3, not args.no_swift),
+        rows,
+    )
 
 
 if __name__ == "__main__":

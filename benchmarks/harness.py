@@ -919,8 +919,13 @@ def transfer_case(
     before: Callable[[], None] = lambda: None,
     total_bytes: int | None = None,
     objects: int | None = None,
+    movers: Sequence[tuple[str, Sequence[str], dict[str, str]]] = (("mover", (), {}),),
 ) -> Case:
     """A case copying ``src`` to a fresh ``dst(tag)`` per run: mover and every installed peer.
+
+    ``movers`` names the mover rows, each with extra ``mover copy`` options and environment
+    (the fleet cases run ``embedded`` and ``fleet``); peers are left out with ``--quick``
+    where :data:`QUICK_LEAVES_OUT` says.
 
     ``reference`` is the local data ``src`` holds (its source file or tree): each destination
     is checked against it, by shape on every run and byte for byte on each tool's first round
@@ -932,10 +937,14 @@ def transfer_case(
     n_bytes = total_bytes if total_bytes is not None else total_of(ref)
     tools = [
         Tool(
-            "mover",
-            lambda t: bench.mover_argv(src.url(), dst(t).url(), recursive=recursive),
+            name,
+            lambda t, x=tuple(extra): bench.mover_argv(
+                *x, src.url(), dst(t).url(), recursive=recursive
+            ),
             mover=True,
+            env=dict(env),
         )
+        for name, extra, env in movers
     ]
     for name in peers:
         if bench.quick and name in QUICK_LEAVES_OUT:
@@ -1293,3 +1302,26 @@ class Bench:
         print(f"  load average at start: {self.load_start} ({os.cpu_count()} CPUs)")
         print("  noisy: client and servers share the cores; read the load beside every table")
         sys.stdout.flush()
+
+
+def run_script(
+    args: argparse.Namespace,
+    title: str,
+    cases: Callable[[Bench], Sequence[Case]],
+    rows: Callable[[Bench, dict[str, CaseResult]], Sequence[Row]],
+) -> int:
+    """A whole benchmark script: header, cases, detail table, target table (with the RSS row).
+
+    Returns the exit status: 0, or 1 after a tool failed or copied something wrong.
+    """
+    try:
+        with Bench(args, title) as bench:
+            bench.header()
+            results = bench.run_cases(cases(bench))
+            print_details(results, "cases")
+            found = [*rows(bench, results), rss_row(results, bench.chunk, bench.streams)]
+            print_targets(found, "targets")
+    except BenchError as exc:
+        print(f"{Path(sys.argv[0]).name}: {exc}", file=sys.stderr)
+        return 1
+    return 0
