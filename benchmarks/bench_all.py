@@ -12,7 +12,9 @@ fleet workers are started here and stopped by PID at the end.
     .venv/bin/python benchmarks/bench_all.py --quick     # a developer's check, under 3 minutes
     .venv/bin/python benchmarks/bench_all.py --only s3-down,s3-small-up --runs 5
 
-``--quick``: 256 MiB and 300 small objects, one round, without the boto3 and aws CLI peers.
+Each case gets one untimed warm-up run first (the first run after a server start, or on a new
+bucket, is slower for every client). ``--quick``: 256 MiB and 300 small objects, one round, no
+warm-up, without the boto3 and aws CLI peers.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    args.warmup = args.warmup or not args.quick  # warm rounds: one untimed run per case first
     try:
         with h.Bench(args, "mover benchmark, the target table of issue 10") as bench:
             bench.header()
