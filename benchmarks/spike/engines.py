@@ -38,6 +38,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+# The reader mover's S3 store hands the SDK (a seekable file over the caller's buffer, no copy).
+from mover.providers.s3 import _BufferReader as BufferReader
+
 MiB = 1 << 20
 
 ENGINES = ("botocore", "botocore-trim", "awscrt", "obstore")
@@ -72,40 +75,6 @@ def crc32c_b64(data: Any) -> str:
     from awscrt import checksums
 
     return base64.b64encode(checksums.crc32c(data).to_bytes(4, "big")).decode()
-
-
-class BufferReader(io.RawIOBase):
-    """A seekable file over a memoryview: an SDK streams a part without a copy of it."""
-
-    def __init__(self, view: memoryview) -> None:
-        super().__init__()
-        self._view = view
-        self._pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
-
-    def readinto(self, b: Any) -> int:
-        n = max(0, min(len(b), len(self._view) - self._pos))
-        b[:n] = self._view[self._pos : self._pos + n]
-        self._pos += n
-        return n
-
-    readinto1 = readinto
-
-    def __len__(self) -> int:
-        return len(self._view) - self._pos
 
 
 class Workloads:
@@ -169,7 +138,84 @@ def _crc_sum(values: Sequence[bytes | memoryview]) -> int:
 # botocore, as mover has it and trimmed
 
 
-class Botocore(Workloads):
+class Threaded(Workloads):
+    """Large transfers on threads, each part through the engine's one-request calls:
+    ``_get_into`` (a ranged GET into a buffer) and ``_upload_part`` (one UploadPart with its
+    crc32c); CreateMultipartUpload and Complete go through :meth:`control`."""
+
+    def __init__(self, target: Target) -> None:
+        super().__init__(target)
+        self._local = threading.local()
+
+    def control(self) -> Any:
+        """A botocore client for the control calls."""
+        raise NotImplementedError
+
+    def _get_into(self, key: str, offset: int, view: memoryview) -> int:
+        raise NotImplementedError
+
+    def _upload_part(
+        self, key: str, upload: str, number: int, view: memoryview, crc: str
+    ) -> tuple[str, str | None]:
+        """(ETag, the crc32c the server confirmed or None)."""
+        raise NotImplementedError
+
+    def _buffer(self, size: int) -> memoryview:
+        """This thread's part buffer, reused from part to part."""
+        buf = getattr(self._local, "buf", None)
+        if buf is None or len(buf) < size:
+            buf = self._local.buf = memoryview(bytearray(size))
+        return buf[:size]
+
+    def large_down(self, key: str, path: str, size: int, part: int, streams: int) -> int:
+        fd = _presize(path, size)
+        try:
+
+            def one(p: tuple[int, int, int]) -> int:
+                _n, off, length = p
+                view = self._buffer(length)
+                got = self._get_into(key, off, view)
+                return os.pwrite(fd, view[:got], off)
+
+            with ThreadPoolExecutor(streams) as pool:
+                total = sum(pool.map(one, _parts(size, part)))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return total
+
+    def large_up(self, path: str, key: str, size: int, part: int, streams: int) -> str:
+        c = self.control()
+        upload = c.create_multipart_upload(
+            Bucket=self.t.bucket, Key=key, ChecksumAlgorithm="CRC32C"
+        )["UploadId"]
+        fd = os.open(path, os.O_RDONLY)
+        try:
+
+            def one(p: tuple[int, int, int]) -> dict[str, Any]:
+                number, off, length = p
+                view = self._buffer(length)
+                os.preadv(fd, [view], off)
+                crc = crc32c_b64(view)  # once, in C; the server checks it (BadDigest)
+                etag, confirmed = self._upload_part(key, upload, number, view, crc)
+                if confirmed not in (None, crc):
+                    raise RuntimeError(f"part {number}: server stored another crc32c")
+                return {"PartNumber": number, "ETag": etag, "ChecksumCRC32C": crc}
+
+            with ThreadPoolExecutor(streams) as pool:
+                parts = list(pool.map(one, _parts(size, part)))
+        except BaseException:
+            c.abort_multipart_upload(Bucket=self.t.bucket, Key=key, UploadId=upload)
+            raise
+        finally:
+            os.close(fd)
+        done = c.complete_multipart_upload(
+            Bucket=self.t.bucket, Key=key, UploadId=upload, MultipartUpload={"Parts": parts}
+        )
+        return str(done["ETag"]).strip('"')
+
+
+class Botocore(Threaded):
     """Threads; ``trimmed`` gives each thread its own client without parameter validation."""
 
     def __init__(self, target: Target, trimmed: bool) -> None:
@@ -179,7 +225,6 @@ class Botocore(Workloads):
         self.trimmed = trimmed
         self.session = botocore.session.get_session()
         self._lock = threading.Lock()  # client creation is not thread-safe on one session
-        self._local = threading.local()
         self._spare: queue.Queue[Any] = queue.Queue()  # clients made by prepare, one a thread
         self._shared = None if trimmed else self._make()
 
@@ -214,6 +259,9 @@ class Botocore(Workloads):
         for c in clients:
             c.head_bucket(Bucket=self.t.bucket)  # loads the model's handlers, connects
 
+    def control(self) -> Any:
+        return self.client
+
     @property
     def client(self) -> Any:
         if self._shared is not None:
@@ -224,12 +272,6 @@ class Botocore(Workloads):
                 self._spare.get_nowait() if not self._spare.empty() else self._make()
             )
         return client
-
-    def _buffer(self, size: int) -> memoryview:
-        buf = getattr(self._local, "buf", None)
-        if buf is None or len(buf) < size:
-            buf = self._local.buf = memoryview(bytearray(size))
-        return buf[:size]
 
     def _get_into(self, key: str, offset: int, view: memoryview) -> int:
         resp = self.client.get_object(
@@ -250,60 +292,19 @@ class Botocore(Workloads):
             release()
         return got
 
-    def large_down(self, key: str, path: str, size: int, part: int, streams: int) -> int:
-        fd = _presize(path, size)
-        try:
-
-            def one(p: tuple[int, int, int]) -> int:
-                _n, off, length = p
-                view = self._buffer(length)
-                got = self._get_into(key, off, view)
-                return os.pwrite(fd, view[:got], off)
-
-            with ThreadPoolExecutor(streams) as pool:
-                total = sum(pool.map(one, _parts(size, part)))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        return total
-
-    def large_up(self, path: str, key: str, size: int, part: int, streams: int) -> str:
-        c = self.client
-        upload = c.create_multipart_upload(
-            Bucket=self.t.bucket, Key=key, ChecksumAlgorithm="CRC32C"
-        )["UploadId"]
-        fd = os.open(path, os.O_RDONLY)
-        try:
-
-            def one(p: tuple[int, int, int]) -> dict[str, Any]:
-                number, off, length = p
-                view = self._buffer(length)
-                os.preadv(fd, [view], off)
-                crc = crc32c_b64(view)
-                answer = self.client.upload_part(
-                    Bucket=self.t.bucket,
-                    Key=key,
-                    UploadId=upload,
-                    PartNumber=number,
-                    Body=BufferReader(view),
-                    ContentLength=length,
-                    ChecksumCRC32C=crc,
-                )
-                if answer.get("ChecksumCRC32C") not in (None, crc):
-                    raise RuntimeError(f"part {number}: server stored another crc32c")
-                return {"PartNumber": number, "ETag": answer["ETag"], "ChecksumCRC32C": crc}
-
-            with ThreadPoolExecutor(streams) as pool:
-                parts = list(pool.map(one, _parts(size, part)))
-        except BaseException:
-            c.abort_multipart_upload(Bucket=self.t.bucket, Key=key, UploadId=upload)
-            raise
-        finally:
-            os.close(fd)
-        done = c.complete_multipart_upload(
-            Bucket=self.t.bucket, Key=key, UploadId=upload, MultipartUpload={"Parts": parts}
+    def _upload_part(
+        self, key: str, upload: str, number: int, view: memoryview, crc: str
+    ) -> tuple[str, str | None]:
+        answer = self.client.upload_part(
+            Bucket=self.t.bucket,
+            Key=key,
+            UploadId=upload,
+            PartNumber=number,
+            Body=BufferReader(view),
+            ContentLength=len(view),
+            ChecksumCRC32C=crc,
         )
-        return str(done["ETag"]).strip('"')
+        return answer["ETag"], answer.get("ChecksumCRC32C")
 
     def copy_object(self, src: str, dst: str) -> str:
         answer = self.client.copy_object(
@@ -369,7 +370,7 @@ class Botocore(Workloads):
 # awscrt's S3 client
 
 
-class AwsCrt(Workloads):
+class AwsCrt(Threaded):
     """One ``S3Client``; each request a ``DEFAULT`` meta request, ``inflight`` at once."""
 
     def __init__(self, target: Target, event_loop_threads: int = 2) -> None:
@@ -390,7 +391,12 @@ class AwsCrt(Workloads):
             tls_mode=s3.S3RequestTlsMode.DISABLED,
             max_active_connections_override=64,
         )
-        self._local = threading.local()
+        self._control: Botocore | None = None
+
+    def control(self) -> Any:
+        if self._control is None:
+            self._control = Botocore(self.t, trimmed=True)
+        return self._control.client
 
     def _request(
         self,
@@ -425,12 +431,6 @@ class AwsCrt(Workloads):
         )
         return made, answer
 
-    def _buffer(self, size: int) -> memoryview:
-        buf = getattr(self._local, "buf", None)
-        if buf is None or len(buf) < size:
-            buf = self._local.buf = memoryview(bytearray(size))
-        return buf[:size]
-
     def _get_into(self, key: str, offset: int, view: memoryview) -> int:
         got = [0]
 
@@ -449,60 +449,18 @@ class AwsCrt(Workloads):
         made.finished_future.result()
         return got[0]
 
-    def large_down(self, key: str, path: str, size: int, part: int, streams: int) -> int:
-        fd = _presize(path, size)
-        try:
-
-            def one(p: tuple[int, int, int]) -> int:
-                _n, off, length = p
-                view = self._buffer(length)
-                got = self._get_into(key, off, view)
-                return os.pwrite(fd, view[:got], off)
-
-            with ThreadPoolExecutor(streams) as pool:
-                total = sum(pool.map(one, _parts(size, part)))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        return total
-
-    def large_up(self, path: str, key: str, size: int, part: int, streams: int) -> str:
-        control = Botocore(self.t, trimmed=True)
-        c = control.client
-        upload = c.create_multipart_upload(
-            Bucket=self.t.bucket, Key=key, ChecksumAlgorithm="CRC32C"
-        )["UploadId"]
-        fd = os.open(path, os.O_RDONLY)
-        try:
-
-            def one(p: tuple[int, int, int]) -> dict[str, Any]:
-                number, off, length = p
-                view = self._buffer(length)
-                os.preadv(fd, [view], off)
-                crc = crc32c_b64(view)
-                made, answer = self._request(
-                    "PUT",
-                    f"{key}?partNumber={number}&uploadId={upload}",
-                    "UploadPart",
-                    [("Content-Length", str(length)), ("x-amz-checksum-crc32c", crc)],
-                    body=BufferReader(view),
-                )
-                made.finished_future.result()
-                if answer.get("x-amz-checksum-crc32c") not in (None, crc):
-                    raise RuntimeError(f"part {number}: server stored another crc32c")
-                return {"PartNumber": number, "ETag": answer["etag"], "ChecksumCRC32C": crc}
-
-            with ThreadPoolExecutor(streams) as pool:
-                parts = list(pool.map(one, _parts(size, part)))
-        except BaseException:
-            c.abort_multipart_upload(Bucket=self.t.bucket, Key=key, UploadId=upload)
-            raise
-        finally:
-            os.close(fd)
-        done = c.complete_multipart_upload(
-            Bucket=self.t.bucket, Key=key, UploadId=upload, MultipartUpload={"Parts": parts}
+    def _upload_part(
+        self, key: str, upload: str, number: int, view: memoryview, crc: str
+    ) -> tuple[str, str | None]:
+        made, answer = self._request(
+            "PUT",
+            f"{key}?partNumber={number}&uploadId={upload}",
+            "UploadPart",
+            [("Content-Length", str(len(view))), ("x-amz-checksum-crc32c", crc)],
+            body=BufferReader(view),
         )
-        return str(done["ETag"]).strip('"')
+        made.finished_future.result()
+        return answer["etag"], answer.get("x-amz-checksum-crc32c")
 
     def copy_object(self, src: str, dst: str) -> str:
         made, answer = self._request(
@@ -512,8 +470,7 @@ class AwsCrt(Workloads):
         return str(answer.get("status"))
 
     def upload_part_copy(self, src: str, dst: str, size: int, part: int, streams: int) -> str:
-        control = Botocore(self.t, trimmed=True)
-        c = control.client
+        c = self.control()
         upload = c.create_multipart_upload(Bucket=self.t.bucket, Key=dst)["UploadId"]
         bodies: dict[int, bytearray] = {}
 
