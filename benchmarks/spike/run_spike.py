@@ -204,11 +204,20 @@ def throughput(args: argparse.Namespace, env: dict[str, str], work: Path, s3: An
                         raise SystemExit(f"{engine}: small-down read other bytes")
                 results.setdefault((workload, engine), []).append(got)
                 print(
-                    f"  {workload:<12} {engine:<14} round {round_ + 1}: {got['seconds']:7.3f} s",
+                    f"  {workload:<12} {engine:<14} round {round_ + 1}: {got['seconds']:7.3f} s"
+                    f", cpu {got['cpu_seconds']:.2f} s (load {load()})",
                     file=sys.stderr,
                     flush=True,
                 )
-    print(f"\nthroughput (load average {load()}; {args.rounds} rounds, engines interleaved)")
+        # after every round: an interrupted spike still leaves its figures
+        print_throughput(args, results, round_ + 1)
+
+
+def print_throughput(
+    args: argparse.Namespace, results: dict[tuple[str, str], list[dict[str, Any]]], rounds: int
+) -> None:
+    size = args.size
+    print(f"\nthroughput (load average {load()}; {rounds} round(s), engines interleaved)")
     head = (
         f"{'workload':<12} {'engine':<14} {'best s':>7} {'median':>7} {'best speed':>14} "
         f"{'cpu s':>6} {'cpu/GiB or /1k req':>18} {'RSS MiB':>7}  runs (s)"
