@@ -59,6 +59,9 @@ def judge(target: Target, results: dict[str, CaseResult]) -> Row:
         return Row(target.case, "-", "-", "-", target.label(), NOT_RUN)
     subject = res[target.subject]
     label = subject.case.label
+    if not subject.seconds:
+        cause = subject.failures[0].splitlines()[0][-300:] if subject.failures else "no run"
+        return Row(label, "failed", "-", "-", target.label(), f"MISSED: every run failed: {cause}")
     present = [res[p] for p in target.peers if p in res and res[p].seconds]
     if not present:
         return Row(
@@ -72,13 +75,14 @@ def judge(target: Target, results: dict[str, CaseResult]) -> Row:
     peer = min(present, key=lambda m: m.best)
     ratio = peer.best / subject.best if subject.best > 0 else float("inf")
     name = f"{subject.tool} " if target.subject != "mover" else ""
+    failed = f" ({len(subject.failures)} run(s) failed)" if subject.failures else ""
     if ratio >= target.min_ratio:
-        verdict = "met"
+        verdict = "met" + failed
     else:
         measured = f"CPU {subject.tool} {subject.cpu:.2f} s vs {peer.tool} {peer.cpu:.2f} s"
         if subject.server == subject.server:  # not NaN: the servers are ours
             measured += f", servers {subject.server:.2f} s vs {peer.server:.2f} s"
-        verdict = "MISSED: " + "; ".join(x for x in (target.cause, measured) if x)
+        verdict = "MISSED: " + "; ".join(x for x in (target.cause, measured) if x) + failed
     return Row(
         label,
         name + subject.speed(),
@@ -131,6 +135,8 @@ def print_details(results: dict[str, CaseResult], title: str, out: TextIO = sys.
     for res in results.values():
         for name, m in res.items():
             runs = " ".join(f"{s:.3f}" for s in m.seconds)
+            if m.failures:
+                runs += f" (+{len(m.failures)} failed: {m.failures[0].splitlines()[0][-160:]})"
             print(
                 f"{m.case.label:<26} {name:<16} {m.best:>8.3f} {m.median:>8.3f} "
                 f"{m.speed():>16} {m.cpu:>6.2f} {_fmt_num(m.server):>7} "

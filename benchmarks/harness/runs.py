@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
@@ -145,6 +146,7 @@ class Measure:
     rss_bytes: list[int] = field(default_factory=list)
     server_cpu: list[float] = field(default_factory=list)
     summaries: list[dict[str, Any]] = field(default_factory=list)  #: mover's --json
+    failures: list[str] = field(default_factory=list)  #: errors of runs that failed
 
     def add(self, used: Usage, extra_seconds: float = 0.0, extra_cpu: float = 0.0) -> None:
         self.seconds.append(used.seconds + extra_seconds)
@@ -154,11 +156,11 @@ class Measure:
 
     @property
     def best(self) -> float:
-        return min(self.seconds)
+        return min(self.seconds) if self.seconds else float("nan")
 
     @property
     def median(self) -> float:
-        return statistics.median(self.seconds)
+        return statistics.median(self.seconds) if self.seconds else float("nan")
 
     @property
     def cpu(self) -> float:
@@ -237,7 +239,18 @@ def run_case(
         shift = index % len(case.tools)
         for tool in case.tools[shift:] + case.tools[:shift]:
             tag = f"{tool.name}-{index}"
-            used, sync_s, sync_cpu = one(tool, tag)
+            try:
+                used, sync_s, sync_cpu = one(tool, tag)
+            except BenchError as exc:
+                # A failed run is a result too (a timeout or a 500 on a loaded machine): it is
+                # reported in the tables and the targets, and the other runs go on.
+                for name in (tool.name, tool.name + "+sync"):
+                    if name in results:
+                        results[name].failures.append(str(exc))
+                print(f"  {case.key:<14} {tool.name:<12} FAILED: {exc}", file=log, flush=True)
+                with contextlib.suppress(Exception):
+                    case.clean(tag)
+                continue
             results[tool.name].add(used)
             if tool.mover:
                 summary = _mover_summary(tool, case, used)

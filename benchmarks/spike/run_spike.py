@@ -142,7 +142,11 @@ def throughput(args: argparse.Namespace, env: dict[str, str], work: Path, s3: An
         for _ in range(size // (4 * MiB)):
             f.write(os.urandom(4 * MiB))
     expected_etag = multipart_etag(large, part)
-    source_md5 = hashlib.md5(large.read_bytes()).hexdigest()
+    md5 = hashlib.md5()
+    with open(large, "rb") as f:  # in pieces: a child's ru_maxrss starts at ours (fork)
+        while piece := f.read(8 * MiB):
+            md5.update(piece)
+    source_md5 = md5.hexdigest()
     s3.upload_file(str(large), BUCKET, "large.bin")
     body = s3.get_object(Bucket=BUCKET, Key="large.bin")["Body"]
     while body.read(8 * MiB):  # the server's caches warm, untimed
@@ -325,7 +329,10 @@ def callgrind(args: argparse.Namespace, env: dict[str, str]) -> None:
 
 def startup(env: dict[str, str]) -> None:
     print(f"\nstart-up per engine (load average {load()})")
-    print(f"{'engine':<20} {'import ms':>10} {'import+client ms':>17}   imports")
+    print(
+        f"{'engine':<20} {'import ms':>10} {'import+client ms':>17} {'import+client':>14}   imports"
+    )
+    print(f"{'':<20} {'':>10} {'':>17} {'M instr.':>14}")
 
     def best_wall(code: str) -> float:
         times = []
@@ -335,7 +342,31 @@ def startup(env: dict[str, str]) -> None:
             times.append(time.perf_counter() - t)
         return min(times)
 
+    valgrind = shutil.which("valgrind")
+
+    def instructions(code: str) -> int:
+        """User-space instructions of a fresh interpreter running ``code`` (load-independent)."""
+        if not valgrind:
+            return 0
+        done = subprocess.run(
+            [
+                valgrind,
+                "--tool=callgrind",
+                "--callgrind-out-file=/dev/null",
+                sys.executable,
+                "-c",
+                code,
+            ],
+            env={**env, "PYTHONMALLOC": "malloc"},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        match = re.search(r"Collected : (\d+)", done.stderr)
+        return int(match.group(1)) if match else 0
+
     bare = best_wall("pass")
+    bare_ir = instructions("pass")
     endpoint = env["SPIKE_ENDPOINT"]
     for name, code in STARTUP.items():
         module = IMPORTS[name]
@@ -352,11 +383,15 @@ def startup(env: dict[str, str]) -> None:
             if len(parts) == 3 and not parts[2].startswith("  ") and parts[1].strip().isdigit():
                 total += int(parts[1])  # cumulative us of each top-level import
         wall = best_wall(f"E = {endpoint!r}\n{code}") - bare
-        print(f"{name:<20} {total / 1000:>10.0f} {wall * 1000:>17.0f}   {module}")
+        ir = instructions(f"E = {endpoint!r}\n{code}") - bare_ir
+        print(
+            f"{name:<20} {total / 1000:>10.0f} {wall * 1000:>17.0f} {ir / 1e6:>14,.0f}   {module}"
+        )
     print(
         "import ms: python -X importtime, cumulative of the top-level imports; import+client: "
         "wall of a fresh\ninterpreter importing and making its client, best of 5, minus a bare "
-        f"interpreter ({bare * 1000:.0f} ms)"
+        f"interpreter ({bare * 1000:.0f} ms); M instr.: the same under callgrind, minus a bare\n"
+        "interpreter's instructions: the figure to compare on a loaded machine"
     )
 
 
