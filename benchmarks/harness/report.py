@@ -123,8 +123,9 @@ def rss_row(results: dict[str, CaseResult], chunk: int, streams: int) -> Row:
     )
 
 
-def print_details(results: dict[str, CaseResult], title: str, out: TextIO = sys.stdout) -> None:
+def print_details(results: dict[str, CaseResult], title: str, out: TextIO | None = None) -> None:
     """Every tool of every case: best and median seconds, speed, CPU, server CPU, RSS, runs."""
+    out = out or sys.stdout  # at call time: --save replaces sys.stdout after import
     print(f"\n{title} (load average {load_average()})", file=out)
     head = (
         f"{'case':<26} {'tool':<16} {'best s':>8} {'median':>8} {'speed (best)':>16} "
@@ -152,8 +153,9 @@ def print_details(results: dict[str, CaseResult], title: str, out: TextIO = sys.
     )
 
 
-def print_targets(rows: Sequence[Row], title: str, out: TextIO = sys.stdout) -> None:
+def print_targets(rows: Sequence[Row], title: str, out: TextIO | None = None) -> None:
     """The target table: ``case  mover  peer  ratio  target  met/missed``."""
+    out = out or sys.stdout
     print(f"\n{title} (load average {load_average()})", file=out)
     rows = [r for r in rows if r.verdict != NOT_RUN]  # --only left the case out
     widths = [
