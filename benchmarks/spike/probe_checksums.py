@@ -17,6 +17,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
+sys.path.insert(0, str(HERE))
+import engines  # noqa: E402
 
 
 def main() -> int:
@@ -24,7 +26,6 @@ def main() -> int:
     import obstore
     from awscrt import auth, checksums, http, s3
     from awscrt import io as crt_io
-    from obstore.store import S3Store
 
     from tests.servers import SeaweedS3Server
 
@@ -68,17 +69,11 @@ def main() -> int:
             except Exception as exc:  # the CRT's S3ResponseError for a 4xx
                 outcome = f"refused ({getattr(exc, 'status_code', '?')}, {type(exc).__name__})"
             print(f"awscrt PutObject, {label} x-amz-checksum-crc32c: {outcome}")
+        target = engines.Target(
+            server.endpoint_url, "probe", server.access_key, server.secret_key, server.region
+        )
         for algorithm in ("crc64nvme", "sha256"):
-            store = S3Store(
-                "probe",
-                endpoint=server.endpoint_url,
-                access_key_id=server.access_key,
-                secret_access_key=server.secret_key,
-                region=server.region,
-                virtual_hosted_style_request=False,
-                client_options={"allow_http": True},
-                checksum_algorithm=algorithm,
-            )
+            store = engines.Obstore(target, checksum=algorithm).store
             obstore.put(store, f"obstore-{algorithm}", data)
             head = client.head_object(
                 Bucket="probe", Key=f"obstore-{algorithm}", ChecksumMode="ENABLED"
