@@ -98,3 +98,7 @@ def make_app() -> Celery:
 
 #: The app ``celery -A mover.workers.app`` finds.
 app = make_app()
+
+# Every task published through this app carries its publish time (queue age, time in queue):
+# the signal handler lives with the rest of what the fleet records for metrics.
+from mover.workers import metrics_recorder as _metrics_recorder  # noqa: E402, F401
