@@ -227,6 +227,7 @@ def add_chunk(
     retried = bool(getattr(request, "retries", 0) or 0)
     if endpoints is not None:
         source, destination = _bounded(r, [store_key(e) for e in endpoints])
+        pipe.sadd(stores_key(), source, destination)  # again: Redis may have been emptied
         # One store both ways (a copy inside a bucket): the attempt counts once, bytes both ways.
         sides = [(source, ("out",)), (destination, ("in",))]
         if source == destination:

@@ -5,8 +5,10 @@ tests/integration/test_monitor.py."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -233,3 +235,91 @@ def test_unreachable_redis_answers_up_0() -> None:
 
 def test_display_url_drops_query_and_user_info() -> None:
     assert display_url("https://u:p@host/x.qcow2?X-Amz-Signature=abc#f") == "https://host/x.qcow2"
+
+
+# -- the Grafana dashboard's queries ----------------------------------------------------------
+
+GRAFANA = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "mover-dashboard.json"
+_PROMQL_WORDS = {
+    "and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring",
+    "group_left", "group_right", "inf", "nan",
+}  # fmt: skip
+
+
+def grafana_exprs(path: Path) -> list[str]:
+    """Every PromQL ``expr`` of a Grafana dashboard JSON, panels in rows included."""
+    found: list[str] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("expr"), str):
+                found.append(node["expr"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(json.loads(path.read_text()))
+    return found
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression reads: identifiers that are not functions,
+    keywords, label names (in braces or grouping clauses) or durations (in brackets)."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    text = re.sub(r"\{[^}]*\}", " ", text)
+    text = re.sub(r"\[[^\]]*\]", " ", text)
+    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
+    names = set()
+    for match in re.finditer(r"(?<![\w.])[A-Za-z_:][A-Za-z0-9_:]*", text):
+        if text[match.end() :].lstrip().startswith("(") or match.group(0) in _PROMQL_WORDS:
+            continue
+        names.add(match.group(0))
+    return names
+
+
+def test_metric_names_of_promql() -> None:
+    expr = (
+        'sum by (store, instance) (rate(mover_store_errors_total{class="x"}[5m])) / '
+        "on (job_id) group_left mover_job_done_bytes > 0.1 and time() - mover_up offset 5m"
+    )
+    assert metric_names(expr) == {"mover_store_errors_total", "mover_job_done_bytes", "mover_up"}
+
+
+def test_grafana_queries_name_exposed_families(r: fakeredis.FakeRedis) -> None:
+    """Every query of deploy/grafana names only families that mover metrics exposes (with
+    every family filled: a job, a store with a stream cap, a decision, a worker)."""
+    from prometheus_client.core import CollectorRegistry
+
+    from mover.monitor.collector import families
+    from mover.monitor.view import StoreStat, WorkerStat
+
+    jobs = RedisJobStore(client=r)
+    make_job(jobs, "j3")
+    src, dst = endpoint("memory://src/0"), endpoint("memory://dst/0")
+    request = SimpleNamespace(retries=1, eta=None, **{mr.SENT_HEADER: time.time() - 1})
+    record_chunk(
+        r, "mover.memory", MiB, ok=True, now=time.time() - 1, job="j3", endpoints=(src, dst),
+        started=time.monotonic(), request=request,
+    )  # fmt: skip
+    mr.save_decision(r, "default", "step", {"mover.memory": 2}, {}, {"mover.memory": "x"}, 1.0)
+    state = reader_on(r).read()
+    state.workers = [WorkerStat("w1@h", 2, 1, ("mover.memory",))]
+    state.workers_age_s = 0.5
+    state.stores.append(StoreStat("store:capped", streams=1, streams_limit=3, streams_high_water=2))
+
+    class Once:
+        def collect(self):  # type: ignore[no-untyped-def]
+            return families(state)
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Once())  # type: ignore[arg-type]
+    text = generate_latest(registry).decode()
+    exposed = {s.name for f in text_string_to_metric_families(text) for s in f.samples}
+    exprs = grafana_exprs(GRAFANA)
+    assert len(exprs) >= 20
+    for expr in exprs:
+        names = metric_names(expr)
+        assert names, f"no metric in {expr!r}"
+        assert names <= exposed, f"{expr!r} names {sorted(names - exposed)}, not exposed"
