@@ -104,9 +104,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         route = server.routes.get(path)
         if route is None:
-            prefix = next(
-                (p for p in server.routes if p.endswith("/") and path.startswith(p)), None
-            )
+            below = [p for p in server.routes if p != "/" and p.endswith("/")]
+            prefix = max((p for p in below if path.startswith(p)), key=len, default=None)
             route = server.routes.get(prefix) if prefix else None
         if route is None:
             self._send(Reply(b"not found\n", status=404), head_only)
@@ -127,7 +126,8 @@ class MonitorServer(ThreadingHTTPServer):
 
     Parameters:
         address, port: where to listen (port 0: a free one, see :attr:`port`).
-        routes: path -> function; a path ending in ``/`` also serves what lies below it.
+        routes: path -> function; a path ending in ``/`` (but ``/`` itself) also serves what
+            lies below it.
         credentials: ``USER:PASS[,USER:PASS]``; None serves without authentication.
         realm: shown by browsers in the password prompt.
     """

@@ -323,3 +323,50 @@ def test_grafana_queries_name_exposed_families(r: fakeredis.FakeRedis) -> None:
         names = metric_names(expr)
         assert names, f"no metric in {expr!r}"
         assert names <= exposed, f"{expr!r} names {sorted(names - exposed)}, not exposed"
+
+
+# -- the HTTP side ----------------------------------------------------------------------------
+
+
+def test_dashboard_server_routes_and_basic_auth(r: fakeredis.FakeRedis) -> None:
+    """Every route needs the password (a wrong one gets 401 and nothing else); the page, its
+    two static files and the JSON are served; nothing else is read from disk."""
+    import base64
+    import urllib.error
+    import urllib.request
+
+    from mover.monitor.dashboard import Dashboard
+    from mover.monitor.web import MonitorServer
+
+    dashboard = Dashboard(reader_on(r), refresh_s=0.2)
+    dashboard.sample()
+    server = MonitorServer("127.0.0.1", 0, dashboard.routes(), "ops:s3cret,bob:pw2")
+    server.start()
+
+    def get(path: str, auth: str | None) -> tuple[int, bytes, str]:
+        request = urllib.request.Request(f"http://127.0.0.1:{server.port}{path}")
+        if auth:
+            request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+        try:
+            with urllib.request.urlopen(request, timeout=5) as reply:
+                return reply.status, reply.read(), reply.headers["Content-Type"]
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read(), exc.headers["Content-Type"]
+
+    try:
+        for auth in (None, "ops:wrong", "ops:", "bob:s3cret", "nobody"):
+            status, body, _ = get("/api/fleet", auth)
+            assert status == 401 and body == b"authentication required\n", auth
+        status, body, kind = get("/", "ops:s3cret")
+        assert status == 200 and kind.startswith("text/html") and b"dashboard.js" in body
+        assert get("/static/dashboard.js", "bob:pw2")[2].startswith("text/javascript")
+        assert get("/static/dashboard.css", "bob:pw2")[2].startswith("text/css")
+        for path in ("/static/../view.py", "/static/dashboard.html", "/nope"):
+            assert get(path, "ops:s3cret")[0] == 404, path
+        status, body, kind = get("/api/fleet", "ops:s3cret")
+        state = json.loads(body)["state"]
+        assert kind == "application/json" and state["up"] is True
+        assert {q["name"] for q in state["queues"]} >= {"mover.memory"}
+    finally:
+        server.shutdown()
+        server.server_close()
