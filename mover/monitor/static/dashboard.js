@@ -49,7 +49,10 @@ function spark(series, classes, width, height) {
   const svg = document.createElementNS(SVG, "svg");
   svg.setAttribute("class", "spark");
   svg.setAttribute("width", width); svg.setAttribute("height", height);
-  const now = Date.now() / 1000, span = 600;
+  // The x axis spans the history there is (at least a minute, at most the 10 kept).
+  const now = Date.now() / 1000;
+  const first = Math.min(now - 60, ...series.flat().map((p) => p[0]));
+  const span = Math.min(600, now - first);
   series.forEach((points, n) => {
     const max = Math.max(1, ...points.map((p) => p[1] || 0));
     const d = points.map((p) => {
@@ -93,9 +96,12 @@ function render(data) {
     el("td", { class: "url", title: j.source + " → " + j.destination }, j.source + " → " + j.destination),
   )), "jobs-empty");
 
+  // Queues with messages now or in the history get a row; idle ones share one line.
   const history = data.history || [];
-  fill("queues", state.queues
-    .filter((q) => q.depth || q.unacked || q.consumers || history.some((h) => h.queues[q.name]))
+  const busy = (q) => q.depth || q.unacked ||
+    history.some((h) => h.queues[q.name] && (h.queues[q.name][0] || h.queues[q.name][1]));
+  const idle = state.queues.filter((q) => !busy(q)).map((q) => q.name);
+  const queueRows = state.queues.filter(busy)
     .map((q) => {
       const depth = history.filter((h) => h.queues[q.name]).map((h) => [h.t, h.queues[q.name][0]]);
       const age = history.filter((h) => h.queues[q.name]).map((h) => [h.t, h.queues[q.name][1]]);
@@ -104,7 +110,13 @@ function render(data) {
         el("td", {}, q.name), num(q.depth, { class: "num depth" }), num(bands), num(q.unacked),
         num(q.consumers), num(q.oldest_age_s === null ? "?" : duration(q.oldest_age_s)),
         el("td", {}, spark([depth, age], ["depth", "age"], 220, 28)));
-    }));
+    });
+  if (idle.length) {
+    queueRows.push(el("tr", { class: "muted" }, el("td", { colSpan: 7 },
+      idle.length + " idle queue(s): " + idle.join(", "))));
+  }
+  fill("queues", queueRows);
+  const active = new Set(state.queues.filter(busy).map((q) => q.name));
 
   fill("workers", state.workers.map((w) => el("tr", { "data-worker": w.name, "data-pool": w.pool },
     el("td", {}, w.name), num(w.pool, { class: "num pool" }), num(w.busy),
@@ -122,13 +134,20 @@ function render(data) {
                           series.map((h) => [h.t, h.stores[s.key][1]])], ["in", "out"], 200, 24)));
   }));
 
+  // The autoscaler's decisions on busy queues, and on any queue it gives slots to.
   const rows = [];
   for (const d of state.decisions) {
+    let quiet = 0;
     for (const [queue, want] of Object.entries(d.desired)) {
+      if (!active.has(queue) && !want) { quiet++; continue; }
       rows.push(el("tr", { "data-controller": d.controller },
         el("td", {}, d.controller + " (" + d.strategy + ")"), el("td", {}, queue),
         num((d.previous[queue] ?? "?") + " → " + want), el("td", { class: "muted" }, d.reasons[queue] || ""),
         num(duration(state.time_s - d.time_s) + " ago")));
+    }
+    if (quiet) {
+      rows.push(el("tr", { class: "muted", "data-controller": d.controller },
+        el("td", { colSpan: 5 }, d.controller + ": " + quiet + " idle queue(s) at 0 slots")));
     }
   }
   fill("autoscale", rows, "autoscale-empty");
