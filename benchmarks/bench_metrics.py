@@ -4,9 +4,11 @@ and without ``mover metrics`` being scraped every second.
 
 The target: a scrape during a 1 GiB copy costs under 2 % of its time. Two figures answer it:
 
-* **scrape cost**: the wall time of every scrape made during the copies, summed, over the
-  copies' time: the share of the copy the monitor spent looking (an upper bound of what it can
-  take from the transfer, since a scrape mostly waits on Redis round trips);
+* **scrape cost**: the CPU time the ``mover metrics`` process used during the scraped copies
+  (from /proc) over their time, less the same share during the copies without scrapes (its
+  background ``inspect()`` of the workers): what the scrapes take from the 2 cores the
+  transfer runs on. Beside it, the scrapes' wall time over the copies' time, an upper bound
+  that counts the waits on Redis round trips and on a busy CPU as cost;
 * **end to end**: the median copy time with scrapes against without (interleaved runs, so the
   machine's drift hits both); on a shared 2-core machine single runs vary by several per cent,
   so this figure is noisy in both directions: read it beside the first.
@@ -51,6 +53,14 @@ from bench_fleet import (  # noqa: E402
 from tests.servers import RedisServer, free_port  # noqa: E402
 
 MiB = 1 << 20
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (/proc/PID/stat)."""
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Scraper:
@@ -130,21 +140,24 @@ def main(argv: list[str] | None = None) -> int:
         random_file(src, size)
         warm(src)
         times: dict[str, list[float]] = {"plain": [], "scraped": []}
-        scraped_time = 0.0
+        cpu = {"plain": 0.0, "scraped": 0.0}  # the monitor's CPU seconds during the copies
+        wall = {"plain": 0.0, "scraped": 0.0}
         for run in range(args.runs):
             for mode in ("plain", "scraped") if run % 2 == 0 else ("scraped", "plain"):
                 dst = work / f"out-{mode}-{run}.bin"
+                cpu_before = cpu_seconds(metrics.pid)
                 if mode == "scraped":
                     scraper.on.set()
                 seconds = mover_copy(st, "fleet", src, str(dst), ["--chunk-size", args.chunk_size])
                 scraper.on.clear()
-                if mode == "scraped":
-                    scraped_time += seconds
+                cpu[mode] += cpu_seconds(metrics.pid) - cpu_before
+                wall[mode] += seconds
                 times[mode].append(seconds)
                 dst.unlink()
                 print(f"  {mode:<8} run {run + 1}: {seconds:.2f} s", flush=True)
         d = scraper.durations
         plain, scraped = statistics.median(times["plain"]), statistics.median(times["scraped"])
+        scrape_cost = cpu["scraped"] / wall["scraped"] - cpu["plain"] / wall["plain"]
         lines = [
             f"# bench_metrics: {args.size_mib} MiB file -> file on the fleet (2 workers, -c 2), "
             f"chunks {args.chunk_size}, {args.runs} runs each; load {st.load_start} -> {loadavg()}",
@@ -158,8 +171,14 @@ def main(argv: list[str] | None = None) -> int:
             f"| scrapes during the copies | {len(d)} ({scraper.failures} failed) | |",
             f"| one scrape: median / max | {1000 * statistics.median(d):.1f} ms / "
             f"{1000 * max(d):.1f} ms | |",
-            f"| scrape cost: scrape time / copy time | {100 * sum(d) / scraped_time:.2f} % | < 2 % "
-            f"{'met' if sum(d) / scraped_time < 0.02 else 'NOT met'} |",
+            f"| monitor CPU / copy time, not scraped (workers' inspect) | "
+            f"{100 * cpu['plain'] / wall['plain']:.2f} % | |",
+            f"| monitor CPU / copy time, scraped every 1 s | "
+            f"{100 * cpu['scraped'] / wall['scraped']:.2f} % | |",
+            f"| scrape cost: the difference | {100 * scrape_cost:.2f} % "
+            f"| < 2 % {'met' if scrape_cost < 0.02 else 'NOT met'} |",
+            f"| scrapes' wall time / copy time (upper bound) | "
+            f"{100 * sum(d) / wall['scraped']:.2f} % | |",
         ]
         report = "\n".join(lines)
         print("\n" + report)

@@ -83,7 +83,7 @@ def _reader_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             "--inspect-interval",
             "inspect_interval_s",
             type=click.FloatRange(0),
-            default=2.0,
+            default=5.0,
             show_default=True,
             help="Seconds between two inspect() of the workers (pools, busy slots); 0: none.",
         ),
