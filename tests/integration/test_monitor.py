@@ -419,8 +419,7 @@ def test_dashboard_in_a_real_browser(monitored: Monitored, slow_http: Any, tmp_p
         Path(os.environ["MOVER_SCREENSHOTS"]) if os.environ.get("MOVER_SCREENSHOTS") else tmp_path
     )
     shots = shots if shots.is_absolute() else ROOT / shots
-    slow_http.rate = 1 * MiB
-    job_id = submit(monitored, f"{slow_http.url}/slow.bin", str(tmp_path / "copy.bin"), "2MiB")
+    slow_http.rate = MiB // 2  # 4 s a chunk: the job runs for about half a minute
     user, password = DASHBOARD_AUTH.split(":", 1)
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(
@@ -444,21 +443,30 @@ def test_dashboard_in_a_real_browser(monitored: Monitored, slow_http: Any, tmp_p
                 viewport={"width": 1400, "height": 900},
             )
             page = context.new_page()
+            console: list[str] = []
+            page.on("console", lambda m: console.append(m.text))
+            page.on("pageerror", lambda e: console.append(str(e)))
             assert page.goto(monitored.dashboard_url).status == 200
+            page.locator("#status.up").wait_for(timeout=30_000)
+            # The page is open before the job starts (a loaded machine starts browsers slowly).
+            job_id = submit(
+                monitored, f"{slow_http.url}/slow.bin", str(tmp_path / "copy.bin"), "2MiB"
+            )
             row = page.locator(f'tr[data-job="{job_id}"]')
             row.wait_for(timeout=30_000)
 
             def done_bytes() -> int:
                 return int(row.get_attribute("data-done") or 0)
 
-            first = wait_for(lambda: done_bytes() > 0 and done_bytes(), 60, "progress on the page")
+            # 24 chunks published, 4 slots: most wait in the queue at first.
             queue = page.locator('tr[data-queue="mover.file"]')
             depth = wait_for(
                 lambda: queue.count() and int(queue.get_attribute("data-depth") or 0),
-                30,
-                "a queue depth on the page",
+                60,
+                f"a queue depth on the page (console: {console})",
             )
             assert depth > 0
+            first = wait_for(lambda: done_bytes() > 0 and done_bytes(), 60, "progress on the page")
             workers = page.locator("tr[data-worker]")
             assert workers.count() == 2
             pools = sorted(workers.nth(i).get_attribute("data-pool") for i in range(2))
