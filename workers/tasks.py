@@ -413,6 +413,7 @@ def chunk_copy(self: Task, job_id: str, item: int, chunk: int) -> None:
         self.request.retries -= 1  # waiting for a store is not a failed attempt
         raise self.retry(countdown=busy.retry_after_s) from None
     started = time.monotonic()
+    seen = {"job": job_id, "endpoints": (prepared.source, prepared.destination), "started": started}
     try:
         with lease, _watcher().watch(job_id, item, tag) as cancelled:
             ctx = ChunkContext(None, cancelled)
@@ -433,7 +434,7 @@ def chunk_copy(self: Task, job_id: str, item: int, chunk: int) -> None:
             else isinstance(exc, (ConnectionError, TimeoutError, SoftTimeLimitExceeded))
         )
         jobs.chunk_failed(job_id, item, chunk, _text(exc))
-        record_chunk(jobs.r, queue, 0, ok=False)
+        record_chunk(jobs.r, queue, 0, ok=False, error=exc, retryable=retryable, **seen)
         if retryable and self.request.retries < CHUNK_RETRIES:
             countdown = get_exponential_backoff_interval(
                 factor=1,
@@ -455,7 +456,7 @@ def chunk_copy(self: Task, job_id: str, item: int, chunk: int) -> None:
         _give_up(jobs, job_id, item, chunk, prepared, exc)
         return
     remaining = jobs.chunk_done(job_id, item, chunk, receipt.to_dict())
-    record_chunk(jobs.r, queue, receipt.size, ok=True)
+    record_chunk(jobs.r, queue, receipt.size, ok=True, **seen)
     log.info(
         "job %s object %d chunk %d done: %d bytes in %.2f s%s",
         job_id,

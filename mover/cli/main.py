@@ -99,6 +99,8 @@ class _LazyGroup(click.Group):
         "snapshot": "mover.cli.catalogue:snapshot",
         "autoscale": "mover.cli.autoscale:autoscale_group",
         "flower": "mover.cli.flower:flower_command",
+        "metrics": "mover.cli.monitor:metrics_command",
+        "dashboard": "mover.cli.monitor:dashboard_command",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -115,8 +117,16 @@ class _LazyGroup(click.Group):
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default=None,
+    envvar="MOVER_LOG_FORMAT",
+    help="Log lines as text, or one JSON object each (with job, item, chunk, store, queue); "
+    "workers and the autoscale controller started from here log alike.",
+)
 @click.version_option(package_name="mover")
-def cli(debug: bool) -> None:
+def cli(debug: bool, log_format: str | None) -> None:
     """mover moves backup data between stores, in chunks, verified.
 
     Locations are URLs (s3://bucket/key, swift://container/obj, file:///path, https://...),
@@ -124,10 +134,9 @@ def cli(debug: bool) -> None:
     """
     global _debug
     _debug = debug
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from mover.monitor import logs
+
+    logs.configure(logging.DEBUG if debug else logging.WARNING, log_format)
     from mover.redact import install_log_filter
 
     install_log_filter()  # a signed URL's credential never reaches a log line

@@ -44,6 +44,9 @@ def test_wheel_has_one_top_level_package(tmp_path: Path) -> None:
     assert tops == {"mover"}
     assert "mover/strategies/motion/streaming.py" in names
     assert "mover/workers/tasks.py" in names
+    # The dashboard's page is package data: a wheel without it serves 500s.
+    static = {f"mover/monitor/static/dashboard.{ext}" for ext in ("html", "js", "css")}
+    assert static <= set(names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "= strategies." not in text and "= workers." not in text
