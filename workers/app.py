@@ -76,7 +76,11 @@ def transport_options() -> dict[str, float]:
 def make_app() -> Celery:
     """Build the app from the environment (tests build one per broker)."""
     broker = broker_url()
-    app = Celery("mover", include=["mover.workers.tasks"], task_cls="mover.workers.consumer:Task")
+    app = Celery(
+        "mover",
+        include=["mover.workers.tasks", "mover.workers.repo_tasks"],
+        task_cls="mover.workers.consumer:Task",
+    )
     app.conf.update(
         broker_url=broker,
         result_backend=os.environ.get("MOVER_RESULT_BACKEND") or broker,

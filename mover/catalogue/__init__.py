@@ -20,17 +20,18 @@ from typing import Any
 
 from mover.catalogue.checks import check_store, check_stores
 from mover.catalogue.placement import Candidate, Placement, PlacementRequest, placements
-from mover.catalogue.snapshots import (
+from mover.catalogue.repo_snapshots import (
     backup_snapshot,
     delete_snapshot,
-    list_snapshots,
+    forget_snapshot,
     restore_snapshot,
-    show_snapshot,
 )
+from mover.catalogue.snapshots import list_snapshots, show_snapshot
 from mover.catalogue.store import Catalogue
 from mover.catalogue.templates import (
     copy_template,
     delete_template,
+    export_template,
     list_templates,
     locate_template,
     register_template,
@@ -50,6 +51,8 @@ __all__ = [
     "copy_template",
     "delete_snapshot",
     "delete_template",
+    "export_template",
+    "forget_snapshot",
     "list_snapshots",
     "list_stores",
     "list_templates",
@@ -59,6 +62,7 @@ __all__ = [
     "register_template",
     "remove_store",
     "restore_snapshot",
+    "set_store_options",
     "show_snapshot",
     "show_template",
 ]
@@ -100,6 +104,11 @@ def add_store(
 
 def list_stores() -> list[dict[str, Any]]:
     return [s.to_dict() for s in Catalogue().stores()]
+
+
+def set_store_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Add or change options of a catalogue store (a literal secret is refused)."""
+    return Catalogue().set_store_options(name, options).to_dict()
 
 
 def remove_store(name: str, *, force: bool = False) -> dict[str, Any]:

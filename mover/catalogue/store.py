@@ -416,6 +416,24 @@ class Catalogue:
             )
         return record
 
+    def set_store_options(self, name: str, options: dict[str, Any]) -> StoreRecord:
+        """Add or change provider options of a catalogue store (e.g. name its repository key:
+        ``repository_key_env``); an empty value removes the option. Secrets are refused as in
+        :meth:`add_store`; the URL, role and scope do not change here."""
+        record = self.get_store(name)
+        if record.origin != "catalogue":
+            raise UsageError(f"store {name!r} comes from {record.origin}: edit that file")
+        check_no_secret(name, options)
+        for key in (*_RESERVED, "credentials_env", "credentials_file"):
+            if key in options:
+                raise UsageError(f"store {name!r}: {key} cannot be changed here")
+        merged = {**record.options, **options}
+        merged = {k: v for k, v in merged.items() if v not in ("", None)}
+        with self._db() as db:
+            db.execute("UPDATE stores SET options=? WHERE name=?", (json.dumps(merged), name))
+        forget_cached_stores()
+        return self.get_store(name)
+
     def remove_store(self, name: str, *, force: bool = False) -> StoreRecord:
         """Forget a store; refused while it holds copies, unless ``force`` (the data stays)."""
         record = self.get_store(name)
@@ -638,7 +656,9 @@ class Catalogue:
                     backup.get("parent"),
                     backup["manifest"],
                     backup["size"],
-                    backup["digest"],  # column sha256: a bare hex in backups made before v2
+                    # column sha256: a digest string (a bare hex in v1 backups, none in
+                    # repository backups, whose chunks are each verified by their keyed id)
+                    backup.get("digest") or backup.get("sha256"),
                     backup["chunk_size"],
                     backup["chunks"],
                     backup["chunks_sent"],
@@ -647,6 +667,11 @@ class Catalogue:
                     backup["created"],
                 ),
             )
+
+    def delete_backup(self, backup_id: str) -> None:
+        """Forget one backup's row (its manifest is the repository's to delete)."""
+        with self._db() as db:
+            db.execute("DELETE FROM backups WHERE id=?", (backup_id,))
 
     def backups(self, obj_id: str, store: str | None = None) -> list[dict[str, Any]]:
         """The backups of a snapshot, oldest first."""

@@ -26,6 +26,7 @@ from dataclasses import replace
 from typing import Any
 
 from mover import config as config_mod
+from mover.catalogue import repo_templates
 from mover.catalogue.objectio import sha256_of
 from mover.catalogue.placement import PlacementRequest, candidates_for, choose
 from mover.catalogue.store import (
@@ -155,10 +156,14 @@ def register_template(
     streams: int = 4,
     chunk_size: int | None = None,
     placement: str | None = None,
+    repository: bool = False,
     catalogue: Catalogue | None = None,
     jobs: JobStore | None = None,
 ) -> dict[str, Any]:
     """Register template ``name`` from ``source`` region-wide or into each of ``zones``.
+
+    With ``repository``, each copy is a manifest in the target store's backup repository
+    (:mod:`mover.catalogue.repo_templates`): chunks shared with what the store holds.
 
     Validates everything first (zones, image stores, the source, its checksum), then records the
     template with one allocated copy per target and runs the copies in parallel. Returns the
@@ -215,15 +220,16 @@ def register_template(
     for _s, store in targets:
         cat.set_copy(obj.id, store, ALLOCATED, f"store:{store}/{key}")
     jobs = jobs or _default_jobs()  # one job store for the parallel copies
-    with ThreadPoolExecutor(max_workers=len(targets), thread_name_prefix="template") as pool:
-        runs = list(
-            pool.map(
-                lambda t: _run_copy(
-                    cat, obj, t[1], source, f"store:{t[1]}/{key}", streams, chunk_size, jobs
-                ),
-                targets,
-            )
+
+    def one(target: tuple[str, str]) -> dict[str, Any]:
+        if repository:
+            return repo_templates.register_into(cat, obj, target[1], source, streams, chunk_size)
+        return _run_copy(
+            cat, obj, target[1], source, f"store:{target[1]}/{key}", streams, chunk_size, jobs
         )
+
+    with ThreadPoolExecutor(max_workers=len(targets), thread_name_prefix="template") as pool:
+        runs = list(pool.map(one, targets))
     out = show_template(name, catalogue=cat)
     out["copies_run"] = runs
     out["ok"] = all(r["state"] == READY for r in runs)
@@ -262,8 +268,11 @@ def copy_template(
     store = _place(cat, scope, name, key, obj.size, placement)
     destination = f"store:{store}/{key}"
     cat.set_copy(obj.id, store, ALLOCATED, destination)
-    jobs = jobs or _default_jobs()
-    run = _run_copy(cat, obj, store, source.location, destination, streams, chunk_size, jobs)
+    if repo_templates.is_repository_copy(source.location):
+        run = repo_templates.copy_into(cat, obj, source.location, store)
+    else:
+        jobs = jobs or _default_jobs()
+        run = _run_copy(cat, obj, store, source.location, destination, streams, chunk_size, jobs)
     out = show_template(name, catalogue=cat)
     out.update(ok=run["state"] == READY, already=False, copies_run=[run])
     return out
@@ -291,11 +300,41 @@ def locate_template(name: str, zone: str, *, catalogue: Catalogue | None = None)
                     "scope": c.scope,
                     "location": c.location,
                     "url": replace(resolved, name=None).url,
+                    "format": "repository"
+                    if repo_templates.is_repository_copy(c.location)
+                    else "image",
                 }
     raise ObjectNotFound(
         f"template {name!r} is not readable in zone {zone!r}: no ready copy in its image stores "
         f"nor in the region; mover template copy {name} --to-zone {zone}"
     )
+
+
+def export_template(
+    name: str,
+    destination: str,
+    *,
+    zone: str | None = None,
+    streams: int = 4,
+    catalogue: Catalogue | None = None,
+) -> dict[str, Any]:
+    """Write template ``name``'s image to ``destination`` from the copy ``zone`` reads (or any
+    ready copy): a repository copy is rebuilt chunk by chunk, verified; a plain copy is copied."""
+    cat = catalogue or Catalogue()
+    if zone is not None:
+        location = locate_template(name, zone, catalogue=cat)["location"]
+    else:
+        ready = [c for c in cat.get_object(TEMPLATE, name).copies if c.state == READY]
+        if not ready:
+            raise ObjectNotFound(f"template {name!r} has no ready copy")
+        location = ready[0].location
+    if repo_templates.is_repository_copy(location):
+        result = repo_templates.export(location, name, destination, streams)
+    else:
+        from mover.api import copy
+
+        result = copy(location, destination, streams=streams).summary()
+    return {"template": name, "from": location, **result}
 
 
 def show_template(name: str, *, catalogue: Catalogue | None = None) -> dict[str, Any]:
@@ -314,8 +353,11 @@ def delete_template(name: str, *, catalogue: Catalogue | None = None) -> dict[st
     deleted, errors = [], []
     for c in obj.copies:
         try:
-            store, location = open_location(c.location)
-            store.delete(location.full_key)
+            if repo_templates.is_repository_copy(c.location):
+                repo_templates.delete(c.location, name)
+            else:
+                store, location = open_location(c.location)
+                store.delete(location.full_key)
         except ObjectNotFound:
             pass  # already gone: the goal is reached
         except MoverError as exc:

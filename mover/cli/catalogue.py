@@ -198,6 +198,27 @@ def stores_list(as_json: bool) -> None:
         )
 
 
+@stores.command("set")
+@click.argument("name")
+@click.option(
+    "-o",
+    "--option",
+    "pairs",
+    multiple=True,
+    required=True,
+    metavar="KEY=VALUE",
+    help="Provider or repository option to add or change (KEY= removes it); repeatable. "
+    "Secrets are refused: e.g. -o repository_key_env=VAR names where the key is.",
+)
+def stores_set(name: str, pairs: tuple[str, ...]) -> None:
+    """Change options of store NAME (e.g. name the key of its backup repository)."""
+    from mover import catalogue
+
+    record = _run(lambda: catalogue.set_store_options(name, _options(pairs)))
+    shown = ", ".join(f"{k}={v}" for k, v in sorted(record["options"].items())) or "none"
+    click.echo(f"store {name} options: {shown}")
+
+
 @stores.command("remove")
 @click.argument("name")
 @click.option("--force", is_flag=True, help="Also forget the copies it holds (data stays).")
@@ -256,6 +277,12 @@ def _copies_line(result: dict[str, Any]) -> str:
 @click.option("--streams", type=click.IntRange(1, 256), default=4, show_default=True)
 @click.option("--chunk-size", callback=_size, help="Bytes per chunk (64MiB, 8M ...).")
 @click.option("--placement", help="Placement plugin (default: capacity).")
+@click.option(
+    "--repository",
+    is_flag=True,
+    help="Keep each copy in the store's backup repository (chunks shared with its snapshots; "
+    "copies to other zones move only missing chunks; mover template export writes the image).",
+)
 @click.option("--json", "as_json", is_flag=True)
 def template_register(
     name: str,
@@ -267,6 +294,7 @@ def template_register(
     streams: int,
     chunk_size: int | None,
     placement: str | None,
+    repository: bool,
     as_json: bool,
 ) -> None:
     """Register template NAME from SOURCE (any location mover reads)."""
@@ -284,6 +312,7 @@ def template_register(
             streams=streams,
             chunk_size=chunk_size,
             placement=placement,
+            repository=repository,
         )
     )
     if as_json:
@@ -348,6 +377,25 @@ def template_locate(name: str, zone: str, as_json: bool) -> None:
         click.echo(f"{result['url']}  ({result['via']} copy in store {result['store']})")
 
 
+@template.command("export")
+@click.argument("name")
+@click.argument("destination")
+@click.option("--zone", help="Export the copy this zone reads (default: any ready copy).")
+@click.option("--streams", type=click.IntRange(1, 256), default=4, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def template_export(
+    name: str, destination: str, zone: str | None, streams: int, as_json: bool
+) -> None:
+    """Write template NAME's image to DESTINATION (rebuilt and verified from a repository copy)."""
+    from mover import catalogue
+
+    result = _run(lambda: catalogue.export_template(name, destination, zone=zone, streams=streams))
+    if as_json:
+        _echo_json(result)
+    else:
+        click.echo(f"template {name} exported from {result['from']} to {destination}")
+
+
 @template.command("list")
 @click.option("--json", "as_json", is_flag=True)
 def template_list(as_json: bool) -> None:
@@ -389,16 +437,26 @@ def template_delete(name: str) -> None:
 
 @click.group()
 def snapshot() -> None:
-    """Snapshots: chunked, incremental backups of volumes, restored verified."""
+    """Snapshots: volumes backed up into a store's repository (deduplicated, encrypted),
+    restored verified, forgotten by retention policy."""
+
+
+_EXECUTOR = click.option(
+    "--executor",
+    type=click.Choice(["embedded", "celery"]),
+    default=None,
+    help="Where range tasks run: threads here (default) or the fleet's workers.",
+)
 
 
 @snapshot.command("backup")
 @click.argument("source")
 @click.option("--to", "to", required=True, help="The store to back up into.")
 @click.option("--name", help="Snapshot name (default: the source's file name).")
-@click.option("--chunk-size", callback=_size, help="Bytes per chunk (8MiB or the parent's).")
+@click.option("--chunk-size", callback=_size, help="Bytes per chunk (the repository's: 1MiB).")
 @click.option("--streams", type=click.IntRange(1, 256), default=4, show_default=True)
-@click.option("--full", is_flag=True, help="Send every chunk, not only the changed ones.")
+@click.option("--full", is_flag=True, help="Store every chunk again, even those the store has.")
+@_EXECUTOR
 @click.option("--json", "as_json", is_flag=True)
 def snapshot_backup(
     source: str,
@@ -407,9 +465,10 @@ def snapshot_backup(
     chunk_size: int | None,
     streams: int,
     full: bool,
+    executor: str | None,
     as_json: bool,
 ) -> None:
-    """Back SOURCE up into store --to; incremental against the previous backup there.
+    """Back SOURCE up into store --to's repository: only chunks the store lacks are stored.
 
     SOURCE may be a file, a block device (snapshot a volume in use first: LVM, the
     hypervisor) or a pipe. Holes and all-zero chunks are stored as nothing."""
@@ -417,21 +476,34 @@ def snapshot_backup(
 
     result = _run(
         lambda: catalogue.backup_snapshot(
-            source, to, name=name, chunk_size=chunk_size, streams=streams, full=full
+            source,
+            to,
+            name=name,
+            chunk_size=chunk_size,
+            streams=streams,
+            full=full,
+            executor=executor,
         )
     )
     if as_json:
         _echo_json(result)
         return
-    kind = "full" if result["full"] else f"incremental on {result['parent']}"
+    if result.get("format") != "repository":
+        kind = "full" if result["full"] else f"incremental on {result['parent']}"
+        click.echo(
+            f"snapshot {result['snapshot']} backup {result['id']} ({kind}): "
+            f"{result['chunks_sent']} of {result['chunks']} chunks sent, "
+            f"{_human(result['bytes_sent'])} of {_human(result['size'])}; "
+            f"sha256 {result['sha256']}"
+        )
+        return
     click.echo(
-        f"snapshot {result['snapshot']} backup {result['id']} ({kind}): "
-        f"{result['chunks_sent']} of {result['chunks']} chunks sent "
-        f"({result['zero_chunks']} zero), "
-        f"{_human(result['bytes_sent'])} of {_human(result['size'])}; {result['digest']}"
+        f"snapshot {result['snapshot']} backup {result['id']} in {result['store']}: "
+        f"{_human(result['size'])}, {result['chunks_sent']} new chunks "
+        f"({_human(result['bytes_sent'])} stored), {result['reused_chunks']} reused, "
+        f"{result['zero_chunks']} zero ({_human(result['zero_bytes'])}) "
+        f"in {result['seconds']:.1f} s"
     )
-    for note in result["notes"]:
-        click.echo(f"  note: {note}")
 
 
 @snapshot.command("restore")
@@ -444,6 +516,14 @@ def snapshot_backup(
     is_flag=True,
     help="DESTINATION is a block device, to be overwritten in place (refused without it).",
 )
+@click.option(
+    "--streams",
+    type=click.IntRange(1, 256),
+    default=8,
+    show_default=True,
+    help="Ranges read and written at once (downloads do best with 8 here).",
+)
+@_EXECUTOR
 @click.option("--json", "as_json", is_flag=True)
 def snapshot_restore(
     name: str,
@@ -451,9 +531,11 @@ def snapshot_restore(
     backup: str | None,
     from_store: str | None,
     to_device: bool,
+    streams: int,
+    executor: str | None,
     as_json: bool,
 ) -> None:
-    """Rebuild snapshot NAME at DESTINATION, verified against its manifest.
+    """Rebuild snapshot NAME at DESTINATION, every chunk verified before it is written.
 
     A file destination keeps the volume's zeros as holes; a block device (with --to-device)
     is written in place, zeros included."""
@@ -461,18 +543,73 @@ def snapshot_restore(
 
     result = _run(
         lambda: catalogue.restore_snapshot(
-            name, destination, backup=backup, store=from_store, to_device=to_device
+            name,
+            destination,
+            backup=backup,
+            store=from_store,
+            to_device=to_device,
+            streams=streams,
+            executor=executor,
         )
     )
     if as_json:
         _echo_json(result)
         return
+    # A backup made before the repository has a whole-volume digest; a repository backup
+    # verifies every chunk by its keyed id.
+    check = result.get("digest") or (
+        f"sha256 {result['sha256']}" if result.get("sha256") else "every chunk"
+    )
     click.echo(
         f"snapshot {name} backup {result['backup']} restored to {result['destination']} "
-        f"({_human(result['size'])}, {result['digest']} verified)"
+        f"({_human(result['size'])}, {check} verified)"
     )
-    for note in result["notes"]:
+    for note in result.get("notes") or []:
         click.echo(f"  note: {note}")
+
+
+@snapshot.command("forget")
+@click.argument("name")
+@click.option("--keep-last", type=click.IntRange(0), default=0, help="Keep the N newest backups.")
+@click.option("--keep-daily", type=click.IntRange(0), default=0, help="Keep the last of N days.")
+@click.option("--keep-weekly", type=click.IntRange(0), default=0, help="Keep the last of N weeks.")
+@click.option("--backup", help="Forget this one backup (an id or its prefix) instead.")
+@click.option("--store", help="Only the backups in this store.")
+@click.option("--dry-run", is_flag=True, help="Say what would be forgotten; change nothing.")
+@click.option("--json", "as_json", is_flag=True)
+def snapshot_forget(
+    name: str,
+    keep_last: int,
+    keep_daily: int,
+    keep_weekly: int,
+    backup: str | None,
+    store: str | None,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Forget backups of NAME (per store) that the policy does not keep, or one --backup.
+    Their manifests go now; their chunks when mover repo prune finds them unneeded."""
+    from mover import catalogue
+
+    result = _run(
+        lambda: catalogue.forget_snapshot(
+            name,
+            store=store,
+            keep_last=keep_last,
+            keep_daily=keep_daily,
+            keep_weekly=keep_weekly,
+            backup=backup,
+            dry_run=dry_run,
+        )
+    )
+    if as_json:
+        _echo_json(result)
+        return
+    verb = "would forget" if dry_run else "forgot"
+    for b in result["forgotten"]:
+        click.echo(f"{verb} {b['id']} in {b['store']}")
+    for b in result["kept"]:
+        click.echo(f"kept   {b['id']} in {b['store']} ({', '.join(b['reasons'])})")
 
 
 @snapshot.command("list")

@@ -97,6 +97,7 @@ class _LazyGroup(click.Group):
         "stores": "mover.cli.catalogue:stores",
         "template": "mover.cli.catalogue:template",
         "snapshot": "mover.cli.catalogue:snapshot",
+        "repo": "mover.cli.repo:repo",
         "autoscale": "mover.cli.autoscale:autoscale_group",
         "flower": "mover.cli.flower:flower_command",
         "metrics": "mover.cli.monitor:metrics_command",

@@ -65,7 +65,20 @@ def test_templates_and_snapshots_by_task_name(fleet: Fleet, tmp_path: Path) -> N
     zone_a.mkdir()
     # The catalogue lives in the fleet's state directory: workers and caller share it.
     cli(fleet, "zones", "add", "a")
-    cli(fleet, "stores", "add", "region-s3", f"s3://{bucket}/region/", "--scope", "region")
+    # The repository's key by reference: a file every worker reads (never in a task message).
+    key_file = tmp_path / "repo.key"
+    key_file.write_text("fleet catalogue passphrase\n")
+    cli(
+        fleet,
+        "stores",
+        "add",
+        "region-s3",
+        f"s3://{bucket}/region/",
+        "--scope",
+        "region",
+        "-o",
+        f"repository_key_file={key_file}",
+    )
     cli(fleet, "stores", "add", "a-files", f"file://{zone_a}/", "--scope", "zone:a")
 
     image = random_file(tmp_path / "centos.qcow2", 9 * MiB + 7)

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from mover import catalogue as cat
+from mover.catalogue import snapshots as legacy
 from mover.catalogue.store import Catalogue
 from mover.digests import ALGORITHMS, digest
 from mover.errors import VerificationFailed
@@ -169,12 +170,13 @@ def backup_store() -> str:
 
 
 def test_snapshot_stores_zero_chunks_as_nothing(tmp_path: Path, backup_store: str) -> None:
+    """The pre-repository layout (still restorable): zero chunks stored as nothing."""
     path = tmp_path / "thin.img"
     data = bytearray(_sparse(path, 16 * MiB, [(3 * MiB + 5, 10), (9 * MiB, 2 * MiB)]))
     with open(path, "r+b") as f:  # one chunk of written zeros
         f.seek(12 * MiB)
         f.write(bytes(MiB))
-    first = cat.backup_snapshot(str(path), backup_store, chunk_size=MiB)
+    first = legacy.backup_snapshot(str(path), backup_store, chunk_size=MiB)
     assert first["chunks"] == 16 and first["chunks_sent"] == 3 and first["zero_chunks"] == 13
     assert first["digest"] == chunks_sha256(bytes(data), MiB)
     stored = sorted(k for k in memory._OBJECTS["backup"] if f"/{first['id']}/" in k)
@@ -192,7 +194,7 @@ def test_snapshot_stores_zero_chunks_as_nothing(tmp_path: Path, backup_store: st
         f.write(bytes(MiB))
     data[14 * MiB : 14 * MiB + 3] = b"new"
     data[9 * MiB : 10 * MiB] = bytes(MiB)
-    second = cat.backup_snapshot(str(path), backup_store)
+    second = legacy.backup_snapshot(str(path), backup_store)
     assert second["chunks_sent"] == 1 and second["zero_chunks"] == 13
     out = tmp_path / "restored.img"
     result = cat.restore_snapshot("thin.img", str(out))
@@ -205,7 +207,7 @@ def test_manifest_v1_is_still_restored_and_verified(tmp_path: Path, backup_store
     path = tmp_path / "old.img"
     data = os.urandom(5 * MiB + 3)
     path.write_bytes(data)
-    made = cat.backup_snapshot(str(path), backup_store, name="old", chunk_size=MiB)
+    made = legacy.backup_snapshot(str(path), backup_store, name="old", chunk_size=MiB)
     key = f"snapshots/old/{made['id']}/manifest.json"
     manifest = json.loads(bytes(memory._OBJECTS["backup"][key]))
     manifest.pop("digest")
