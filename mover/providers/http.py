@@ -140,6 +140,7 @@ class HttpProvider(StoreProvider):
             self._probe()
         return Capabilities(
             ranged_read=bool(self._ranges),
+            sequential_read=True,
             chunk_writer=None,
             write_at=False,
             streaming_write=False,

@@ -152,6 +152,7 @@ class SmartOpenProvider(StoreProvider):
         self._client: Any = None
         self._caps = Capabilities(
             ranged_read=False,
+            sequential_read=True,
             chunk_writer=PartLimits(
                 min_part_bytes=1,
                 preferred_part_bytes=8 * MiB,
