@@ -237,6 +237,9 @@ class Capabilities:
         sequential_read: ``open_read`` gives a stream of the whole object (a store that reads
             only by range leaves it False: :func:`mover.reading.open_sequential` then builds
             the stream from ranged reads).
+        listing: :meth:`StoreProvider.list` gives every object under a prefix; False: only the
+            object named (HTTP, smart_open), so recursive copies, ``ls -r`` and ``sync`` of a
+            folder are refused there.
         chunk_writer: parts can be written independently (possibly in parallel) and committed
             at the end; None when the store cannot.
         write_at: parts land at their byte offset in the object (files), so parts may be of any
@@ -260,6 +263,7 @@ class Capabilities:
 
     ranged_read: bool = True
     sequential_read: bool = False
+    listing: bool = True
     chunk_writer: PartLimits | None = None
     write_at: bool = False
     streaming_write: bool = False

@@ -141,6 +141,7 @@ class HttpProvider(StoreProvider):
         return Capabilities(
             ranged_read=bool(self._ranges),
             sequential_read=True,
+            listing=False,
             chunk_writer=None,
             write_at=False,
             streaming_write=False,
