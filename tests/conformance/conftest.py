@@ -9,7 +9,6 @@ are started (``-k file`` starts none).
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from mover.store import StoreProvider
 from mover.stores import clear_cache, providers
 from tests.conformance.sshd import SshdServer
 from tests.httpserver import HttpServer
+from tests.store_envs import use_s3, use_swift
 
 #: Every provider the suite runs against; the test plugin's ``vendorx`` is a third party's.
 PROVIDERS = ("file", "memory", "s3", "swift", "http", "sftp", "vendorx")
@@ -97,10 +97,7 @@ def _s3_rig(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     server = request.getfixturevalue("s3_server")
     client = request.getfixturevalue("s3_client")
     bucket = request.getfixturevalue("s3_bucket")
-    for name, value in server.env().items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    use_s3(monkeypatch, server)
     store, base = _open(f"s3://{bucket}/p/")
 
     def fetch(k: str) -> bytes | None:
@@ -120,11 +117,7 @@ def _swift_rig(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
     server = request.getfixturevalue("swift_server")
     conn = request.getfixturevalue("swift_connection")
     container = request.getfixturevalue("swift_container")
-    for name in [n for n in os.environ if n.startswith(("ST_", "OS_"))]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("ST_AUTH", server.auth_url)
-    monkeypatch.setenv("ST_USER", server.user)
-    monkeypatch.setenv("ST_KEY", server.key)
+    use_swift(monkeypatch, server)
     store, base = _open(f"swift://{container}/p/", {"min_part_bytes": 1})
 
     def fetch(k: str) -> bytes | None:
