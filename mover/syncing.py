@@ -142,8 +142,15 @@ def plan(
     dst_store, dst_loc = open_location(destination, config)
     if dst_loc.key and not dst_loc.is_prefix:
         dst_loc = dst_loc.child("")  # the destination is a folder: objects go below it
-    _src_prefix, src_objects = objects_under(src_store, src_loc, filters)
-    _dst_prefix, dst_objects = objects_under(dst_store, dst_loc, filters, missing_ok=True)
+    src_prefix, src_objects = objects_under(src_store, src_loc, filters)
+    dst_prefix, dst_objects = objects_under(dst_store, dst_loc, filters, missing_ok=True)
+    if src_store.describe() == dst_store.describe() and (
+        src_prefix.startswith(dst_prefix) or dst_prefix.startswith(src_prefix)
+    ):
+        raise UsageError(
+            f"sync: {src_loc} and {dst_loc} overlap (one holds the other): choose folders "
+            "apart, or a filter that keeps the destination out"
+        )
     there = dict(dst_objects)
     result = SyncResult(src_loc.url, dst_loc.url)
     selection: list[tuple[str, ObjectInfo]] = []

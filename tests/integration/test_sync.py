@@ -213,3 +213,6 @@ def test_cli_sync_ls_and_filters(tmp_path: Path) -> None:
     ]
     bad = _cli("copy", "--include", "*.jpg", src.url + "a.jpg", str(copied))
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--recursive" in bad.stderr
+    inside = _cli("sync", "--delete", src.url, src.url + "deep/")
+    assert inside.returncode == 2 and "overlap" in inside.stderr, inside.stderr
+    assert (tmp_path / "src" / "deep" / "c.jpg").read_bytes() == b"deep/c.jpg"
