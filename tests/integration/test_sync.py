@@ -52,11 +52,18 @@ def _file_side(folder: Path) -> Side:
     return Side(f"{folder}/", put, get, keys)
 
 
+def _connect(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, kind: str) -> Any:
+    """The session server of ``kind`` in the environment; its client and a fresh bucket or
+    container."""
+    fixtures = {"s3": ("s3_server", "s3_client", "s3_bucket", use_s3)}
+    fixtures["swift"] = ("swift_server", "swift_connection", "swift_container", use_swift)
+    server, client, where, use = fixtures[kind]
+    use(monkeypatch, request.getfixturevalue(server))
+    return request.getfixturevalue(client), request.getfixturevalue(where)
+
+
 def _s3_side(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, name: str) -> Side:
-    server = request.getfixturevalue("s3_server")
-    client = request.getfixturevalue("s3_client")
-    bucket = request.getfixturevalue("s3_bucket")
-    use_s3(monkeypatch, server)
+    client, bucket = _connect(request, monkeypatch, "s3")
     prefix = f"{name}/"
 
     def get(rel: str) -> bytes | None:
@@ -80,10 +87,7 @@ def _s3_side(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, na
 def _swift_side(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, name: str) -> Side:
     from swiftclient.exceptions import ClientException
 
-    server = request.getfixturevalue("swift_server")
-    conn = request.getfixturevalue("swift_connection")
-    container = request.getfixturevalue("swift_container")
-    use_swift(monkeypatch, server)
+    conn, container = _connect(request, monkeypatch, "swift")
     prefix = f"{name}/"
 
     def get(rel: str) -> bytes | None:
