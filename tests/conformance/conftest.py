@@ -134,13 +134,17 @@ def _swift_rig(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
 def _http_rig(tmp: Path, server: HttpServer) -> Rig:
     store, base = _open(server.url(f"{tmp.name}/"))
     root = Path(server.root)
-    return Rig(
+    rig = Rig(
         "http",
         store,
         base,
         lambda k, d: _file_seed(root / k, d),
         lambda k: _file_fetch(root / k),
     )
+    # An HTTP store learns range support from its first answer, as prepare's stat teaches it.
+    rig.seed(rig.key("probe.bin"), b"probe")
+    store.stat(rig.key("probe.bin"))
+    return rig
 
 
 def _sftp_rig(tmp: Path, sshd: SshdServer) -> Rig:
