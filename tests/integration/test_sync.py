@@ -220,3 +220,26 @@ def test_cli_sync_ls_and_filters(tmp_path: Path) -> None:
     inside = _cli("sync", "--delete", src.url, src.url + "deep/")
     assert inside.returncode == 2 and "overlap" in inside.stderr, inside.stderr
     assert (tmp_path / "src" / "deep" / "c.jpg").read_bytes() == b"deep/c.jpg"
+
+
+def test_failed_copy_deletes_nothing(tmp_path: Path) -> None:
+    """The extras are deleted only after the copy job is done: a job that fails (its source
+    vanished between the plan and the run) leaves the destination's extras in place."""
+    from mover import syncing
+    from mover.errors import MoverError
+
+    src, dst = _file_side(tmp_path / "src"), _file_side(tmp_path / "dst")
+    src.put("a.bin", b"a" * 1000)
+    dst.put("extra.bin", b"extra")
+    planned = syncing.plan(src.url, dst.url, delete=True)
+    assert [(a.verb, a.path) for a in planned.result.actions] == [
+        ("copy", "a.bin"),
+        ("delete", "extra.bin"),
+    ]
+    (tmp_path / "src" / "a.bin").unlink()
+    assert planned.job is not None
+    job = syncing.run_job(planned.job)
+    assert job.state != "done"
+    with pytest.raises(MoverError, match="nothing deleted"):
+        syncing.finish(planned, job)
+    assert dst.keys() == {"extra.bin"}
