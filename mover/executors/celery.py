@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from mover import cleanup, dispatcher, transfer
 from mover.errors import BrokerError, JobStateError, MoverError
+from mover.filters import Filters
 from mover.jobs import (
     CANCELLED,
     COMMITTING,
@@ -247,11 +248,16 @@ def submit(
     chunk_size: int | None = None,
     jobs: RedisJobStore | None = None,
     app: Celery | None = None,
+    include: Any = None,
+    exclude: Any = None,
 ) -> Job:
-    """Validate, plan, record and publish a copy; return the job (running on the fleet)."""
+    """Validate, plan, record and publish a copy; return the job (running on the fleet).
+    ``include`` / ``exclude`` select a recursive copy's objects here, before publishing."""
     transfer.check_fleet(source, destination, recursive)
     jobs = jobs or RedisJobStore()
-    job = prepare(Request(source, destination, recursive, Options(streams, chunk_size)))
+    filters = Filters.of(include, exclude) or None
+    options = Options(streams, chunk_size)
+    job = prepare(Request(source, destination, recursive, options, filters))
     job.options["recursive"] = recursive
     return start(job, jobs, app)
 
