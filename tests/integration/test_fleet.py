@@ -581,7 +581,7 @@ def test_kill_9_pool_child_mid_job(fleet_env: Fleet, slow_http: Any, tmp_path: P
     assert job.state == "done", job.error
     assert sha256(dst) == sha256(Path(slow_http.root) / "slow.bin")
     assert jobs.commits(job_id, 0) == 1
-    wait_for(lambda: "WorkerLostError" in victim.text(), 10, "WorkerLostError in the log")
+    wait_for(lambda: "WorkerLostError" in victim.text(), 30, "WorkerLostError in the log")
     logs = "".join(w.text() for w in fleet.workers)
     assert re.search(rf"job {job_id} object 0 chunk \d+ done.*\(redelivered\)", logs)
 
