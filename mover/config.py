@@ -15,6 +15,15 @@ each process resolves them itself::
     url = "s3://backups/templates/"
     endpoint_url = "http://127.0.0.1:8333"
     credentials_env = "BACKUP_EAST"      # reads BACKUP_EAST_ACCESS_KEY_ID / _SECRET_ACCESS_KEY
+
+    [fleet]                              # the fleet's services (the environment wins)
+    broker_url = "amqp://mover@rabbit.example:5672/mover"   # password: MOVER_BROKER_PASSWORD
+    jobs_url = "rediss://mover@redis.example:6380/0"        # password: MOVER_JOBS_PASSWORD
+    catalogue_url = "postgresql://mover@db.example/mover"   # password: MOVER_CATALOGUE_PASSWORD
+
+A ``[fleet]`` URL holding a password is refused: the password of each service comes from its
+``*_PASSWORD`` environment variable only (:func:`fleet_setting` puts it into the URL in this
+process's memory).
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import platformdirs
 
@@ -36,13 +46,23 @@ SECRET_WORDS = ("secret", "password", "token", "key")
 _SECRET_OK = ("_env", "_file", "key_id", "access_key_id")
 
 
+#: The fleet's service settings: ``[fleet]`` key -> (environment variable, password variable).
+FLEET_SETTINGS = {
+    "broker_url": ("MOVER_BROKER_URL", "MOVER_BROKER_PASSWORD"),
+    "result_backend": ("MOVER_RESULT_BACKEND", "MOVER_RESULT_BACKEND_PASSWORD"),
+    "jobs_url": ("MOVER_JOBS_URL", "MOVER_JOBS_PASSWORD"),
+    "catalogue_url": ("MOVER_CATALOGUE_URL", "MOVER_CATALOGUE_PASSWORD"),
+}
+
+
 @dataclass
 class Config:
-    """The parsed configuration: named stores and defaults."""
+    """The parsed configuration: named stores, defaults and the fleet's services."""
 
     stores: dict[str, dict[str, Any]] = field(default_factory=dict)
     defaults: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    fleet: dict[str, str] = field(default_factory=dict)
 
 
 def config_path() -> Path:
@@ -72,7 +92,57 @@ def load(path: Path | None = None) -> Config:
                     f"{path}: store {name!r} holds {key!r}; put secrets in the environment "
                     "or a file and name it with credentials_env or credentials_file"
                 )
-    return Config(stores=stores, defaults=data.get("defaults", {}) or {}, path=path)
+    fleet = _fleet_table(path, data.get("fleet", {}) or {})
+    return Config(stores=stores, defaults=data.get("defaults", {}) or {}, path=path, fleet=fleet)
+
+
+def _fleet_table(path: Path, table: Any) -> dict[str, str]:
+    """Check the ``[fleet]`` table: known keys, string values, no password in a URL."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [fleet] must be a table")
+    for key, value in table.items():
+        if key not in FLEET_SETTINGS:
+            raise ConfigError(
+                f"{path}: [fleet] {key!r} is not a setting (known: {', '.join(FLEET_SETTINGS)})"
+            )
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: [fleet] {key} must be a URL string")
+        try:
+            password = urlsplit(value).password
+        except ValueError as exc:
+            raise ConfigError(f"{path}: [fleet] {key} is not a URL") from exc
+        if password:
+            raise ConfigError(
+                f"{path}: [fleet] {key} holds a password; remove it from the file and set "
+                f"{FLEET_SETTINGS[key][1]} in the environment"
+            )
+    return dict(table)
+
+
+def with_password(url: str, password: str) -> str:
+    """``url`` with ``password`` in its user info (an existing password is kept)."""
+    parts = urlsplit(url)
+    if parts.password or not parts.netloc:
+        return url
+    user, _, host = parts.netloc.rpartition("@")
+    netloc = f"{user}:{quote(password, safe='')}@{host}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def fleet_setting(name: str, config: Config | None = None) -> str | None:
+    """A fleet service's URL (``broker_url``, ``result_backend``, ``jobs_url``,
+    ``catalogue_url``): its environment variable, else ``[fleet]`` in the configuration
+    file; with the password of its ``*_PASSWORD`` variable put in when the URL has none.
+    None when neither sets it."""
+    env_name, password_name = FLEET_SETTINGS[name]
+    url = os.environ.get(env_name)
+    if not url:
+        config = config if config is not None else load()
+        url = config.fleet.get(name)
+    if not url:
+        return None
+    password = os.environ.get(password_name)
+    return with_password(url, password) if password else url
 
 
 def store_table(name: str, config: Config) -> dict[str, Any] | None:
