@@ -40,6 +40,7 @@ import platformdirs
 
 from mover.errors import BadLocation, ConfigError, UnknownStore, UsageError
 from mover.location import Location, parse, safe_key
+from mover.redact import redact
 
 #: Keys a store's table must not hold: a secret belongs in the environment or a file.
 SECRET_WORDS = ("secret", "password", "token", "key")
@@ -176,6 +177,68 @@ def resolve(location: Location, config: Config | None = None) -> tuple[Location,
     key = safe_key(location.key, root=f"store:{location.name}")
     options = {k: v for k, v in table.items() if k != "url"}
     return replace(base, key=key, root=root, name=location.name), options
+
+
+#: Broker URL schemes by kind; the job records, heartbeats and statistics need Redis.
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
+#: The broker when none is configured (the fleet's historical default).
+DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
+
+
+def url_scheme(url: str) -> str:
+    return url.split("://", 1)[0].lower() if "://" in url else ""
+
+
+def broker_url() -> str:
+    """The fleet's broker: ``MOVER_BROKER_URL`` or ``[fleet] broker_url`` (password from
+    ``MOVER_BROKER_PASSWORD``), else :data:`DEFAULT_BROKER_URL`. Raises a one-line
+    :class:`ConfigError` for a scheme Celery cannot use here."""
+    url = fleet_setting("broker_url") or DEFAULT_BROKER_URL
+    if url_scheme(url) not in REDIS_SCHEMES + AMQP_SCHEMES:
+        raise ConfigError(
+            f"MOVER_BROKER_URL {redact(url)}: the broker must be redis://, rediss:// (Redis) or "
+            "amqp://, amqps:// (RabbitMQ)"
+        )
+    return url
+
+
+def jobs_url() -> str:
+    """Where the fleet's job records, heartbeats and statistics live: ``MOVER_JOBS_URL`` (or
+    ``[fleet] jobs_url``), else the broker when it is Redis. A RabbitMQ broker holds no job
+    records: then ``MOVER_JOBS_URL`` is required, and its absence is one line that says so."""
+    url = fleet_setting("jobs_url")
+    if url is None:
+        broker = broker_url()
+        if url_scheme(broker) not in REDIS_SCHEMES:
+            raise ConfigError(
+                f"the broker {redact(broker)} is RabbitMQ, which holds no job records: set "
+                "MOVER_JOBS_URL=redis://HOST:6379/0 (a Redis for job records, heartbeats and "
+                "statistics)"
+            )
+        url = broker
+    if url_scheme(url) not in REDIS_SCHEMES:
+        raise ConfigError(
+            f"MOVER_JOBS_URL {redact(url)}: the fleet's job records need Redis "
+            "(redis://, rediss:// or unix://)"
+        )
+    return url
+
+
+def result_backend() -> str:
+    """Celery's result backend (only ``mover.submit`` keeps a result): ``MOVER_RESULT_BACKEND``
+    (or ``[fleet] result_backend``), else the broker when it is Redis, else the job store's
+    Redis. Never ``amqp://``: Celery 5 has no such backend, and a worker would die on it."""
+    url = fleet_setting("result_backend")
+    if url is None:
+        broker = broker_url()
+        return broker if url_scheme(broker) in REDIS_SCHEMES else jobs_url()
+    if url_scheme(url) in AMQP_SCHEMES:
+        raise ConfigError(
+            f"MOVER_RESULT_BACKEND {redact(url)}: Celery 5 has no amqp result backend; use "
+            "redis://... (or leave it unset: the job store's Redis is used)"
+        )
+    return url
 
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)

@@ -43,10 +43,12 @@ def _run(fn: Callable[[], Any]) -> Any:
         # The broker's libraries (a Redis restart under a command): one line, no traceback.
         if _debug or type(exc).__module__.split(".")[0] not in _BROKER_LIBRARIES:
             raise
+        from mover.redact import redact
+
         text = str(exc).splitlines()[0][:200] if str(exc) else ""
         _fail(
-            f"the broker failed: {type(exc).__name__}{': ' + text if text else ''} (is Redis "
-            "up? a job it left is resumable: mover jobs, mover resume JOB)",
+            f"the broker failed: {type(exc).__name__}{': ' + redact(text) if text else ''} (is "
+            "the broker up? a job it left is resumable: mover jobs, mover resume JOB)",
             EXIT_FAILED,
         )
 
@@ -67,10 +69,11 @@ def _size(_ctx: click.Context, _param: click.Parameter, value: str | None) -> in
 
 
 def _fleet_configured() -> bool:
-    """A broker is configured: jobs live in Redis and copies go to the fleet by default."""
-    import os
+    """A broker is configured (``MOVER_BROKER_URL`` or ``[fleet] broker_url``): jobs live in
+    Redis and copies go to the fleet by default."""
+    from mover.config import fleet_setting
 
-    return bool(os.environ.get("MOVER_BROKER_URL"))
+    return bool(fleet_setting("broker_url"))
 
 
 def _jobstore() -> Any:
@@ -664,6 +667,12 @@ def worker(
     """
     import os
 
+    from mover import config as config_mod
+
+    try:  # a configuration that cannot work: one line here, not a traceback in Celery's import
+        config_mod.broker_url(), config_mod.jobs_url(), config_mod.result_backend()
+    except MoverError as exc:
+        _fail(exc.message, exc.exit_code)
     argv = [sys.executable, "-m", "celery", "-A", "workers.app", "worker"]
     argv += ["-Q", queues or ",".join(default_queues()), "--pool", pool, "-l", loglevel, "-E"]
     if concurrency:

@@ -232,6 +232,19 @@ class Fleet:
 
         return RedisJobStore(self.redis.url)
 
+    def purge(self, queue: str) -> None:
+        """Drop the messages waiting in ``queue`` on the fleet's broker (Redis or RabbitMQ)."""
+        broker = self.env["MOVER_BROKER_URL"]
+        if broker.startswith("amqp"):
+            from kombu import Connection
+
+            with Connection(broker) as conn:
+                conn.default_channel.queue_purge(queue)
+            return
+        import redis
+
+        redis.Redis.from_url(broker).delete(queue)
+
 
 def make_fleet(
     redis_server: Any, folder: Path, request: pytest.FixtureRequest, **env: str
@@ -712,13 +725,11 @@ def test_no_secret_in_redis_or_logs(fleet: Fleet):
 def test_resume_reenqueues_only_missing_chunks(fleet: Fleet, slow_http: Any, tmp_path: Path):
     """Queued chunks lost (the queue deleted under a running job): the job stalls; ``mover
     resume`` enqueues only the chunks not done, and no chunk done before runs again."""
-    import redis
-
     dst = tmp_path / "resumed.bin"
     job_id = submit_slow(fleet, slow_http, dst)
     jobs = fleet.jobs()
     wait_for(lambda: chunks_done(jobs, job_id) >= 3, 30, "three chunks")
-    redis.Redis.from_url(fleet.redis.url).delete("mover.file")  # the queued chunks are lost
+    fleet.purge("mover.file")  # the queued chunks are lost
     time.sleep(2)  # let the running chunks finish
     job = jobs.get(job_id)
     assert job.state == "running"

@@ -87,3 +87,41 @@ def test_a_catalogue_file_made_before_migrations_is_upgraded(tmp_path: Path) -> 
     with sqlite3.connect(path) as db:
         (version,) = db.execute("SELECT MAX(version) FROM schema_version").fetchone()
     assert version == backends.MIGRATIONS[-1][0]
+
+
+def test_rabbitmq_broker_needs_a_jobs_url_and_no_amqp_result_backend(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A configuration that cannot work is refused in one line naming the setting to fix,
+    never with the broker's password."""
+    monkeypatch.setenv("MOVER_BROKER_URL", "amqp://mover:rabbit-pw@rabbit:5672/v")
+    monkeypatch.delenv("MOVER_JOBS_URL", raising=False)
+    monkeypatch.delenv("MOVER_RESULT_BACKEND", raising=False)
+    with pytest.raises(ConfigError, match="MOVER_JOBS_URL=redis://") as err:
+        config_mod.jobs_url()
+    assert "rabbit-pw" not in str(err.value)
+    monkeypatch.setenv("MOVER_JOBS_URL", "redis://redis:6379/2")
+    assert config_mod.result_backend() == "redis://redis:6379/2"
+    monkeypatch.setenv("MOVER_RESULT_BACKEND", "amqp://mover:rabbit-pw@rabbit:5672/v")
+    with pytest.raises(ConfigError, match="no amqp result backend") as err:
+        config_mod.result_backend()
+    assert "rabbit-pw" not in str(err.value)
+    monkeypatch.setenv("MOVER_JOBS_URL", "amqp://rabbit/v")
+    with pytest.raises(ConfigError, match="need Redis"):
+        config_mod.jobs_url()
+    monkeypatch.setenv("MOVER_BROKER_URL", "sqs://queue")
+    with pytest.raises(ConfigError, match="amqp://"):
+        config_mod.broker_url()
+
+
+def test_cli_names_the_missing_jobs_url_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from mover.cli.main import cli
+
+    monkeypatch.setenv("MOVER_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
+    monkeypatch.delenv("MOVER_JOBS_URL", raising=False)
+    out = CliRunner().invoke(cli, ["jobs"])
+    assert out.exit_code != 0
+    lines = [line for line in out.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "MOVER_JOBS_URL" in lines[0] and ":guest@" not in lines[0]

@@ -1,0 +1,187 @@
+"""The fleet on RabbitMQ: the same tasks and the same guarantees as on Redis.
+
+The broker is the machine's RabbitMQ (127.0.0.1:5672, guest/guest) with a vhost of this
+session's own (``rabbitmq_url``); job records, heartbeats and statistics live in the private
+Redis (``MOVER_JOBS_URL``), and so does the result backend (Celery 5 has no amqp one). Real
+``mover worker`` processes (prefork, -c 2) run the scenarios of ``test_fleet.py`` that prove
+the fleet's guarantees (copy, kill -9 of a worker, cancel, resume of lost chunks, the commit
+exactly once) and the autoscale controller grows pools from RabbitMQ's queue depth. Only this
+subset runs twice (here and on Redis), to keep CI's time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration import test_fleet as fleet_tests
+from tests.integration.test_fleet import (  # noqa: F401  (slow_http is a fixture)
+    MOVER,
+    ROOT,
+    Fleet,
+    make_fleet,
+    random_file,
+    sha256,
+    slow_http,
+    temp_files,
+    wait_final,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.redis, pytest.mark.celery]
+
+MiB = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def rabbit_fleet(
+    redis_server: Any,
+    rabbitmq_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
+) -> Iterator[Fleet]:
+    """Two workers (prefork, -c 2) on RabbitMQ, job records in the private Redis."""
+    fleet = make_fleet(
+        redis_server,
+        tmp_path_factory.mktemp("rabbit"),
+        request,
+        MOVER_BROKER_URL=rabbitmq_url,
+        MOVER_JOBS_URL=redis_server.url,
+    )
+    try:
+        a, b = fleet.start_worker("r1"), fleet.start_worker("r2")
+        fleet.wait_ready(a, b)
+        yield fleet
+    finally:
+        for w in fleet.workers:
+            fleet.stop(w)
+
+
+def test_copy_on_rabbitmq_verified_and_committed_once(rabbit_fleet: Fleet, tmp_path: Path):
+    """``mover copy --wait`` through RabbitMQ: sha256 identical, one commit, no temporary
+    file; the workers warned about RabbitMQ's consumer timeout against the chunk limit."""
+    src = random_file(tmp_path / "src.bin", 12 * MiB + 5)
+    dst = tmp_path / "out" / "dst.bin"
+    dst.parent.mkdir()
+    out = rabbit_fleet.mover(
+        "copy", str(src), str(dst), "--chunk-size", "1MiB", "--executor", "celery", "--wait"
+    )
+    assert out.returncode == 0, out.stderr
+    assert sha256(dst) == sha256(src)
+    job_id = re.search(r"job (\w+)", out.stderr).group(1)
+    jobs = rabbit_fleet.jobs()
+    job = jobs.get(job_id)
+    assert job.state == "done" and len(job.items[0].chunks) == 13
+    assert jobs.commits(job_id, 0) == 1
+    assert not temp_files(dst.parent)
+    assert "consumer_timeout" in rabbit_fleet.workers[0].text()
+    status = rabbit_fleet.mover("status", job_id)
+    assert f"job {job_id}: done" in status.stdout
+
+
+@pytest.mark.slow
+def test_kill_9_worker_on_rabbitmq(rabbit_fleet: Fleet, slow_http: Any, tmp_path: Path):  # noqa: F811
+    """A whole worker killed with SIGKILL mid-job: RabbitMQ requeues its unacknowledged
+    chunks when its connection drops; the job completes, verified, committed once."""
+    fleet_tests.test_kill_9_worker_mid_job(rabbit_fleet, slow_http, tmp_path)
+
+
+@pytest.mark.slow
+def test_cancel_on_rabbitmq(rabbit_fleet: Fleet, slow_http: Any, tmp_path: Path):  # noqa: F811
+    fleet_tests.test_cancel_mid_job(rabbit_fleet, slow_http, tmp_path)
+
+
+@pytest.mark.slow
+def test_resume_on_rabbitmq(rabbit_fleet: Fleet, slow_http: Any, tmp_path: Path):  # noqa: F811
+    """The queue purged under a running job: ``mover resume`` re-enqueues only the chunks
+    not done; none done before runs again."""
+    fleet_tests.test_resume_reenqueues_only_missing_chunks(rabbit_fleet, slow_http, tmp_path)
+
+
+def _app(fleet: Fleet) -> Any:
+    """A Celery app on the fleet's broker, built in this process."""
+    from mover.workers.app import make_app
+
+    saved = {k: os.environ.get(k) for k in ("MOVER_BROKER_URL", "MOVER_JOBS_URL")}
+    os.environ.update(
+        MOVER_BROKER_URL=fleet.env["MOVER_BROKER_URL"], MOVER_JOBS_URL=fleet.env["MOVER_JOBS_URL"]
+    )
+    try:
+        return make_app()
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.mark.slow
+def test_autoscale_grows_pools_from_rabbitmq_depth(
+    rabbit_fleet: Fleet,
+    slow_http: Any,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A backlog of 48 one-second chunks in RabbitMQ: ``mover autoscale`` reads the queue's
+    depth by passive declare and grows the -c 2 pools to 4; the job then completes."""
+    from mover.workers.broker_queues import AmqpQueues
+
+    app = _app(rabbit_fleet)
+    random_file(Path(slow_http.root) / "flood.bin", 48 * 3 * MiB)
+    log = rabbit_fleet.folder / "controller.log"
+    controller = subprocess.Popen(
+        [*MOVER, "autoscale", "--strategy", "target-tracking", "--interval", "1",
+         "-p", "target_backlog_per_slot=4", "--max", "8", "--max-per-worker", "4",
+         "--queue", "mover.file"],
+        env=rabbit_fleet.env,
+        stdout=open(log, "wb"),  # noqa: SIM115 - closed with the process
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=ROOT,
+    )  # fmt: skip
+    try:
+        out = rabbit_fleet.mover(
+            "copy",
+            f"{slow_http.url}/flood.bin",
+            str(tmp_path / "flood.bin"),
+            "--chunk-size",
+            "3MiB",
+            "--executor",
+            "celery",
+        )
+        assert out.returncode == 0, out.stderr
+        job_id = out.stdout.strip()
+        queues = AmqpQueues(rabbit_fleet.env["MOVER_BROKER_URL"])
+        try:
+            depth = queues.depths(["mover.file"])["mover.file"]
+        finally:
+            queues.close()
+        assert depth > 4, depth  # the backlog is visible in RabbitMQ
+
+        def grown() -> Any:
+            stats = app.control.inspect(timeout=1.0).stats() or {}
+            sizes = {n.partition("@")[0]: len(s["pool"]["processes"]) for n, s in stats.items()}
+            return sizes if sizes.get("r1", 0) > 2 and sizes.get("r2", 0) > 2 else None
+
+        wait_for(grown, 40, f"pools to grow\n{log.read_text()[-2000:]}", poll_s=0.5)
+        job = wait_final(rabbit_fleet.jobs(), job_id, 120)
+        assert job.state == "done", job.error
+        assert rabbit_fleet.jobs().commits(job_id, 0) == 1
+        assert re.search(r"grow [^|]*r1@\S+ \+\d", log.read_text()), log.read_text()[-3000:]
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(controller.pid, signal.SIGTERM)
+        try:
+            controller.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(controller.pid, signal.SIGKILL)
+            controller.wait(5)
+        (Path(slow_http.root) / "flood.bin").unlink(missing_ok=True)
