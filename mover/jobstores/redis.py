@@ -97,6 +97,19 @@ def client_from_url(url: str) -> redis.Redis:
     )
 
 
+def _why(exc: BaseException) -> str:
+    """What went wrong reaching Redis, in words that point at the setting to fix (never the
+    server's text, which may echo a URL)."""
+    text = str(exc)
+    if isinstance(exc, redis.AuthenticationError) or "WRONGPASS" in text or "NOAUTH" in text:
+        return f"{type(exc).__name__}: wrong or missing password (MOVER_BROKER_PASSWORD)"
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return "TLS: its certificate is not signed by the CA of ssl_ca_certs in the URL"
+    if "SSL" in text or "TLS" in text:
+        return f"{type(exc).__name__}: TLS handshake failed (rediss:// against a TLS port?)"
+    return type(exc).__name__
+
+
 class RedisJobStore(JobStore):
     """A :class:`~mover.jobs.JobStore` in Redis, for the fleet.
 
@@ -146,9 +159,8 @@ class RedisJobStore(JobStore):
         except redis.RedisError as exc:
             kwargs = probe.connection_pool.connection_kwargs
             where = f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
-            reason = type(exc).__name__
             raise MoverError(
-                f"cannot reach Redis at {where} ({reason}): is the broker up, and "
+                f"cannot reach Redis at {where} ({_why(exc)}): is the broker up, and "
                 "MOVER_BROKER_URL right?",
                 retryable=True,
             ) from None
