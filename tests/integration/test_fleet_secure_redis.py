@@ -153,32 +153,26 @@ def test_planted_password_appears_nowhere(
         assert password.encode() not in blob, "the broker password is in Redis"
 
 
+def _jobs_error(env: dict[str, str], server: SecureRedisServer, *words: str) -> str:
+    """``mover jobs`` under ``env`` fails with one line naming the server and ``words``,
+    without the password."""
+    out = subprocess.run([*MOVER, "jobs"], env=env, capture_output=True, text=True, timeout=60)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode != 0 and len(lines) == 1, out.stderr
+    for word in (f"127.0.0.1:{server.port}", *words):
+        assert word in lines[0], lines[0]
+    assert server.password not in out.stderr
+    return lines[0]
+
+
 def test_wrong_password_and_unknown_ca_are_one_line(
     secure_fleet: Fleet, secure_redis: SecureRedisServer, tmp_path: Path
 ) -> None:
     wrong = "wrongBrokerPw1234"
-    out = subprocess.run(
-        [*MOVER, "jobs"],
-        env={**secure_fleet.env, "MOVER_BROKER_PASSWORD": wrong},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    lines = out.stderr.strip().splitlines()
-    assert out.returncode != 0 and len(lines) == 1, out.stderr
-    assert f"127.0.0.1:{secure_redis.port}" in lines[0] and "password" in lines[0], lines[0]
-    assert wrong not in out.stderr and secure_redis.password not in out.stderr
+    env = {**secure_fleet.env, "MOVER_BROKER_PASSWORD": wrong}
+    assert wrong not in _jobs_error(env, secure_redis, "password")
     other_ca, _, _ = make_tls_files(tmp_path)
     bare = secure_redis.bare_url.replace(str(secure_redis.ca_file), str(other_ca))
     (tmp_path / "config.toml").write_text(f'[fleet]\nbroker_url = "{bare}"\n')
-    out = subprocess.run(
-        [*MOVER, "jobs"],
-        env={**secure_fleet.env, "MOVER_CONFIG": str(tmp_path / "config.toml")},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    lines = out.stderr.strip().splitlines()
-    assert out.returncode != 0 and len(lines) == 1, out.stderr
-    assert f"127.0.0.1:{secure_redis.port}" in lines[0] and "ssl_ca_certs" in lines[0], lines[0]
-    assert secure_redis.password not in out.stderr
+    env = {**secure_fleet.env, "MOVER_CONFIG": str(tmp_path / "config.toml")}
+    _jobs_error(env, secure_redis, "ssl_ca_certs")
