@@ -624,17 +624,24 @@ def _waiting_for(store: Any, job: Any) -> list[str]:
 def default_queues() -> list[str]:
     """The queues a worker consumes unless told (``-Q``): ``mover`` (submit, commit),
     ``celery`` (where a bare ``send_task`` lands), ``mover.<scheme>`` for every registered
-    provider and ``mover.store.<name>`` for every configured store."""
+    provider and ``mover.store.<name>`` for every store of the configuration file and of the
+    catalogue."""
     from mover import config as config_mod
     from mover.stores import providers
 
     queues = ["mover", "celery"]
     queues += [f"mover.{name}" for name in providers.names()]
     try:
-        stores = sorted(config_mod.load().stores)
+        stores = set(config_mod.load().stores)
     except MoverError:
-        stores = []  # a broken configuration is reported by the commands that use it
-    return queues + [f"mover.store.{name}" for name in stores]
+        stores = set()  # a broken configuration is reported by the commands that use it
+    try:
+        from mover.catalogue.store import store_names
+
+        stores |= set(store_names())  # the catalogue's stores (a shared one: every host's)
+    except MoverError:
+        pass  # an unreachable catalogue is reported by the commands that use it
+    return queues + [f"mover.store.{name}" for name in sorted(stores)]
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})

@@ -14,7 +14,13 @@ back to H1's worker after the visibility timeout; the job completes, verified by
 the link comes back with H2's stale chunk in hand: the object is still committed exactly once
 and its bytes do not change.
 
-Needs root and ``ip`` (iproute2); skipped, with the reason, where namespaces cannot be made.
+The destination is ``store:shared/...``, a store that the caller adds to a PostgreSQL
+catalogue running in ``S`` (``MOVER_CATALOGUE_URL``): each worker host has a state directory
+of its own, so both resolve the store from that one database (issue 12: workers in two
+namespaces share one catalogue).
+
+Needs root, ``ip`` (iproute2) and PostgreSQL's server binaries; skipped, with the reason, where
+namespaces cannot be made or no PostgreSQL server is installed.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.redis, pytest.mark.celery, py
 MiB = 1 << 20
 REDIS_PORT = 6390
 HTTP_PORT = 8090
+POSTGRES_PORT = 5433
 #: The services' address, on the loopback of their namespace; each worker host routes to it
 #: through its own link (so a source URL planned on one host is valid on the other).
 SERVICE = "10.77.0.1"
@@ -145,6 +152,61 @@ def hosts() -> Iterator[Hosts]:
         made.destroy()
 
 
+def _postgres_bin() -> Path | None:
+    """The directory of PostgreSQL's server binaries (Debian: /usr/lib/postgresql/N/bin)."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"))
+    if found:
+        return found[-1].parent
+    which = shutil.which("postgres")
+    return Path(which).parent if which else None
+
+
+@pytest.fixture
+def postgres_dir() -> Iterator[Path]:
+    """A data directory PostgreSQL's own user may use (it refuses to run as root), outside
+    pytest's private temporary folders; removed at the end."""
+    import pwd
+    import tempfile
+
+    try:
+        user = pwd.getpwnam("postgres")
+    except KeyError:
+        pytest.skip("no postgres user to run a PostgreSQL server as")
+    folder = Path(tempfile.mkdtemp(prefix="mover-netns-pg-"))
+    os.chmod(folder, 0o755)
+    data = folder / "data"
+    data.mkdir()
+    os.chown(data, user.pw_uid, user.pw_gid)
+    try:
+        yield data
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def start_postgres(hosts: Hosts, data: Path, log: Path) -> str:
+    """initdb and start PostgreSQL in the services' namespace on SERVICE:POSTGRES_PORT, trust
+    authentication for the worker hosts' subnets; return the catalogue URL."""
+    bindir = _postgres_bin()
+    if bindir is None:
+        pytest.skip("PostgreSQL's server binaries are not installed")
+    subprocess.run(
+        ["runuser", "-u", "postgres", "--", str(bindir / "initdb"), "-D", str(data),
+         "--auth=trust", "-U", "postgres"],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    with open(data / "pg_hba.conf", "a") as hba:
+        hba.write("host all all 10.77.0.0/16 trust\n")
+    hosts.run(
+        "s",
+        ["runuser", "-u", "postgres", "--", str(bindir / "postgres"), "-D", str(data),
+         "-c", f"listen_addresses={SERVICE}", "-p", str(POSTGRES_PORT),
+         "-c", f"unix_socket_directories={data}", "-c", "fsync=off"],
+        log,
+        dict(os.environ),
+    )  # fmt: skip
+    return f"postgresql://postgres@{SERVICE}:{POSTGRES_PORT}/postgres"
+
+
 #: The throttled, ranged HTTP source of test_fleet, run inside the services' namespace.
 HTTP_SCRIPT = """
 import sys, threading
@@ -165,7 +227,7 @@ print(RedisJobStore().commits(sys.argv[1], 0))
 
 
 def test_host_cut_off_mid_job_completes_verified_and_commits_once(
-    hosts: Hosts, tmp_path: Path
+    hosts: Hosts, postgres_dir: Path, tmp_path: Path
 ) -> None:
     redis_bin = shutil.which("redis-server")
     if redis_bin is None:
@@ -182,6 +244,7 @@ def test_host_cut_off_mid_job_completes_verified_and_commits_once(
         tmp_path / "redis.log",
         dict(os.environ),
     )  # fmt: skip
+    catalogue = start_postgres(hosts, postgres_dir, tmp_path / "postgres.log")
     hosts.run(
         "s",
         [sys.executable, "-c", HTTP_SCRIPT, str(source_dir), str(HTTP_PORT), str(MiB)],
@@ -198,8 +261,17 @@ def test_host_cut_off_mid_job_completes_verified_and_commits_once(
             "MOVER_VISIBILITY_TIMEOUT_S": "8",
             "MOVER_RESTORE_INTERVAL_S": "2",
             "MOVER_CHUNK_RETRIES": "3",
+            "MOVER_CATALOGUE_URL": catalogue,
             "PYTHONPATH": str(ROOT),
         }
+
+    # The caller adds the destination store to the catalogue in S (from H1, once it answers).
+    def add_store() -> bool:
+        out = hosts.call("h1", [*MOVER, "stores", "add", "shared", f"file://{out_dir}/"], env("h1"))
+        assert "cannot open the catalogue" in out.stderr or out.returncode == 0, out.stderr
+        return out.returncode == 0
+
+    wait_for(add_store, 60, "the catalogue in S to answer", poll_s=0.5)
 
     workers = {}
     for host in ("h1", "h2"):
@@ -214,7 +286,16 @@ def test_host_cut_off_mid_job_completes_verified_and_commits_once(
     dst = out_dir / "cut.bin"
     submitted = hosts.call(
         "h1",
-        [*MOVER, "copy", url, str(dst), "--chunk-size", "1MiB", "--executor", "celery"],
+        [
+            *MOVER,
+            "copy",
+            url,
+            "store:shared/cut.bin",
+            "--chunk-size",
+            "1MiB",
+            "--executor",
+            "celery",
+        ],
         env("h1"),
     )
     assert submitted.returncode == 0, submitted.stderr
@@ -254,4 +335,7 @@ def test_host_cut_off_mid_job_completes_verified_and_commits_once(
     assert commits.stdout.strip() == "1", f"committed {commits.stdout.strip()} times"
     assert hashlib.sha256(dst.read_bytes()).hexdigest() == digest
     assert not [p.name for p in out_dir.iterdir() if ".mover-" in p.name]
+    # Both hosts resolved store:shared from PostgreSQL: neither made a catalogue of its own.
+    for host in ("h1", "h2"):
+        assert not (tmp_path / f"state-{host}" / "catalogue.sqlite3").exists()
     assert h2.proc.poll() is None, f"H2's worker did not come back:\n{h2.text()[cut_at:][-2000:]}"

@@ -46,12 +46,8 @@ def test_two_workers_resolve_a_store_from_one_postgresql_catalogue(
     assert added.returncode == 0, added.stderr
     try:
         workers = [
-            fleet.start_worker(
-                name,
-                "-Q",
-                "mover,mover.store.shared",
-                env={"MOVER_STATE_DIR": str(tmp_path / f"state-{name}")},
-            )
+            # Default queues: they include mover.store.shared, found in the catalogue.
+            fleet.start_worker(name, env={"MOVER_STATE_DIR": str(tmp_path / f"state-{name}")})
             for name in ("pg1", "pg2")
         ]
         fleet.wait_ready(*workers)

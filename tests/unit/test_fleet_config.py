@@ -125,3 +125,13 @@ def test_cli_names_the_missing_jobs_url_in_one_line(monkeypatch: pytest.MonkeyPa
     assert out.exit_code != 0
     lines = [line for line in out.output.splitlines() if line.strip()]
     assert len(lines) == 1 and "MOVER_JOBS_URL" in lines[0] and ":guest@" not in lines[0]
+
+
+def test_workers_consume_the_queues_of_catalogue_stores_by_default() -> None:
+    """A store added with ``mover stores add`` routes its chunks to ``mover.store.NAME``:
+    a worker started without -Q must consume it."""
+    from mover import catalogue as cat
+    from mover.cli.main import default_queues
+
+    cat.add_store("shelf", "memory://shelf/")
+    assert "mover.store.shelf" in default_queues()
