@@ -67,9 +67,11 @@ class AmqpQueues:
                 channel.close()
             self._channel = self._conn.channel()
             return 0, 0
-        except Exception:
+        except Exception as exc:
             self.close()  # a dead connection: open a new one next time
-            raise
+            raise MoverError(
+                f"the broker {redact(self.url)} failed ({type(exc).__name__})", retryable=True
+            ) from None
         return int(ok.message_count), int(ok.consumer_count)
 
     def depths(self, queues: list[str]) -> dict[str, int]:

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -352,6 +353,39 @@ def redis_contents(url: str) -> list[bytes]:
         elif kind == b"zset":
             out += [m for m, _ in client.zrange(key, 0, -1, withscores=True)]
     return out
+
+
+def scrape(fleet: Fleet, command: str, path: str) -> bytes:
+    """Start ``mover metrics`` or ``mover dashboard`` (no auth) on a free port, GET ``path``
+    once it answers, stop it."""
+    from tests.servers import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [*MOVER, command, "--port", str(port), *(["--no-auth"] if command == "dashboard" else [])],
+        env=fleet.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    try:
+
+        def get() -> bytes | None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+                    return r.read()
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+                return None
+
+        return wait_for(get, 30, f"mover {command} to answer", poll_s=0.3)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 def wait_final(jobs: Any, job_id: str, timeout_s: float = 90, poll_s: float = 0.5) -> Any:

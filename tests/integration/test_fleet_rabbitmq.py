@@ -29,6 +29,7 @@ from tests.integration.test_fleet import (  # noqa: F401  (slow_http is a fixtur
     Fleet,
     make_fleet,
     random_file,
+    scrape,
     sha256,
     slow_http,
     temp_files,
@@ -165,6 +166,11 @@ def test_autoscale_grows_pools_from_rabbitmq_depth(
         finally:
             queues.close()
         assert depth > 4, depth  # the backlog is visible in RabbitMQ
+        # ... and to `mover metrics`, which reads RabbitMQ's queues the same way.
+        exposed = scrape(rabbit_fleet, "metrics", "/metrics").decode()
+        assert "mover_up 1.0" in exposed
+        found = re.search(r'mover_queue_messages\{queue="mover\.file"\} (\d+)', exposed)
+        assert found and int(found.group(1)) > 0, exposed[:3000]
 
         def grown() -> Any:
             stats = app.control.inspect(timeout=1.0).stats() or {}

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,12 +29,12 @@ from tests.integration.test_fleet import (  # noqa: F401  (slow_http is a fixtur
     make_fleet,
     random_file,
     redis_contents,
+    scrape,
     sha256,
     slow_http,
     wait_for,
 )
 from tests.secure_redis import SecureRedisServer, make_tls_files
-from tests.servers import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis, pytest.mark.celery]
 
@@ -95,35 +94,6 @@ def test_cancel_on_tls_redis(secure_fleet: Fleet, slow_http: Any, tmp_path: Path
     fleet_tests.test_cancel_mid_job(secure_fleet, slow_http, tmp_path)
 
 
-def _scrape(fleet: Fleet, command: str, port: int, path: str) -> bytes:
-    """Start ``mover COMMAND --port PORT``, GET ``path`` once it answers, stop it."""
-    proc = subprocess.Popen(
-        [*MOVER, command, "--port", str(port), *(["--no-auth"] if command == "dashboard" else [])],
-        env=fleet.env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        cwd=ROOT,
-    )
-    try:
-
-        def get() -> bytes | None:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
-                    return r.read()
-            except OSError:
-                assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-                return None
-
-        return wait_for(get, 30, f"mover {command} to answer", poll_s=0.3)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
 def test_planted_password_appears_nowhere(
     secure_fleet: Fleet, secure_redis: SecureRedisServer, tmp_path: Path
 ) -> None:
@@ -139,9 +109,9 @@ def test_planted_password_appears_nowhere(
         out = secure_fleet.mover(*args)
         assert out.returncode == 0, out.stderr
         seen[" ".join(args)] = out.stdout + out.stderr
-    seen["metrics"] = _scrape(secure_fleet, "metrics", free_port(), "/metrics")
+    seen["metrics"] = scrape(secure_fleet, "metrics", "/metrics")
     assert b"mover_up 1.0" in seen["metrics"]
-    seen["dashboard"] = _scrape(secure_fleet, "dashboard", free_port(), "/api/fleet")
+    seen["dashboard"] = scrape(secure_fleet, "dashboard", "/api/fleet")
     for worker in secure_fleet.workers:
         seen[f"log of {worker.name}"] = worker.text()
     everything = redis_contents(secure_redis.url)
