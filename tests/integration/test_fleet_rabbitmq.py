@@ -2,7 +2,8 @@
 
 The broker is the machine's RabbitMQ (127.0.0.1:5672, guest/guest) with a vhost of this
 session's own (``rabbitmq_url``); job records, heartbeats and statistics live in the private
-Redis (``MOVER_JOBS_URL``), and so does the result backend (Celery 5 has no amqp one). Real
+Redis (``MOVER_JOBS_URL``), and so does the result backend (Celery 5 has no amqp one); the
+catalogue is in PostgreSQL (``MOVER_CATALOGUE_URL``), the only state the workers share. Real
 ``mover worker`` processes (prefork, -c 2) run the scenarios of ``test_fleet.py`` that prove
 the fleet's guarantees (copy, kill -9 of a worker, cancel, resume of lost chunks, the commit
 exactly once) and the autoscale controller grows pools from RabbitMQ's queue depth. Only this
@@ -46,19 +47,39 @@ MiB = 1 << 20
 def rabbit_fleet(
     redis_server: Any,
     rabbitmq_url: str,
+    postgres_url: str,
     tmp_path_factory: pytest.TempPathFactory,
     request: pytest.FixtureRequest,
 ) -> Iterator[Fleet]:
-    """Two workers (prefork, -c 2) on RabbitMQ, job records in the private Redis."""
+    """Two workers (prefork, -c 2) on RabbitMQ, job records in the private Redis, and a
+    catalogue in PostgreSQL that the workers share with the caller and nothing else: each has
+    a state directory (so a SQLite catalogue) of its own. The store ``shared`` is added
+    before they start, so that their default queues include ``mover.store.shared``."""
+    import psycopg
+
+    from mover.catalogue.backends import TABLES, open_backend
+
+    with open_backend(postgres_url).transaction():
+        pass
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f"TRUNCATE {', '.join(TABLES)}")
+    folder = tmp_path_factory.mktemp("rabbit")
     fleet = make_fleet(
         redis_server,
-        tmp_path_factory.mktemp("rabbit"),
+        folder,
         request,
         MOVER_BROKER_URL=rabbitmq_url,
         MOVER_JOBS_URL=redis_server.url,
+        MOVER_CATALOGUE_URL=postgres_url,
     )
+    (folder / "shared").mkdir()
+    added = fleet.mover("stores", "add", "shared", f"file://{folder / 'shared'}/")
+    assert added.returncode == 0, added.stderr
     try:
-        a, b = fleet.start_worker("r1"), fleet.start_worker("r2")
+        a, b = (
+            fleet.start_worker(name, env={"MOVER_STATE_DIR": str(folder / f"state-{name}")})
+            for name in ("r1", "r2")
+        )
         fleet.wait_ready(a, b)
         yield fleet
     finally:
@@ -66,24 +87,32 @@ def rabbit_fleet(
             fleet.stop(w)
 
 
-def test_copy_on_rabbitmq_verified_and_committed_once(rabbit_fleet: Fleet, tmp_path: Path):
-    """``mover copy --wait`` through RabbitMQ: sha256 identical, one commit, no temporary
-    file; the workers warned about RabbitMQ's consumer timeout against the chunk limit."""
-    src = random_file(tmp_path / "src.bin", 12 * MiB + 5)
-    dst = tmp_path / "out" / "dst.bin"
-    dst.parent.mkdir()
+def test_copy_on_rabbitmq_into_a_store_of_the_shared_catalogue(
+    rabbit_fleet: Fleet,
+    slow_http: Any,  # noqa: F811
+) -> None:
+    """``mover copy --wait`` through RabbitMQ into ``store:shared``: both workers resolve the
+    store from PostgreSQL (neither has a catalogue of its own) and run chunks; sha256
+    identical, one commit, no temporary file; the workers warned about RabbitMQ's consumer
+    timeout against the chunk limit."""
+    source = random_file(Path(slow_http.root) / "rabbit.bin", 12 * MiB + 5)
     out = rabbit_fleet.mover(
-        "copy", str(src), str(dst), "--chunk-size", "1MiB", "--executor", "celery", "--wait"
-    )
+        "copy", f"{slow_http.url}/rabbit.bin", "store:shared/copy.bin",
+        "--chunk-size", "1MiB", "--executor", "celery", "--wait",
+    )  # fmt: skip
     assert out.returncode == 0, out.stderr
-    assert sha256(dst) == sha256(src)
+    shared = rabbit_fleet.folder / "shared"
+    assert sha256(shared / "copy.bin") == sha256(source)
     job_id = re.search(r"job (\w+)", out.stderr).group(1)
     jobs = rabbit_fleet.jobs()
     job = jobs.get(job_id)
     assert job.state == "done" and len(job.items[0].chunks) == 13
     assert jobs.commits(job_id, 0) == 1
-    assert not temp_files(dst.parent)
-    assert "consumer_timeout" in rabbit_fleet.workers[0].text()
+    assert not temp_files(shared)
+    for worker in rabbit_fleet.workers:
+        assert re.search(rf"job {job_id} object 0 chunk \d+ done", worker.text()), worker.name
+        assert "consumer_timeout" in worker.text()
+        assert not (rabbit_fleet.folder / f"state-{worker.name}" / "catalogue.sqlite3").exists()
     status = rabbit_fleet.mover("status", job_id)
     assert f"job {job_id}: done" in status.stdout
 
@@ -131,12 +160,12 @@ def test_autoscale_grows_pools_from_rabbitmq_depth(
     slow_http: Any,  # noqa: F811
     tmp_path: Path,
 ) -> None:
-    """A backlog of 48 one-second chunks in RabbitMQ: ``mover autoscale`` reads the queue's
+    """A backlog of 32 one-second chunks in RabbitMQ: ``mover autoscale`` reads the queue's
     depth by passive declare and grows the -c 2 pools to 4; the job then completes."""
     from mover.workers.broker_queues import AmqpQueues
 
     app = _app(rabbit_fleet)
-    random_file(Path(slow_http.root) / "flood.bin", 48 * 3 * MiB)
+    random_file(Path(slow_http.root) / "flood.bin", 32 * 3 * MiB)
     log = rabbit_fleet.folder / "controller.log"
     controller = subprocess.Popen(
         [*MOVER, "autoscale", "--strategy", "target-tracking", "--interval", "1",
