@@ -152,6 +152,27 @@ def make_app() -> Celery:
     return app
 
 
+def check_broker(app: Celery, timeout_s: float = 5.0) -> None:
+    """Connect to the broker once, before a job is recorded or a task published: a broker
+    that is down, a wrong password, a vhost that does not exist or a certificate the CA did
+    not sign is one :class:`~mover.errors.BrokerError` line naming the broker (never its
+    password), with nothing left behind."""
+    from mover.errors import BrokerError
+    from mover.redact import redact
+
+    url = app.conf.broker_url
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, interval_start=0, timeout=timeout_s)
+    except Exception as exc:
+        text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise BrokerError(
+            f"cannot use the broker {redact(url)} ({type(exc).__name__}"
+            f"{': ' + redact(text) if text else ''}); nothing was enqueued: check "
+            "MOVER_BROKER_URL (vhost, user) and MOVER_BROKER_PASSWORD"
+        ) from None
+
+
 #: RabbitMQ's default ``consumer_timeout`` (ms in rabbitmq.conf): 30 minutes.
 RABBITMQ_CONSUMER_TIMEOUT_S = 1800
 

@@ -245,11 +245,13 @@ def _copy_on_fleet(
         from mover.executors import celery as fleet
         from mover.jobstores.redis import RedisJobStore
         from mover.transfer import check_fleet
+        from mover.workers.app import check_broker
 
         check_fleet(source, destination, recursive)
 
         jobs = RedisJobStore()
         jobs.check()
+        check_broker(fleet.get_app())  # down, wrong password, no vhost: one line, no job
         job = fleet.submit(
             source,
             destination,

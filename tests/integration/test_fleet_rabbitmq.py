@@ -220,3 +220,29 @@ def test_autoscale_grows_pools_from_rabbitmq_depth(
             os.killpg(controller.pid, signal.SIGKILL)
             controller.wait(5)
         (Path(slow_http.root) / "flood.bin").unlink(missing_ok=True)
+
+
+def test_a_broker_that_cannot_work_is_one_line_and_records_no_job(
+    rabbit_fleet: Fleet, rabbitmq_url: str, tmp_path: Path
+) -> None:
+    """A vhost that does not exist, a wrong password: ``mover copy`` says so in one line that
+    names the broker without its password, and records no job."""
+    src = random_file(tmp_path / "s.bin", MiB)
+    jobs = rabbit_fleet.jobs()
+    before = len(jobs.list(limit=1000))
+    base = rabbitmq_url.rsplit("/", 1)[0]
+    for url, words in (
+        (f"{base}/no-such-vhost", "vhost"),
+        (rabbitmq_url.replace("guest:guest@", "guest:wrongRabbitPw@"), "ACCESS_REFUSED"),
+    ):
+        out = subprocess.run(
+            [*MOVER, "copy", str(src), str(tmp_path / "d.bin")],
+            env={**rabbit_fleet.env, "MOVER_BROKER_URL": url},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        lines = out.stderr.strip().splitlines()
+        assert out.returncode != 0 and len(lines) == 1, out.stderr
+        assert words in lines[0] and "wrongRabbitPw" not in lines[0], lines[0]
+    assert len(jobs.list(limit=1000)) == before
