@@ -80,6 +80,22 @@ def is_amqp(url: str) -> bool:
     return config_mod.url_scheme(url) in config_mod.AMQP_SCHEMES
 
 
+#: RabbitMQ queue types mover declares (``MOVER_QUEUE_TYPE``).
+QUEUE_TYPES = ("quorum", "classic")
+
+
+def queue_type() -> str:
+    """``MOVER_QUEUE_TYPE`` on RabbitMQ: ``quorum`` (default: replicated, durable, poison
+    messages counted) or ``classic``. Every process of a fleet must use the same: RabbitMQ
+    refuses to declare an existing queue with another type."""
+    value = (os.environ.get("MOVER_QUEUE_TYPE") or QUEUE_TYPES[0]).strip().lower()
+    if value not in QUEUE_TYPES:
+        raise config_mod.ConfigError(
+            f"MOVER_QUEUE_TYPE {value!r}: write {' or '.join(QUEUE_TYPES)}"
+        )
+    return value
+
+
 def amqp_transport_options() -> dict[str, Any]:
     """kombu's AMQP transport options: publisher confirms, and a bounded connect."""
     return {"confirm_publish": True, "connect_timeout": 5.0}
@@ -145,6 +161,16 @@ def make_app() -> Celery:
         enable_utc=True,
     )
 
+    if amqp:
+        # Quorum queues (or classic), durable either way; with quorum queues Celery turns off
+        # global QoS and delivers countdowns (the chunks' retry back-off) through its native
+        # delayed delivery exchanges, which workers declare at start.
+        kind = queue_type()
+        app.conf.update(
+            task_default_queue_type=kind,
+            task_create_missing_queue_type=kind,
+            worker_detect_quorum_queues=True,
+        )
     # Heartbeats, the watchdog that ends a zombie worker, and the sweeps (workers/health.py).
     from mover.workers.health import HealthStep
 

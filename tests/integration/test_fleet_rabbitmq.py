@@ -115,6 +115,15 @@ def test_copy_on_rabbitmq_into_a_store_of_the_shared_catalogue(
         assert not (rabbit_fleet.folder / f"state-{worker.name}" / "catalogue.sqlite3").exists()
     status = rabbit_fleet.mover("status", job_id)
     assert f"job {job_id}: done" in status.stdout
+    # The fleet's queues are durable quorum queues (MOVER_QUEUE_TYPE's default).
+    vhost = rabbit_fleet.env["MOVER_BROKER_URL"].rsplit("/", 1)[1]
+    listed = subprocess.run(
+        ["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", "type", "durable"],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    kinds = {line.split()[0]: line.split()[1:] for line in listed.splitlines() if line.strip()}
+    for queue in ("mover", "mover.store.shared"):
+        assert kinds.get(queue) == ["quorum", "true"], listed
 
 
 @pytest.mark.slow
@@ -246,3 +255,9 @@ def test_a_broker_that_cannot_work_is_one_line_and_records_no_job(
         assert out.returncode != 0 and len(lines) == 1, out.stderr
         assert words in lines[0] and "wrongRabbitPw" not in lines[0], lines[0]
     assert len(jobs.list(limit=1000)) == before
+
+
+def test_retryable_errors_retry_on_rabbitmq(rabbit_fleet: Fleet, slow_http: Any, tmp_path: Path):  # noqa: F811
+    """Every chunk first meets an HTTP 503: Celery's retry with a countdown (on quorum
+    queues: native delayed delivery) brings each back once; the job completes, verified."""
+    fleet_tests.test_retryable_errors_retry_with_celery(rabbit_fleet, slow_http, tmp_path)
