@@ -12,7 +12,8 @@ The fault: once H2's worker has run chunks of a job, its link goes down (``ip li
 down`` inside H2), so that it holds its running chunks without a word to Redis. Its chunks come
 back to H1's worker after the visibility timeout; the job completes, verified by sha256. Then
 the link comes back with H2's stale chunk in hand: the object is still committed exactly once
-and its bytes do not change.
+and its bytes do not change. Last, the autoscale controller's ``command`` launcher starts a
+worker on H2 with ``ip netns exec`` and stops it by name.
 
 The destination is ``store:shared/...``, a store that the caller adds to a PostgreSQL
 catalogue running in ``S`` (``MOVER_CATALOGUE_URL``): each worker host has a state directory
@@ -207,6 +208,53 @@ def start_postgres(hosts: Hosts, data: Path, log: Path) -> str:
     return f"postgresql://postgres@{SERVICE}:{POSTGRES_PORT}/postgres"
 
 
+#: Prints the names of the workers that answer a ping (run on a worker host).
+PING_SCRIPT = """
+from mover.executors.celery import get_app
+print(" ".join(sorted(name for reply in get_app().control.ping(timeout=2) for name in reply)))
+"""
+
+
+def launched_worker(hosts: Hosts, env: dict[str, str], folder: Path) -> None:
+    """Start one worker in H2 through :class:`CommandLauncher` and stop it through it: the
+    fleet's ping sees ``NAME@h2`` while it runs and not after; its PID is gone at the end."""
+    from mover.workers.launchers.command import CommandLauncher
+
+    pidfile = folder / "launched.pid"
+    mover = f"{sys.executable} -m mover.cli.main"
+    launcher = CommandLauncher(
+        start_command=(
+            f"ip netns exec {hosts.ns['h2']} {mover} worker -c 1 -n {{name}}@h2 --detach "
+            f"--pidfile {pidfile} --logfile {folder / 'launched.log'}"
+        ),
+        stop_command=(
+            f"ip netns exec {hosts.ns['h1']} {sys.executable} -m celery -A mover.workers.app "
+            "control shutdown -d {name}@h2"
+        ),
+        state_dir=folder / "launcher",
+        env=env,
+    )
+    pid = 0
+    try:
+        (name,) = launcher.start(1)
+        pid = int(wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 30, "pid"))
+
+        def pinged() -> str:
+            out = hosts.call("h1", [sys.executable, "-c", PING_SCRIPT], env)
+            return out.stdout if out.returncode == 0 else ""
+
+        log = folder / "launched.log"
+        wait_for(lambda: log.exists() and " ready." in log.read_text(), 60, f"{name} ready", 0.3)
+        assert f"{name}@h2" in pinged()
+        assert launcher.stop(1) == [name]
+        wait_for(lambda: not Path(f"/proc/{pid}").exists(), 60, f"{name} to stop", poll_s=0.5)
+        assert f"{name}@h2" not in pinged() and launcher.running() == []
+    finally:
+        if pid and Path(f"/proc/{pid}").exists():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
 #: The throttled, ranged HTTP source of test_fleet, run inside the services' namespace.
 HTTP_SCRIPT = """
 import sys, threading
@@ -339,3 +387,7 @@ def test_host_cut_off_mid_job_completes_verified_and_commits_once(
     for host in ("h1", "h2"):
         assert not (tmp_path / f"state-{host}" / "catalogue.sqlite3").exists()
     assert h2.proc.poll() is None, f"H2's worker did not come back:\n{h2.text()[cut_at:][-2000:]}"
+
+    # The controller's command launcher starts a worker on another host (H2's namespace, with
+    # `ip netns exec`) and stops it by name; the fleet sees it arrive and leave.
+    launched_worker(hosts, env("h2"), tmp_path)
