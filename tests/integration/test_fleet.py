@@ -357,13 +357,13 @@ def redis_contents(url: str) -> list[bytes]:
 
 
 def scrape(fleet: Fleet, command: str, path: str) -> bytes:
-    """Start ``mover metrics`` or ``mover dashboard`` (no auth) on a free port, GET ``path``
-    once it answers, stop it."""
+    """Start ``mover metrics``, ``mover dashboard`` or ``mover flower`` (no auth) on a free
+    port, GET ``path`` once it answers, stop it."""
     from tests.servers import free_port
 
     port = free_port()
     proc = subprocess.Popen(
-        [*MOVER, command, "--port", str(port), *(["--no-auth"] if command == "dashboard" else [])],
+        [*MOVER, command, "--port", str(port), *(["--no-auth"] if command != "metrics" else [])],
         env=fleet.env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

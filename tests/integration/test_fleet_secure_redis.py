@@ -7,7 +7,8 @@ password under ``[fleet]`` in the configuration file, the password in
 ``MOVER_BROKER_PASSWORD`` only. Real workers copy and cancel on it (redelivery after a kill
 is Redis's own, tested in ``test_fleet.py``; TLS changes nothing there); then
 the planted password is looked for, and must be absent, in every worker log, the output of
-``mover jobs``/``status``/``copy``, ``mover metrics``' exposition, the dashboard's JSON, and
+``mover jobs``/``status``/``copy``, ``mover metrics``' exposition, the dashboard's JSON,
+Flower's broker page, and
 every key and value in Redis. A wrong password and an unknown CA are one line each, naming
 the broker without a secret.
 """
@@ -108,6 +109,8 @@ def test_planted_password_appears_nowhere(
     seen["metrics"] = scrape(secure_fleet, "metrics", "/metrics")
     assert b"mover_up 1.0" in seen["metrics"]
     seen["dashboard"] = scrape(secure_fleet, "dashboard", "/api/fleet")
+    seen["flower's broker page"] = scrape(secure_fleet, "flower", "/broker")
+    assert f"127.0.0.1:{secure_redis.port}".encode() in seen["flower's broker page"]
     for worker in secure_fleet.workers:
         seen[f"log of {worker.name}"] = worker.text()
     everything = redis_contents(secure_redis.url)
