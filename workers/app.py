@@ -38,13 +38,14 @@ Why these Celery settings (CELERY-FACTS.md has the measurements):
 - ``broker_connection_max_retries`` None: a worker rides out a broker restart however long; a
   worker that cannot (its event loop stopped) is ended by its watchdog
   (:mod:`mover.workers.health`) so that its supervisor restarts it.
-- On RabbitMQ: durable queues, publisher confirms (``confirm_publish``: a publish returns
-  once the broker has the message), and no global QoS. RabbitMQ cancels a consumer whose
-  delivery stays unacknowledged longer than its ``consumer_timeout`` (30 min by default); with
-  acks late a chunk is acknowledged when it ends, so the server's ``consumer_timeout`` must
-  exceed ``MOVER_CHUNK_TIME_LIMIT_S`` (3600 s by default): a worker on RabbitMQ says so at
-  start when it cannot tell (docs/FLEET.md). A killed worker's chunks come back at once (its
-  connection closes), not after a visibility timeout.
+- On RabbitMQ: durable quorum queues (``MOVER_QUEUE_TYPE``), publisher confirms
+  (``confirm_publish``: a publish returns once the broker has the message), no global QoS.
+  RabbitMQ cancels a consumer whose delivery stays unacknowledged longer than its
+  ``consumer_timeout`` (30 min by default); with acks late a chunk is acknowledged when it
+  ends, so the server's ``consumer_timeout`` must exceed ``MOVER_CHUNK_TIME_LIMIT_S`` (3600 s
+  by default): a worker on RabbitMQ says so at start when it cannot tell (docs/FLEET.md). A
+  killed worker's chunks come back at once (its connection closes), not after a visibility
+  timeout.
 - ``worker_send_task_events``: Flower sees tasks. Task-sent events stay off: they cost a
   PUBLISH per chunk at enqueue time (about a quarter of the publish rate).
 """
@@ -59,6 +60,7 @@ from typing import Any
 from celery import Celery, signals
 
 from mover import config as config_mod
+from mover.errors import ConfigError
 
 # We keep running chunks alive when the broker connection drops (they are idempotent and
 # finish their part); Celery warns about that default at every reconnect. Say it once, here.
@@ -90,9 +92,7 @@ def queue_type() -> str:
     refuses to declare an existing queue with another type."""
     value = (os.environ.get("MOVER_QUEUE_TYPE") or QUEUE_TYPES[0]).strip().lower()
     if value not in QUEUE_TYPES:
-        raise config_mod.ConfigError(
-            f"MOVER_QUEUE_TYPE {value!r}: write {' or '.join(QUEUE_TYPES)}"
-        )
+        raise ConfigError(f"MOVER_QUEUE_TYPE {value!r}: write {' or '.join(QUEUE_TYPES)}")
     return value
 
 
