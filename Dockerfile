@@ -12,7 +12,7 @@ COPY pyproject.toml README.md ./
 COPY mover ./mover
 COPY strategies ./strategies
 COPY workers ./workers
-RUN pip install . \
+RUN pip install .[repository,postgres] \
     && useradd --create-home --uid 10001 --shell /usr/sbin/nologin mover
 
 # Not root: a worker holds store credentials and runs whatever the broker tells it to move.

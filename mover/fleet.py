@@ -70,10 +70,12 @@ def submit(
     elsewhere cannot reach: :func:`mover.transfer.check_fleet`)."""
     from mover.executors import celery as fleet
     from mover.transfer import check_fleet
+    from mover.workers.app import check_broker
 
     check_fleet(source, destination, recursive)
 
     jobs = jobs or RedisJobStore()
+    check_broker(fleet.get_app())  # a broker that cannot work: one line, no job recorded
     job = fleet.submit(
         source,
         destination,

@@ -43,6 +43,8 @@ SECRET_PARAMS = frozenset(
 #: A parameter whose name holds one of these is a credential too.
 SECRET_WORDS = ("signature", "token", "secret", "password", "passwd", "credential")
 
+#: ``scheme://user:password@``: the password of a URL's user info (a broker's, a database's).
+_USERINFO = re.compile(r"(?P<head>\b[a-zA-Z][\w+.-]*://[^/@\s:'\"]*):(?P<password>[^/@\s'\"]+)@")
 _PARAM = re.compile(r"(?P<lead>[?&])(?P<name>[^=&#\s'\"]+)=(?P<value>[^&#\s'\"]*)")
 
 
@@ -57,7 +59,10 @@ def _is_secret(name: str) -> bool:
 
 def redact(text: str) -> str:
     """``text`` with the value of every credential parameter of every URL query in it
-    replaced by ``REDACTED`` (other parameters, and everything else, unchanged)."""
+    replaced by ``REDACTED``, and the password of every URL's user info
+    (``redis://:pw@host``, ``amqp://user:pw@host``) too (everything else unchanged)."""
+    if "://" in text and "@" in text:
+        text = _USERINFO.sub(lambda m: f"{m.group('head')}:{REDACTED}@", text)
     if "=" not in text:
         return text
 

@@ -19,6 +19,12 @@ Fixtures:
     swift_container (function): name of a fresh, empty container, emptied and deleted after.
     redis_server (session): :class:`tests.servers.RedisServer` (private, append-only).
     redis_client (function): a ``redis.Redis`` on it, on a flushed database.
+    postgres_url (session): a database of its own on the machine's PostgreSQL (127.0.0.1:5432,
+        trust; ``MOVER_TEST_POSTGRES`` names another server), dropped at the end.
+    rabbitmq_url (session): ``amqp://guest:guest@127.0.0.1:5672/<vhost>`` on the machine's
+        RabbitMQ, with a vhost of its own made by ``rabbitmqctl`` and deleted at the end.
+    catalogue_backend (function, parametrised): "sqlite" (the state directory's file) or
+        "postgresql" (``MOVER_CATALOGUE_URL`` on ``postgres_url``, its tables emptied first).
 """
 
 from __future__ import annotations
@@ -43,6 +49,9 @@ if TYPE_CHECKING:
     from swiftclient.client import Connection
 
 __all__ = [
+    "catalogue_backend",
+    "postgres_url",
+    "rabbitmq_url",
     "redis_client",
     "redis_server",
     "s3_bucket",
@@ -178,3 +187,101 @@ def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
     client.flushall()
     yield client
     client.close()
+
+
+# --- PostgreSQL -----------------------------------------------------------------------------
+
+#: The server tests make their databases on: the machine's, trust authentication.
+POSTGRES_ADMIN_URL = os.environ.get("MOVER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh database on the machine's PostgreSQL for this session, dropped at the end.
+    A server that does not answer skips locally and fails in CI."""
+    psycopg = pytest.importorskip("psycopg")
+    name = f"mover_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(
+            f"{POSTGRES_ADMIN_URL}/postgres", autocommit=True, connect_timeout=5
+        )
+    except psycopg.OperationalError as exc:
+        problem = BinaryNotFound(f"no PostgreSQL at {POSTGRES_ADMIN_URL}: {exc}")
+    else:
+        problem = None
+    if problem is not None:
+        _missing(problem)
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{POSTGRES_ADMIN_URL}/{name}"
+    finally:
+        with psycopg.connect(f"{POSTGRES_ADMIN_URL}/postgres", autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgresql", marks=[pytest.mark.integration])],
+)
+def catalogue_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test on each catalogue backend: the SQLite file of the test's state directory,
+    or the session's PostgreSQL database (every table emptied first)."""
+    if request.param == "postgresql":
+        import psycopg
+
+        from mover.catalogue.backends import TABLES, open_backend
+        from mover.catalogue.store import forget_cached_stores
+
+        url = request.getfixturevalue("postgres_url")
+        monkeypatch.setenv("MOVER_CATALOGUE_URL", url)
+        with open_backend(url).transaction():  # the schema exists (migrations run once)
+            pass
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"TRUNCATE {', '.join(TABLES)}")
+        forget_cached_stores()
+    return str(request.param)
+
+
+# --- RabbitMQ -------------------------------------------------------------------------------
+
+#: The machine's RabbitMQ (the management plugin is not needed): host:port, user, password.
+RABBITMQ_HOST = os.environ.get("MOVER_TEST_RABBITMQ", "127.0.0.1:5672")
+
+
+def _rabbitmqctl(*args: str) -> None:
+    import subprocess
+
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> Iterator[str]:
+    """A vhost of this session's own on the machine's RabbitMQ (guest/guest), made with
+    ``rabbitmqctl add_vhost`` and deleted at the end. Skips locally, fails in CI, when
+    rabbitmqctl is missing or the server does not answer."""
+    import shutil
+    import socket
+    import subprocess
+
+    host, _, port = RABBITMQ_HOST.partition(":")
+    problem: BinaryNotFound | None = None
+    if shutil.which("rabbitmqctl") is None:
+        problem = BinaryNotFound("rabbitmqctl is missing (apt-get install rabbitmq-server)")
+    else:
+        try:
+            socket.create_connection((host, int(port or 5672)), timeout=3).close()
+        except OSError as exc:
+            problem = BinaryNotFound(f"no RabbitMQ at {RABBITMQ_HOST}: {exc}")
+    if problem is not None:
+        _missing(problem)
+    vhost = f"mover-test-{uuid.uuid4().hex[:12]}"
+    try:
+        _rabbitmqctl("add_vhost", vhost)
+        _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    except subprocess.CalledProcessError as exc:
+        pytest.fail(f"rabbitmqctl cannot make a vhost: {exc.stderr!r}", pytrace=False)
+    try:
+        yield f"amqp://guest:guest@{host}:{port or 5672}/{vhost}"
+    finally:
+        with contextlib.suppress(Exception):
+            _rabbitmqctl("delete_vhost", vhost)

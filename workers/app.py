@@ -4,10 +4,17 @@ Settings come from the environment, so that a worker, the ``mover`` CLI and a se
 sends tasks by name agree without sharing a file:
 
 ``MOVER_BROKER_URL``
-    The broker, e.g. ``redis://redis:6379/0`` (default ``redis://127.0.0.1:6379/0``). The job
-    records live in the same Redis unless ``MOVER_JOBS_URL`` names another.
+    The broker: Redis (``redis://redis:6379/0``, ``rediss://`` with TLS) or RabbitMQ
+    (``amqp://user@rabbit:5672/vhost``, ``amqps://``); default ``redis://127.0.0.1:6379/0``.
+    Also ``broker_url`` under ``[fleet]`` in the configuration file, its password in
+    ``MOVER_BROKER_PASSWORD`` (:func:`mover.config.fleet_setting`).
+``MOVER_JOBS_URL``
+    The Redis of the job records, heartbeats and statistics: default the broker when it is
+    Redis; required with RabbitMQ.
 ``MOVER_RESULT_BACKEND``
-    Where task results go (only ``mover.submit`` keeps one: the job id); default the broker.
+    Where task results go (only ``mover.submit`` keeps one: the job id); default the broker
+    when it is Redis, else the job store's Redis (Celery 5 has no amqp result backend).
+    A setting that cannot work is refused in one line before anything is published.
 ``MOVER_VISIBILITY_TIMEOUT_S`` (default 60)
     Seconds a delivered, unacknowledged chunk stays invisible before Redis hands it to another
     worker. A running chunk renews its lease every third of this (see
@@ -31,6 +38,14 @@ Why these Celery settings (CELERY-FACTS.md has the measurements):
 - ``broker_connection_max_retries`` None: a worker rides out a broker restart however long; a
   worker that cannot (its event loop stopped) is ended by its watchdog
   (:mod:`mover.workers.health`) so that its supervisor restarts it.
+- On RabbitMQ: durable quorum queues (``MOVER_QUEUE_TYPE``), publisher confirms
+  (``confirm_publish``: a publish returns once the broker has the message), no global QoS.
+  RabbitMQ cancels a consumer whose delivery stays unacknowledged longer than its
+  ``consumer_timeout`` (30 min by default); with acks late a chunk is acknowledged when it
+  ends, so the server's ``consumer_timeout`` must exceed ``MOVER_CHUNK_TIME_LIMIT_S`` (3600 s
+  by default): a worker on RabbitMQ says so at start when it cannot tell (docs/FLEET.md). A
+  killed worker's chunks come back at once (its connection closes), not after a visibility
+  timeout.
 - ``worker_send_task_events``: Flower sees tasks. Task-sent events stay off: they cost a
   PUBLISH per chunk at enqueue time (about a quarter of the publish rate).
 """
@@ -40,21 +55,50 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from typing import Any
 
 from celery import Celery, signals
+
+from mover import config as config_mod
+from mover.errors import ConfigError
 
 # We keep running chunks alive when the broker connection drops (they are idempotent and
 # finish their part); Celery warns about that default at every reconnect. Say it once, here.
 warnings.filterwarnings("ignore", message=".*worker_cancel_long_running_tasks_on_connection_loss.*")
 
 #: The broker used when ``MOVER_BROKER_URL`` is not set.
-DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_BROKER_URL = config_mod.DEFAULT_BROKER_URL
 #: The queue ``mover.submit`` and ``mover.job.commit`` go to, and every worker consumes.
 DEFAULT_QUEUE = "mover"
 
 
 def broker_url() -> str:
-    return os.environ.get("MOVER_BROKER_URL") or DEFAULT_BROKER_URL
+    """The broker's URL (:func:`mover.config.broker_url`)."""
+    return config_mod.broker_url()
+
+
+def is_amqp(url: str) -> bool:
+    """Whether ``url`` is a RabbitMQ broker."""
+    return config_mod.url_scheme(url) in config_mod.AMQP_SCHEMES
+
+
+#: RabbitMQ queue types mover declares (``MOVER_QUEUE_TYPE``).
+QUEUE_TYPES = ("quorum", "classic")
+
+
+def queue_type() -> str:
+    """``MOVER_QUEUE_TYPE`` on RabbitMQ: ``quorum`` (default: replicated, durable, poison
+    messages counted) or ``classic``. Every process of a fleet must use the same: RabbitMQ
+    refuses to declare an existing queue with another type."""
+    value = (os.environ.get("MOVER_QUEUE_TYPE") or QUEUE_TYPES[0]).strip().lower()
+    if value not in QUEUE_TYPES:
+        raise ConfigError(f"MOVER_QUEUE_TYPE {value!r}: write {' or '.join(QUEUE_TYPES)}")
+    return value
+
+
+def amqp_transport_options() -> dict[str, Any]:
+    """kombu's AMQP transport options: publisher confirms, and a bounded connect."""
+    return {"confirm_publish": True, "connect_timeout": 5.0}
 
 
 def transport_options() -> dict[str, float]:
@@ -76,6 +120,8 @@ def transport_options() -> dict[str, float]:
 def make_app() -> Celery:
     """Build the app from the environment (tests build one per broker)."""
     broker = broker_url()
+    backend = config_mod.result_backend()  # refused here, in one line, if it cannot work
+    amqp = is_amqp(broker)
     app = Celery(
         "mover",
         include=["mover.workers.tasks", "mover.workers.repo_tasks"],
@@ -83,7 +129,7 @@ def make_app() -> Celery:
     )
     app.conf.update(
         broker_url=broker,
-        result_backend=os.environ.get("MOVER_RESULT_BACKEND") or broker,
+        result_backend=backend,
         task_serializer="json",
         result_serializer="json",
         event_serializer="json",
@@ -92,7 +138,7 @@ def make_app() -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        broker_transport_options=transport_options(),
+        broker_transport_options=amqp_transport_options() if amqp else transport_options(),
         result_backend_transport_options={"retry_policy": {"max_retries": 20}},
         redis_socket_timeout=30.0,
         redis_socket_connect_timeout=5.0,
@@ -114,11 +160,65 @@ def make_app() -> Celery:
         worker_consumer="mover.workers.consumer:Consumer",
         enable_utc=True,
     )
+
+    if amqp:
+        # Quorum queues (or classic), durable either way; with quorum queues Celery turns off
+        # global QoS and delivers countdowns (the chunks' retry back-off) through its native
+        # delayed delivery exchanges, which workers declare at start.
+        kind = queue_type()
+        app.conf.update(
+            task_default_queue_type=kind,
+            task_create_missing_queue_type=kind,
+            worker_detect_quorum_queues=True,
+        )
     # Heartbeats, the watchdog that ends a zombie worker, and the sweeps (workers/health.py).
     from mover.workers.health import HealthStep
 
     app.steps["consumer"].add(HealthStep)
     return app
+
+
+def check_broker(app: Celery, timeout_s: float = 5.0) -> None:
+    """Connect to the broker once, before a job is recorded or a task published: a broker
+    that is down, a wrong password, a vhost that does not exist or a certificate the CA did
+    not sign is one :class:`~mover.errors.BrokerError` line naming the broker (never its
+    password), with nothing left behind."""
+    from mover.errors import BrokerError
+    from mover.redact import redact
+
+    url = app.conf.broker_url
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, interval_start=0, timeout=timeout_s)
+    except Exception as exc:
+        text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise BrokerError(
+            f"cannot use the broker {redact(url)} ({type(exc).__name__}"
+            f"{': ' + redact(text) if text else ''}); nothing was enqueued: check "
+            "MOVER_BROKER_URL (vhost, user) and MOVER_BROKER_PASSWORD"
+        ) from None
+
+
+#: RabbitMQ's default ``consumer_timeout`` (ms in rabbitmq.conf): 30 minutes.
+RABBITMQ_CONSUMER_TIMEOUT_S = 1800
+
+
+@signals.worker_ready.connect
+def _warn_consumer_timeout(sender: Any = None, **_: object) -> None:
+    """On RabbitMQ, say once at start that a chunk longer than the server's
+    ``consumer_timeout`` would have its channel closed (and run again elsewhere)."""
+    if not is_amqp(broker_url()):
+        return
+    limit = float(os.environ.get("MOVER_CHUNK_TIME_LIMIT_S") or 3600)
+    if limit > RABBITMQ_CONSUMER_TIMEOUT_S:
+        logging.getLogger("mover.worker").warning(
+            "broker is RabbitMQ: its consumer_timeout (default %d s) must exceed the chunk time "
+            "limit MOVER_CHUNK_TIME_LIMIT_S (%g s); set consumer_timeout = %d in rabbitmq.conf "
+            "or lower the limit (docs/FLEET.md)",
+            RABBITMQ_CONSUMER_TIMEOUT_S,
+            limit,
+            int(limit * 1000 * 1.5),
+        )
 
 
 @signals.after_setup_logger.connect

@@ -135,9 +135,10 @@ class HealthStep(bootsteps.StartStopStep):
 def _client() -> redis.Redis:
     """A client for heartbeats: short time-outs and no retries, so that a dead Redis shows at
     once instead of after the job store's half minute of retries."""
-    url = os.environ.get("MOVER_JOBS_URL") or os.environ.get("MOVER_BROKER_URL")
+    from mover.config import jobs_url
+
     return redis.Redis.from_url(
-        url or "redis://127.0.0.1:6379/0",
+        jobs_url(),
         socket_connect_timeout=3,
         socket_timeout=3,
         retry=Retry(NoBackoff(), 0),

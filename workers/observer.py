@@ -145,7 +145,9 @@ class Observer:
 
     Parameters:
         app: the fleet's Celery app (for ``inspect``).
-        broker: a Redis client on the broker (queue lists, ``unacked``).
+        broker: a Redis client on the broker (queue lists, ``unacked``), or, on RabbitMQ, an
+            object with ``depths(queues)`` and ``unacked()``
+            (:func:`mover.workers.broker_queues.open_queues` gives either).
         stats: a Redis client where chunk tasks record statistics (the job store's Redis).
         window_s: seconds of recent chunks that bytes/s, chunks/s and the error rate cover.
         inspect_timeout_s: how long to wait for workers to answer ``inspect``.
@@ -194,6 +196,8 @@ class Observer:
 
     def depths(self, queues: list[str]) -> dict[str, int]:
         """Messages waiting per queue, every priority band counted."""
+        if not isinstance(self.broker, redis.Redis):
+            return dict(self.broker.depths(queues))
         pipe = self.broker.pipeline(transaction=False)
         for q in queues:
             for key in band_keys(q):
@@ -204,6 +208,8 @@ class Observer:
 
     def unacked(self) -> dict[str, int]:
         """Delivered, unacknowledged messages per routing key (= queue name in mover)."""
+        if not isinstance(self.broker, redis.Redis):
+            return dict(self.broker.unacked())
         out: dict[str, int] = {}
         for value in self.broker.hvals("unacked"):
             try:

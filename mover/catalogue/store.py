@@ -14,11 +14,13 @@ Allocated -> Creating -> Ready, Failed). This module is that bookkeeping for mov
 - a *data object* (template, snapshot) has a name, kind, format, size and checksum, and one
   *copy* row per store that holds it, with that copy's state and location.
 
-The file is ``$MOVER_CATALOGUE`` or ``$MOVER_STATE_DIR/catalogue.sqlite3`` (beside the job
-store). Stores of the TOML configuration (``[stores.NAME]``, optionally with ``role`` and
-``scope`` keys) appear here too, read-only; :func:`store_table` is how ``store:NAME/key``
-locations find a catalogue store, so every process that shares the file resolves the same
-stores with its own credentials.
+The catalogue is a SQLite file, ``$MOVER_CATALOGUE`` or ``$MOVER_STATE_DIR/catalogue.sqlite3``
+(beside the job store), or, for a fleet on several hosts, one PostgreSQL database
+(``MOVER_CATALOGUE_URL=postgresql://...``): :mod:`mover.catalogue.backends`. Stores of the
+TOML configuration (``[stores.NAME]``, optionally with ``role`` and ``scope`` keys) appear here
+too, read-only; :func:`store_table` is how ``store:NAME/key`` locations find a catalogue
+store, so every process that shares the catalogue resolves the same stores with its own
+credentials.
 
 Every function returns plain dataclasses with ``to_dict()``: the service layer hands JSON-able
 dicts to callers (CLI, Python API, Celery tasks).
@@ -29,22 +31,17 @@ from __future__ import annotations
 import json
 import os
 import re
-import sqlite3
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import platformdirs
-
 from mover import config as config_mod
+from mover.catalogue.backends import CatalogueBackend, dump, open_backend
 from mover.errors import (
     BadLocation,
     ConfigError,
-    MoverError,
     ObjectNotFound,
     UnknownStore,
     UsageError,
@@ -64,46 +61,6 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 #: Keys of a store record that are not provider options.
 _RESERVED = ("url", "role", "scope")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS zones (
-    name TEXT PRIMARY KEY, description TEXT NOT NULL DEFAULT '', created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS stores (
-    name TEXT PRIMARY KEY, url TEXT NOT NULL, role TEXT NOT NULL, scope TEXT NOT NULL,
-    credentials_env TEXT, credentials_file TEXT, options TEXT NOT NULL, created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS objects (
-    id TEXT PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL, format TEXT,
-    size INTEGER, checksum TEXT, scope TEXT NOT NULL DEFAULT '', meta TEXT NOT NULL DEFAULT '{}',
-    created REAL NOT NULL, UNIQUE (kind, name)
-);
-CREATE TABLE IF NOT EXISTS copies (
-    object_id TEXT NOT NULL, store TEXT NOT NULL, state TEXT NOT NULL, location TEXT NOT NULL,
-    job_id TEXT, error TEXT, updated REAL NOT NULL, PRIMARY KEY (object_id, store)
-);
-CREATE TABLE IF NOT EXISTS backups (
-    id TEXT PRIMARY KEY, object_id TEXT NOT NULL, store TEXT NOT NULL, parent TEXT,
-    manifest TEXT NOT NULL, size INTEGER NOT NULL, sha256 TEXT NOT NULL,
-    chunk_size INTEGER NOT NULL, chunks INTEGER NOT NULL, chunks_sent INTEGER NOT NULL,
-    bytes_sent INTEGER NOT NULL, job_id TEXT, created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS placement_turns (scope TEXT PRIMARY KEY, turn INTEGER NOT NULL);
-"""
-
-
-#: Catalogue files whose schema this process has made sure of.
-_INITIALISED: set[str] = set()
-
-
-def default_path() -> Path:
-    """``$MOVER_CATALOGUE``, else ``catalogue.sqlite3`` next to the job store."""
-    env = os.environ.get("MOVER_CATALOGUE")
-    if env:
-        return Path(env)
-    base = os.environ.get("MOVER_STATE_DIR") or platformdirs.user_state_dir("mover")
-    return Path(base) / "catalogue.sqlite3"
-
 
 # --- records --------------------------------------------------------------------------------
 
@@ -274,12 +231,39 @@ def parse_scope(scope: str) -> str:
 
 
 class Catalogue:
-    """The catalogue file. One short-lived SQLite connection per call, so instances are safe to
-    share between threads and cheap to create in every process (workers, CLI, tests)."""
+    """The catalogue, on a backend (:mod:`mover.catalogue.backends`: a SQLite file or a
+    PostgreSQL database). Each call is one short transaction, so instances are safe to share
+    between threads and cheap to create in every process (workers, CLI, tests).
 
-    def __init__(self, path: str | Path | None = None, config: config_mod.Config | None = None):
-        self.path = Path(path) if path else default_path()
+    Parameters:
+        path (str | Path | None): a SQLite file or a ``postgresql://`` URL; default
+            :func:`mover.catalogue.backends.default_target`.
+        config: the TOML configuration (default: loaded on first use).
+    """
+
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        config: config_mod.Config | None = None,
+        *,
+        backend: CatalogueBackend | None = None,
+    ):
+        self.backend: CatalogueBackend = backend or open_backend(path)
         self._config = config
+
+    @property
+    def path(self) -> Path | None:
+        """The SQLite file, or None when the catalogue is on a server."""
+        return self.backend.path
+
+    @property
+    def where(self) -> str:
+        """How messages name the catalogue (never with a password)."""
+        return self.backend.where
+
+    def dump(self) -> bytes:
+        """Every row as text (what a check for leaked secrets reads, on any backend)."""
+        return dump(self.backend)
 
     @property
     def config(self) -> config_mod.Config:
@@ -287,28 +271,9 @@ class Catalogue:
             self._config = config_mod.load()
         return self._config
 
-    @contextmanager
-    def _db(self, write: bool = True) -> Iterator[sqlite3.Connection]:
-        """One transaction: IMMEDIATE for writers (SQLite then waits for the lock instead of
-        failing an upgrade), deferred for readers."""
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        except (OSError, sqlite3.Error) as exc:
-            raise MoverError(f"cannot open the catalogue {self.path}: {exc}") from exc
-        with closing(conn):
-            key = str(self.path.resolve())
-            if key not in _INITIALISED:
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.executescript(_SCHEMA)
-                _INITIALISED.add(key)
-            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+    def _db(self, write: bool = True) -> Any:
+        """One transaction on the backend (its SQL takes ``?`` placeholders)."""
+        return self.backend.transaction(write)
 
     # -- zones ------------------------------------------------------------------------------
 
@@ -598,7 +563,7 @@ class Catalogue:
     def get_object(self, kind: str, name: str) -> DataObject:
         obj = self.find_object(kind, name)
         if obj is None:
-            raise ObjectNotFound(f"no {kind} named {name!r} in the catalogue {self.path}")
+            raise ObjectNotFound(f"no {kind} named {name!r} in the catalogue {self.where}")
         return obj
 
     def objects(self, kind: str) -> list[DataObject]:
@@ -710,16 +675,15 @@ class Catalogue:
 
     def next_turn(self, scope: str) -> int:
         """How many placements were made in ``scope`` before this one (round robin across
-        processes: the count lives here, not in a plugin's memory)."""
+        processes: the count lives here, not in a plugin's memory; one atomic statement, so
+        two hosts never get the same turn)."""
         with self._db() as db:
-            row = db.execute("SELECT turn FROM placement_turns WHERE scope=?", (scope,)).fetchone()
-            turn = row[0] if row else 0
-            db.execute(
-                "INSERT INTO placement_turns VALUES (?, ?) ON CONFLICT (scope) DO UPDATE "
-                "SET turn=excluded.turn",
-                (scope, turn + 1),
-            )
-        return int(turn)
+            row = db.execute(
+                "INSERT INTO placement_turns VALUES (?, 1) ON CONFLICT (scope) DO UPDATE "
+                "SET turn=placement_turns.turn + 1 RETURNING turn",
+                (scope,),
+            ).fetchone()
+        return int(row[0]) - 1
 
 
 #: Store tables found recently: (catalogue path, name) -> (monotonic time, table). Every chunk
@@ -734,15 +698,15 @@ def store_table(name: str) -> dict[str, Any] | None:
     """The catalogue's table for store ``name``, or None: the hook :func:`mover.config.resolve`
     calls for a ``store:NAME`` it does not know from the TOML file. A missing catalogue file is
     an empty catalogue (nothing is created by a lookup)."""
-    path = default_path()
-    key = (str(path), name)
+    backend = open_backend()
+    key = (backend.where, name)
     hit = _CACHE.get(key)
     now = time.monotonic()
     if hit is not None and now - hit[0] < _CACHE_S:
         return dict(hit[1])
-    if not path.exists():
+    if not backend.exists():
         return None
-    table = Catalogue(path).find_store_table(name)
+    table = Catalogue(backend=backend).find_store_table(name)
     if table is not None:
         _CACHE[key] = (now, table)
     return None if table is None else dict(table)
@@ -755,7 +719,7 @@ def forget_cached_stores() -> None:
 
 def store_names() -> list[str]:
     """Names of the catalogue's own stores, for "unknown store" messages."""
-    path = default_path()
-    if not path.exists():
+    catalogue = Catalogue()
+    if not catalogue.backend.exists():
         return []
-    return [s.name for s in Catalogue(path)._catalogue_stores()]
+    return [s.name for s in catalogue._catalogue_stores()]

@@ -14,7 +14,6 @@ Run alone with ``python -m mover.cli.autoscale``; the main CLI attaches :data:`a
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -231,7 +230,9 @@ def run_controller(**options: Any) -> None:
     import logging
     import signal
 
+    from mover import config as config_mod
     from mover.jobstores.redis import client_from_url
+    from mover.workers.broker_queues import open_queues
 
     logging.getLogger("mover.autoscale").setLevel(logging.INFO)
     logging.getLogger("mover.limits").setLevel(logging.INFO)
@@ -262,13 +263,11 @@ def run_controller(**options: Any) -> None:
             keep_workers=options["keep_workers"],
         )
         launcher = _launcher(options["launcher_name"], options)
-        broker_url = app_module.broker_url()
-        jobs_url = os.environ.get("MOVER_JOBS_URL") or broker_url
         controller = Controller(
             config,
             get_app(),
-            client_from_url(broker_url),
-            client_from_url(jobs_url),
+            open_queues(app_module.broker_url()),
+            client_from_url(config_mod.jobs_url()),
             launcher=launcher,
         )
     except MoverError as exc:

@@ -43,10 +43,12 @@ def _run(fn: Callable[[], Any]) -> Any:
         # The broker's libraries (a Redis restart under a command): one line, no traceback.
         if _debug or type(exc).__module__.split(".")[0] not in _BROKER_LIBRARIES:
             raise
+        from mover.redact import redact
+
         text = str(exc).splitlines()[0][:200] if str(exc) else ""
         _fail(
-            f"the broker failed: {type(exc).__name__}{': ' + text if text else ''} (is Redis "
-            "up? a job it left is resumable: mover jobs, mover resume JOB)",
+            f"the broker failed: {type(exc).__name__}{': ' + redact(text) if text else ''} (is "
+            "the broker up? a job it left is resumable: mover jobs, mover resume JOB)",
             EXIT_FAILED,
         )
 
@@ -67,10 +69,11 @@ def _size(_ctx: click.Context, _param: click.Parameter, value: str | None) -> in
 
 
 def _fleet_configured() -> bool:
-    """A broker is configured: jobs live in Redis and copies go to the fleet by default."""
-    import os
+    """A broker is configured (``MOVER_BROKER_URL`` or ``[fleet] broker_url``): jobs live in
+    Redis and copies go to the fleet by default."""
+    from mover.config import fleet_setting
 
-    return bool(os.environ.get("MOVER_BROKER_URL"))
+    return bool(fleet_setting("broker_url"))
 
 
 def _jobstore() -> Any:
@@ -246,11 +249,13 @@ def _copy_on_fleet(
         from mover.executors import celery as fleet
         from mover.jobstores.redis import RedisJobStore
         from mover.transfer import check_fleet
+        from mover.workers.app import check_broker
 
         check_fleet(source, destination, recursive)
 
         jobs = RedisJobStore()
         jobs.check()
+        check_broker(fleet.get_app())  # down, wrong password, no vhost: one line, no job
         job = fleet.submit(
             source,
             destination,
@@ -652,17 +657,24 @@ def _waiting_for(store: Any, job: Any) -> list[str]:
 def default_queues() -> list[str]:
     """The queues a worker consumes unless told (``-Q``): ``mover`` (submit, commit),
     ``celery`` (where a bare ``send_task`` lands), ``mover.<scheme>`` for every registered
-    provider and ``mover.store.<name>`` for every configured store."""
+    provider and ``mover.store.<name>`` for every store of the configuration file and of the
+    catalogue."""
     from mover import config as config_mod
     from mover.stores import providers
 
     queues = ["mover", "celery"]
     queues += [f"mover.{name}" for name in providers.names()]
     try:
-        stores = sorted(config_mod.load().stores)
+        stores = set(config_mod.load().stores)
     except MoverError:
-        stores = []  # a broken configuration is reported by the commands that use it
-    return queues + [f"mover.store.{name}" for name in stores]
+        stores = set()  # a broken configuration is reported by the commands that use it
+    try:
+        from mover.catalogue.store import store_names
+
+        stores |= set(store_names())  # the catalogue's stores (a shared one: every host's)
+    except MoverError:
+        pass  # an unreachable catalogue is reported by the commands that use it
+    return queues + [f"mover.store.{name}" for name in sorted(stores)]
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})
@@ -695,6 +707,12 @@ def worker(
     """
     import os
 
+    from mover import config as config_mod
+
+    try:  # a configuration that cannot work: one line here, not a traceback in Celery's import
+        config_mod.broker_url(), config_mod.jobs_url(), config_mod.result_backend()
+    except MoverError as exc:
+        _fail(exc.message, exc.exit_code)
     argv = [sys.executable, "-m", "celery", "-A", "workers.app", "worker"]
     argv += ["-Q", queues or ",".join(default_queues()), "--pool", pool, "-l", loglevel, "-E"]
     if concurrency:

@@ -124,14 +124,13 @@ def credentials_for(basic_auth: str | None, env: str, no_auth: bool, required: b
 
 def make_reader(options: dict[str, Any]) -> Any:
     """A :class:`~mover.monitor.view.FleetReader` from the command's options."""
+    from mover.config import broker_url, jobs_url
     from mover.jobstores.sqlite import default_path
     from mover.monitor.view import FleetReader
-    from mover.workers.app import broker_url
 
-    broker = broker_url()
     return FleetReader(
-        broker,
-        os.environ.get("MOVER_JOBS_URL") or broker,
+        broker_url(),
+        jobs_url(),
         max_jobs=options["max_jobs"],
         recent_s=options["recent_s"],
         queues=list(options["queues"]) or None,

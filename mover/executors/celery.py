@@ -146,11 +146,16 @@ def publish(
 
 
 def is_broker_error(exc: BaseException) -> bool:
-    """An error of the broker's client libraries (Redis, kombu) or of the connection."""
+    """An error of the broker's client libraries (Redis, kombu, py-amqp for RabbitMQ) or of
+    the connection."""
+    import amqp.exceptions
     import kombu.exceptions
     import redis
 
-    return isinstance(exc, (redis.RedisError, kombu.exceptions.KombuError, ConnectionError))
+    return isinstance(
+        exc,
+        (redis.RedisError, kombu.exceptions.KombuError, amqp.exceptions.AMQPError, ConnectionError),
+    )
 
 
 def _publish_failed(jobs: RedisJobStore, job_id: str, exc: BaseException) -> BrokerError:

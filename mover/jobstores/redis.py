@@ -52,7 +52,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 from redis.retry import Retry
 
-from mover.errors import JobNotFound, MoverError
+from mover.errors import ConfigError, JobNotFound, MoverError
 from mover.jobs import FINAL, ChunkRecord, Item, Job, JobStore
 
 if TYPE_CHECKING:
@@ -97,12 +97,25 @@ def client_from_url(url: str) -> redis.Redis:
     )
 
 
+def _why(exc: BaseException) -> str:
+    """What went wrong reaching Redis, in words that point at the setting to fix (never the
+    server's text, which may echo a URL)."""
+    text = str(exc)
+    if isinstance(exc, redis.AuthenticationError) or "WRONGPASS" in text or "NOAUTH" in text:
+        return f"{type(exc).__name__}: wrong or missing password (MOVER_BROKER_PASSWORD)"
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return "TLS: its certificate is not signed by the CA of ssl_ca_certs in the URL"
+    if "SSL" in text or "TLS" in text:
+        return f"{type(exc).__name__}: TLS handshake failed (rediss:// against a TLS port?)"
+    return type(exc).__name__
+
+
 class RedisJobStore(JobStore):
     """A :class:`~mover.jobs.JobStore` in Redis, for the fleet.
 
     Parameters:
-        url (str | None): the Redis URL; default ``MOVER_JOBS_URL``, else ``MOVER_BROKER_URL``,
-            else ``redis://127.0.0.1:6379/0``.
+        url (str | None): the Redis URL; default :func:`mover.config.jobs_url`
+            (``MOVER_JOBS_URL``, else a Redis broker's URL).
         client (redis.Redis | None): use this client instead (tests pass a fakeredis one).
         prefix (str): key prefix (default ``MOVER_REDIS_PREFIX`` or ``mover``).
         ttl_s (int): seconds finished jobs are kept (default ``MOVER_JOB_TTL_S`` or 7 days).
@@ -117,15 +130,13 @@ class RedisJobStore(JobStore):
         ttl_s: int | None = None,
     ) -> None:
         if client is None:
-            url = (
-                url
-                or os.environ.get("MOVER_JOBS_URL")
-                or os.environ.get("MOVER_BROKER_URL")
-                or DEFAULT_URL
-            )
-            if not url.startswith(("redis://", "rediss://", "unix://")):
-                raise MoverError(
-                    f"the fleet's job store needs a Redis URL, not {url.split(':')[0]}"
+            from mover import config as config_mod
+
+            url = url or config_mod.jobs_url()
+            if config_mod.url_scheme(url) not in config_mod.REDIS_SCHEMES:
+                raise ConfigError(
+                    f"the fleet's job store needs Redis (MOVER_JOBS_URL=redis://...), not "
+                    f"{config_mod.url_scheme(url) or url!r}"
                 )
             client = client_from_url(url)
         self.r = client
@@ -148,9 +159,8 @@ class RedisJobStore(JobStore):
         except redis.RedisError as exc:
             kwargs = probe.connection_pool.connection_kwargs
             where = f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
-            reason = type(exc).__name__
             raise MoverError(
-                f"cannot reach Redis at {where} ({reason}): is the broker up, and "
+                f"cannot reach Redis at {where} ({_why(exc)}): is the broker up, and "
                 "MOVER_BROKER_URL right?",
                 retryable=True,
             ) from None

@@ -37,6 +37,9 @@ from typing import Any
 import redis
 from redis.retry import Retry
 
+from mover.config import AMQP_SCHEMES
+from mover.config import url_scheme as config_scheme
+from mover.errors import MoverError
 from mover.jobs import FINAL
 
 log = logging.getLogger("mover.monitor")
@@ -166,9 +169,17 @@ def display_url(url: str) -> str:
 
 
 def redis_where(url: str) -> str:
-    """``host:port`` of a Redis URL, for messages (never the password)."""
-    kwargs = redis.connection.parse_url(url) if "://" in url else {}
-    return f"{kwargs.get('host', '?')}:{kwargs.get('port', 6379)}"
+    """``host:port`` of a broker's URL (Redis or RabbitMQ), for messages (never the
+    password)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "?"
+    default = 5672 if config_scheme(url) in AMQP_SCHEMES else 6379
+    return f"{parts.hostname or '?'}:{port or default}"
 
 
 def _text(raw: Any) -> str:
@@ -253,6 +264,12 @@ class FleetReader:
         self.jobs_url = jobs_url or broker_url
         if clients is not None:
             self.broker, self.r = clients
+        elif config_scheme(broker_url) in AMQP_SCHEMES:
+            # RabbitMQ: queue depth by passive declare (mover.workers.broker_queues).
+            from mover.workers.broker_queues import AmqpQueues
+
+            self.broker = AmqpQueues(broker_url, timeout_s)
+            self.r = quick_client(self.jobs_url, timeout_s)
         else:
             self.broker = quick_client(broker_url, timeout_s)
             same = self.jobs_url == broker_url
@@ -283,17 +300,17 @@ class FleetReader:
             self.broker.ping()
             if self.r is not self.broker:
                 self.r.ping()
-        except redis.RedisError as exc:
+        except (redis.RedisError, MoverError) as exc:
             return FleetState(
                 up=False,
                 time_s=now,
-                error=f"cannot reach Redis ({type(exc).__name__})",
+                error=f"cannot reach Redis or the broker ({type(exc).__name__})",
                 seconds=time.monotonic() - started,
             )
         with self._lock:  # one look at a time: they share the cache and the clients
             try:
                 state = self._read(now)
-            except redis.RedisError as exc:
+            except (redis.RedisError, MoverError) as exc:
                 state = FleetState(
                     False, now, f"Redis failed during the look: {type(exc).__name__}"
                 )
@@ -337,6 +354,8 @@ class FleetReader:
         from mover.workers.metrics_recorder import sent_time
         from mover.workers.observer import PRIORITY_STEPS, band_keys
 
+        if not isinstance(self.broker, redis.Redis):
+            return self._amqp_queues(names, workers)
         pipe = self.broker.pipeline(transaction=False)
         for q in names:
             for key in band_keys(q):
@@ -357,6 +376,17 @@ class FleetReader:
                 oldest = max(0.0, now - min(known)) if known else None
             consumers = sum(1 for w in workers if q in w.queues)
             out.append(QueueStat(q, depth, bands, unacked.get(q, 0), consumers, oldest))
+        return out
+
+    def _amqp_queues(self, names: list[str], workers: list[WorkerStat]) -> list[QueueStat]:
+        """RabbitMQ's queues: ready messages by passive declare (one queue holds every
+        priority); unacknowledged ones and the oldest message's age are not visible over AMQP
+        (None: unknown, not zero)."""
+        out = []
+        for q in names:
+            depth, _consumers = self.broker.declared(q)
+            consumers = sum(1 for w in workers if q in w.queues)
+            out.append(QueueStat(q, depth, {0: depth}, 0, consumers, 0.0 if not depth else None))
         return out
 
     # -- jobs -------------------------------------------------------------------------------

@@ -26,7 +26,12 @@ from mover.catalogue.placement import placements
 from mover.cli.catalogue import catalogue_groups
 from tests.independent import chunks_sha256
 
-pytestmark = [pytest.mark.integration, pytest.mark.s3, pytest.mark.swift]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.s3,
+    pytest.mark.swift,
+    pytest.mark.usefixtures("catalogue_backend"),  # on SQLite and on PostgreSQL
+]
 
 MiB = 1024 * 1024
 #: Not a real secret: the wrong one, which must never appear in a message.
@@ -296,7 +301,7 @@ def test_stores_check_good_and_wrong_credentials(world: World) -> None:
     assert r.exit_code == 0, r.output
     assert world.s3_keys("region/") == [] and world.swift_names("images/") == []
     # Nothing in the catalogue file is a secret.
-    raw = cat.Catalogue().path.read_bytes()
+    raw = cat.Catalogue().dump()
     for secret in (WRONG_SECRET, world.s3_server.secret_key, world.swift_server.key):
         assert secret.encode() not in raw
 

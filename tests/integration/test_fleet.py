@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -233,6 +234,19 @@ class Fleet:
 
         return RedisJobStore(self.redis.url)
 
+    def purge(self, queue: str) -> None:
+        """Drop the messages waiting in ``queue`` on the fleet's broker (Redis or RabbitMQ)."""
+        broker = self.env["MOVER_BROKER_URL"]
+        if broker.startswith("amqp"):
+            from kombu import Connection
+
+            with Connection(broker) as conn:
+                conn.default_channel.queue_purge(queue)
+            return
+        import redis
+
+        redis.Redis.from_url(broker).delete(queue)
+
 
 def make_fleet(
     redis_server: Any, folder: Path, request: pytest.FixtureRequest, **env: str
@@ -340,6 +354,39 @@ def redis_contents(url: str) -> list[bytes]:
         elif kind == b"zset":
             out += [m for m, _ in client.zrange(key, 0, -1, withscores=True)]
     return out
+
+
+def scrape(fleet: Fleet, command: str, path: str) -> bytes:
+    """Start ``mover metrics``, ``mover dashboard`` or ``mover flower`` (no auth) on a free
+    port, GET ``path`` once it answers, stop it."""
+    from tests.servers import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [*MOVER, command, "--port", str(port), *(["--no-auth"] if command != "metrics" else [])],
+        env=fleet.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    try:
+
+        def get() -> bytes | None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+                    return r.read()
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+                return None
+
+        return wait_for(get, 30, f"mover {command} to answer", poll_s=0.3)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 def wait_final(jobs: Any, job_id: str, timeout_s: float = 90, poll_s: float = 0.5) -> Any:
@@ -713,13 +760,11 @@ def test_no_secret_in_redis_or_logs(fleet: Fleet):
 def test_resume_reenqueues_only_missing_chunks(fleet: Fleet, slow_http: Any, tmp_path: Path):
     """Queued chunks lost (the queue deleted under a running job): the job stalls; ``mover
     resume`` enqueues only the chunks not done, and no chunk done before runs again."""
-    import redis
-
     dst = tmp_path / "resumed.bin"
     job_id = submit_slow(fleet, slow_http, dst)
     jobs = fleet.jobs()
     wait_for(lambda: chunks_done(jobs, job_id) >= 3, 30, "three chunks")
-    redis.Redis.from_url(fleet.redis.url).delete("mover.file")  # the queued chunks are lost
+    fleet.purge("mover.file")  # the queued chunks are lost
     time.sleep(2)  # let the running chunks finish
     job = jobs.get(job_id)
     assert job.state == "running"

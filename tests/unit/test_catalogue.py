@@ -25,6 +25,9 @@ from mover.strategies.placement.capacity import CapacityPlacement
 
 MiB = 1024 * 1024
 
+#: Every test runs on the SQLite catalogue and on PostgreSQL (an integration test: a server).
+pytestmark = pytest.mark.usefixtures("catalogue_backend")
+
 
 def _read(url: str) -> bytes:
     store, loc = open_location(url)
@@ -122,7 +125,7 @@ def test_config_stores_appear_and_win(tmp_path: Path) -> None:
 
 def test_catalogue_file_never_holds_a_secret() -> None:
     cat.add_store("s", "s3://bucket/", credentials_env="REGION", options={"region": "x"})
-    raw = Catalogue().path.read_bytes()
+    raw = Catalogue().dump()
     assert b"REGION" in raw and b"SECRET" not in raw.upper().replace(b"SECRET_", b"")
 
 
@@ -389,7 +392,7 @@ def test_credentials_file_reference(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert os.environ["MOVER_STORE_VIA_FILE_SECRET_ACCESS_KEY"] == "sk-value"
     monkeypatch.delenv("MOVER_STORE_VIA_FILE_ACCESS_KEY_ID")
     monkeypatch.delenv("MOVER_STORE_VIA_FILE_SECRET_ACCESS_KEY")
-    assert b"sk-value" not in Catalogue().path.read_bytes()
+    assert b"sk-value" not in Catalogue().dump()
     creds.write_text("sk-value-without-a-name\n")
     forget_cached_stores()  # the file is read again when the store is next resolved
     with pytest.raises(ConfigError, match="line 1") as err:

@@ -130,7 +130,8 @@ def test_dockerfile_image() -> None:
     """python:3.11-slim, the package installed, a non-root user, nothing secret copied."""
     text = DOCKERFILE.read_text()
     assert re.search(r"^FROM python:3\.11-slim\b", text, re.M)
-    assert re.search(r"pip install \.", text)
+    assert re.search(r"pip install \.(\[[a-z,]+\])?( |$)", text, re.M)
+    assert "postgres" in text  # the catalogue every worker shares
     users = re.findall(r"^USER\s+(\S+)", text, re.M)
     assert users and users[-1] not in ("root", "0"), "the image must run as a non-root user"
     for copied in re.findall(r"^COPY\s+(.+)$", text, re.M):
@@ -205,6 +206,21 @@ def test_credentials_only_in_env_files() -> None:
     assert "AWS_SECRET_ACCESS_KEY=" in (ROOT / "deploy" / "mover.env.example").read_text()
     ignored = (ROOT / "deploy" / ".gitignore").read_text().split()
     assert "*.env" in ignored and "s3.json" in ignored
+
+
+def test_catalogue_is_one_postgresql_every_mover_service_shares() -> None:
+    """store:NAME resolves the same on every worker: one PostgreSQL catalogue, its password
+    from an env file (never compose.yaml), every mover service waiting for it."""
+    services = load_compose()["services"]
+    assert services["postgres"]["image"].startswith("postgres:")
+    for name in MOVER_SERVICES:
+        service = services[name]
+        url = service["environment"]["MOVER_CATALOGUE_URL"]
+        assert url.startswith("postgresql://") and ":" not in url.split("//")[1].split("@")[0]
+        assert "deploy/catalogue.env" in service["env_file"], name
+        assert service["depends_on"]["postgres"]["condition"] == "service_healthy", name
+    example = (ROOT / "deploy" / "catalogue.env.example").read_text()
+    assert "MOVER_CATALOGUE_PASSWORD=" in example and "POSTGRES_PASSWORD=" in example
 
 
 def test_published_ports_on_loopback_only() -> None:
