@@ -78,7 +78,7 @@ def make_app() -> Celery:
     broker = broker_url()
     app = Celery(
         "mover",
-        include=["mover.workers.tasks", "mover.workers.repo_tasks"],
+        include=["mover.workers.tasks", "mover.workers.repo_tasks", "mover.workers.batch_tasks"],
         task_cls="mover.workers.consumer:Task",
     )
     app.conf.update(

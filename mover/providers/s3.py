@@ -35,6 +35,14 @@ Configuration comes from boto3's standard chain (``AWS_ACCESS_KEY_ID``, ``AWS_EN
     copy_cutoff_bytes = 5368709120          # server-side copies above: UploadPartCopy parts
     copy_part_bytes = 536870912             # part size of those (raised to fit 10,000 parts)
     copy_streams = 4                        # part copies in parallel
+    engine = "awscrt"                       # small requests on awscrt; "botocore": all on boto3
+
+Small requests (PutObject and GETs up to 8 MiB, HEAD, HeadBucket, listings) go through a lean
+engine on ``awscrt`` (:mod:`mover.providers.s3_crt`: 8x fewer instructions per request than
+botocore, and no boto3 import for a command that moves only small objects) when the endpoint
+is known without boto3 (``endpoint_url`` or ``AWS_ENDPOINT_URL``, path-style); large ranged
+GETs, parts, multipart control and copies stay on boto3. ``engine = "botocore"`` (or
+``MOVER_S3_ENGINE=botocore``) keeps every request on boto3.
 
 Retries of single requests are botocore's own retry modes; mover's chunk retry
 (:mod:`mover.retry`) sits above them and re-runs a whole chunk only for errors this module marks
