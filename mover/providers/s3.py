@@ -56,6 +56,7 @@ import base64
 import contextlib
 import hashlib
 import http.client
+import logging
 import os
 import re
 import threading
@@ -97,6 +98,7 @@ from mover.store import (
 )
 
 T = TypeVar("T")
+log = logging.getLogger("mover.s3")
 
 #: S3's part limits: every part but the last at least 5 MiB, at most 5 GiB, 10,000 parts.
 MIN_PART_BYTES = 5 * MiB
@@ -920,14 +922,48 @@ class S3Provider(StoreProvider):
         return ObjectInfo(key, len(data), etag=_etag(answer.get("ETag")))
 
     def open_writer(self, key: str, size: int | None, part_size: int) -> ChunkWriter:
-        answer = self._call(
-            "creating a multipart upload",
-            key,
-            lambda: self.client.create_multipart_upload(
-                Bucket=self.bucket, Key=key, ChecksumAlgorithm="CRC32C"
-            ),
-        )
-        return S3Writer(self, key, answer["UploadId"])
+        started = time.monotonic()
+        try:
+            answer = self._call(
+                "creating a multipart upload",
+                key,
+                lambda: self.client.create_multipart_upload(
+                    Bucket=self.bucket, Key=key, ChecksumAlgorithm="CRC32C"
+                ),
+            )
+        except MoverError:
+            self._abort_strays(key, None, time.monotonic() - started)
+            raise
+        upload = answer["UploadId"]
+        if (answer.get("ResponseMetadata") or {}).get("RetryAttempts"):
+            self._abort_strays(key, upload, time.monotonic() - started)
+        return S3Writer(self, key, upload)
+
+    def _abort_strays(self, key: str, keep: str | None, elapsed_s: float) -> None:
+        """Abort the uploads of ``key`` that a retried CreateMultipartUpload left: an attempt
+        whose answer was lost (a stall past the read time-out) still created an upload, whose
+        id mover never saw. Those are the key's uploads initiated while the create ran (by the
+        server's clock: its ``Date`` now, less the time the create took), other than ``keep``.
+        Best effort: a failure here is logged, the copy goes on."""
+        from datetime import timedelta
+        from email.utils import parsedate_to_datetime
+
+        try:
+            listing = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
+            now = parsedate_to_datetime(listing["ResponseMetadata"]["HTTPHeaders"]["date"])
+            since = now - timedelta(seconds=elapsed_s + 2)
+            for upload in listing.get("Uploads") or []:
+                if upload["Key"] != key or upload["UploadId"] == keep:
+                    continue
+                if upload.get("Initiated") is None or upload["Initiated"] < since:
+                    continue  # older: another writer's, or an earlier job's (mover cleanup)
+                S3Writer(self, key, upload["UploadId"]).abort_quietly()
+        except Exception as exc:
+            log.warning(
+                "%s: uploads a retried create may have left were not checked: %s",
+                self._url(key),
+                exc,
+            )
 
     def resume_writer(self, key: str, state: dict[str, Any]) -> ChunkWriter:
         return S3Writer(self, key, state["upload_id"])
