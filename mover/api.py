@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from mover import cleanup
 from mover.errors import JobStateError, MoverError, UsageError
 from mover.executors.embedded import EmbeddedExecutor
+from mover.filters import Filters
 from mover.jobs import DONE, FAILED, RUNNING, Item, Job, JobStore
 from mover.jobstores.sqlite import SqliteJobStore
 from mover.location import parse
@@ -31,19 +33,23 @@ def copy(
     on_progress: Callable[[int], None] | None = None,
     on_start: Callable[[Job], None] | None = None,
     raise_on_failure: bool = True,
+    include: Any = None,
+    exclude: Any = None,
 ) -> Job:
     """Copy ``source`` to ``destination`` in this process and return the finished job.
 
     ``source`` may be a file, a block device (a volume), a pipe, a socket or a character
     device; ``destination`` a block device only with ``to_device=True`` (it is overwritten in
-    place, and must be at least as large as the source).
+    place, and must be at least as large as the source). ``include`` / ``exclude``: globs (one
+    or a list) selecting the objects of a recursive copy, as rclone's (:mod:`mover.filters`).
 
     Raises the :class:`~mover.errors.MoverError` that stopped it (with ``raise_on_failure``),
     after recording it on the job: bad input before anything moves, or a failed transfer.
     """
     jobs = jobs or default_jobstore()
     options = Options(streams, chunk_size, to_device=to_device)
-    request = Request(source, destination, recursive, options)
+    filters = Filters.of(include, exclude) or None
+    request = Request(source, destination, recursive, options, filters)
     job = prepare(request)
     jobs.create(job)
     if on_start is not None:

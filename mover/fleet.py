@@ -15,6 +15,7 @@ the workers (see :mod:`mover.executors.celery`). For a copy in this process, use
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from mover.jobs import Job
 from mover.jobstores.redis import RedisJobStore
@@ -59,6 +60,8 @@ def submit(
     streams: int = 4,
     chunk_size: int | None = None,
     jobs: RedisJobStore | None = None,
+    include: Any = None,
+    exclude: Any = None,
 ) -> JobHandle:
     """Validate and plan a copy here, publish its chunks to the fleet, return a handle.
 
@@ -72,7 +75,14 @@ def submit(
 
     jobs = jobs or RedisJobStore()
     job = fleet.submit(
-        source, destination, recursive=recursive, streams=streams, chunk_size=chunk_size, jobs=jobs
+        source,
+        destination,
+        recursive=recursive,
+        streams=streams,
+        chunk_size=chunk_size,
+        jobs=jobs,
+        include=include,
+        exclude=exclude,
     )
     return JobHandle(job.id, jobs)
 

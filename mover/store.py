@@ -234,6 +234,12 @@ class Capabilities:
 
     Attributes:
         ranged_read: ``read_into`` works at any offset, so chunks can be read in parallel.
+        sequential_read: ``open_read`` gives a stream of the whole object (a store that reads
+            only by range leaves it False: :func:`mover.reading.open_sequential` then builds
+            the stream from ranged reads).
+        listing: :meth:`StoreProvider.list` gives every object under a prefix; False: only the
+            object named (HTTP, smart_open), so recursive copies, ``ls -r`` and ``sync`` of a
+            folder are refused there.
         chunk_writer: parts can be written independently (possibly in parallel) and committed
             at the end; None when the store cannot.
         write_at: parts land at their byte offset in the object (files), so parts may be of any
@@ -256,6 +262,8 @@ class Capabilities:
     """
 
     ranged_read: bool = True
+    sequential_read: bool = False
+    listing: bool = True
     chunk_writer: PartLimits | None = None
     write_at: bool = False
     streaming_write: bool = False
@@ -408,12 +416,13 @@ class StoreProvider(abc.ABC):
         Called only when ``capabilities.ranged_read``. Must fill the buffer completely unless the
         object ends first. The hot path: read straight into ``buf``, without extra copies.
         """
-        raise NotImplementedError(f"{self.describe()} cannot read ranges")
+        raise UsageError(f"{self.describe()} cannot read ranges")
 
     def open_read(self, key: str) -> BinaryIO:
         """A sequential stream of the whole object, for stores without ranged reads and for
-        objects of unknown size (``stat`` said None), read once to the end."""
-        raise NotImplementedError(f"{self.describe()} cannot stream")
+        objects of unknown size (``stat`` said None), read once to the end. Called only when
+        ``capabilities.sequential_read``; readers use :func:`mover.reading.open_sequential`."""
+        raise UsageError(f"{self.describe()} cannot stream")
 
     def data_extents(self, key: str, offset: int, length: int) -> list[tuple[int, int]] | None:
         """Where ``key`` holds data within ``[offset, offset + length)``: ``(start, end)``
@@ -522,6 +531,12 @@ class StoreProvider(abc.ABC):
     def local_path(self, key: str) -> str:
         """The absolute path of ``key`` on this host (when ``capabilities.local_path``)."""
         raise NotImplementedError(f"{self.describe()} has no local paths")
+
+    def sweep_abandoned(self, prefix: str) -> int:
+        """Remove what writers that are certainly dead left under ``prefix`` (the temporary
+        files of a process of this host killed with ``kill -9``); return how many. Only what
+        is provably abandoned: a store that cannot tell leaves everything (the default)."""
+        return 0
 
     def begin_batch(self) -> None:
         """An executor starts a job here: until :meth:`end_batch`, commits may be deferred

@@ -26,7 +26,8 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from mover import cleanup, dispatcher, transfer
-from mover.errors import BrokerError, JobStateError, MoverError, UsageError
+from mover.errors import BrokerError, JobStateError, MoverError
+from mover.filters import Filters
 from mover.jobs import (
     CANCELLED,
     COMMITTING,
@@ -42,7 +43,6 @@ from mover.jobstores import leases
 from mover.jobstores.redis import CANCELLING, RedisJobStore
 from mover.location import parse
 from mover.motion import Options, Plan
-from mover.redact import redact, secret_params
 from mover.transfer import Request, endpoints, prepare
 
 if TYPE_CHECKING:
@@ -296,28 +296,18 @@ def submit(
     chunk_size: int | None = None,
     jobs: RedisJobStore | None = None,
     app: Celery | None = None,
+    include: Any = None,
+    exclude: Any = None,
 ) -> Job:
-    """Validate, plan, record and publish a copy; return the job (running on the fleet)."""
-    refuse_signed(source, destination)
+    """Validate, plan, record and publish a copy; return the job (running on the fleet).
+    ``include`` / ``exclude`` select a recursive copy's objects here, before publishing."""
     transfer.check_fleet(source, destination, recursive)
     jobs = jobs or RedisJobStore()
-    job = prepare(Request(source, destination, recursive, Options(streams, chunk_size)))
+    filters = Filters.of(include, exclude) or None
+    options = Options(streams, chunk_size)
+    job = prepare(Request(source, destination, recursive, options, filters))
     job.options["recursive"] = recursive
     return start(job, jobs, app)
-
-
-def refuse_signed(*urls: str) -> None:
-    """A signed URL (a credential in its query) cannot run on the fleet: the workers would
-    need it, so a task message or Redis would hold it. Raise a one-line UsageError saying
-    what to do instead."""
-    for url in urls:
-        names = secret_params(url)
-        if names:
-            raise UsageError(
-                f"{redact(url)}: a signed URL (its {', '.join(names)} is a credential) cannot "
-                "go to the fleet, whose task messages and Redis would hold it: copy it embedded "
-                "(--executor embedded), or configure a store with its own credentials"
-            )
 
 
 def follow(
