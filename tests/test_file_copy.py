@@ -393,3 +393,30 @@ def test_resume_copies_again_a_done_object_that_is_missing(tmp_path: Path) -> No
     done = mover.resume(job.id, jobs=jobs)
     assert done.state == "done"
     assert (tmp_path / "dst" / "f1").read_bytes() == b"xx"
+
+
+def test_small_objects_take_their_lanes_beside_large_chunks(tmp_path: Path) -> None:
+    """A job of many small files and a large one: small objects run whole on the small-object
+    lanes (many in flight), the large one's chunks on the streams; every file arrives intact."""
+    import threading
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for n in range(40):
+        (src / f"s{n:02d}.bin").write_bytes(os.urandom(1000 + n))
+    random_file(src / "large.bin", 24 << 20)
+    names: set[str] = set()
+    job = mover.copy(
+        f"{src}/",
+        f"{tmp_path / 'dst'}/",
+        recursive=True,
+        streams=2,
+        chunk_size=8 << 20,
+        on_progress=lambda _n: names.add(threading.current_thread().name),
+    )
+    assert job.state == "done" and len(job.items) == 41
+    for path in src.iterdir():
+        assert sha256(path) == sha256(tmp_path / "dst" / path.name), path.name
+    assert any(n.startswith("mover-small-") for n in names), names
+    assert any(n.startswith("mover-stream-") for n in names), names
+    assert not leftovers(tmp_path / "dst")

@@ -124,7 +124,7 @@ def make_app() -> Celery:
     amqp = is_amqp(broker)
     app = Celery(
         "mover",
-        include=["mover.workers.tasks", "mover.workers.repo_tasks"],
+        include=["mover.workers.tasks", "mover.workers.repo_tasks", "mover.workers.batch_tasks"],
         task_cls="mover.workers.consumer:Task",
     )
     app.conf.update(

@@ -54,6 +54,12 @@ log = logging.getLogger("mover.executor.celery")
 SUBMIT_TASK = "mover.submit"
 CHUNK_TASK = "mover.chunk.copy"
 COMMIT_TASK = "mover.job.commit"
+BATCH_TASK = "mover.batch.copy"
+#: Small objects of one chunk bound for one queue go in ``mover.batch.copy`` tasks of at most
+#: this many (a task costs about what a 16 KiB object does; workers/batch_tasks.py).
+BATCH_OBJECTS = 64
+#: Objects up to this size may go in a batch.
+BATCH_MAX_BYTES = 1024 * 1024
 #: The queue of ``mover.submit``, ``mover.job.commit`` and of chunks with no better queue.
 DEFAULT_QUEUE = "mover"
 
@@ -172,11 +178,49 @@ def _publish_failed(jobs: RedisJobStore, job_id: str, exc: BaseException) -> Bro
     )
 
 
+def _batchable(item: Item, chunks: list[int]) -> bool:
+    """A small object moved by one chunk: it may share a ``mover.batch.copy`` task."""
+    return (
+        len(chunks) == 1
+        and len(item.chunks) == 1
+        and item.size is not None
+        and item.size <= BATCH_MAX_BYTES
+    )
+
+
 def _send_tasks(job_id: str, work: Iterable[tuple[Item, list[int]]], app: Celery) -> int:
     sent = 0
+    batches: dict[str, list[list[int]]] = {}
+
+    def send_batch(queue: str, entries: list[list[int]]) -> None:
+        if len(entries) == 1:  # alone: the chunk's own task
+            app.send_task(
+                CHUNK_TASK,
+                args=(job_id, *entries[0]),
+                queue=queue,
+                producer=producer,
+                ignore_result=True,
+            )
+        else:
+            app.send_task(
+                BATCH_TASK,
+                args=(job_id, entries),
+                queue=queue,
+                producer=producer,
+                ignore_result=True,
+            )
+
     with app.producer_or_acquire() as producer, _batch(producer):
         for item, chunks in work:
             queue = queue_for(item.destination)
+            if _batchable(item, chunks):
+                entries = batches.setdefault(queue, [])
+                entries.append([item.index, chunks[0]])
+                if len(entries) >= BATCH_OBJECTS:
+                    send_batch(queue, entries)
+                    sent += 1
+                    batches[queue] = []
+                continue
             if not chunks:
                 app.send_task(
                     COMMIT_TASK,
@@ -195,6 +239,10 @@ def _send_tasks(job_id: str, work: Iterable[tuple[Item, list[int]]], app: Celery
                     producer=producer,
                     ignore_result=True,
                 )
+                sent += 1
+        for queue, entries in batches.items():
+            if entries:
+                send_batch(queue, entries)
                 sent += 1
     return sent
 

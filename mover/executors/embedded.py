@@ -49,6 +49,12 @@ _START, _CHUNK = 1, 0  # queue priorities: chunks of started objects first
 ABORT_RETRY_WINDOW_S = float(os.environ.get("MOVER_ABORT_RETRY_WINDOW_S") or 15)
 #: Jobs of at least this many objects run inside their stores' batches (grouped commits).
 BATCH_MIN_OBJECTS = 16
+#: Objects up to this size, in a job of many, go to the small-object lanes (issue 10 item 3).
+SMALL_OBJECT_BYTES = 1024 * 1024
+#: Threads that move small objects only, each object whole, one after another: many requests
+#: in flight (a small object's time is the server's latency, not bandwidth), while memory
+#: grows by at most this many small buffers and large chunks keep to ``streams``.
+SMALL_LANES = int(os.environ.get("MOVER_SMALL_LANES") or 32)
 
 
 @dataclass
@@ -95,6 +101,7 @@ class EmbeddedExecutor:
         self._all_done = threading.Event()
         self._destinations: dict[int, StoreProvider] = {}
         self._batched = False
+        self._small: queue.SimpleQueue = queue.SimpleQueue()
 
     # -- public -----------------------------------------------------------------------------
 
@@ -114,13 +121,20 @@ class EmbeddedExecutor:
         self._batched = len(todo) >= BATCH_MIN_OBJECTS
         if not todo:
             self._all_done.set()
+        lanes = min(SMALL_LANES, sum(1 for i in todo if _small(i))) if self._batched else 0
         for item in todo:
-            self._put(_START, ("start", item))
+            if lanes and _small(item):
+                self._small.put(item)
+            else:
+                self._put(_START, ("start", item))
         threads = [
             threading.Thread(target=self._worker, name=f"mover-stream-{n}", daemon=True)
             # Items are planned by these threads, so their chunk counts are not known yet:
             # always start every stream (an idle thread costs nothing but its stack).
             for n in range(self.streams)
+        ] + [
+            threading.Thread(target=self._small_lane, name=f"mover-small-{n}", daemon=True)
+            for n in range(lanes)
         ]
         for t in threads:
             t.start()
@@ -134,6 +148,7 @@ class EmbeddedExecutor:
         finally:
             for _ in threads:
                 self._put(-1, None)
+                self._small.put(None)
             for t in threads:
                 t.join()
         return self._finish(job.id)
@@ -157,14 +172,23 @@ class EmbeddedExecutor:
         finally:
             release()
 
+    def _small_lane(self) -> None:
+        """Move small objects, each planned, run and committed in this thread."""
+        try:
+            while (item := self._small.get()) is not None:
+                self._start(item, inline=True)
+        finally:
+            release()
+
     def _item_finished(self) -> None:
         with self._lock:
             self._open_items -= 1
             if self._open_items <= 0:
                 self._all_done.set()
 
-    def _start(self, item: Item) -> None:
-        """Plan an item (or pick up its plan on resume) and queue its pending chunks."""
+    def _start(self, item: Item, inline: bool = False) -> None:
+        """Plan an item (or pick up its plan on resume) and queue its pending chunks (run
+        them in this thread with ``inline``: a small object on its lane)."""
         if self.cancelled.is_set():
             self.jobs.update_item(self._job.id, item.index, state=CANCELLED)
             self._item_finished()
@@ -192,7 +216,10 @@ class EmbeddedExecutor:
             self._commit(run)
             return
         for c in pending:
-            self._put(_CHUNK, ("chunk", run, Chunk(c.index, c.offset, c.length)))
+            if inline:
+                self._run_chunk(run, Chunk(c.index, c.offset, c.length))
+            else:
+                self._put(_CHUNK, ("chunk", run, Chunk(c.index, c.offset, c.length)))
 
     def _plan(self, item: Item, source: Endpoint, destination: Endpoint) -> _ItemRun:
         if item.plan and item.state in (RUNNING, COMMITTING) and item.strategy:
@@ -334,3 +361,8 @@ class EmbeddedExecutor:
         assert state in FINAL
         self.jobs.update_job(job_id, state=state, error=error, finished=time.time())
         return self.jobs.get(job_id)
+
+
+def _small(item: Item) -> bool:
+    """Whether ``item`` goes to a small-object lane."""
+    return item.size is not None and item.size <= SMALL_OBJECT_BYTES

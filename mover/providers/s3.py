@@ -35,6 +35,14 @@ Configuration comes from boto3's standard chain (``AWS_ACCESS_KEY_ID``, ``AWS_EN
     copy_cutoff_bytes = 5368709120          # server-side copies above: UploadPartCopy parts
     copy_part_bytes = 536870912             # part size of those (raised to fit 10,000 parts)
     copy_streams = 4                        # part copies in parallel
+    engine = "awscrt"                       # small requests on awscrt; "botocore": all on boto3
+
+Small requests (PutObject and GETs up to 8 MiB, HEAD, HeadBucket, listings) go through a lean
+engine on ``awscrt`` (:mod:`mover.providers.s3_crt`: 8x fewer instructions per request than
+botocore, and no boto3 import for a command that moves only small objects) when the endpoint
+is known without boto3 (``endpoint_url`` or ``AWS_ENDPOINT_URL``, path-style); large ranged
+GETs, parts, multipart control and copies stay on boto3. ``engine = "botocore"`` (or
+``MOVER_S3_ENGINE=botocore``) keeps every request on boto3.
 
 Retries of single requests are botocore's own retry modes; mover's chunk retry
 (:mod:`mover.retry`) sits above them and re-runs a whole chunk only for errors this module marks
@@ -48,7 +56,7 @@ import base64
 import contextlib
 import hashlib
 import http.client
-import io
+import logging
 import os
 import re
 import threading
@@ -56,7 +64,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from mover.digests import Digest, digest
 from mover.errors import (
@@ -73,6 +81,7 @@ from mover.errors import (
     VerificationFailed,
 )
 from mover.location import Location
+from mover.providers import s3_crt
 from mover.store import (
     COMBINE_CRC,
     COMBINE_ONE,
@@ -89,6 +98,7 @@ from mover.store import (
 )
 
 T = TypeVar("T")
+log = logging.getLogger("mover.s3")
 
 #: S3's part limits: every part but the last at least 5 MiB, at most 5 GiB, 10,000 parts.
 MIN_PART_BYTES = 5 * MiB
@@ -161,6 +171,21 @@ PART_HEAD_STREAMS = 8
 _MD5_HEX = re.compile(r"^[0-9a-f]{32}$")
 _CRC_NAMES = ("crc32c", "crc32", "crc64nvme")
 _MULTIPART_ETAG = re.compile(r"^([0-9a-f]{32})-(\d+)$")
+_CRC32C_HEADER = "x-amz-checksum-crc32c"
+_CHECKSUM_MODE = ("x-amz-checksum-mode", "ENABLED")
+#: Response headers of a HEAD, as the fields botocore would name them.
+_HEAD_HEADERS = (
+    ("content-length", "ContentLength"),
+    ("etag", "ETag"),
+    ("x-amz-checksum-crc32c", "ChecksumCRC32C"),
+    ("x-amz-checksum-crc32", "ChecksumCRC32"),
+    ("x-amz-checksum-crc64nvme", "ChecksumCRC64NVME"),
+    ("x-amz-checksum-sha1", "ChecksumSHA1"),
+    ("x-amz-checksum-sha256", "ChecksumSHA256"),
+    ("x-amz-checksum-type", "ChecksumType"),
+    ("x-amz-server-side-encryption", "ServerSideEncryption"),
+    ("x-amz-server-side-encryption-customer-algorithm", "SSECustomerAlgorithm"),
+)
 
 
 class S3Provider(StoreProvider):
@@ -198,6 +223,9 @@ class S3Provider(StoreProvider):
         #: monotonic time until which the bucket is known to exist (one HeadBucket per job,
         #: not per object, for recursive copies of many small objects)
         self._bucket_seen_until = 0.0
+        #: the lean engine's settings (None: every request on botocore); computed once
+        self._lean_settings: s3_crt.Settings | bool | None = False
+        self._engine: s3_crt.Engine | None = None
 
     @classmethod
     def open(cls, location: Location, options: dict[str, Any] | None = None) -> S3Provider:
@@ -227,6 +255,8 @@ class S3Provider(StoreProvider):
     @property
     def endpoint(self) -> str:
         """The endpoint URL this store talks to, for messages; creates no connection."""
+        if self._endpoint is None and self._lean() is not None:
+            self._endpoint = self._lean().settings.endpoint_url  # type: ignore[union-attr]
         if self._endpoint is None:
             try:
                 self._endpoint = str(self.client.meta.endpoint_url)
@@ -242,6 +272,28 @@ class S3Provider(StoreProvider):
                 if self._client is None:
                     self._client = self._make_client()
         return self._client
+
+    def _lean(self) -> s3_crt.Engine | None:
+        """The awscrt engine for small requests (:mod:`mover.providers.s3_crt`), or None when
+        this store's requests all stay on botocore."""
+        if self._lean_settings is False:
+            o = self.options
+            attempts = o.get("max_attempts") or os.environ.get("AWS_MAX_ATTEMPTS")
+            self._lean_settings = s3_crt.settings(
+                o,
+                int(attempts or DEFAULT_MAX_ATTEMPTS),
+                float(o.get("connect_timeout") or DEFAULT_CONNECT_TIMEOUT_S),
+                float(o.get("read_timeout") or DEFAULT_READ_TIMEOUT_S),
+            )
+        if self._lean_settings is None or self._lean_settings is True:
+            return None
+        if self._engine is None:
+            self._engine = s3_crt.engine_for(self._lean_settings)
+        return self._engine
+
+    def _small(self, length: int) -> s3_crt.Engine | None:
+        """The engine for a request whose body is ``length`` bytes, if it takes it."""
+        return self._lean() if length <= s3_crt.MAX_BODY_BYTES else None
 
     def _credential_source(self) -> tuple[str, ...]:
         """Where the credentials come from, for messages and for ``can_copy_from``; no secret."""
@@ -346,60 +398,26 @@ class S3Provider(StoreProvider):
         Messages name the store, the endpoint and the key, never a credential; server messages
         of refused requests are left out (an AWS SignatureDoesNotMatch quotes the request).
         """
-        import botocore.exceptions as bex
-
         what = self._url(key) if key is not None else f"s3://{self.bucket}"
         where = f"{what} at {self.endpoint}"
         if self.location.name:
             where += f" (store {self.location.name!r})"
         if isinstance(exc, MoverError):
             return exc
+        if isinstance(exc, s3_crt.EngineError):
+            return self._engine_error(exc, action, what, where)
+        import botocore.exceptions as bex
+
         if isinstance(exc, bex.ClientError):
             err = exc.response.get("Error", {}) or {}
             code = str(err.get("Code") or "")
             status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
             message = str(err.get("Message") or "").strip()
-            if code == "NoSuchBucket":
-                return ObjectNotFound(f"bucket {self.bucket!r} does not exist at {self.endpoint}")
-            if code in _NOT_FOUND_CODES or (status == 404 and code != "NoSuchUpload"):
-                return ObjectNotFound(f"{where}: no such object")
-            if code in _DENIED_CODES or status in (401, 403):
-                return AccessDenied(
-                    f"{where}: {action} refused ({code or status}); check the "
-                    f"{self._where_credentials()} and their permissions"
-                )
-            if code == "NoSuchUpload":
-                return ChunkFailed(
-                    f"{where}: the multipart upload no longer exists (aborted by another "
-                    "process, or expired by a lifecycle rule); start the copy again",
-                    retryable=False,
-                )
-            if code in ("PreconditionFailed", "412") or status == 412:
-                return SourceChanged(
-                    f"source changed during the copy: {where} is no longer the version the job "
-                    f"was prepared from ({action}: its ETag no longer matches); nothing was "
-                    "committed: run the copy again"
-                )
-            if code in _DIGEST_CODES:
-                return VerificationFailed(
-                    f"{where}: the server refused the bytes of {action}: their checksum differs "
-                    f"from the one mover read ({code})",
-                    retryable=True,
-                )
-            retryable = code in _RETRY_CODES or status >= 500 or status == 429
-            detail = f"{code}: {message}" if message else code or f"HTTP {status}"
-            return ChunkFailed(f"{where}: {action} failed: {detail}", retryable=retryable)
+            return self._answer_error(code, status, message, action, where)
         if isinstance(exc, (bex.NoCredentialsError, bex.PartialCredentialsError)):
-            return AccessDenied(
-                f"{what}: no usable credentials for {self.endpoint}; set "
-                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile, or credentials_env"
-            )
+            return self._no_credentials(what)
         if isinstance(exc, (bex.EndpointConnectionError, bex.ConnectTimeoutError)):
-            return ChunkFailed(
-                f"cannot reach the S3 endpoint {self.endpoint} ({action} {what}): "
-                "is the server up and endpoint_url / AWS_ENDPOINT_URL right?",
-                retryable=True,
-            )
+            return self._unreachable(action, what)
         if isinstance(exc, bex.ParamValidationError):
             return UsageError(f"{where}: {action}: {exc}")
         if isinstance(exc, (bex.BotoCoreError, OSError, http.client.HTTPException)):
@@ -407,6 +425,66 @@ class S3Provider(StoreProvider):
                 f"{where}: {action} failed: {type(exc).__name__}: {exc}", retryable=True
             )
         return ChunkFailed(f"{where}: {action} failed: {type(exc).__name__}: {exc}")
+
+    def _engine_error(
+        self, exc: s3_crt.EngineError, action: str, what: str, where: str
+    ) -> MoverError:
+        """The lean engine's failure, classified by the same rules as botocore's."""
+        if exc.status:
+            return self._answer_error(exc.code, exc.status, exc.message, action, where)
+        if "CREDENTIALS" in exc.code:
+            return self._no_credentials(what)
+        if exc.connect:
+            return self._unreachable(action, what)
+        return ChunkFailed(f"{where}: {action} failed: {exc.code}: {exc.message}", retryable=True)
+
+    def _no_credentials(self, what: str) -> MoverError:
+        return AccessDenied(
+            f"{what}: no usable credentials for {self.endpoint}; set "
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile, or credentials_env"
+        )
+
+    def _unreachable(self, action: str, what: str) -> MoverError:
+        return ChunkFailed(
+            f"cannot reach the S3 endpoint {self.endpoint} ({action} {what}): "
+            "is the server up and endpoint_url / AWS_ENDPOINT_URL right?",
+            retryable=True,
+        )
+
+    def _answer_error(
+        self, code: str, status: int, message: str, action: str, where: str
+    ) -> MoverError:
+        """An S3 error answer (its ``Code`` and HTTP status) as the mover error to act on."""
+        if code == "NoSuchBucket":
+            return ObjectNotFound(f"bucket {self.bucket!r} does not exist at {self.endpoint}")
+        if code in _NOT_FOUND_CODES or (status == 404 and code != "NoSuchUpload"):
+            return ObjectNotFound(f"{where}: no such object")
+        if code in _DENIED_CODES or status in (401, 403):
+            return AccessDenied(
+                f"{where}: {action} refused ({code or status}); check the "
+                f"{self._where_credentials()} and their permissions"
+            )
+        if code == "NoSuchUpload":
+            return ChunkFailed(
+                f"{where}: the multipart upload no longer exists (aborted by another "
+                "process, or expired by a lifecycle rule); start the copy again",
+                retryable=False,
+            )
+        if code in ("PreconditionFailed", "412") or status == 412:
+            return SourceChanged(
+                f"source changed during the copy: {where} is no longer the version the job "
+                f"was prepared from ({action}: its ETag no longer matches); nothing was "
+                "committed: run the copy again"
+            )
+        if code in _DIGEST_CODES:
+            return VerificationFailed(
+                f"{where}: the server refused the bytes of {action}: their checksum differs "
+                f"from the one mover read ({code})",
+                retryable=True,
+            )
+        retryable = code in _RETRY_CODES or status >= 500 or status == 429
+        detail = f"{code}: {message}" if message else code or f"HTTP {status}"
+        return ChunkFailed(f"{where}: {action} failed: {detail}", retryable=retryable)
 
     def _call(self, action: str, key: str | None, fn: Callable[[], T]) -> T:
         """Run one SDK call and translate what it raises."""
@@ -419,6 +497,16 @@ class S3Provider(StoreProvider):
 
     def _bucket_exists(self) -> bool:
         """HeadBucket: True if the bucket exists; raise for any answer but 404."""
+        lean = self._lean()
+        if lean is not None:
+            try:
+                lean.request("HeadBucket", "HEAD", self.bucket)
+            except s3_crt.EngineError as exc:
+                if exc.status == 404:
+                    return False
+                raise self._error(exc, "checking the bucket") from exc
+            self._bucket_seen_until = time.monotonic() + BUCKET_CHECK_TTL_S
+            return True
         import botocore.exceptions as bex
 
         try:
@@ -436,11 +524,15 @@ class S3Provider(StoreProvider):
     # -- reading --------------------------------------------------------------------------------
 
     def stat(self, key: str) -> ObjectInfo:
-        import botocore.exceptions as bex
-
+        lean = self._lean()
         try:
+            if lean is not None:
+                answer = lean.request(
+                    "HeadObject", "HEAD", self.bucket, key, headers=[_CHECKSUM_MODE]
+                )
+                return _info(key, _head_fields(answer.headers))
             head = self.client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
-        except bex.ClientError as exc:
+        except Exception as exc:
             error = self._error(exc, "HEAD", key)
             # HEAD has no body, so a 404 does not say whether the bucket or the key is missing.
             if isinstance(error, ObjectNotFound) and not self._bucket_exists():
@@ -448,8 +540,6 @@ class S3Provider(StoreProvider):
                     f"bucket {self.bucket!r} does not exist at {self.endpoint}"
                 ) from exc
             raise error from exc
-        except Exception as exc:
-            raise self._error(exc, "HEAD", key) from exc
         return _info(key, head)
 
     def read_into(self, key: str, offset: int, buf: memoryview) -> int:
@@ -460,11 +550,14 @@ class S3Provider(StoreProvider):
         return self._read(key, offset, buf, version)
 
     def _read(self, key: str, offset: int, buf: memoryview, etag: str | None) -> int:
-        import botocore.exceptions as bex
-
         want = len(buf)
         if want == 0:
             return 0
+        lean = self._small(want)
+        if lean is not None:
+            return self._read_lean(lean, key, offset, buf, etag)
+        import botocore.exceptions as bex
+
         extra = {"IfMatch": f'"{etag}"'} if etag else {}
         try:
             resp = self.client.get_object(
@@ -507,6 +600,46 @@ class S3Provider(StoreProvider):
             )
         _release_body(body)
         return got
+
+    def _read_lean(
+        self, lean: s3_crt.Engine, key: str, offset: int, buf: memoryview, etag: str | None
+    ) -> int:
+        """A small ranged GET on the lean engine, its body landing in ``buf``."""
+        want = len(buf)
+        headers = [("Range", f"bytes={offset}-{offset + want - 1}")]
+        if etag:
+            headers.append(("If-Match", f'"{etag}"'))
+        try:
+            answer = lean.request("GetObject", "GET", self.bucket, key, headers=headers, into=buf)
+        except s3_crt.EngineError as exc:
+            if exc.status == 416 or exc.code == "InvalidRange":
+                if etag:  # the version the job was prepared from reaches past offset
+                    raise self._answer_error(
+                        "PreconditionFailed", 412, "", f"GET at {offset}", self._url(key)
+                    ) from exc
+                return 0  # the object ends before offset
+            if exc.code == "BodyTooLong":
+                raise ChunkFailed(
+                    f"{self.describe()}/{key}: the server ignored the Range header; it cannot "
+                    "serve ranged reads",
+                    retryable=False,
+                ) from exc
+            raise self._error(exc, f"GET at {offset}", key) from exc
+        length = answer.headers.get("content-length")
+        if answer.status != 206 and offset != 0:
+            raise ChunkFailed(
+                f"{self.describe()}/{key}: the server ignored the Range header (HTTP "
+                f"{answer.status}); it cannot serve ranged reads",
+                retryable=False,
+            )
+        expect = want if length is None else min(want, int(length))
+        if answer.length < expect:
+            raise ChunkFailed(
+                f"{self.describe()}/{key}: the connection closed after {answer.length} of "
+                f"{expect} bytes at {offset}",
+                retryable=True,
+            )
+        return answer.length
 
     def source_check(self, key: str, info: ObjectInfo, exact: bool = False) -> SourceCheck:
         """The object's own values: a full-object or composite CRC where the server keeps one
@@ -656,6 +789,10 @@ class S3Provider(StoreProvider):
         return sizes, {a: v for a, v in sums.items() if len(v) == count}
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        lean = self._lean()
+        if lean is not None:
+            yield from self._list_lean(lean, prefix)
+            return
         paginator = self.client.get_paginator("list_objects_v2")
         pages = paginator.paginate(Bucket=self.bucket, Prefix=prefix)
         iterator = iter(pages)
@@ -673,6 +810,28 @@ class S3Provider(StoreProvider):
                     mtime=obj["LastModified"].timestamp() if obj.get("LastModified") else None,
                 )
 
+    def _list_lean(self, lean: s3_crt.Engine, prefix: str) -> Iterator[ObjectInfo]:
+        """ListObjectsV2 pages on the lean engine; each page's objects are yielded while the
+        next is not yet asked (a listing feeds the transfers as it goes)."""
+        token: str | None = None
+        while True:
+            query = f"list-type=2&prefix={quote(prefix, safe='')}"
+            if token:
+                query += f"&continuation-token={quote(token, safe='')}"
+            answer = self._call(
+                "listing",
+                prefix,
+                lambda q=query: lean.request("ListObjectsV2", "GET", self.bucket, query=q),
+            )
+            page = s3_crt.parse_listing(answer.body)
+            for obj in page.objects:
+                if obj.key.endswith("/"):
+                    continue  # a "folder" marker made by a console, not data
+                yield obj
+            token = page.next_token
+            if not token:
+                return
+
     def is_folder(self, key: str) -> bool:
         """True for a key ending in ``/``, or a prefix that holds objects and is no object."""
         if not key or key.endswith("/"):
@@ -680,15 +839,26 @@ class S3Provider(StoreProvider):
         if self.exists(key):
             return False
         try:
-            answer = self._call(
-                "listing",
-                key + "/",
-                lambda: self.client.list_objects_v2(
-                    Bucket=self.bucket, Prefix=key + "/", MaxKeys=1
-                ),
-            )
+            return self._any_under(key + "/")
         except ObjectNotFound:
             return False  # no bucket: stat (a source) or check_writable (a destination) says so
+
+    def _any_under(self, prefix: str) -> bool:
+        """Whether any key starts with ``prefix`` (a listing of one key)."""
+        lean = self._lean()
+        if lean is not None:
+            query = f"list-type=2&max-keys=1&prefix={quote(prefix, safe='')}"
+            answer = self._call(
+                "listing",
+                prefix,
+                lambda: lean.request("ListObjectsV2", "GET", self.bucket, query=query),
+            )
+            return s3_crt.key_count(answer.body) > 0
+        answer = self._call(
+            "listing",
+            prefix,
+            lambda: self.client.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=1),
+        )
         return bool(answer.get("KeyCount") or answer.get("Contents"))
 
     # -- writing --------------------------------------------------------------------------------
@@ -717,13 +887,28 @@ class S3Provider(StoreProvider):
                     f"{self._url(key)}: read {expected}, would send {stored}", retryable=True
                 )
             crc = digest("crc32c", data)
+        lean = self._small(len(data))
+        if lean is not None:
+            sent = [(_CRC32C_HEADER, crc.b64)]
+            done = self._call(
+                "PutObject",
+                key,
+                lambda: lean.request("PutObject", "PUT", self.bucket, key, headers=sent, body=data),
+            )
+            confirmed = done.headers.get(_CRC32C_HEADER)
+            if confirmed is not None and confirmed != crc.b64:
+                raise VerificationFailed(
+                    f"{self._url(key)}: sent crc32c {crc.b64}, server stored {confirmed}",
+                    retryable=True,
+                )
+            return ObjectInfo(key, len(data), etag=_etag(done.headers.get("etag")))
         answer = self._call(
             "PutObject",
             key,
             lambda: self.client.put_object(
                 Bucket=self.bucket,
                 Key=key,
-                Body=_BufferReader(data),
+                Body=s3_crt.BufferReader(data),
                 ContentLength=len(data),
                 ChecksumCRC32C=crc.b64,
             ),
@@ -737,14 +922,48 @@ class S3Provider(StoreProvider):
         return ObjectInfo(key, len(data), etag=_etag(answer.get("ETag")))
 
     def open_writer(self, key: str, size: int | None, part_size: int) -> ChunkWriter:
-        answer = self._call(
-            "creating a multipart upload",
-            key,
-            lambda: self.client.create_multipart_upload(
-                Bucket=self.bucket, Key=key, ChecksumAlgorithm="CRC32C"
-            ),
-        )
-        return S3Writer(self, key, answer["UploadId"])
+        started = time.monotonic()
+        try:
+            answer = self._call(
+                "creating a multipart upload",
+                key,
+                lambda: self.client.create_multipart_upload(
+                    Bucket=self.bucket, Key=key, ChecksumAlgorithm="CRC32C"
+                ),
+            )
+        except MoverError:
+            self._abort_strays(key, None, time.monotonic() - started)
+            raise
+        upload = answer["UploadId"]
+        if (answer.get("ResponseMetadata") or {}).get("RetryAttempts"):
+            self._abort_strays(key, upload, time.monotonic() - started)
+        return S3Writer(self, key, upload)
+
+    def _abort_strays(self, key: str, keep: str | None, elapsed_s: float) -> None:
+        """Abort the uploads of ``key`` that a retried CreateMultipartUpload left: an attempt
+        whose answer was lost (a stall past the read time-out) still created an upload, whose
+        id mover never saw. Those are the key's uploads initiated while the create ran (by the
+        server's clock: its ``Date`` now, less the time the create took), other than ``keep``.
+        Best effort: a failure here is logged, the copy goes on."""
+        from datetime import timedelta
+        from email.utils import parsedate_to_datetime
+
+        try:
+            listing = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
+            now = parsedate_to_datetime(listing["ResponseMetadata"]["HTTPHeaders"]["date"])
+            since = now - timedelta(seconds=elapsed_s + 2)
+            for upload in listing.get("Uploads") or []:
+                if upload["Key"] != key or upload["UploadId"] == keep:
+                    continue
+                if upload.get("Initiated") is None or upload["Initiated"] < since:
+                    continue  # older: another writer's, or an earlier job's (mover cleanup)
+                S3Writer(self, key, upload["UploadId"]).abort_quietly()
+        except Exception as exc:
+            log.warning(
+                "%s: uploads a retried create may have left were not checked: %s",
+                self._url(key),
+                exc,
+            )
 
     def resume_writer(self, key: str, state: dict[str, Any]) -> ChunkWriter:
         return S3Writer(self, key, state["upload_id"])
@@ -896,7 +1115,7 @@ class S3Writer(ChunkWriter):
                 Key=self.key,
                 UploadId=self.upload_id,
                 PartNumber=part + 1,
-                Body=_BufferReader(data),
+                Body=s3_crt.BufferReader(data),
                 ContentLength=size,
                 ChecksumCRC32C=crc.b64,
             ),
@@ -1006,48 +1225,6 @@ class S3Writer(ChunkWriter):
 # -- helpers --------------------------------------------------------------------------------------
 
 
-class _BufferReader(io.RawIOBase):
-    """A seekable file over a memoryview, so boto3 streams a part without copying the chunk.
-
-    boto3 refuses a memoryview as ``Body``, and ``bytes(view)`` would double the memory of every
-    stream; this hands the SDK small pieces of the caller's buffer, and seeks back for retries.
-    """
-
-    def __init__(self, view: memoryview) -> None:
-        super().__init__()
-        self._view = view.cast("B") if view.format != "B" or view.ndim != 1 else view
-        self._pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
-
-    def readinto(self, b: Any) -> int:
-        n = max(0, min(len(b), len(self._view) - self._pos))
-        b[:n] = self._view[self._pos : self._pos + n]
-        self._pos += n
-        return n
-
-    def read(self, size: int | None = -1) -> bytes:
-        end = len(self._view) if size is None or size < 0 else self._pos + size
-        out = bytes(self._view[self._pos : end])
-        self._pos += len(out)
-        return out
-
-    def __len__(self) -> int:
-        return max(0, len(self._view) - self._pos)
-
-
 def _read_body_into(body: Any, view: memoryview) -> int:
     """Fill ``view`` from a GET's body; return the count (short only if the body ended).
 
@@ -1121,6 +1298,18 @@ def _info(key: str, head: dict[str, Any]) -> ObjectInfo:
         checksum=checksum,
         mtime=modified.timestamp() if modified is not None else None,
     )
+
+
+def _head_fields(headers: dict[str, str]) -> dict[str, Any]:
+    """A HEAD's headers (lower-case names) as botocore's ``head_object`` fields."""
+    from email.utils import parsedate_to_datetime
+
+    head: dict[str, Any] = {field: headers[h] for h, field in _HEAD_HEADERS if h in headers}
+    modified = headers.get("last-modified")
+    if modified:
+        with contextlib.suppress(TypeError, ValueError):
+            head["LastModified"] = parsedate_to_datetime(modified)
+    return head
 
 
 def _flag(value: Any) -> bool:

@@ -607,17 +607,13 @@ class SwiftProvider(StoreProvider):
                     raise _changed(what, etag)
                 if offset and "content-range" not in answer:
                     raise ChunkFailed(f"{what}: Swift ignored the range from {offset}")
-                got = 0
-                while got < want:
-                    piece = body.read(min(READ_PIECE_BYTES, want - got))
-                    if not piece:
-                        break
-                    n = len(piece)
-                    buf[got : got + n] = piece
-                    got += n
+                got = _read_body_into(body, buf)
+                if got == want and _release(body):
+                    body = None  # its connection went back to the pool, to be reused
                 return got
             finally:
-                body.close()
+                if body is not None:
+                    body.close()
 
         return self._call(get, what)
 
@@ -1010,6 +1006,48 @@ class SwiftProvider(StoreProvider):
             with contextlib.suppress(MoverError):
                 writer.abort()
             raise
+
+
+def _read_body_into(body: Any, buf: memoryview) -> int:
+    """Fill ``buf`` from a GET's body; the count (short only if the body ended).
+
+    The socket's bytes land in ``buf`` itself (``http.client``'s ``readinto`` under requests
+    and urllib3: the bytes as stored, no decoding, no temporary piece); a body without that
+    path is read in pieces of :data:`READ_PIECE_BYTES`, each copied once.
+    """
+    raw = getattr(getattr(body, "resp", None), "raw", None)
+    fp = getattr(raw, "_fp", None)
+    got = 0
+    want = len(buf)
+    if isinstance(fp, http.client.HTTPResponse):
+        while got < want:
+            n = fp.readinto(buf[got:])
+            if not n:
+                break
+            got += n
+        return got
+    while got < want:
+        piece = body.read(min(READ_PIECE_BYTES, want - got))
+        if not piece:
+            break
+        n = len(piece)
+        buf[got : got + n] = piece
+        got += n
+    return got
+
+
+def _release(body: Any) -> bool:
+    """Give a fully read body's connection back to the pool (closing it would make the next
+    ranged GET of this thread open a new connection); False when that cannot be done."""
+    raw = getattr(getattr(body, "resp", None), "raw", None)
+    fp = getattr(raw, "_fp", None)
+    if not isinstance(fp, http.client.HTTPResponse) or not fp.isclosed():
+        return False
+    release = getattr(raw, "release_conn", None)
+    if release is None:
+        return False
+    release()
+    return True
 
 
 class _BodyStream(io.RawIOBase):

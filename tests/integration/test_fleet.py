@@ -795,6 +795,34 @@ def test_status_and_jobs_read_redis(fleet: Fleet, tmp_path: Path):
     assert f"job {job_id}: done" in status.stdout and "3/3 chunks" in status.stdout
 
 
+def test_small_objects_go_in_batch_tasks(fleet: Fleet, tmp_path: Path):
+    """A folder of many small files on the fleet: the small one-chunk objects travel in
+    ``mover.batch.copy`` tasks (a task per batch, not per object), every file arrives with
+    its bytes, each object committed once."""
+    src = tmp_path / "small"
+    src.mkdir()
+    for n in range(150):
+        (src / f"f{n:03d}.bin").write_bytes(os.urandom(1000 + n))
+    dst = tmp_path / "copy"
+    out = fleet.mover("copy", "-r", f"{src}/", f"{dst}/", "--executor", "celery")
+    assert out.returncode == 0, out.stderr
+    job_id = out.stdout.strip()
+    jobs = fleet.jobs()
+    try:
+        job = wait_final(jobs, job_id, timeout_s=60)
+    except AssertionError:
+        print("".join(w.text() for w in fleet.workers)[-8000:])  # what the workers said
+        raise
+    for n in range(150):
+        name = f"f{n:03d}.bin"
+        assert sha256(dst / name) == sha256(src / name), name
+    assert job.state == "done" and len(job.items) == 150
+    assert all(jobs.commits(job_id, i.index) == 1 for i in job.items)
+    logs = "".join(w.text() for w in fleet.workers)
+    assert "mover.batch.copy" in logs
+    assert not temp_files(dst)
+
+
 def test_sync_and_filtered_copy_on_the_fleet(fleet: Fleet, tmp_path: Path):
     """``mover sync --executor celery``: the differing objects go as one fleet job; a second
     sync publishes nothing; ``copy -r --exclude`` on the fleet leaves the excluded out."""
