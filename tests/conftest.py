@@ -7,13 +7,27 @@ import shutil
 import pytest
 
 from tests import testplugin
+from tests.faults import report as fault_report
 from tests.fixtures_servers import *  # noqa: F403  (one S3, Swift, Redis for the whole session)
 
 # Before any test imports mover: the registries read entry points on first use.
 _PLUGIN_METADATA = testplugin.activate()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    fault_report.choose_seed(config)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    fault_report.collect(report)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    fault_report.summary(terminalreporter)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    fault_report.finish(session)
     if not hasattr(session.config, "workerinput"):
         shutil.rmtree(_PLUGIN_METADATA, ignore_errors=True)
 

@@ -6,18 +6,15 @@ when the suite starts, and the table printed at the end of the session and writt
 from __future__ import annotations
 
 import contextlib
-import os
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.faultproxy import FaultProxy
-from tests.faults import rigs
-from tests.faults.harness import BAD, FAMILY_ORDER, LEDGER, MIN_FAULTS, QUICK, SEED, Fault
+from tests.faults import report, rigs
+from tests.faults.harness import QUICK, SEED, Fault
 from tests.fixtures_servers import _serve
 from tests.integration.test_fleet import Fleet
 from tests.servers import RedisServer
@@ -49,7 +46,7 @@ def fault(request: pytest.FixtureRequest) -> Iterator[Fault]:
     yield record
     record.seconds = time.monotonic() - started
     if record.outcome is not None:
-        LEDGER.add(record)
+        report.attach(request.node, record)  # the ledger takes it from the test's report
 
 
 @pytest.fixture(scope="session")
@@ -100,46 +97,3 @@ def fault_fleet(s3_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Ite
         finally:
             for worker in fleet.fleet.workers:
                 fleet.fleet.stop(worker)
-
-
-def _short_of_minimum() -> str | None:
-    """Why a full run of every family did not inject enough faults, or None."""
-    families = {f.family for f in LEDGER.faults}
-    if QUICK or not set(FAMILY_ORDER) <= families:
-        return None
-    injected = LEDGER.totals()[0]
-    if injected >= MIN_FAULTS:
-        return None
-    return f"only {injected} faults were injected; a full run must inject at least {MIN_FAULTS}"
-
-
-def _report_dir(config: pytest.Config) -> Path:
-    """``MOVER_FAULT_REPORT_DIR``, else pytest's cache folder, else the temporary folder."""
-    chosen = os.environ.get("MOVER_FAULT_REPORT_DIR")
-    if chosen:
-        return Path(chosen)
-    cache = getattr(config, "cache", None)
-    if cache is not None:
-        return Path(cache.mkdir("faults"))
-    return Path(tempfile.gettempdir()) / "mover-faults"
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if not LEDGER.faults:
-        return
-    terminalreporter.section("fault suite")
-    for line in LEDGER.report().splitlines():
-        terminalreporter.write_line(line)
-    path = LEDGER.write(_report_dir(terminalreporter.config))
-    terminalreporter.write_line(f"\n(table written to {path})")
-    short = _short_of_minimum()
-    if short:
-        terminalreporter.write_line(f"FAILED: {short}", red=True)
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    # Bad faults already failed their tests; too few faults fail the session here.
-    if _short_of_minimum() and session.exitstatus == 0:
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
-    if any(f.outcome == BAD for f in LEDGER.faults) and session.exitstatus == 0:
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
