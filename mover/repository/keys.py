@@ -97,10 +97,15 @@ def key_ref(options: dict[str, Any], store: str) -> KeyRef | None:
 
 
 def unlock(
-    repo_id: str, key_objects: Callable[[], list[tuple[str, bytes]]], ref: KeyRef, where: str
+    repo_id: str,
+    key_objects: Callable[[], list[tuple[str, bytes]]],
+    ref: KeyRef,
+    where: str,
+    belongs: Callable[[MasterKey], bool] = lambda _master: True,
 ) -> MasterKey:
     """The master key that ``ref``'s secret opens among the key objects (name, bytes) that
-    ``key_objects`` reads (only when this process has not unlocked it yet).
+    ``key_objects`` reads (only when this process has not unlocked it yet), and that
+    ``belongs`` to the repository's configuration.
 
     A wrong secret is one line naming the reference and the fix, never garbage later.
     """
@@ -118,6 +123,8 @@ def unlock(
             master = unwrap(data, secret)
         except BadKey:
             continue
+        if not belongs(master):
+            continue  # a key of an init that was killed before its config was written
         with _LOCK:
             _UNLOCKED[cache] = master
         return master

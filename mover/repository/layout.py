@@ -22,6 +22,8 @@ docs/REPOSITORY.md describes the formats.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import re
 import time
@@ -118,6 +120,10 @@ class RepoConfig:
     created: float = field(default_factory=time.time)
     id_key: str | None = None
     version: int = FORMAT
+    #: Proof of which master key this configuration belongs to (:func:`key_check`): a first
+    #: backup killed between writing its key and its config leaves a key of a repository that
+    #: never was, which the same passphrase opens too. None in repositories made before it.
+    key_check: str | None = None
 
     def __post_init__(self) -> None:
         if self.encryption not in ENCRYPTION:
@@ -143,3 +149,11 @@ class RepoConfig:
             return cls(**raw)
         except (ValueError, TypeError) as exc:
             raise VerificationFailed(f"{where}: not a repository configuration ({exc})") from exc
+
+
+def key_check(repo_id: str, ids_key: bytes) -> str:
+    """What :attr:`RepoConfig.key_check` holds for a master key whose chunk-id key is
+    ``ids_key``: a keyed hash of the repository id, which tells nothing of the key."""
+    return hmac.new(ids_key, b"mover-key-check\0" + repo_id.encode(), hashlib.sha256).hexdigest()[
+        :32
+    ]

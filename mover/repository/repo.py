@@ -27,6 +27,7 @@ from mover.repository.layout import (
     KEYS,
     PREFIX,
     RepoConfig,
+    key_check,
     new_id,
     parse_compression,
 )
@@ -116,7 +117,10 @@ class Repository:
                 keys = _listing(store, root, KEYS)
                 return [(o.name, read_small(store, root + o.key)) for o in keys]
 
-            master = keys_mod.unlock(config.id, objects, ref, where)
+            def belongs(master: MasterKey) -> bool:
+                return config.key_check in (None, key_check(config.id, master.ids))
+
+            master = keys_mod.unlock(config.id, objects, ref, where, belongs)
         return cls(store_name, store, root, config, master)
 
     @classmethod
@@ -167,8 +171,10 @@ class Repository:
             if params[k] is not None:
                 params[k] = parse_size(params[k])
         params = {**defaults, **{k: v for k, v in params.items() if v is not None}}
+        repo_id = new_id()[:32]
         config = RepoConfig(
-            id=new_id()[:32],
+            id=repo_id,
+            key_check=key_check(repo_id, master.ids),
             encryption="none" if ref is None else "aes-256-gcm",
             id_key=master.ids.hex() if ref is None else None,
             **params,

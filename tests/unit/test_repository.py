@@ -490,3 +490,21 @@ def test_zero_runs_stay_holes_only_in_files(tmp_path: Path) -> None:
     assert not restore.holes_stay(store, loc.full_key)
     store, loc = open_location("memory://m/x.img")
     assert not restore.holes_stay(store, loc.full_key)
+
+
+def test_a_key_left_by_a_killed_init_is_not_taken(
+    store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first backup killed between writing its key and its config leaves a key that the
+    same passphrase opens: the next init's repository must not be read with it (its config
+    names the key it belongs to), whatever order the keys are listed in."""
+    orphan = crypto.wrap(crypto.MasterKey.generate(), b"unit passphrase")
+    for name in ("0" * 64, "f" * 64):  # listed before and after the real key
+        memory._OBJECTS["vault"][f"repository/keys/{name}"] = orphan
+    repo = Repository.open(store)  # the key its init made, as that process still holds it
+    data = _volume(tmp_path / "v", 3 * MiB)
+    made = rbackup.backup(repo, str(tmp_path / "v"), kind="snapshot", name="v")
+    keys.forget_unlocked()
+    index.forget_cached()
+    again = Repository.open(store)
+    assert _restore_bytes(again, "v", made["backup"], tmp_path / "out") == bytes(data)
