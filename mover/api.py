@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from mover import cleanup
-from mover.errors import JobStateError, MoverError, UsageError
+from mover.errors import MoverError, UsageError
 from mover.executors.embedded import EmbeddedExecutor
-from mover.jobs import DONE, FAILED, RUNNING, Item, Job, JobStore
+from mover.jobs import DONE, Job, JobStore
 from mover.jobstores.sqlite import SqliteJobStore
 from mover.location import parse
 from mover.motion import Options
@@ -95,32 +94,13 @@ def resume(
     from its done chunks; a failed one, whose partial data was cleaned, starts over. A job
     whose source was a signed URL needs it again as ``source`` (it was recorded redacted).
     """
-    import os
-    import socket
-
     jobs = jobs or default_jobstore()
-    job = jobs.get(job_id)
-    if job.state == DONE:
-        raise JobStateError(f"job {job.id} is already done")
-    host, _, pid = job.owner.partition(":")
-    local = host == socket.gethostname() and pid.isdigit()
-    if job.state == RUNNING and local and int(pid) != os.getpid() and _alive(int(pid)):
-        raise JobStateError(f"job {job.id} is still running in process {pid}")
+    executor = EmbeddedExecutor(jobs, on_progress=on_progress)
+    job = executor.reopen(job_id)
     _recall_source(job, source)
-    cleanup.refuse_if_left(jobs, job.id)  # never upload beside orphaned partial data
-    for item in job.items:
-        if item.state == DONE and not _still_there(item):
-            # Recorded done, but the object is not where it was committed (a crash between
-            # the record and a grouped commit, or someone removed it): copy it again.
-            item.state = FAILED
-        if item.state in (FAILED, "cancelled"):
-            item.state, item.plan, item.chunks, item.error = "pending", None, [], None
-            jobs.save_item(job.id, item)
     if on_start is not None:
         on_start(job)
-    executor = EmbeddedExecutor(
-        jobs, streams=streams or job.options.get("streams") or 4, on_progress=on_progress
-    )
+    executor.streams = max(1, int(streams or job.options.get("streams") or 4))
     try:
         done = executor.run(job)
     finally:
@@ -128,27 +108,3 @@ def resume(
     if raise_on_failure and done.state != DONE:
         raise MoverError(f"job {done.id} {done.state}: {done.error}")
     return done
-
-
-def _still_there(item: Item) -> bool:
-    """Whether a done item's destination exists with the size that was committed."""
-    from mover.stores import open_location
-
-    try:
-        store, location = open_location(item.destination)
-        info = store.stat(location.full_key)
-    except MoverError:
-        return False
-    return item.size is None or info.size is None or info.size == item.size
-
-
-def _alive(pid: int) -> bool:
-    import os
-
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -1,4 +1,6 @@
-"""Configuration: named stores and defaults, from a TOML file.
+"""Configuration: named stores and defaults, from a TOML file. A leaf: it parses the file and
+nothing more (``store:NAME`` is resolved by :func:`mover.stores.resolve`, which asks this
+configuration, then the catalogue).
 
 The file is ``$MOVER_CONFIG`` or ``<user config dir>/mover/config.toml``. It never holds a
 secret: a store names where its credentials come from (an environment variable or a file), and
@@ -22,18 +24,15 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import platformdirs
 
-from mover.errors import BadLocation, ConfigError, UnknownStore, UsageError
-from mover.location import Location, parse, safe_key
-
-#: Keys a store's table must not hold: a secret belongs in the environment or a file.
-SECRET_WORDS = ("secret", "password", "token", "key")
-_SECRET_OK = ("_env", "_file", "key_id", "access_key_id")
+from mover import credentials
+from mover.credentials import check_not_url_with_secret  # noqa: F401  (its old home)
+from mover.errors import ConfigError, UsageError
 
 
 @dataclass
@@ -65,47 +64,13 @@ def load(path: Path | None = None) -> Config:
     for name, table in stores.items():
         if not isinstance(table, dict) or "url" not in table:
             raise ConfigError(f"{path}: store {name!r} needs a url")
-        for key in table:
-            low = key.lower()
-            if any(w in low for w in SECRET_WORDS) and not low.endswith(_SECRET_OK):
-                raise ConfigError(
-                    f"{path}: store {name!r} holds {key!r}; put secrets in the environment "
-                    "or a file and name it with credentials_env or credentials_file"
-                )
+        credentials.refuse_secrets(
+            table,
+            f"{path}: store {name!r}",
+            "put secrets in the environment or a file and name it with credentials_env or "
+            "credentials_file",
+        )
     return Config(stores=stores, defaults=data.get("defaults", {}) or {}, path=path)
-
-
-def store_table(name: str, config: Config) -> dict[str, Any] | None:
-    """A store's table: the TOML file's, else the catalogue's (``mover stores add``), so that a
-    ``store:NAME`` resolves the same in every process sharing the catalogue file."""
-    table = config.stores.get(name)
-    if table is None:
-        from mover.catalogue.store import store_table as catalogue_table  # no import cycle
-
-        table = catalogue_table(name)
-    return table
-
-
-def resolve(location: Location, config: Config | None = None) -> tuple[Location, dict[str, Any]]:
-    """Turn ``store:NAME/key`` into the store's URL location with its root; other locations
-    pass through. Returns the location and the store's options."""
-    if location.name is None:
-        return location, {}
-    config = config if config is not None else load()
-    table = store_table(location.name, config)
-    if table is None:
-        from mover.catalogue.store import store_names
-
-        known = ", ".join(sorted(set(config.stores) | set(store_names()))) or "none configured"
-        where = f" in {config.path}" if config.path else ""
-        raise UnknownStore(f"unknown store {location.name!r}{where} (known: {known})")
-    base = parse(table["url"])
-    if base.name is not None:
-        raise ConfigError(f"store {location.name!r}: url must not name another store")
-    root = base.full_key.rstrip("/")
-    key = safe_key(location.key, root=f"store:{location.name}")
-    options = {k: v for k, v in table.items() if k != "url"}
-    return replace(base, key=key, root=root, name=location.name), options
 
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
@@ -127,8 +92,3 @@ def parse_size(text: str | int) -> int:
     decimal = unit.endswith("b") and not unit.endswith("ib") and len(unit) == 2
     base = _UNITS[letter] if decimal else 1024 ** "bkmgt".index(letter) if letter else 1
     return int(number * base)
-
-
-def check_not_url_with_secret(text: str) -> None:
-    if re.search(r"://[^/]*:[^/]*@", text):
-        raise BadLocation("credentials do not belong in a URL")

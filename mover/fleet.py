@@ -15,6 +15,7 @@ the workers (see :mod:`mover.executors.celery`). For a copy in this process, use
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from mover.jobs import Job
 from mover.jobstores.redis import RedisJobStore
@@ -31,24 +32,24 @@ class JobHandle:
         """The job as recorded now: state, items, chunks done, errors."""
         return self.jobs.get(self.id)
 
-    def wait(self, timeout: float | None = None, poll_s: float = 0.1) -> Job:
+    def wait(self, timeout: float | None = None) -> Job:
         """Block until the job is final and return it; raise TimeoutError after ``timeout``
         seconds (the job goes on)."""
-        from mover.executors import celery as fleet
-
-        return fleet.follow(self.id, self.jobs, timeout_s=timeout, poll_s=poll_s)
+        return _executor(self.jobs).wait(self.id, timeout_s=timeout)
 
     def cancel(self, wait_s: float | None = 30.0) -> Job:
         """Cancel the job (see :func:`mover.executors.celery.cancel`)."""
-        from mover.executors import celery as fleet
-
-        return fleet.cancel(self.id, self.jobs, wait_s=wait_s)
+        return _executor(self.jobs).cancel(self.id, wait_s=wait_s)
 
     def resume(self) -> Job:
         """Re-enqueue what is not done (see :func:`mover.executors.celery.resume`)."""
-        from mover.executors import celery as fleet
+        return _executor(self.jobs).resume(self.id)
 
-        return fleet.resume(self.id, self.jobs)
+
+def _executor(jobs: RedisJobStore) -> Any:
+    from mover.executors.celery import CeleryExecutor
+
+    return CeleryExecutor(jobs)
 
 
 def submit(
@@ -65,15 +66,12 @@ def submit(
     Raises the :class:`~mover.errors.MoverError` of a bad request before anything is
     enqueued (unknown store, missing object, a device or pipe of this host, which workers
     elsewhere cannot reach: :func:`mover.transfer.check_fleet`)."""
-    from mover.executors import celery as fleet
-    from mover.transfer import check_fleet
-
-    check_fleet(source, destination, recursive)
+    from mover.motion import Options
+    from mover.transfer import Request
 
     jobs = jobs or RedisJobStore()
-    job = fleet.submit(
-        source, destination, recursive=recursive, streams=streams, chunk_size=chunk_size, jobs=jobs
-    )
+    request = Request(source, destination, recursive, Options(streams, chunk_size))
+    job = _executor(jobs).submit(request)
     return JobHandle(job.id, jobs)
 
 

@@ -27,6 +27,7 @@ from typing import Any, BinaryIO, ClassVar
 from mover.digests import Digest
 from mover.errors import UsageError
 from mover.location import Location
+from mover.registry import PROVIDERS, Registry
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -537,3 +538,11 @@ class StoreProvider(abc.ABC):
 
     def close(self) -> None:
         """Release connections and file descriptors."""
+
+
+#: Every store provider, by URL scheme.
+providers: Registry[type[StoreProvider]] = Registry(
+    PROVIDERS,
+    "provider",
+    required=("open", "capabilities", "stat", "list", "delete", "read_into"),
+)

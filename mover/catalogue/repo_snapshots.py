@@ -98,8 +98,8 @@ def backup_snapshot(
     ``name`` (default: the source's file name). The repository is created on first use from
     the store's options (its key reference). Returns the backup's record."""
     from mover.repository import backup as repo_backup
+    from mover.repository.fleet import runner_for
     from mover.repository.repo import Repository
-    from mover.repository.runner import runner_for
 
     cat = catalogue or Catalogue()
     cat.get_store(to)
@@ -202,8 +202,8 @@ def restore_snapshot(
     verified. Backups made before the repository are restored by their own code. A block
     device is written only with ``to_device``, in place."""
     from mover.repository import restore as repo_restore
+    from mover.repository.fleet import runner_for
     from mover.repository.repo import Repository
-    from mover.repository.runner import runner_for
 
     cat = catalogue or Catalogue()
     chosen = _choose(cat, name, backup, store)

@@ -41,6 +41,7 @@ from typing import Any
 import platformdirs
 
 from mover import config as config_mod
+from mover import credentials
 from mover.errors import (
     BadLocation,
     ConfigError,
@@ -138,7 +139,7 @@ class StoreRecord:
         return self.scope[5:] if self.scope.startswith("zone:") else None
 
     def table(self) -> dict[str, Any]:
-        """The store as a TOML-like table, which :func:`mover.config.resolve` turns into a
+        """The store as a TOML-like table, which :func:`mover.stores.resolve` turns into a
         location and provider options (the credentials *reference*, never a secret)."""
         table: dict[str, Any] = {"url": self.url, **self.options}
         if self.credentials_env:
@@ -248,17 +249,13 @@ def check_name(name: str, what: str) -> str:
 
 def check_no_secret(name: str, options: dict[str, Any]) -> None:
     """Refuse an option that holds a secret, by the TOML configuration's rule
-    (:data:`mover.config.SECRET_WORDS`): the option's *name* says it, the value is never shown."""
-    for key in options:
-        low = key.lower()
-        if any(w in low for w in config_mod.SECRET_WORDS) and not low.endswith(
-            config_mod._SECRET_OK
-        ):
-            raise ConfigError(
-                f"store {name!r}: option {key!r} would hold a secret; the catalogue keeps only "
-                "a reference: put the secret in the environment (--credentials-env PREFIX) or "
-                "a file (--credentials-file PATH)"
-            )
+    (:mod:`mover.credentials`): the option's *name* says it, the value is never shown."""
+    credentials.refuse_secrets(
+        options,
+        f"store {name!r}",
+        "the catalogue keeps only a reference: put the secret in the environment "
+        "(--credentials-env PREFIX) or a file (--credentials-file PATH)",
+    )
 
 
 def parse_scope(scope: str) -> str:
@@ -350,7 +347,7 @@ class Catalogue:
     ) -> StoreRecord:
         """Add a store after checking everything that can be checked without the network:
         a known provider, a URL it can serve, an existing zone, and no secret anywhere."""
-        from mover.stores import providers
+        from mover.store import providers
 
         check_name(name, "store")
         options = dict(options or {})
@@ -373,7 +370,7 @@ class Catalogue:
         scope = parse_scope(scope)
         if scope.startswith("zone:"):
             self.get_zone(scope[5:])
-        config_mod.check_not_url_with_secret(url)
+        credentials.check_not_url_with_secret(url)
         try:
             location = parse(url)
         except BadLocation as exc:
@@ -504,7 +501,7 @@ class Catalogue:
         raise UnknownStore(f"unknown store {name!r} (known: {known})")
 
     def find_store_table(self, name: str) -> dict[str, Any] | None:
-        """A catalogue store's table for :func:`mover.config.resolve`, or None."""
+        """A catalogue store's table for :func:`mover.stores.resolve`, or None."""
         for record in self._catalogue_stores(name):
             return record.table()
         return None
@@ -731,7 +728,7 @@ _CACHE_S = 2.0
 
 
 def store_table(name: str) -> dict[str, Any] | None:
-    """The catalogue's table for store ``name``, or None: the hook :func:`mover.config.resolve`
+    """The catalogue's table for store ``name``, or None: the hook :func:`mover.stores.resolve`
     calls for a ``store:NAME`` it does not know from the TOML file. A missing catalogue file is
     an empty catalogue (nothing is created by a lookup)."""
     path = default_path()

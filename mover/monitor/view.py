@@ -38,6 +38,7 @@ import redis
 from redis.retry import Retry
 
 from mover.jobs import FINAL
+from mover.stores import store_table
 
 log = logging.getLogger("mover.monitor")
 
@@ -613,7 +614,7 @@ def _stream_limit(key: str) -> int | None:
 
     try:
         if key.startswith("store:"):
-            options = config_mod.store_table(key.removeprefix("store:"), config_mod.load())
+            options = store_table(key.removeprefix("store:"), config_mod.load())
         else:
             options = limits.limits_table().get(key)
         if not isinstance(options, dict):

@@ -234,11 +234,12 @@ class Fleet:
 
 
 def make_fleet(
-    redis_server: Any, folder: Path, request: pytest.FixtureRequest, **env: str
+    redis_server: Any, folder: Path, request: pytest.FixtureRequest | None, **env: str
 ) -> Fleet:
     """A Fleet (no worker started yet) on ``redis_server``: state and configuration in
     ``folder``, short visibility timeout and restore sweep, S3 and Swift credentials in the
-    workers' environment when those servers are available; ``env`` adds or overrides."""
+    workers' environment when those servers are available (none without ``request``); ``env``
+    adds or overrides."""
     environ = dict(os.environ)
     environ.update(
         MOVER_BROKER_URL=redis_server.url,
@@ -249,7 +250,10 @@ def make_fleet(
         MOVER_CHUNK_RETRIES="3",
         PYTHONPATH=str(ROOT),
     )
-    s3 = None
+    s3 = swift = None
+    if request is None:
+        environ.update(env)
+        return Fleet(redis_server, environ, folder)
     try:
         s3 = request.getfixturevalue("s3_server")
         environ.update(
