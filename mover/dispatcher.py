@@ -11,24 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mover.errors import NoStrategy, PluginLoadError
-from mover.motion import Endpoint, MotionStrategy, Priority
-from mover.registry import MOTION, Registry
-
-
-def _validate(obj: object) -> None:
-    if not (isinstance(obj, type) and issubclass(obj, MotionStrategy)) and not isinstance(
-        obj, MotionStrategy
-    ):
-        raise TypeError("must be a MotionStrategy subclass or instance")
-
-
-#: Every motion strategy, by name.
-strategies: Registry[type[MotionStrategy] | MotionStrategy] = Registry(
-    MOTION,
-    "motion strategy",
-    required=("can_handle", "plan", "run_chunk", "commit", "abort"),
-    validate=_validate,
-)
+from mover.motion import Endpoint, MotionStrategy, Priority, strategies
 
 _instances: dict[str, MotionStrategy] = {}
 

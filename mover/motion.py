@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 from mover.digests import composite
 from mover.errors import Cancelled
 from mover.location import Location
+from mover.registry import MOTION, Registry
 from mover.store import ObjectInfo, PartReceipt, StoreProvider
 
 
@@ -239,3 +240,12 @@ class MotionStrategy(abc.ABC):
             parts = r.extra.get("parts")
             digests.extend([d["digest"] for d in parts] if parts else [r.digest])
         return composite(digests)
+
+
+#: Every motion strategy, by name (entry-point group ``mover.motion``).
+strategies: Registry[type[MotionStrategy] | MotionStrategy] = Registry(
+    MOTION,
+    "motion strategy",
+    required=("can_handle", "plan", "run_chunk", "commit", "abort"),
+    contract=MotionStrategy,
+)

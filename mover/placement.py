@@ -60,12 +60,7 @@ class Placement(abc.ABC):
         """
 
 
-def _validate(plugin: Any) -> None:
-    if not isinstance(plugin, type) or not issubclass(plugin, Placement):
-        raise TypeError("a placement plugin must be a subclass of mover.placement.Placement")
-
-
 #: Every placement plugin, by name (entry-point group ``mover.placement``).
 placements: Registry[type[Placement]] = Registry(
-    PLACEMENT, "placement", required=("choose",), validate=_validate
+    PLACEMENT, "placement", required=("choose",), contract=Placement, instances=False
 )

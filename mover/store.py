@@ -25,7 +25,7 @@ from functools import cached_property
 from typing import Any, BinaryIO, ClassVar
 
 from mover.digests import Digest
-from mover.errors import UsageError
+from mover.errors import PluginLoadError, UsageError
 from mover.location import Location
 from mover.registry import PROVIDERS, Registry
 
@@ -540,9 +540,58 @@ class StoreProvider(abc.ABC):
         """Release connections and file descriptors."""
 
 
-#: Every store provider, by URL scheme.
+#: What each capability promises: the method a provider that declares it must implement
+#: (override), so that a strategy that reads the capability never meets NotImplementedError.
+CAPABILITY_METHODS: dict[str, str] = {
+    "ranged_read": "read_into",
+    "chunk_writer": "open_writer",
+    "atomic_put_max_bytes": "put",
+    "server_side_copy": "copy_server_side",
+    "local_path": "local_path",
+}
+
+
+def unimplemented(provider: StoreProvider) -> list[str]:
+    """``capability (method)`` for each capability ``provider`` declares without implementing
+    its method; empty when its capabilities hold."""
+    caps, cls = provider.capabilities, type(provider)
+    return [
+        f"{cap} ({method})"
+        for cap, method in CAPABILITY_METHODS.items()
+        if getattr(caps, cap) and getattr(cls, method) is getattr(StoreProvider, method)
+    ]
+
+
+def check_capabilities(provider: StoreProvider) -> None:
+    """Raise PluginLoadError when ``provider`` declares a capability it does not implement
+    (called once per opened store, :func:`mover.stores.open_location`)."""
+    missing = unimplemented(provider)
+    if missing:
+        raise PluginLoadError(
+            f"provider {type(provider).__module__}:{type(provider).__qualname__} declares "
+            f"{', '.join(missing)} without implementing it: its strategies would fail; "
+            "implement the method or leave the capability off"
+        )
+
+
+def _validate(plugin: Any) -> None:
+    """A provider implements the required core (``stat``, ``list``, ``delete``)."""
+    missing = [
+        m
+        for m in ("stat", "list", "delete")
+        if getattr(plugin, m) is getattr(StoreProvider, m, None)
+    ]
+    if missing:
+        raise TypeError(f"does not implement {', '.join(missing)}")
+
+
+#: Every store provider, by URL scheme (checked against this contract when registered or
+#: first loaded).
 providers: Registry[type[StoreProvider]] = Registry(
     PROVIDERS,
     "provider",
     required=("open", "capabilities", "stat", "list", "delete", "read_into"),
+    validate=_validate,
+    contract=StoreProvider,
+    instances=False,
 )

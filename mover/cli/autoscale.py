@@ -201,9 +201,8 @@ def _launcher(name: str, options: dict[str, Any]) -> Any:
     """The launcher named ``name`` built from the command-line options (None for none)."""
     if name in ("", "none"):
         return None
-    from mover.workers.launchers.registry import Launcher, ensure_builtin, launchers
+    from mover.launcher import Launcher, launchers
 
-    ensure_builtin()
     plugin: Any = launchers.get(name)
     if isinstance(plugin, Launcher):
         return plugin
@@ -238,12 +237,10 @@ def run_controller(**options: Any) -> None:
     if not logging.getLogger().handlers:
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        from mover.autoscale import ensure_builtin
         from mover.executors.celery import get_app
         from mover.workers import app as app_module
         from mover.workers.controller import Controller, ControllerConfig
 
-        ensure_builtin()
         name = options["strategy_name"]
         params = _params(options["params"], [name])[name]
         config = ControllerConfig(
@@ -295,10 +292,9 @@ def run_controller(**options: Any) -> None:
 @autoscale_group.command("strategies")
 def strategies_cmd() -> None:
     """List the registered autoscale strategies and their default parameters."""
-    from mover.autoscale import autoscale_strategies, ensure_builtin, get_strategy
+    from mover.autoscale import autoscale_strategies, get_strategy
 
     try:
-        ensure_builtin()
         for name in autoscale_strategies.names():
             try:
                 strategy = get_strategy(name)
@@ -364,10 +360,9 @@ def simulate_cmd(
     each against issue 5's targets.
     """
     from mover import simulator
-    from mover.autoscale import autoscale_strategies, ensure_builtin, get_strategy
+    from mover.autoscale import autoscale_strategies, get_strategy
 
     try:
-        ensure_builtin()
         names = autoscale_strategies.names() if strategy_name == "all" else [strategy_name]
         per_name = _params(params, names)
         config = simulator.SimConfig(

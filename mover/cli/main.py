@@ -682,8 +682,8 @@ def plugins() -> None:
     from mover.autoscale import autoscale_strategies
     from mover.catalogue.placement import placements
     from mover.dispatcher import strategies as motion
+    from mover.launcher import launchers
     from mover.stores import providers
-    from mover.workers.launchers.registry import launchers
 
     def body() -> None:
         for registry in (providers, motion, autoscale_strategies, launchers, placements):
