@@ -10,7 +10,8 @@ Two sources on one file system, side by side:
   only its data on disk.
 
 Each is (1) copied file to file with ``mover.copy`` into a fresh destination, and (2) backed up
-with ``mover.catalogue.backup_snapshot`` (a full backup each run) into a file store. The median
+with ``mover.catalogue.backup_snapshot`` (a first backup each run, into a fresh encrypted
+repository in a file store). The median
 of ``--runs`` runs is printed, and the ratio sparse / plain: the goal is under 3x for both.
 After each sparse copy, the destination's allocated bytes (``st_blocks``) are printed and must
 be near the data's (the copy stays sparse); the script fails otherwise.
@@ -123,8 +124,22 @@ def main() -> int:
             f"  allocated: plain {human(os.stat(plain).st_blocks * 512)}, "
             f"sparse {human(os.stat(sparse).st_blocks * 512)}"
         )
-        (work / "bk").mkdir()
-        catalogue.add_store("bk", f"file://{work / 'bk'}/")
+        # Each backup goes into a fresh encrypted repository, as a first backup of a volume
+        # does: a repository that already held the data would store nothing the second time.
+        os.environ.setdefault("MOVER_BENCH_REPO_KEY", "bench passphrase")
+        stores_made = 0
+
+        def fresh_store() -> str:
+            nonlocal stores_made
+            stores_made += 1
+            name = f"bk{stores_made}"
+            (work / name).mkdir()
+            catalogue.add_store(
+                name,
+                f"file://{work / name}/",
+                options={"repository_key_env": "MOVER_BENCH_REPO_KEY"},
+            )
+            return name
 
         results: dict[str, dict[str, list[float]]] = {
             op: {"plain": [], "sparse": []} for op in ("copy", "backup")
@@ -147,14 +162,14 @@ def main() -> int:
                     allocated.append(os.stat(target).st_blocks * 512)
                 target.unlink()
             for label, source in sources.items():
-                shutil.rmtree(work / "bk" / "snapshots", ignore_errors=True)
+                store = fresh_store()
                 flush(work)
                 start = time.perf_counter()
                 catalogue.backup_snapshot(
-                    str(source), "bk", name=label, streams=args.streams, full=True
+                    str(source), store, name=label, streams=args.streams, full=True
                 )
                 results["backup"][label].append(time.perf_counter() - start)
-        shutil.rmtree(work / "bk" / "snapshots", ignore_errors=True)
+                shutil.rmtree(work / store, ignore_errors=True)
         print(f"load average at end: {os.getloadavg()[0]:.2f}")
 
         print(

@@ -524,6 +524,12 @@ class StoreProvider(abc.ABC):
         """The absolute path of ``key`` on this host (when ``capabilities.local_path``)."""
         raise NotImplementedError(f"{self.describe()} has no local paths")
 
+    def sweep_abandoned(self, prefix: str) -> int:
+        """Remove what writers that are certainly dead left under ``prefix`` (the temporary
+        files of a process of this host killed with ``kill -9``); return how many. Only what
+        is provably abandoned: a store that cannot tell leaves everything (the default)."""
+        return 0
+
     def begin_batch(self) -> None:
         """An executor starts a job here: until :meth:`end_batch`, commits may be deferred
         and grouped (the file store commits small files in groups). Calls nest."""

@@ -17,7 +17,7 @@ from mover.jobs import RUNNING, ChunkRecord, Item, Job, new_job_id
 from mover.location import Location
 from mover.motion import Endpoint, MotionStrategy, Options, Plan
 from mover.planning import human
-from mover.redact import remember, reveal
+from mover.redact import redact, remember, reveal, secret_params
 from mover.sparse import bytes_to_store
 from mover.store import DEVICE, IN_PLACE, OBJECT, STREAM, ObjectInfo, StoreProvider
 from mover.stores import open_location
@@ -217,9 +217,11 @@ def check_fleet(
     source: str, destination: str, recursive: bool = False, config: config_mod.Config | None = None
 ) -> None:
     """Refuse, before anything is published, a copy the fleet's workers cannot do: a source
-    that is a device or a stream of this host, or a device as destination. Workers on other
-    hosts would open another device or no pipe at all; such copies run embedded. (Recursive
-    listings hold regular files only.)"""
+    that is a device or a stream of this host, a device as destination, or a signed URL.
+    Workers on other hosts would open another device or no pipe at all, and a signed URL's
+    credential would sit in task messages; such copies run embedded. (Recursive listings hold
+    regular files only.)"""
+    refuse_signed(source, destination)  # before any request: nothing to reach yet
     if recursive:
         return
     for target, role in ((source, "source"), (destination, "destination")):
@@ -232,6 +234,20 @@ def check_fleet(
                 f"{role} {loc} is a {_KINDS.get(info.kind, info.kind)} of this host: the "
                 "fleet's workers cannot reach it; copy it here with --executor embedded "
                 "(mover.copy)"
+            )
+
+
+def refuse_signed(*urls: str) -> None:
+    """A signed URL (a credential in its query) cannot run on the fleet: the workers would
+    need it, so a task message or Redis would hold it. Raise a one-line UsageError saying
+    what to do instead, before anything touches the network."""
+    for url in urls:
+        names = secret_params(url)
+        if names:
+            raise UsageError(
+                f"{redact(url)}: a signed URL (its {', '.join(names)} is a credential) cannot "
+                "go to the fleet, whose task messages and Redis would hold it: copy it embedded "
+                "(--executor embedded), or configure a store with its own credentials"
             )
 
 

@@ -492,7 +492,6 @@ def submit(self: Task, request: dict[str, Any]) -> str:
     source = destination = "?"
     try:
         source, destination, options = _parse_request(request)
-        fleet_exec.refuse_signed(source, destination)
         recursive = bool(options.get("recursive", False))
         check_fleet(source, destination, recursive)
         streams = int(options.get("streams") or 4)

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from mover import cleanup, lifecycle, transfer
-from mover.errors import BrokerError, JobStateError, MoverError, UsageError
+from mover.errors import BrokerError, JobStateError, MoverError
 from mover.executors.contract import Executor
 from mover.executors.names import (  # noqa: F401  (the fleet's names, re-exported)
     CHUNK_TASK,
@@ -49,7 +49,6 @@ from mover.jobs import (
 from mover.jobstores import leases
 from mover.jobstores.redis import CANCELLING, RedisJobStore
 from mover.motion import Options
-from mover.redact import redact, secret_params
 from mover.transfer import Request, prepare
 
 if TYPE_CHECKING:
@@ -203,20 +202,6 @@ def submit(
     """Validate, plan, record and publish a copy; return the job (running on the fleet)."""
     request = Request(source, destination, recursive, Options(streams, chunk_size))
     return CeleryExecutor(jobs, app).submit(request)
-
-
-def refuse_signed(*urls: str) -> None:
-    """A signed URL (a credential in its query) cannot run on the fleet: the workers would
-    need it, so a task message or Redis would hold it. Raise a one-line UsageError saying
-    what to do instead."""
-    for url in urls:
-        names = secret_params(url)
-        if names:
-            raise UsageError(
-                f"{redact(url)}: a signed URL (its {', '.join(names)} is a credential) cannot "
-                "go to the fleet, whose task messages and Redis would hold it: copy it embedded "
-                "(--executor embedded), or configure a store with its own credentials"
-            )
 
 
 def follow(
@@ -377,7 +362,6 @@ class CeleryExecutor(Executor):
         self.app = app
 
     def submit(self, request: Request) -> Job:
-        refuse_signed(request.source, request.destination)
         transfer.check_fleet(request.source, request.destination, request.recursive)
         job = prepare(request)
         job.options["recursive"] = request.recursive

@@ -55,6 +55,7 @@ from mover.errors import (
     UsageError,
     VerificationFailed,
 )
+from mover.hostid import HOST_TAG, running
 from mover.location import Location
 from mover.osio import start_writeback
 from mover.planning import human
@@ -82,7 +83,9 @@ BATCH_MAX_OBJECTS = 1000
 BATCH_MAX_BYTES = 256 * MiB
 #: Objects from this size on get a free-space check of their own before they are written.
 SPACE_CHECK_BYTES = 64 * MiB
-#: Temporary files are named ``.<name>.mover-<token>.part`` beside their destination.
+#: Temporary files are named ``.<name>.mover-<host tag>-<pid>-<n>.part`` beside their
+#: destination: the host tag and pid let a later process of the same host remove the file of a
+#: writer that was killed (:meth:`PosixProvider.sweep_abandoned`).
 TEMP_MARK = ".mover-"
 TEMP_SUFFIX = ".part"
 
@@ -402,7 +405,7 @@ class PosixProvider(StoreProvider):
         for attempt in range(3):
             # Unique without a random draw per file: this process's id and a counter
             # (O_EXCL refuses a clash with another process's file, and we pick again).
-            tag = f"{os.getpid():x}-{next(self._names):x}"
+            tag = f"{HOST_TAG}-{os.getpid():x}-{next(self._names):x}"
             temp = os.path.join(folder, f".{name}{TEMP_MARK}{tag}{TEMP_SUFFIX}")
             try:
                 # 0o666 less the umask, as the final file should have: never chmod-ed later.
@@ -440,6 +443,27 @@ class PosixProvider(StoreProvider):
             os.unlink(path)
         except OSError as exc:
             raise _os_error(exc, path) from exc
+
+    def sweep_abandoned(self, prefix: str) -> int:
+        """Remove the temporary files under ``prefix`` whose writer was a process of this host
+        that is gone (named by :data:`TEMP_MARK`, host tag and pid). A writer of another host,
+        or one still running, keeps its file."""
+        base = self.path(prefix)
+        removed = 0
+        for folder, _dirs, files in os.walk(base if os.path.isdir(base) else os.path.dirname(base)):
+            for name in files:
+                if not name.endswith(TEMP_SUFFIX) or TEMP_MARK not in name:
+                    continue
+                token = name[name.rindex(TEMP_MARK) + len(TEMP_MARK) : -len(TEMP_SUFFIX)]
+                host, _, rest = token.partition("-")
+                try:
+                    pid = int(rest.partition("-")[0], 16)
+                except ValueError:
+                    continue  # an older name without a host: its writer cannot be judged
+                if host == HOST_TAG and not running(pid):
+                    _unlink_quietly(os.path.join(folder, name))
+                    removed += 1
+        return removed
 
 
 class FileWriter(ChunkWriter):

@@ -23,7 +23,7 @@ from mover.errors import ChunkFailed, UsageError
 from mover.jobs import new_job_id
 from mover.repository import manifests
 from mover.repository.index import EMPTY, Packs, View, locations, survey, write_index
-from mover.repository.layout import pack_key
+from mover.repository.layout import INDEX, pack_key
 from mover.repository.locks import Lease
 from mover.repository.packs import Entry, PackBuilder
 from mover.repository.repo import Repository
@@ -224,7 +224,12 @@ def backup(
             # Index what was stored, so that the next backup need not read the packs' headers.
             write_index(repo, packs_of(results))
             raise
-        index_name = write_index(repo, packs_of(results))
+        # One index for this backup's packs and those the survey found unindexed (a killed
+        # run's): the survey's own file goes, so an interruption leaves no extra object.
+        rebuilt = s.index_files.get(s.rebuilt) if s.rebuilt else None
+        index_name = write_index(repo, {**(rebuilt or {}), **packs_of(results)})
+        if rebuilt is not None and index_name is not None:
+            repo.delete(INDEX + str(s.rebuilt))
         size = max((r["end"] for r in results), default=0) if sequential else info.size
         assert size is not None
         counters = {k: sum(r["counters"][k] for r in results) for k in COUNTERS}

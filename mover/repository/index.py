@@ -225,6 +225,8 @@ def survey(repo: Repository, *, rebuild: bool = True) -> Survey:
     """List packs, index files and prune marks; index the packs no index file names (from
     their headers), writing one index file for them when ``rebuild``."""
     s = Survey()
+    if rebuild:  # a backup under its lease: a killed backup's half-written packs go first
+        repo.sweep_abandoned(DATA)
     for obj in repo.list(DATA):
         if is_id(obj.name):
             s.packs[obj.name] = obj.size

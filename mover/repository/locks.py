@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import threading
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from mover.errors import MoverError, TransferError
+from mover.hostid import BOOT, HOST, gone_here
 from mover.repository.layout import LOCKS, is_id, new_id
 from mover.repository.repo import Repository
 
@@ -37,17 +37,6 @@ def stale_s() -> float:
 
 def refresh_s() -> float:
     return max(0.5, stale_s() / 6)
-
-
-def _boot_id() -> str:
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
-
-
-HOST, BOOT = socket.gethostname(), _boot_id()
 
 
 @dataclass(frozen=True)
@@ -64,13 +53,8 @@ class LockInfo:
     refreshed: float
 
     def alive(self, now: float | None = None) -> bool:
-        if self.host == HOST and self.boot == BOOT and BOOT:
-            try:
-                os.kill(self.pid, 0)
-            except ProcessLookupError:
-                return False
-            except PermissionError:
-                pass
+        if gone_here(self.host, self.boot, self.pid):
+            return False
         return (now or time.time()) - self.refreshed < stale_s()
 
     def to_json(self) -> dict[str, Any]:
@@ -89,6 +73,19 @@ def read_locks(repo: Repository) -> list[LockInfo]:
             continue  # released between the listing and the read
         out.append(LockInfo(name=obj.name, **raw))
     return out
+
+
+def remove_dead_here(repo: Repository) -> int:
+    """Delete the leases of this host whose process is gone (killed with ``kill -9``): they can
+    never be released, and nothing else knows for sure that they are dead (as restic removes
+    its stale locks of the same host). Leases of other hosts wait for their stale time.
+    Returns how many went."""
+    gone = 0
+    for lock in read_locks(repo):
+        if gone_here(lock.host, lock.boot, lock.pid):
+            with contextlib.suppress(MoverError):
+                gone += bool(repo.delete(LOCKS + lock.name))
+    return gone
 
 
 class Lease:
@@ -117,6 +114,7 @@ class Lease:
 
     def acquire(self) -> Lease:
         self._write()
+        remove_dead_here(self.repo)
         self._thread = threading.Thread(target=self._loop, name="mover-lease", daemon=True)
         self._thread.start()
         return self

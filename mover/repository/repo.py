@@ -220,6 +220,10 @@ class Repository:
     def list(self, rel_prefix: str) -> list[Listed]:
         return list(_listing(self.store, self.root, rel_prefix))
 
+    def sweep_abandoned(self, rel_prefix: str) -> int:
+        """What killed writers of this host left under ``rel_prefix`` (temporary files)."""
+        return self.store.sweep_abandoned(self.root + rel_prefix)
+
     def delete(self, rel: str) -> bool:
         """Delete an object; False if it was already gone."""
         try:

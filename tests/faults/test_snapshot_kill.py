@@ -96,14 +96,42 @@ class SnapshotDest:
         return self.restored.sha256()
 
     def leftovers(self) -> list[str]:
-        mine, clean = self.store.listing(), self.reference.listing()
-        if len(mine) <= len(clean) and sum(s for _, s in mine) <= sum(s for _, s in clean):
-            return []
-        extra = sum(s for _, s in mine) - sum(s for _, s in clean)
-        return [
-            f"{len(mine) - len(clean)} more objects ({extra} more bytes) in the store than a "
-            "clean run of the same backups leaves"
-        ]
+        """What the killed run left that a clean run would not have: a lease, a temporary file,
+        chunk bytes stored twice (beyond a pack header's worth per extra pack), or an index
+        file or manifest beyond one per backup that was committed."""
+        mine, clean = _folders(self.store.listing()), _folders(self.reference.listing())
+        problems = []
+        for folder in ("locks", "temporary"):
+            if mine.get(folder):
+                problems.append(f"{mine[folder][0]} object(s) left in {folder}")
+        extra_packs = max(0, mine.get("data", (0, 0))[0] - clean.get("data", (0, 0))[0])
+        extra_data = mine.get("data", (0, 0))[1] - clean.get("data", (0, 0))[1]
+        if extra_data > PACK_OVERHEAD * extra_packs:
+            problems.append(f"{extra_data} more bytes of packs than a clean run stores")
+        backups = mine.get("snapshots", (0, 0))[0] - clean.get("snapshots", (0, 0))[0]
+        extra_index = mine.get("index", (0, 0))[0] - clean.get("index", (0, 0))[0]
+        if backups < 0 or extra_index > backups:
+            problems.append(f"{extra_index} more index file(s) for {backups} more backup(s)")
+        return [f"{p} (by folder: {mine} against a clean run's {clean})" for p in problems]
+
+
+#: A pack's own header and alignment: what one more pack may cost beyond its chunks.
+PACK_OVERHEAD = 4096
+REPO_FOLDERS = ("data", "index", "locks", "trash", "snapshots", "templates", "keys", "config")
+
+
+def _folders(listing: list[tuple[str, int]]) -> dict[str, tuple[int, int]]:
+    """(objects, bytes) per repository folder; temporary files of killed writers apart."""
+    out: dict[str, tuple[int, int]] = {}
+    for key, size in listing:
+        parts = key.split("/")
+        if ".mover-" in parts[-1] and parts[-1].endswith(".part"):
+            folder = "temporary"
+        else:
+            folder = next((p for p in parts if p in REPO_FOLDERS), "other")
+        n, b = out.get(folder, (0, 0))
+        out[folder] = (n + 1, b + size)
+    return out
 
 
 @pytest.mark.parametrize("index", range(CASES), ids=case_ids(KINDS, CASES))
@@ -135,9 +163,13 @@ def test_snapshot_kill(
 
     store = _store(kind, "snaps", tmp_path, s3, s3_server)
     reference = _store(kind, "clean", tmp_path, s3, s3_server)
+    for table in (store.table, reference.table):  # encrypted repositories, as users keep them
+        table["repository_key_env"] = "MOVER_FAULT_REPO_KEY"
     rigs.write_config(tmp_path, {"snaps": store.table, "clean": reference.table})
     pace = rigs.Pace(tmp_path / "pace.json")
-    env = rigs.mover_env(tmp_path, pace, **s3_server.env())
+    env = rigs.mover_env(
+        tmp_path, pace, MOVER_FAULT_REPO_KEY=f"passphrase-{index}", **s3_server.env()
+    )
     volume = tmp_path / "vol" / "vol.img"
     volume.parent.mkdir()
     backup = ["snapshot", "backup", str(volume), "--name", "vol", "--chunk-size", "1MiB"]

@@ -407,6 +407,8 @@ def test_an_interrupted_backup_is_reused_from_its_packs(
     again = rbackup.backup(repo, str(tmp_path / "v"), kind="snapshot", name="v")
     assert again["rebuilt_index"] and again["reused_chunks"] == 4
     assert again["new_chunks"] == 13 - 4
+    # One index file names both the killed run's packs and the new ones (no extra object).
+    assert len([k for k in memory._OBJECTS["vault"] if k.startswith("repository/index/")]) == 1
     out = tmp_path / "out"
     assert _restore_bytes(repo, "v", again["backup"], out) == bytes(data)
     assert hashlib.sha256(out.read_bytes()).digest() == hashlib.sha256(data).digest()
