@@ -9,7 +9,7 @@ from mover.executors.embedded import EmbeddedExecutor
 from mover.jobs import DONE, Job, JobStore
 from mover.jobstores.sqlite import SqliteJobStore
 from mover.location import parse
-from mover.motion import Options
+from mover.options import copy_request
 from mover.redact import forget, recalled, redact, remember
 from mover.transfer import Request, prepare
 
@@ -23,8 +23,8 @@ def copy(
     destination: str,
     *,
     recursive: bool = False,
-    streams: int = 4,
-    chunk_size: int | None = None,
+    streams: int | str = 4,
+    chunk_size: int | str | None = None,
     to_device: bool = False,
     jobs: JobStore | None = None,
     on_progress: Callable[[int], None] | None = None,
@@ -33,6 +33,9 @@ def copy(
 ) -> Job:
     """Copy ``source`` to ``destination`` in this process and return the finished job.
 
+    Options are checked as every door checks them (:mod:`mover.options`): ``chunk_size`` in
+    bytes or as text such as ``"8MiB"``, ``streams`` from 1 to 256.
+
     ``source`` may be a file, a block device (a volume), a pipe, a socket or a character
     device; ``destination`` a block device only with ``to_device=True`` (it is overwritten in
     place, and must be at least as large as the source).
@@ -40,14 +43,21 @@ def copy(
     Raises the :class:`~mover.errors.MoverError` that stopped it (with ``raise_on_failure``),
     after recording it on the job: bad input before anything moves, or a failed transfer.
     """
+    options, recursive = copy_request(
+        {
+            "streams": streams,
+            "chunk_size": chunk_size,
+            "recursive": recursive,
+            "to_device": to_device,
+        }
+    )
     jobs = jobs or default_jobstore()
-    options = Options(streams, chunk_size, to_device=to_device)
     request = Request(source, destination, recursive, options)
     job = prepare(request)
     jobs.create(job)
     if on_start is not None:
         on_start(job)
-    executor = EmbeddedExecutor(jobs, streams=streams, on_progress=on_progress)
+    executor = EmbeddedExecutor(jobs, streams=options.streams, on_progress=on_progress)
     try:
         done = executor.run(job)
     finally:

@@ -57,8 +57,8 @@ def submit(
     destination: str,
     *,
     recursive: bool = False,
-    streams: int = 4,
-    chunk_size: int | None = None,
+    streams: int | str = 4,
+    chunk_size: int | str | None = None,
     jobs: RedisJobStore | None = None,
 ) -> JobHandle:
     """Validate and plan a copy here, publish its chunks to the fleet, return a handle.
@@ -66,11 +66,14 @@ def submit(
     Raises the :class:`~mover.errors.MoverError` of a bad request before anything is
     enqueued (unknown store, missing object, a device or pipe of this host, which workers
     elsewhere cannot reach: :func:`mover.transfer.check_fleet`)."""
-    from mover.motion import Options
+    from mover.options import copy_request
     from mover.transfer import Request
 
+    options, recursive = copy_request(
+        {"streams": streams, "chunk_size": chunk_size, "recursive": recursive}
+    )
     jobs = jobs or RedisJobStore()
-    request = Request(source, destination, recursive, Options(streams, chunk_size))
+    request = Request(source, destination, recursive, options)
     job = _executor(jobs).submit(request)
     return JobHandle(job.id, jobs)
 

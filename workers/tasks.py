@@ -1,8 +1,9 @@
 """Every Celery task of mover. Their names are public API, independent of this module's path:
 
 ``mover.submit`` (queue ``mover``; workers also consume ``celery``)
-    args ``[{"source": URL, "destination": URL, "options": {...}}]``; options: ``streams``
-    (int), ``chunk_size`` (int bytes or a size such as ``"8MiB"``), ``recursive`` (bool).
+    args ``[{"source": URL, "destination": URL, "options": {...}}]``; options as every door
+    takes them (:mod:`mover.options`): ``streams`` (int), ``chunk_size`` (int bytes or a size
+    such as ``"8MiB"``), ``recursive`` (bool).
     Validates, plans and enqueues the chunks on the worker side, and returns the job id. A bad
     request fails the task with a ``ValueError`` that says what is wrong and names the job
     record where the same error is kept (``mover status JOB``).
@@ -62,7 +63,6 @@ from celery import Celery, Task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from mover import cleanup, lifecycle, retry
-from mover.config import parse_size
 from mover.errors import Cancelled, MoverError, TransferError
 from mover.executors import celery as fleet_exec
 from mover.executors.celery_app import broker_url, transport_options
@@ -71,7 +71,8 @@ from mover.jobs import CANCELLED, COMMITTING, DONE, FAILED, PENDING, RUNNING, Jo
 from mover.jobstores import leases
 from mover.jobstores.redis import CANCELLING, RedisJobStore, client_from_url
 from mover.lifecycle import Planned, error_text
-from mover.motion import Chunk, ChunkContext, Options
+from mover.motion import Chunk, ChunkContext
+from mover.options import copy_request
 from mover.redact import redact
 from mover.store import PartReceipt
 from mover.transfer import Request, check_fleet, prepare
@@ -94,7 +95,6 @@ CANCEL_POLL_S = float(os.environ.get("MOVER_CANCEL_POLL_S") or 1.0)
 #: on a dead connection in a live worker would never be handed to anyone else.
 CHUNK_TIME_LIMIT_S = float(os.environ.get("MOVER_CHUNK_TIME_LIMIT_S") or 3600)
 _STOP_JOB = (CANCELLING, CANCELLED, FAILED)
-_SUBMIT_OPTIONS = {"streams", "chunk_size", "recursive"}
 
 
 # -- per-process state (created lazily: prefork children each get their own) ----------------
@@ -480,9 +480,6 @@ def _parse_request(request: Any) -> tuple[str, str, dict[str, Any]]:
     options = request.get("options") or {}
     if not isinstance(options, dict):
         raise ValueError("options must be an object")
-    bad = set(options) - _SUBMIT_OPTIONS
-    if bad:
-        raise ValueError(f"unknown options {sorted(bad)} (known: {sorted(_SUBMIT_OPTIONS)})")
     return source, destination, options
 
 
@@ -491,13 +488,10 @@ def submit(self: Task, request: dict[str, Any]) -> str:
     jobs = _jobs()
     source = destination = "?"
     try:
-        source, destination, options = _parse_request(request)
-        recursive = bool(options.get("recursive", False))
+        source, destination, raw = _parse_request(request)
+        options, recursive = copy_request(raw)  # the one check of every door
         check_fleet(source, destination, recursive)
-        streams = int(options.get("streams") or 4)
-        raw_chunk = options.get("chunk_size")
-        chunk_size = parse_size(raw_chunk) if raw_chunk not in (None, "", 0) else None
-        job = prepare(Request(source, destination, recursive, Options(streams, chunk_size)))
+        job = prepare(Request(source, destination, recursive, options))
         job.options["recursive"] = recursive
     except (MoverError, ValueError, TypeError) as exc:
         message = error_text(exc) if isinstance(exc, MoverError) else str(exc)

@@ -55,17 +55,6 @@ def _run(fn: Callable[[], Any]) -> Any:
 _BROKER_LIBRARIES = frozenset({"redis", "kombu", "celery", "billiard", "amqp"})
 
 
-def _size(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:
-    if value is None:
-        return None
-    from mover.config import parse_size
-
-    try:
-        return parse_size(value)
-    except MoverError as exc:
-        raise click.BadParameter(exc.message) from exc
-
-
 def _fleet_configured() -> bool:
     """A broker is configured: jobs live in Redis and copies go to the fleet by default."""
     import os
@@ -283,12 +272,12 @@ def _copy_on_fleet(
 @click.option("-r", "--recursive", is_flag=True, help="Copy a folder or prefix.")
 @click.option(
     "--streams",
-    type=click.IntRange(1, 256),
+    type=int,
     default=4,
     show_default=True,
-    help="Chunks in flight at once.",
+    help="Chunks in flight at once (1 to 256).",
 )
-@click.option("--chunk-size", callback=_size, help="Bytes per chunk (64MiB, 8M ...).")
+@click.option("--chunk-size", help="Bytes per chunk (64MiB, 8M ...).")
 @click.option(
     "--to-device",
     is_flag=True,
@@ -315,7 +304,7 @@ def copy(
     destination: str,
     recursive: bool,
     streams: int,
-    chunk_size: int | None,
+    chunk_size: str | None,
     to_device: bool,
     dry_run: bool,
     quiet: bool,
@@ -328,7 +317,19 @@ def copy(
     SOURCE may be a file, an object, a block device (a volume: snapshot it first if it is in
     use), a pipe or a socket; DESTINATION a block device only with --to-device."""
     from mover.cli.progress import ProgressBar
+    from mover.options import copy_request
 
+    options, recursive = _run(
+        lambda: copy_request(
+            {
+                "streams": streams,
+                "chunk_size": chunk_size,
+                "recursive": recursive,
+                "to_device": to_device,
+            }
+        )
+    )
+    streams, chunk_size = options.streams, options.chunk_size
     if dry_run:
         _run(lambda: _print_plan(source, destination, recursive, streams, chunk_size, to_device))
         return

@@ -48,7 +48,6 @@ from mover.jobs import (
 )
 from mover.jobstores import leases
 from mover.jobstores.redis import CANCELLING, RedisJobStore
-from mover.motion import Options
 from mover.transfer import Request, prepare
 
 if TYPE_CHECKING:
@@ -200,8 +199,12 @@ def submit(
     app: Celery | None = None,
 ) -> Job:
     """Validate, plan, record and publish a copy; return the job (running on the fleet)."""
-    request = Request(source, destination, recursive, Options(streams, chunk_size))
-    return CeleryExecutor(jobs, app).submit(request)
+    from mover.options import copy_request
+
+    options, recursive = copy_request(
+        {"streams": streams, "chunk_size": chunk_size, "recursive": recursive}
+    )
+    return CeleryExecutor(jobs, app).submit(Request(source, destination, recursive, options))
 
 
 def follow(
