@@ -7,8 +7,7 @@ secret: a store names where its credentials come from (an environment variable o
 each process resolves them itself::
 
     [defaults]
-    streams = 4
-    chunk_size = "64MiB"
+    placement = "capacity"               # the placement rule (mover.catalogue.placement)
 
     [stores.images]
     url = "file:///srv/images/"          # a root: keys may never leave it
@@ -37,7 +36,8 @@ from mover.errors import ConfigError, UsageError
 
 @dataclass
 class Config:
-    """The parsed configuration: named stores and defaults."""
+    """The parsed configuration: named stores and defaults (``[defaults]``: only
+    ``placement`` is read; copy options are given per command or call)."""
 
     stores: dict[str, dict[str, Any]] = field(default_factory=dict)
     defaults: dict[str, Any] = field(default_factory=dict)

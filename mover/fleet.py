@@ -3,7 +3,7 @@
     from mover import fleet
 
     handle = fleet.submit("file:///srv/x.qcow2", "s3://backups/x.qcow2", chunk_size=64 << 20)
-    job = handle.wait(timeout=600)      # the finished Job (state done, failed or cancelled)
+    job = handle.wait(timeout_s=600)    # the finished Job (state done, failed or cancelled)
     handle.status()                     # the Job as recorded now
     handle.cancel()                     # stop it; waits for the workers to clean up
 
@@ -32,10 +32,10 @@ class JobHandle:
         """The job as recorded now: state, items, chunks done, errors."""
         return self.jobs.get(self.id)
 
-    def wait(self, timeout: float | None = None) -> Job:
-        """Block until the job is final and return it; raise TimeoutError after ``timeout``
+    def wait(self, timeout_s: float | None = None) -> Job:
+        """Block until the job is final and return it; raise TimeoutError after ``timeout_s``
         seconds (the job goes on)."""
-        return _executor(self.jobs).wait(self.id, timeout_s=timeout)
+        return _executor(self.jobs).wait(self.id, timeout_s=timeout_s)
 
     def cancel(self, wait_s: float | None = 30.0) -> Job:
         """Cancel the job (see :func:`mover.executors.celery.cancel`)."""

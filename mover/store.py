@@ -217,7 +217,6 @@ class PartLimits:
         max_part_bytes: the largest part (S3: 5 GiB).
         max_parts: how many parts one object may have (S3: 10,000).
         preferred_part_bytes: the part size this store does best with.
-        preferred_streams: how many parts in parallel this store does best with.
         single_put_below_bytes: objects smaller than this are better written as one part.
     """
 
@@ -225,7 +224,6 @@ class PartLimits:
     max_part_bytes: int = 1 << 62
     max_parts: int = 1 << 62
     preferred_part_bytes: int = 64 * MiB
-    preferred_streams: int = 4
     single_put_below_bytes: int = 0
 
 
@@ -483,10 +481,11 @@ class StoreProvider(abc.ABC):
         """Free space where ``key`` would be written, or None when the store cannot tell."""
         return None
 
-    def open_writer(self, key: str, size: int | None, part_size: int) -> ChunkWriter:
-        """Begin writing ``key``; parts of ``part_size`` bytes (the last may be shorter).
+    def open_writer(self, key: str, size: int | None) -> ChunkWriter:
+        """Begin writing ``key`` (``size`` bytes, None for a stream); parts come as the
+        strategy planned them, within ``capabilities.chunk_writer`` (:class:`PartLimits`).
 
-        Called only when ``capabilities.chunk_writer`` is set. ``size`` is None for streams.
+        Called only when ``capabilities.chunk_writer`` is set.
         """
         raise UsageError(f"{self.describe()} cannot be written")
 

@@ -241,8 +241,8 @@ class CorruptingProvider(PosixProvider):
 
         return replace(super().capabilities, local_path=False)  # bytes pass through mover
 
-    def open_writer(self, key, size, part_size):
-        w = super().open_writer(key, size, part_size)
+    def open_writer(self, key, size):
+        w = super().open_writer(key, size)
         return CorruptingWriter(self, w.path, w.temp)
 
     def resume_writer(self, key, state):

@@ -36,7 +36,7 @@ def write_whole(store: StoreProvider, key: str, data: memoryview | bytes) -> Obj
         return store.put(key, view, expected)
     if caps.chunk_writer is None:
         raise UsageError(f"{store.describe()} cannot be written")
-    writer = store.open_writer(key, len(view), max(len(view), 1))
+    writer = store.open_writer(key, len(view))
     try:
         receipts = []
         if len(view):

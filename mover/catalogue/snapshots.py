@@ -453,7 +453,7 @@ def restore_snapshot(
     algorithm = caps.checksum_algorithms[0]
     verified = _Verifier(name, chosen, manifest)
     buf = bytearray(min(part, size) or 1)
-    writer = dst_store.open_writer(key, size, part)
+    writer = dst_store.open_writer(key, size)
     receipts = []
     try:
         for p, start in enumerate(range(0, len(chunks), per)):

@@ -118,7 +118,6 @@ class PosixProvider(StoreProvider):
             max_part_bytes=1 << 40,
             max_parts=1 << 40,
             preferred_part_bytes=64 * MiB,
-            preferred_streams=4,
         ),
         write_at=True,
         streaming_write=True,
@@ -394,7 +393,7 @@ class PosixProvider(StoreProvider):
         for folder in sorted(folders):
             _fsync_dir(folder)
 
-    def open_writer(self, key: str, size: int | None, part_size: int) -> ChunkWriter:
+    def open_writer(self, key: str, size: int | None) -> ChunkWriter:
         path = self.path(key)
         kind = _special(path)
         if kind == "block device":

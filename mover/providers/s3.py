@@ -177,7 +177,6 @@ class S3Provider(StoreProvider):
             max_parts=MAX_PARTS,
             preferred_part_bytes=64 * MiB,
             # Uploads are bound by the server; 4 streams of 64 MiB did best here.
-            preferred_streams=4,
             single_put_below_bytes=8 * MiB,
         ),
         write_at=False,
@@ -736,7 +735,7 @@ class S3Provider(StoreProvider):
             )
         return ObjectInfo(key, len(data), etag=_etag(answer.get("ETag")))
 
-    def open_writer(self, key: str, size: int | None, part_size: int) -> ChunkWriter:
+    def open_writer(self, key: str, size: int | None) -> ChunkWriter:
         answer = self._call(
             "creating a multipart upload",
             key,

@@ -155,7 +155,6 @@ class SmartOpenProvider(StoreProvider):
             chunk_writer=PartLimits(
                 min_part_bytes=1,
                 preferred_part_bytes=8 * MiB,
-                preferred_streams=1,
             ),
             write_at=False,
             streaming_write=True,
@@ -261,7 +260,7 @@ class SmartOpenProvider(StoreProvider):
 
     # -- writing ----------------------------------------------------------------------------
 
-    def open_writer(self, key: str, size: int | None, part_size: int) -> ChunkWriter:
+    def open_writer(self, key: str, size: int | None) -> ChunkWriter:
         token = secrets.token_hex(8)
         with _STREAMS_LOCK:
             _STREAMS[token] = _Stream(key, self.shown(key))

@@ -39,7 +39,7 @@ class StdioProvider(StoreProvider):
 
     _CAPS = Capabilities(
         ranged_read=False,
-        chunk_writer=PartLimits(preferred_part_bytes=8 * MiB, preferred_streams=1),
+        chunk_writer=PartLimits(preferred_part_bytes=8 * MiB),
         write_at=False,
         streaming_write=True,
         ordered_parts=True,
@@ -68,7 +68,7 @@ class StdioProvider(StoreProvider):
     def delete(self, key: str) -> None:
         raise UsageError("standard output cannot be deleted")
 
-    def open_writer(self, key: str, size: int | None, part_size: int) -> ChunkWriter:
+    def open_writer(self, key: str, size: int | None) -> ChunkWriter:
         return _StdoutWriter()
 
     def resume_writer(self, key: str, state: dict[str, Any]) -> ChunkWriter:

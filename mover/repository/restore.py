@@ -223,7 +223,7 @@ def restore(
     dst_store.make_parents(key)
     # Space for what will be written: a file that keeps zero runs as holes needs its data only.
     dst_store.check_writable(key, manifest.data_bytes() if write_at else size)
-    writer = dst_store.open_writer(key, size, step)
+    writer = dst_store.open_writer(key, size)
     dest = {
         "location": dst_loc.url,
         "key": key,

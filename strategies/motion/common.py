@@ -67,7 +67,7 @@ def chunked_plan(
         plan.put = True
         plan.notes.append("written whole by one atomic put")
         return plan
-    plan.writer = destination.store.open_writer(destination.key, size, chunk_size).state()
+    plan.writer = destination.store.open_writer(destination.key, size).state()
     return plan
 
 

@@ -181,7 +181,7 @@ def test_writer_takes_parts_in_parallel_on_one_client(
     store = S3Provider.open(parse(f"s3://{s3_bucket}/parallel.bin"))
     in_flight = _InFlight(store.client)
     blocks = [os.urandom(PART) for _ in range(5)] + [os.urandom(777)]
-    writer = store.open_writer("parallel.bin", PART * 5 + 777, PART)
+    writer = store.open_writer("parallel.bin", PART * 5 + 777)
 
     def write(n: int) -> PartReceipt:
         again = store.resume_writer("parallel.bin", writer.state())  # as another worker would

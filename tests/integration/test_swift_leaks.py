@@ -115,7 +115,7 @@ def test_staged_segments_expire_when_never_committed(
     X-Delete-At, and Swift serves it no more once the bound has passed."""
     monkeypatch.setenv("MOVER_SEGMENT_EXPIRY_S", str(EXPIRY_S))
     store, loc = stores.open_location(f"swift://{container}/staged.bin")
-    writer = store.open_writer(loc.full_key, 2 * MiB, 1 * MiB)
+    writer = store.open_writer(loc.full_key, 2 * MiB)
     data = os.urandom(1 * MiB)
     receipt = writer.write_part(0, 0, memoryview(data), digest("md5", data))
     name = receipt.extra["segment"]
@@ -197,7 +197,7 @@ def test_a_commit_repeated_by_a_takeover_finds_the_object_in_place(
     store, loc = stores.open_location(f"swift://{container}/again.bin")
     blocks = [os.urandom(1 * MiB) for _ in range(parts - 1)] + [os.urandom(600 * 1024)]
     size = sum(len(b) for b in blocks)
-    writer = store.open_writer(loc.full_key, size, 1 * MiB)
+    writer = store.open_writer(loc.full_key, size)
     receipts, offset = [], 0
     for n, block in enumerate(blocks):
         receipts.append(writer.write_part(n, offset, memoryview(block), digest("md5", block)))

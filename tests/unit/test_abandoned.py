@@ -28,7 +28,7 @@ def _killed_writer(folder: Path) -> int:
         from mover import stores
         from mover.digests import digest
         store, loc = stores.open_location({str(folder / "big.bin")!r})
-        w = store.open_writer(loc.full_key, 8, 8)
+        w = store.open_writer(loc.full_key, 8)
         w.write_part(0, 0, memoryview(b"12345678"), digest("md5", b"12345678"))
         os.kill(os.getpid(), signal.SIGKILL)
         """
@@ -49,7 +49,7 @@ def test_the_temporary_file_of_a_killed_writer_is_swept(tmp_path: Path) -> None:
     [dead] = _temps(sub)
     assert f"{TEMP_MARK}{HOST_TAG}-" in dead
     store, loc = stores.open_location(str(tmp_path / "data") + "/")
-    live = store.open_writer(loc.full_key + "ab/live.bin", 8, 8)  # this process: alive
+    live = store.open_writer(loc.full_key + "ab/live.bin", 8)  # this process: alive
     other = sub / f".x{TEMP_MARK}00000000-1-0{TEMP_SUFFIX}"  # another host's writer
     older = sub / f".y{TEMP_MARK}1-0{TEMP_SUFFIX}"  # a name from before host tags
     other.write_bytes(b"o")

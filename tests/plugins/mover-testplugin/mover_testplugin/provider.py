@@ -62,7 +62,7 @@ class VendorXProvider(StoreProvider):
     def delete(self, key: str) -> None:
         os.unlink(self._path(key))
 
-    def open_writer(self, key: str, size: int | None, part_size: int) -> ChunkWriter:
+    def open_writer(self, key: str, size: int | None) -> ChunkWriter:
         path = self._path(key)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         open(path + ".upload", "wb").close()
