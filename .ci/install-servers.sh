@@ -46,7 +46,7 @@ packages=(
 
 # Debian packages: command -> package; only the missing ones are installed (one apt run).
 declare -A debian=([redis-server]=redis-server [prometheus]=prometheus [promtool]=prometheus
-    [chromium]=chromium [restic]=restic)
+    [chromium]=chromium [restic]=restic [sshd]=openssh-server)
 wanted=()
 for exe in "${!debian[@]}"; do
     command -v "$exe" >/dev/null 2>&1 || wanted+=("${debian[$exe]}")

@@ -8,6 +8,10 @@ The Python API::
 
     handle = mover.submit("s3://backups/vol-1.img", "swift://restore/vol-1.img")  # the fleet
     handle.wait()
+
+    for entry in mover.ls("s3://backups/templates/", recursive=True):
+        print(entry.path, entry.size)
+    result = mover.sync("/srv/templates/", "s3://backups/templates/", delete=True)
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "copy", "resume", "submit"]
+__all__ = ["__version__", "copy", "ls", "resume", "submit", "sync"]
 
 
 def _bridge_source_checkout() -> None:
@@ -42,6 +46,8 @@ _bridge_source_checkout()
 if TYPE_CHECKING:
     from mover.api import copy, resume
     from mover.fleet import submit
+    from mover.listing import ls
+    from mover.syncing import sync
 
 
 def __getattr__(name: str) -> Any:
@@ -50,6 +56,14 @@ def __getattr__(name: str) -> Any:
         from mover import api
 
         return getattr(api, name)
+    if name == "ls":
+        from mover.listing import ls
+
+        return ls
+    if name == "sync":
+        from mover.syncing import sync
+
+        return sync
     if name == "submit":  # the fleet: needs MOVER_BROKER_URL and running workers
         from mover import fleet
 

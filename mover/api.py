@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from mover.errors import MoverError, UsageError
 from mover.executors.embedded import EmbeddedExecutor
@@ -30,6 +31,8 @@ def copy(
     on_progress: Callable[[int], None] | None = None,
     on_start: Callable[[Job], None] | None = None,
     raise_on_failure: bool = True,
+    include: Any = None,
+    exclude: Any = None,
 ) -> Job:
     """Copy ``source`` to ``destination`` in this process and return the finished job.
 
@@ -38,21 +41,24 @@ def copy(
 
     ``source`` may be a file, a block device (a volume), a pipe, a socket or a character
     device; ``destination`` a block device only with ``to_device=True`` (it is overwritten in
-    place, and must be at least as large as the source).
+    place, and must be at least as large as the source). ``include`` / ``exclude``: globs (one
+    or a list) selecting the objects of a recursive copy, as rclone's (:mod:`mover.filters`).
 
     Raises the :class:`~mover.errors.MoverError` that stopped it (with ``raise_on_failure``),
     after recording it on the job: bad input before anything moves, or a failed transfer.
     """
-    options, recursive = copy_request(
+    options, recursive, filters = copy_request(
         {
             "streams": streams,
             "chunk_size": chunk_size,
             "recursive": recursive,
             "to_device": to_device,
+            "include": include,
+            "exclude": exclude,
         }
     )
     jobs = jobs or default_jobstore()
-    request = Request(source, destination, recursive, options)
+    request = Request(source, destination, recursive, options, filters)
     job = prepare(request)
     jobs.create(job)
     if on_start is not None:

@@ -18,6 +18,7 @@ from mover.buffers import chunk_buffer, release
 from mover.catalogue.objectio import fill
 from mover.digests import Hasher
 from mover.errors import ObjectNotFound
+from mover.reading import open_sequential
 from mover.sparse import chunk_digest, read_chunk
 from mover.store import MiB, StoreProvider
 from mover.stores import open_location
@@ -51,7 +52,7 @@ def _digests(
         )
     out: list[str] = []
     buf = bytearray(CHECK_CHUNK_BYTES)
-    stream = store.open_read(key)
+    stream = open_sequential(store, key, size)
     try:
         while True:
             n = fill(stream, memoryview(buf))

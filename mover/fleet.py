@@ -60,6 +60,8 @@ def submit(
     streams: int | str = 4,
     chunk_size: int | str | None = None,
     jobs: RedisJobStore | None = None,
+    include: Any = None,
+    exclude: Any = None,
 ) -> JobHandle:
     """Validate and plan a copy here, publish its chunks to the fleet, return a handle.
 
@@ -69,11 +71,17 @@ def submit(
     from mover.options import copy_request
     from mover.transfer import Request
 
-    options, recursive = copy_request(
-        {"streams": streams, "chunk_size": chunk_size, "recursive": recursive}
+    options, recursive, filters = copy_request(
+        {
+            "streams": streams,
+            "chunk_size": chunk_size,
+            "recursive": recursive,
+            "include": include,
+            "exclude": exclude,
+        }
     )
     jobs = jobs or RedisJobStore()
-    request = Request(source, destination, recursive, options)
+    request = Request(source, destination, recursive, options, filters)
     job = _executor(jobs).submit(request)
     return JobHandle(job.id, jobs)
 

@@ -174,6 +174,8 @@ def parse(text: str) -> Location:
 
 
 def _file_location(path: str) -> Location:
+    if "\x00" in path:
+        raise BadLocation(f"path {path!r} holds a NUL byte")
     trailing = path.endswith("/") or path.endswith(os.sep)
     absolute = os.path.abspath(os.path.expanduser(path))
     key = absolute.lstrip("/")

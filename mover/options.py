@@ -14,8 +14,9 @@ Names and values:
     copy a folder or prefix: a bool.
 ``to_device``
     the destination is a block device, overwritten in place: a bool (embedded only).
-``filters``
-    reserved for include/exclude glob filters: only an empty list is accepted for now.
+``include`` / ``exclude``
+    globs (one, or a list) selecting the objects of a recursive copy, as rclone's
+    (:mod:`mover.filters`).
 """
 
 from __future__ import annotations
@@ -25,12 +26,13 @@ from typing import Any
 
 from mover.config import parse_size
 from mover.errors import MoverError, UsageError
+from mover.filters import Filters
 from mover.motion import Options
 
 #: The most streams one job may ask for.
 MAX_STREAMS = 256
 #: Every option name a copy accepts.
-NAMES = ("chunk_size", "filters", "recursive", "streams", "to_device")
+NAMES = ("chunk_size", "exclude", "include", "recursive", "streams", "to_device")
 
 
 def _bad(name: str, value: Any, problem: str) -> UsageError:
@@ -67,26 +69,20 @@ def _flag(name: str, value: Any) -> bool:
     return value
 
 
-def _filters(value: Any) -> tuple[str, ...]:
-    if value in (None, (), []):
-        return ()
-    raise _bad("filters", value, "not supported yet (only an empty list)")
-
-
-def copy_request(options: Mapping[str, Any]) -> tuple[Options, bool]:
+def copy_request(options: Mapping[str, Any]) -> tuple[Options, bool, Filters | None]:
     """Check ``options`` (names from :data:`NAMES`, any subset) and return the planning
-    options and ``recursive``. Raises UsageError, one line naming the option, for an unknown
-    name or a bad value."""
+    options, ``recursive`` and the filters (None without any). Raises UsageError, one line
+    naming the option, for an unknown name or a bad value."""
     unknown = sorted(set(options) - set(NAMES))
     if unknown:
         raise UsageError(f"unknown option {unknown[0]!r} (known: {', '.join(NAMES)})")
-    _filters(options.get("filters"))
     planned = Options(
         streams=_streams(options.get("streams", 4)),
         chunk_size=_chunk_size(options.get("chunk_size")),
         to_device=_flag("to_device", options.get("to_device", False)),
     )
-    return planned, _flag("recursive", options.get("recursive", False))
+    filters = Filters.of(options.get("include") or (), options.get("exclude") or ()) or None
+    return planned, _flag("recursive", options.get("recursive", False)), filters
 
 
 def normalize(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -94,12 +90,11 @@ def normalize(options: Mapping[str, Any]) -> dict[str, Any]:
     (``chunk_size`` in bytes), the others as they are: for functions that take copy options
     among others (the catalogue's operations)."""
     mine = {k: v for k, v in options.items() if k in NAMES}
-    planned, recursive = copy_request(mine)
+    planned, recursive, _filters = copy_request(mine)
     canonical = {
         "streams": planned.streams,
         "chunk_size": planned.chunk_size,
         "to_device": planned.to_device,
         "recursive": recursive,
-        "filters": [],
     }
-    return {**options, **{k: canonical[k] for k in mine}}
+    return {**options, **{k: canonical.get(k, v) for k, v in mine.items()}}

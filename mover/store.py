@@ -233,6 +233,12 @@ class Capabilities:
 
     Attributes:
         ranged_read: ``read_into`` works at any offset, so chunks can be read in parallel.
+        sequential_read: ``open_read`` gives a stream of the whole object (a store that reads
+            only by range leaves it False: :func:`mover.reading.open_sequential` then builds
+            the stream from ranged reads).
+        listing: :meth:`StoreProvider.list` gives every object under a prefix; False: only the
+            object named (HTTP, smart_open), so recursive copies, ``ls -r`` and ``sync`` of a
+            folder are refused there.
         chunk_writer: parts can be written independently (possibly in parallel) and committed
             at the end; None when the store cannot.
         write_at: parts land at their byte offset in the object (files), so parts may be of any
@@ -255,6 +261,8 @@ class Capabilities:
     """
 
     ranged_read: bool = True
+    sequential_read: bool = False
+    listing: bool = True
     chunk_writer: PartLimits | None = None
     write_at: bool = False
     streaming_write: bool = False
@@ -407,12 +415,13 @@ class StoreProvider(abc.ABC):
         Called only when ``capabilities.ranged_read``. Must fill the buffer completely unless the
         object ends first. The hot path: read straight into ``buf``, without extra copies.
         """
-        raise NotImplementedError(f"{self.describe()} cannot read ranges")
+        raise UsageError(f"{self.describe()} cannot read ranges")
 
     def open_read(self, key: str) -> BinaryIO:
         """A sequential stream of the whole object, for stores without ranged reads and for
-        objects of unknown size (``stat`` said None), read once to the end."""
-        raise NotImplementedError(f"{self.describe()} cannot stream")
+        objects of unknown size (``stat`` said None), read once to the end. Called only when
+        ``capabilities.sequential_read``; readers use :func:`mover.reading.open_sequential`."""
+        raise UsageError(f"{self.describe()} cannot stream")
 
     def data_extents(self, key: str, offset: int, length: int) -> list[tuple[int, int]] | None:
         """Where ``key`` holds data within ``[offset, offset + length)``: ``(start, end)``
@@ -549,6 +558,7 @@ class StoreProvider(abc.ABC):
 #: (override), so that a strategy that reads the capability never meets NotImplementedError.
 CAPABILITY_METHODS: dict[str, str] = {
     "ranged_read": "read_into",
+    "sequential_read": "open_read",
     "chunk_writer": "open_writer",
     "atomic_put_max_bytes": "put",
     "server_side_copy": "copy_server_side",

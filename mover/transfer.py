@@ -13,7 +13,9 @@ from typing import Any
 
 from mover import config as config_mod
 from mover.errors import CannotHandle, NotEnoughSpace, ObjectNotFound, SameObject, UsageError
+from mover.filters import Filters
 from mover.jobs import RUNNING, ChunkRecord, Item, Job, new_job_id
+from mover.listing import objects_under
 from mover.location import Location
 from mover.motion import Endpoint, MotionStrategy, Options, Plan
 from mover.planning import human
@@ -33,6 +35,10 @@ class Request:
     destination: str
     recursive: bool = False
     options: Options = None  # type: ignore[assignment]
+    #: ``--include`` / ``--exclude`` of a recursive copy.
+    filters: Filters | None = None
+    #: The objects to copy, ``(relative path, info)``, when a sync has chosen them already.
+    selection: list[tuple[str, ObjectInfo]] | None = None
 
     def __post_init__(self) -> None:
         if self.options is None:
@@ -71,10 +77,16 @@ def prepare(request: Request, config: config_mod.Config | None = None) -> Job:
         },
     )
     notes: list[str] = []
+    if request.filters and not request.recursive:
+        raise UsageError("--include/--exclude select objects of a folder: add --recursive")
     if request.recursive:
         if request.options.to_device:
             raise UsageError("--to-device writes one volume: it does not go with --recursive")
-        job.items, total = _list_items(src_store, src_loc, dst_store, dst_loc)
+        job.items, total = _list_items(
+            src_store, src_loc, dst_store, dst_loc, request.filters, request.selection
+        )
+        if request.filters:
+            job.options.update(request.filters.to_dict())
     else:
         info = src_store.stat(src_loc.full_key)
         if dst_loc.is_prefix or dst_store.is_folder(dst_loc.full_key):
@@ -114,23 +126,21 @@ def prepare(request: Request, config: config_mod.Config | None = None) -> Job:
 
 
 def _list_items(
-    src_store: StoreProvider, src_loc: Location, dst_store: StoreProvider, dst_loc: Location
+    src_store: StoreProvider,
+    src_loc: Location,
+    dst_store: StoreProvider,
+    dst_loc: Location,
+    filters: Filters | None = None,
+    selection: list[tuple[str, ObjectInfo]] | None = None,
 ) -> tuple[list[Item], int]:
-    """One item per object under the source prefix, and the bytes they take at the
-    destination (a sparse file's data only, where the destination keeps holes)."""
-    prefix = src_loc.full_key
-    if prefix and not prefix.endswith("/") and src_store.is_folder(prefix):
-        prefix += "/"
+    """One item per object under the source prefix (those the filters select, or the
+    ``selection`` a sync made), and the bytes they take at the destination (a sparse file's
+    data only, where the destination keeps holes)."""
+    if selection is None:
+        _prefix, selection = objects_under(src_store, src_loc, filters)
     items: list[Item] = []
     total = 0
-    try:
-        listing = list(src_store.list(prefix))
-    except ObjectNotFound:
-        raise ObjectNotFound(f"{src_loc}: no such folder or prefix") from None
-    for info in listing:
-        rel = info.key[len(prefix) :] if info.key.startswith(prefix) else os.path.basename(info.key)
-        if not rel:
-            rel = src_loc.basename
+    for rel, info in selection:
         src_item = Location(
             src_loc.scheme,
             src_loc.store,
@@ -152,7 +162,8 @@ def _list_items(
         )
         total += bytes_to_store(src_store, info.key, info.size, info.allocated, dst_store) or 0
     if not items:
-        raise ObjectNotFound(f"{src_loc}: nothing to copy (empty folder or prefix)")
+        what = "nothing the filters select" if filters else "empty folder or prefix"
+        raise ObjectNotFound(f"{src_loc}: nothing to copy ({what})")
     return items, total
 
 

@@ -3,7 +3,7 @@
 ``mover.submit`` (queue ``mover``; workers also consume ``celery``)
     args ``[{"source": URL, "destination": URL, "options": {...}}]``; options as every door
     takes them (:mod:`mover.options`): ``streams`` (int), ``chunk_size`` (int bytes or a size
-    such as ``"8MiB"``), ``recursive`` (bool).
+    such as ``"8MiB"``), ``recursive`` (bool), ``include`` / ``exclude`` (globs).
     Validates, plans and enqueues the chunks on the worker side, and returns the job id. A bad
     request fails the task with a ``ValueError`` that says what is wrong and names the job
     record where the same error is kept (``mover status JOB``).
@@ -489,9 +489,9 @@ def submit(self: Task, request: dict[str, Any]) -> str:
     source = destination = "?"
     try:
         source, destination, raw = _parse_request(request)
-        options, recursive = copy_request(raw)  # the one check of every door
+        options, recursive, filters = copy_request(raw)  # the one check of every door
         check_fleet(source, destination, recursive)
-        job = prepare(Request(source, destination, recursive, options))
+        job = prepare(Request(source, destination, recursive, options, filters))
         job.options["recursive"] = recursive
     except (MoverError, ValueError, TypeError) as exc:
         message = error_text(exc) if isinstance(exc, MoverError) else str(exc)

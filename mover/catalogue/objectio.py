@@ -14,6 +14,7 @@ from typing import BinaryIO
 
 from mover.digests import digest
 from mover.errors import ChunkFailed, UsageError, VerificationFailed
+from mover.reading import open_sequential
 from mover.store import MiB, ObjectInfo, StoreProvider
 
 #: Buffer size for whole-object digests.
@@ -57,7 +58,7 @@ def read_into(store: StoreProvider, key: str, view: memoryview, offset: int = 0)
     """Fill ``view`` with ``key``'s bytes from ``offset``; return the count read."""
     if store.capabilities.ranged_read:
         return store.read_into(key, offset, view)
-    stream = store.open_read(key)
+    stream = open_sequential(store, key, None)
     try:
         _skip(stream, offset)
         return fill(stream, view)
@@ -117,7 +118,7 @@ def sha256_of(store: StoreProvider, key: str, algorithm: str = "sha256") -> tupl
         if size is not None and total != size:
             raise ChunkFailed(f"{store.describe()}/{key}: read {total} of {size} bytes")
     else:
-        stream = store.open_read(key)
+        stream = open_sequential(store, key, None)
         try:
             while n := fill(stream, view):
                 h.update(view[:n])

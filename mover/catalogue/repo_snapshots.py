@@ -26,6 +26,7 @@ from mover.jobs import DONE, RUNNING, Item, Job, JobStore, new_job_id
 from mover.repository.layout import PREFIX, manifest_folder
 from mover.repository.retention import Policy, decide
 from mover.stores import open_location
+from mover.transfer import source_notes
 
 if TYPE_CHECKING:
     from mover.repository.repo import Repository
@@ -51,6 +52,7 @@ def _job(
     size: int | None,
     job_id: str | None = None,
     streams: int = 4,
+    notes: list[str] | None = None,
 ) -> tuple[JobStore, Job]:
     if jobs is None:
         from mover.api import default_jobstore
@@ -61,7 +63,7 @@ def _job(
         id=job_id or new_job_id(),
         source=source,
         destination=destination,
-        options={"streams": streams, "kind": kind},
+        options={"streams": streams, "kind": kind, "notes": list(notes or [])},
         items=[Item(0, source, destination, size, state=RUNNING)],
         state=RUNNING,
     )
@@ -103,10 +105,11 @@ def backup_snapshot(
 
     cat = catalogue or Catalogue()
     cat.get_store(to)
-    _src_store, src_loc = open_location(source)
+    src_store, src_loc = open_location(source)
     name = check_name(name or src_loc.basename, "snapshot")
     if streams < 1:
         raise UsageError("streams must be at least 1")
+    notes = source_notes(src_loc, src_store.stat(src_loc.full_key))  # a volume read live
     runner = runner_for(executor, streams)
     repo = Repository.open(to, create=True)
     obj = cat.find_object(SNAPSHOT, name) or cat.create_object(SNAPSHOT, name, format="raw")
@@ -115,7 +118,7 @@ def backup_snapshot(
     backup_id = new_job_id()
     manifest_location = _location(to, name, backup_id)
     jobstore, _job_rec = _job(
-        jobs, "snapshot-backup", src_loc.url, manifest_location, None, backup_id, streams
+        jobs, "snapshot-backup", src_loc.url, manifest_location, None, backup_id, streams, notes
     )
     copy = cat.find_object(SNAPSHOT, name)
     has_copy = copy is not None and any(c.store == to and c.state == READY for c in copy.copies)
@@ -162,7 +165,7 @@ def backup_snapshot(
         **record,
         "format": FORMAT,
         "full": parent is None,
-        "notes": [],
+        "notes": notes,
         "reused_chunks": summary["reused_chunks"],
         "zero_chunks": summary["zero_chunks"],
         "zero_bytes": summary["zero_bytes"],

@@ -68,6 +68,7 @@ from mover.errors import (
     VerificationFailed,
 )
 from mover.jobs import DONE, RUNNING, ChunkRecord, Item, Job, JobStore, new_job_id
+from mover.reading import open_sequential
 from mover.sparse import ExtentMap, fill_zeros, is_zero, read_chunk, sha256_hex, zero_digest
 from mover.store import MiB, StoreProvider
 from mover.stores import open_location
@@ -305,7 +306,11 @@ def _send_chunks(
     sent: list[ChunkRecord] = []
     lock = threading.Lock()
     futures: list[Future[dict[str, Any]] | dict[str, Any]] = []
-    stream = None if src.capabilities.ranged_read and size is not None else src.open_read(src_key)
+    stream = (
+        None
+        if src.capabilities.ranged_read and size is not None
+        else open_sequential(src, src_key, size)
+    )
     emap = ExtentMap(src, src_key, size) if stream is None and size is not None else None
 
     failed = threading.Event()

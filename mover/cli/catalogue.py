@@ -504,6 +504,8 @@ def snapshot_backup(
         f"{result['zero_chunks']} zero ({_human(result['zero_bytes'])}) "
         f"in {result['seconds']:.1f} s"
     )
+    for note in result.get("notes") or []:
+        click.echo(f"  note: {note}")
 
 
 @snapshot.command("restore")

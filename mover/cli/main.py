@@ -97,6 +97,8 @@ class _LazyGroup(click.Group):
         "flower": "mover.cli.flower:flower_command",
         "metrics": "mover.cli.monitor:metrics_command",
         "dashboard": "mover.cli.monitor:dashboard_command",
+        "ls": "mover.cli.verbs:ls_command",
+        "sync": "mover.cli.verbs:sync_command",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -145,6 +147,7 @@ def _print_plan(
     streams: int,
     chunk: int | None,
     to_device: bool = False,
+    filters: Any = None,
 ):
     from mover import dispatcher
     from mover.motion import Endpoint, Options
@@ -152,7 +155,7 @@ def _print_plan(
     from mover.transfer import Request, endpoints, prepare
 
     options = Options(streams, chunk, to_device=to_device)
-    job = prepare(Request(source, destination, recursive, options))
+    job = prepare(Request(source, destination, recursive, options, filters))
     for item in job.items[:50]:
         src, dst = endpoints(item)
         if not recursive:  # what the source is (a device, a stream) decides the strategy too
@@ -227,6 +230,7 @@ def _copy_on_fleet(
     as_json: bool,
     wait: bool,
     bar_on: bool,
+    filters: Any = None,
 ) -> None:
     """``mover copy`` with the celery executor: plan here, publish, then follow or return."""
     from mover.cli.progress import ProgressBar
@@ -250,6 +254,8 @@ def _copy_on_fleet(
             streams=streams,
             chunk_size=chunk_size,
             jobs=jobs,
+            include=filters.include if filters else None,
+            exclude=filters.exclude if filters else None,
         )
         return jobs, job
 
@@ -273,6 +279,16 @@ def _copy_on_fleet(
     _report(_run(follow), as_json, quiet)
 
 
+#: ``--executor``, for every command that runs a copy job (copy, sync).
+executor_option = click.option(
+    "--executor",
+    type=click.Choice(["embedded", "celery"]),
+    default=None,
+    help="Where chunks run: in this process, or on the Celery fleet "
+    "(default: celery when MOVER_BROKER_URL is set, else embedded).",
+)
+
+
 @cli.command()
 @click.argument("source")
 @click.argument("destination")
@@ -293,13 +309,7 @@ def _copy_on_fleet(
 @click.option("--dry-run", is_flag=True, help="Print the strategy and plan; move nothing.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, no summary.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
-@click.option(
-    "--executor",
-    type=click.Choice(["embedded", "celery"]),
-    default=None,
-    help="Where chunks run: in this process, or on the Celery fleet "
-    "(default: celery when MOVER_BROKER_URL is set, else embedded).",
-)
+@executor_option
 @click.option(
     "--detach",
     is_flag=True,
@@ -307,6 +317,8 @@ def _copy_on_fleet(
     "it); without it the copy waits for its end whatever the executor.",
 )
 @click.option("--wait/--no-wait", default=None, hidden=True, help="--no-wait is --detach.")
+@click.option("--include", multiple=True, help="With -r: glob of objects to copy (mover ls -h).")
+@click.option("--exclude", multiple=True, help="With -r: glob of objects to leave out.")
 def copy(
     source: str,
     destination: str,
@@ -320,6 +332,8 @@ def copy(
     executor: str | None,
     detach: bool,
     wait: bool | None,
+    include: tuple[str, ...],
+    exclude: tuple[str, ...],
 ) -> None:
     """Copy SOURCE to DESTINATION, verified chunk by chunk.
 
@@ -328,25 +342,40 @@ def copy(
     from mover.cli.progress import ProgressBar
     from mover.options import copy_request
 
-    options, recursive = _run(
+    options, recursive, filters = _run(
         lambda: copy_request(
             {
                 "streams": streams,
                 "chunk_size": chunk_size,
                 "recursive": recursive,
                 "to_device": to_device,
+                "include": include,
+                "exclude": exclude,
             }
         )
     )
     streams, chunk_size = options.streams, options.chunk_size
     if dry_run:
-        _run(lambda: _print_plan(source, destination, recursive, streams, chunk_size, to_device))
+        _run(
+            lambda: _print_plan(
+                source, destination, recursive, streams, chunk_size, to_device, filters
+            )
+        )
         return
     bar_on = not quiet and not as_json and destination != "-"
     detach = detach or wait is False
     if (executor or ("celery" if _fleet_configured() else "embedded")) == "celery":
         _copy_on_fleet(
-            source, destination, recursive, streams, chunk_size, quiet, as_json, not detach, bar_on
+            source,
+            destination,
+            recursive,
+            streams,
+            chunk_size,
+            quiet,
+            as_json,
+            not detach,
+            bar_on,
+            filters,
         )
         return
     if detach:
@@ -369,6 +398,8 @@ def copy(
                 on_progress=bar,
                 on_start=lambda job: bar.set_total(job.size),
                 raise_on_failure=False,
+                include=include,
+                exclude=exclude,
             )
 
     job = _run(body)

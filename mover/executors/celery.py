@@ -197,14 +197,24 @@ def submit(
     chunk_size: int | None = None,
     jobs: RedisJobStore | None = None,
     app: Celery | None = None,
+    include: Any = None,
+    exclude: Any = None,
 ) -> Job:
-    """Validate, plan, record and publish a copy; return the job (running on the fleet)."""
+    """Validate, plan, record and publish a copy; return the job (running on the fleet).
+    ``include`` / ``exclude`` select a recursive copy's objects here, before publishing."""
     from mover.options import copy_request
 
-    options, recursive = copy_request(
-        {"streams": streams, "chunk_size": chunk_size, "recursive": recursive}
+    options, recursive, filters = copy_request(
+        {
+            "streams": streams,
+            "chunk_size": chunk_size,
+            "recursive": recursive,
+            "include": include,
+            "exclude": exclude,
+        }
     )
-    return CeleryExecutor(jobs, app).submit(Request(source, destination, recursive, options))
+    request = Request(source, destination, recursive, options, filters)
+    return CeleryExecutor(jobs, app).submit(request)
 
 
 def follow(

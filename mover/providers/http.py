@@ -140,6 +140,8 @@ class HttpProvider(StoreProvider):
             self._probe()
         return Capabilities(
             ranged_read=bool(self._ranges),
+            sequential_read=True,
+            listing=False,
             chunk_writer=None,
             write_at=False,
             streaming_write=False,

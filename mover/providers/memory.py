@@ -45,6 +45,7 @@ class MemoryProvider(StoreProvider):
         self.name = location.store
         self._caps = Capabilities(
             ranged_read=bool(o.get("ranged_read", True)),
+            sequential_read=True,
             chunk_writer=PartLimits(
                 min_part_bytes=int(o.get("min_part_bytes", 1)),
                 max_part_bytes=int(o.get("max_part_bytes", 1 << 40)),

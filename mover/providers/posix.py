@@ -113,6 +113,7 @@ class PosixProvider(StoreProvider):
 
     _CAPS = Capabilities(
         ranged_read=True,
+        sequential_read=True,
         chunk_writer=PartLimits(
             min_part_bytes=1,
             max_part_bytes=1 << 40,

@@ -152,6 +152,8 @@ class SmartOpenProvider(StoreProvider):
         self._client: Any = None
         self._caps = Capabilities(
             ranged_read=False,
+            sequential_read=True,
+            listing=False,
             chunk_writer=PartLimits(
                 min_part_bytes=1,
                 preferred_part_bytes=8 * MiB,
@@ -225,7 +227,8 @@ class SmartOpenProvider(StoreProvider):
         size: int | None = None
         try:
             if self.compression == "disable" and handle.seekable():
-                size = int(handle.seek(0, io.SEEK_END))
+                handle.seek(0, io.SEEK_END)  # paramiko's SFTPFile.seek returns None
+                size = int(handle.tell())
         except (OSError, ValueError, io.UnsupportedOperation):
             size = None
         except Exception as exc:
@@ -243,7 +246,10 @@ class SmartOpenProvider(StoreProvider):
         raise UsageError(f"{self.shown(key)}: smart_open stores are read as one stream")
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        """smart_open cannot list: the one object named."""
+        """smart_open cannot list: the one object named (a folder is refused, never read as
+        if it were an object)."""
+        if not prefix or prefix.endswith("/"):
+            raise UsageError(f"{self.shown(prefix)}: smart_open stores cannot list a folder")
         yield self.stat(prefix)
 
     def delete(self, key: str) -> None:

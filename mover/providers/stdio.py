@@ -39,6 +39,7 @@ class StdioProvider(StoreProvider):
 
     _CAPS = Capabilities(
         ranged_read=False,
+        sequential_read=True,
         chunk_writer=PartLimits(preferred_part_bytes=8 * MiB),
         write_at=False,
         streaming_write=True,

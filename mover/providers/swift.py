@@ -348,6 +348,7 @@ class SwiftProvider(StoreProvider):
         self.creds = resolve_credentials(o)
         self._caps = Capabilities(
             ranged_read=True,
+            sequential_read=True,
             chunk_writer=PartLimits(
                 min_part_bytes=int(o.get("min_part_bytes", MIN_SEGMENT_BYTES)),
                 max_part_bytes=int(o.get("max_part_bytes", MAX_SEGMENT_BYTES)),

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from mover.catalogue.objectio import fill
+from mover.reading import open_sequential
 from mover.store import MiB, StoreProvider
 
 #: Bytes read per request from a ranged source (a multiple of the chunk size is used).
@@ -91,7 +92,7 @@ class Reader:
     def __init__(self, store: StoreProvider, key: str, sequential: bool) -> None:
         self.store = store
         self.key = key
-        self.stream: BinaryIO | None = store.open_read(key) if sequential else None
+        self.stream: BinaryIO | None = open_sequential(store, key, None) if sequential else None
 
     def read(self, offset: int, view: memoryview) -> int:
         if self.stream is not None:

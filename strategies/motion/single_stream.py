@@ -1,5 +1,7 @@
 """One sequential stream, for sources that cannot seek (standard input, a compressed stream,
-an HTTP server without ranges).
+an HTTP server without ranges), and for destinations that take parts only in order (standard
+output, sftp). The source is read through its own stream where it declares ``sequential_read``,
+else by ranged reads in order (S3 to standard output).
 
 The plan is a single chunk; running it reads the stream in chunk-size pieces into this thread's
 buffer, digests each as read and writes it as the next part, in order. Memory stays at one
@@ -14,12 +16,14 @@ from mover.buffers import chunk_buffer
 from mover.digests import digest
 from mover.errors import ChunkFailed, UsageError, VerificationFailed
 from mover.motion import Chunk, ChunkContext, Endpoint, MotionStrategy, Options, Plan, Priority
+from mover.reading import can_read_sequentially, open_sequential
 from mover.store import ObjectInfo, PartReceipt
 from mover.strategies.motion.common import (
     abort_writer,
     chunked_plan,
     confirm,
     flatten,
+    read_source,
     source_check,
     source_where,
 )
@@ -30,11 +34,12 @@ class SingleStreamStrategy(MotionStrategy):
     summary = "one sequential read, parts written in order (sources that cannot seek)"
 
     def can_handle(self, source: Endpoint, destination: Endpoint) -> Priority:
-        if not source.caps.readable:
+        size = source.info.size if source.info else None
+        # A sequential reader of its own, or ranged reads in order (S3): never assumed.
+        if not can_read_sequentially(source.caps, size):
             return Priority.CANT_HANDLE
         if not (destination.caps.writable and destination.caps.chunk_writer):
             return Priority.CANT_HANDLE
-        size = source.info.size if source.info else None
         if size is None and not destination.caps.streaming_write:
             return Priority.CANT_HANDLE
         return Priority.FALLBACK
@@ -58,7 +63,12 @@ class SingleStreamStrategy(MotionStrategy):
         part = 0
         check = source_check(plan)
         hasher = verify.RangeHasher(check, 0) if check is not None and check.checks_bytes else None
-        stream = source.store.open_read(source.key)
+        stream = open_sequential(
+            source.store,
+            source.key,
+            plan.size,
+            read=lambda offset, view: read_source(source, check, offset, view),
+        )
         try:
             while True:
                 ctx.check()

@@ -586,7 +586,7 @@ def test_kill_9_pool_child_mid_job(fleet_env: Fleet, slow_http: Any, tmp_path: P
     assert job.state == "done", job.error
     assert sha256(dst) == sha256(Path(slow_http.root) / "slow.bin")
     assert jobs.commits(job_id, 0) == 1
-    wait_for(lambda: "WorkerLostError" in victim.text(), 10, "WorkerLostError in the log")
+    wait_for(lambda: "WorkerLostError" in victim.text(), 30, "WorkerLostError in the log")
     logs = "".join(w.text() for w in fleet.workers)
     assert re.search(rf"job {job_id} object 0 chunk \d+ done.*\(redelivered\)", logs)
 
@@ -763,3 +763,45 @@ def test_status_and_jobs_read_redis(fleet: Fleet, tmp_path: Path):
     assert rows[job_id] == "celery" and rows[embedded_id] == "embedded"
     status = fleet.mover("status", job_id)
     assert f"job {job_id}: done" in status.stdout and "3/3 chunks" in status.stdout
+
+
+def test_sync_and_filtered_copy_on_the_fleet(fleet: Fleet, tmp_path: Path):
+    """``mover sync --executor celery``: the differing objects go as one fleet job; a second
+    sync publishes nothing; ``copy -r --exclude`` on the fleet leaves the excluded out."""
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.bin").write_bytes(os.urandom(300_000))
+    (src / "sub" / "b.bin").write_bytes(os.urandom(1000))
+    (src / "c.log").write_bytes(b"log")
+    dst = tmp_path / "dst"
+    out = fleet.mover(
+        "sync", "--json", "--executor", "celery", "--exclude", "*.log", f"{src}/", str(dst)
+    )
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["copied"] == 2 and summary["state"] == "done"
+    job = fleet.jobs().get(summary["job"])
+    assert job.executor == "celery" and len(job.items) == 2
+    for rel in ("a.bin", "sub/b.bin"):
+        assert sha256(dst / rel) == sha256(src / rel)
+    assert not (dst / "c.log").exists()
+    again = fleet.mover(
+        "sync", "--json", "--executor", "celery", "--exclude", "*.log", f"{src}/", str(dst)
+    )
+    assert json.loads(again.stdout)["job"] is None
+
+    copied = tmp_path / "copied"
+    out = fleet.mover(
+        "copy",
+        "-r",
+        "-q",
+        "--executor",
+        "celery",
+        "--wait",
+        "--exclude",
+        "*.bin",
+        f"{src}/",
+        str(copied),
+    )
+    assert out.returncode == 0, out.stderr
+    assert [p.name for p in copied.rglob("*") if p.is_file()] == ["c.log"]

@@ -43,13 +43,19 @@ class VendorXProvider(StoreProvider):
         try:
             st = os.stat(self._path(key))
         except FileNotFoundError:
-            raise ObjectNotFound(f"vendorx://{self.location.store}/{key}: no such object") from None
+            raise self._missing(key) from None
         return ObjectInfo(key, st.st_size, mtime=st.st_mtime)
 
+    def _missing(self, key: str) -> ObjectNotFound:
+        return ObjectNotFound(f"vendorx://{self.location.store}/{key}: no such object")
+
     def read_into(self, key: str, offset: int, buf: memoryview) -> int:
-        with open(self._path(key), "rb") as f:
-            f.seek(offset)
-            return f.readinto(buf) or 0
+        try:
+            with open(self._path(key), "rb") as f:
+                f.seek(offset)
+                return f.readinto(buf) or 0
+        except FileNotFoundError:
+            raise self._missing(key) from None
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         base = os.path.join(os.environ["VENDORX_ROOT"], self.location.store)
@@ -60,7 +66,10 @@ class VendorXProvider(StoreProvider):
                     yield self.stat(key)
 
     def delete(self, key: str) -> None:
-        os.unlink(self._path(key))
+        try:
+            os.unlink(self._path(key))
+        except FileNotFoundError:
+            raise self._missing(key) from None
 
     def open_writer(self, key: str, size: int | None) -> ChunkWriter:
         path = self._path(key)
