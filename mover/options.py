@@ -49,7 +49,8 @@ def _streams(value: Any) -> int:
     return value
 
 
-def _chunk_size(value: Any) -> int | None:
+def chunk_size_bytes(value: Any) -> int | None:
+    """A ``chunk_size`` option in bytes (None: the strategy's choice); UsageError otherwise."""
     if value in (None, "", 0):
         return None
     if isinstance(value, bool) or not isinstance(value, (int, str)):
@@ -78,7 +79,7 @@ def copy_request(options: Mapping[str, Any]) -> tuple[Options, bool, Filters | N
         raise UsageError(f"unknown option {unknown[0]!r} (known: {', '.join(NAMES)})")
     planned = Options(
         streams=_streams(options.get("streams", 4)),
-        chunk_size=_chunk_size(options.get("chunk_size")),
+        chunk_size=chunk_size_bytes(options.get("chunk_size")),
         to_device=_flag("to_device", options.get("to_device", False)),
     )
     filters = Filters.of(options.get("include") or (), options.get("exclude") or ()) or None

@@ -61,6 +61,17 @@ def _run(fn: Callable[[], Any]) -> Any:
 _BROKER_LIBRARIES = frozenset({"redis", "kombu", "celery", "billiard", "amqp"})
 
 
+def _size(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:
+    """``--chunk-size`` of the commands that take it as a click option (sync): checked by the
+    one options function (:mod:`mover.options`), with its error text."""
+    from mover.options import chunk_size_bytes
+
+    try:
+        return chunk_size_bytes(value)
+    except MoverError as exc:
+        raise click.BadParameter(exc.message) from exc
+
+
 def _fleet_configured() -> bool:
     """A broker is configured: jobs live in Redis and copies go to the fleet by default."""
     import os

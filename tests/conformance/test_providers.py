@@ -132,8 +132,10 @@ def _part_bytes(rig: Rig) -> int:
 
 
 def _open_writer(rig: Rig, key: str, size: int, step: int):
+    """A writer for ``key``; its parts will be ``step`` bytes (the writer is not told: parts
+    come as the strategy planned them)."""
     rig.store.make_parents(key)  # as executors do before the first write
-    return rig.store.open_writer(key, size, step)
+    return rig.store.open_writer(key, size)
 
 
 def test_write_parts_and_commit(rig: Rig) -> None:
