@@ -214,8 +214,9 @@ def run_job(
     if executor == "celery":
         from mover.executors import celery as fleet
         from mover.jobstores.redis import RedisJobStore
+        from mover.transfer import check_fleet
 
-        fleet.refuse_signed(job.source, job.destination)
+        check_fleet(job.source, job.destination, recursive=True)
         redis_jobs = RedisJobStore()
         redis_jobs.check()
         fleet.start(job, redis_jobs)

@@ -44,7 +44,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import IO, ClassVar, Self, TypedDict, Unpack
@@ -121,6 +121,24 @@ def find_binary(name: str, install_hint: str | None = None) -> str:
         f"{name!r} not found in {venv_candidate.parent} or on PATH: {hint}"
         " (or run .ci/install-servers.sh)"
     )
+
+
+#: Starts of one server tried with new ports when one was taken before the server bound it.
+START_ATTEMPTS = 3
+_START_LOCK = Path(tempfile.gettempdir()) / "mover-test-servers.lock"
+
+
+@contextlib.contextmanager
+def _starting() -> Iterator[None]:
+    """Hold the machine-wide lock under which test servers choose ports and bind them."""
+    import fcntl
+
+    with open(_START_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def free_ports(count: int) -> list[int]:
@@ -423,18 +441,32 @@ class _Server:
             return self
         _install_cleanup_handlers()
         _sweep_stale_dirs(self.kind)
-        self.base_dir = Path(tempfile.mkdtemp(prefix=f"mover-{self.kind}-"))
-        with _live_lock:
-            _live_servers.add(self)
-        try:
-            self._prepare(self.base_dir)
-            owner = {"pid": os.getpid(), "keep": self.keep_dir, "leftovers": self._leftovers()}
-            (self.base_dir / _OWNER_FILE).write_text(json.dumps(owner))
-            self._spawn_and_wait()
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        for attempt in range(START_ATTEMPTS):
+            self.base_dir = Path(tempfile.mkdtemp(prefix=f"mover-{self.kind}-"))
+            with _live_lock:
+                _live_servers.add(self)
+            try:
+                # Test processes running side by side (pytest -n) choose ports one at a time:
+                # a port is free when chosen and bound before the next process chooses.
+                with _starting():
+                    self._prepare(self.base_dir)
+                    owner = {
+                        "pid": os.getpid(),
+                        "keep": self.keep_dir,
+                        "leftovers": self._leftovers(),
+                    }
+                    (self.base_dir / _OWNER_FILE).write_text(json.dumps(owner))
+                    self._spawn_and_wait()
+            except ServerStartTimeout as exc:
+                self.stop()
+                if "address already in use" in str(exc) and attempt + 1 < START_ATTEMPTS:
+                    continue  # another program took a port meanwhile: new ports
+                raise
+            except BaseException:
+                self.stop()
+                raise
+            return self
+        raise AssertionError("unreachable")
 
     def stop(self) -> None:
         """Stop the processes by PID, remove leftovers and the directory (unless kept)."""
