@@ -1,5 +1,5 @@
 """Configuration: named stores and defaults, from a TOML file. A leaf: it parses the file and
-nothing more (``store:NAME`` is resolved by :func:`mover.stores.resolve`, which asks this
+nothing more (``store:NAME`` is resolved by :func:`mover.resolve.resolve`, which asks this
 configuration, then the catalogue).
 
 The file is ``$MOVER_CONFIG`` or ``<user config dir>/mover/config.toml``. It never holds a

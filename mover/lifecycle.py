@@ -21,7 +21,7 @@ from mover import dispatcher
 from mover.errors import Cancelled, MoverError
 from mover.jobs import CANCELLED, DONE, FAILED, Item, Job
 from mover.motion import Chunk, ChunkContext, Endpoint, MotionStrategy, Options, Plan
-from mover.store import PartReceipt
+from mover.provider import PartReceipt
 from mover.transfer import abort_message, endpoints, plan_item
 
 log = logging.getLogger("mover.lifecycle")

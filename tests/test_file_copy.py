@@ -14,7 +14,7 @@ import mover
 from mover.errors import ChunkFailed, MoverError
 from mover.jobstores.sqlite import SqliteJobStore
 from mover.providers.posix import FileWriter, PosixProvider
-from mover.stores import providers
+from mover.resolve import providers
 
 MOVER = [sys.executable, "-m", "mover.cli.main"]
 

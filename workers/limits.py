@@ -59,7 +59,7 @@ from mover import config as config_mod
 from mover.config import parse_size
 from mover.errors import ConfigError
 from mover.location import Location
-from mover.stores import store_table
+from mover.resolve import store_table
 
 log = logging.getLogger("mover.limits")
 

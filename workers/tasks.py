@@ -73,8 +73,8 @@ from mover.jobstores.redis import CANCELLING, RedisJobStore, client_from_url
 from mover.lifecycle import Planned, error_text
 from mover.motion import Chunk, ChunkContext
 from mover.options import copy_request
+from mover.provider import PartReceipt
 from mover.redact import redact
-from mover.store import PartReceipt
 from mover.transfer import Request, check_fleet, prepare
 from mover.workers import limits
 from mover.workers.observer import record_chunk

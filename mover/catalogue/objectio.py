@@ -14,8 +14,8 @@ from typing import BinaryIO
 
 from mover.digests import digest
 from mover.errors import ChunkFailed, UsageError, VerificationFailed
+from mover.provider import MiB, ObjectInfo, StoreProvider
 from mover.reading import open_sequential
-from mover.store import MiB, ObjectInfo, StoreProvider
 
 #: Buffer size for whole-object digests.
 READ_BYTES = 8 * MiB

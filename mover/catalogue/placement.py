@@ -50,7 +50,7 @@ def plugin_name(explicit: str | None = None) -> str:
 def candidates_for(records: Sequence[Any], key: str) -> list[Candidate]:
     """Candidates for the store records given, asking each provider its free space at
     ``key`` (one statvfs for a file store; object stores answer None without a request)."""
-    from mover.stores import open_location
+    from mover.resolve import open_location
 
     out = []
     for record in records:

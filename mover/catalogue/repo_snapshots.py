@@ -25,7 +25,7 @@ from mover.errors import MoverError, ObjectNotFound, UsageError
 from mover.jobs import DONE, RUNNING, Item, Job, JobStore, new_job_id
 from mover.repository.layout import PREFIX, manifest_folder
 from mover.repository.retention import Policy, decide
-from mover.stores import open_location
+from mover.resolve import open_location
 from mover.transfer import source_notes
 
 if TYPE_CHECKING:

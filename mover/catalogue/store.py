@@ -139,7 +139,7 @@ class StoreRecord:
         return self.scope[5:] if self.scope.startswith("zone:") else None
 
     def table(self) -> dict[str, Any]:
-        """The store as a TOML-like table, which :func:`mover.stores.resolve` turns into a
+        """The store as a TOML-like table, which :func:`mover.resolve.resolve` turns into a
         location and provider options (the credentials *reference*, never a secret)."""
         table: dict[str, Any] = {"url": self.url, **self.options}
         if self.credentials_env:
@@ -347,7 +347,7 @@ class Catalogue:
     ) -> StoreRecord:
         """Add a store after checking everything that can be checked without the network:
         a known provider, a URL it can serve, an existing zone, and no secret anywhere."""
-        from mover.store import providers
+        from mover.provider import providers
 
         check_name(name, "store")
         options = dict(options or {})
@@ -501,7 +501,7 @@ class Catalogue:
         raise UnknownStore(f"unknown store {name!r} (known: {known})")
 
     def find_store_table(self, name: str) -> dict[str, Any] | None:
-        """A catalogue store's table for :func:`mover.stores.resolve`, or None."""
+        """A catalogue store's table for :func:`mover.resolve.resolve`, or None."""
         for record in self._catalogue_stores(name):
             return record.table()
         return None
@@ -728,7 +728,7 @@ _CACHE_S = 2.0
 
 
 def store_table(name: str) -> dict[str, Any] | None:
-    """The catalogue's table for store ``name``, or None: the hook :func:`mover.stores.resolve`
+    """The catalogue's table for store ``name``, or None: the hook :func:`mover.resolve.resolve`
     calls for a ``store:NAME`` it does not know from the TOML file. A missing catalogue file is
     an empty catalogue (nothing is created by a lookup)."""
     path = default_path()

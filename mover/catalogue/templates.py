@@ -42,8 +42,8 @@ from mover.catalogue.store import (
 from mover.errors import MoverError, ObjectNotFound, UsageError, VerificationFailed
 from mover.jobs import DONE, JobStore
 from mover.location import parse
-from mover.stores import open_location
-from mover.stores import resolve as resolve_store
+from mover.resolve import open_location
+from mover.resolve import resolve as resolve_store
 
 #: File name extensions that name a disk format.
 FORMATS = {

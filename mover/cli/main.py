@@ -546,7 +546,7 @@ def strategies(source: str, destination: str) -> None:
     """Show every motion strategy's priority for SOURCE -> DESTINATION and the winner."""
     from mover import dispatcher
     from mover.motion import Endpoint
-    from mover.stores import open_location
+    from mover.resolve import open_location
 
     def body() -> None:
         src_store, src_loc = open_location(source)
@@ -556,7 +556,7 @@ def strategies(source: str, destination: str) -> None:
         except MoverError:
             # Without the object (or the network) the size is unknown: rank as for a
             # sized object, which is what a real copy would have.
-            from mover.store import ObjectInfo
+            from mover.provider import ObjectInfo
 
             info = ObjectInfo(src_loc.full_key, 1)
         ranking = dispatcher.rank(Endpoint(src_store, src_loc, info), Endpoint(dst_store, dst_loc))
@@ -689,7 +689,7 @@ def default_queues() -> list[str]:
     ``celery`` (where a bare ``send_task`` lands), ``mover.<scheme>`` for every registered
     provider and ``mover.store.<name>`` for every configured store."""
     from mover import config as config_mod
-    from mover.stores import providers
+    from mover.resolve import providers
 
     queues = ["mover", "celery"]
     queues += [f"mover.{name}" for name in providers.names()]
@@ -754,7 +754,7 @@ def plugins() -> None:
     from mover.catalogue.placement import placements
     from mover.dispatcher import strategies as motion
     from mover.launcher import launchers
-    from mover.stores import providers
+    from mover.resolve import providers
 
     def body() -> None:
         for registry in (providers, motion, autoscale_strategies, launchers, placements):

@@ -41,7 +41,7 @@ from mover.jobs import (
 )
 from mover.lifecycle import Planned
 from mover.motion import Chunk, ChunkContext
-from mover.store import PartReceipt, StoreProvider
+from mover.provider import PartReceipt, StoreProvider
 from mover.transfer import Request, endpoints, prepare
 
 log = logging.getLogger("mover.executor")
@@ -395,7 +395,7 @@ class EmbeddedExecutor(Executor):
 
 def _still_there(item: Item) -> bool:
     """Whether a done item's destination exists with the size that was committed."""
-    from mover.stores import open_location
+    from mover.resolve import open_location
 
     try:
         store, location = open_location(item.destination)

@@ -38,7 +38,7 @@ import redis
 from redis.retry import Retry
 
 from mover.jobs import FINAL
-from mover.stores import store_table
+from mover.resolve import store_table
 
 log = logging.getLogger("mover.monitor")
 

@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 from mover.digests import Digest, digest
 from mover.errors import ObjectNotFound, TransferError, UsageError, VerificationFailed
 from mover.location import Location
-from mover.store import (
+from mover.provider import (
     Capabilities,
     ChunkWriter,
     MiB,

@@ -73,7 +73,7 @@ from mover.errors import (
     VerificationFailed,
 )
 from mover.location import Location
-from mover.store import (
+from mover.provider import (
     COMBINE_CRC,
     COMBINE_ONE,
     COMBINE_RAW,

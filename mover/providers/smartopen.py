@@ -74,7 +74,7 @@ from mover.errors import (
     VerificationFailed,
 )
 from mover.location import Location
-from mover.store import (
+from mover.provider import (
     Capabilities,
     ChunkWriter,
     MiB,

@@ -3,7 +3,7 @@
 A stream cannot seek: the source has no ranged reads and no size, so only the single-stream
 strategy takes it, and the job records the size that was read; as a destination, parts must
 arrive in order and cannot be taken back. Both exist only in this process (kind
-:data:`~mover.store.STREAM`): the fleet refuses them.
+:data:`~mover.provider.STREAM`): the fleet refuses them.
 
 Standard output is also how a copy feeds a named pipe (``mover copy SRC - > PIPE``): the file
 store refuses a pipe as destination, since its temporary file would be renamed over it.
@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 
 from mover.digests import Digest, digest
 from mover.errors import UsageError, VerificationFailed
-from mover.store import (
+from mover.provider import (
     STREAM,
     Capabilities,
     ChunkWriter,

@@ -96,7 +96,7 @@ from mover.errors import (
     VerificationFailed,
 )
 from mover.location import Location
-from mover.store import (
+from mover.provider import (
     COMBINE_HEX,
     COMBINE_ONE,
     Capabilities,

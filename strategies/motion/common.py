@@ -13,8 +13,8 @@ from mover.digests import Digest, digest
 from mover.errors import ChunkFailed, VerificationFailed
 from mover.motion import Chunk, ChunkContext, Endpoint, Options, Plan
 from mover.planning import aligned_chunks, choose_chunk_size, make_chunks, slice_lengths
+from mover.provider import MiB, ObjectInfo, PartLimits, PartReceipt, SourceCheck
 from mover.sparse import bytes_to_store
-from mover.store import MiB, ObjectInfo, PartLimits, PartReceipt, SourceCheck
 
 log = logging.getLogger("mover.verify")
 

@@ -22,8 +22,8 @@ from mover.errors import (
 )
 from mover.location import parse
 from mover.motion import ChunkContext, Endpoint, Options, Priority
+from mover.provider import KiB, StoreProvider
 from mover.reading import can_read_sequentially, open_sequential
-from mover.store import KiB, StoreProvider
 from tests.conformance.conftest import Rig, absent
 
 pytestmark = [pytest.mark.integration, pytest.mark.conformance]

@@ -33,9 +33,9 @@ from mover.errors import (
 )
 from mover.jobstores.sqlite import SqliteJobStore
 from mover.location import parse
+from mover.provider import ChunkWriter, MiB, PartReceipt
 from mover.providers.s3 import S3Provider, S3Writer
-from mover.store import ChunkWriter, MiB, PartReceipt
-from mover.stores import clear_cache, open_location, providers
+from mover.resolve import clear_cache, open_location, providers
 from mover.strategies.motion.server_side import ServerSideCopyStrategy
 from tests.servers import BinaryNotFound, find_binary, free_port
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 import mover
-from mover import stores
+from mover import resolve
 from mover.digests import digest
 from mover.errors import (
     AccessDenied,
@@ -63,9 +63,9 @@ def swift_env(
     monkeypatch.setenv("ST_KEY", swift_server.key)
     monkeypatch.setenv("MOVER_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("MOVER_CONFIG", str(tmp_path / "no-config.toml"))
-    stores.clear_cache()
+    resolve.clear_cache()
     yield swift_server
-    stores.clear_cache()
+    resolve.clear_cache()
 
 
 @pytest.fixture
@@ -493,7 +493,7 @@ def test_wrong_key_is_access_denied_without_the_key(
 ) -> None:
     wrong = "wrong-key-9f3a7c"
     monkeypatch.setenv("ST_KEY", wrong)
-    stores.clear_cache()
+    resolve.clear_cache()
     with pytest.raises(AccessDenied) as denied:
         mover.copy(f"swift://{container}/x.bin", str(tmp_path / "x.bin"))
     text = str(denied.value)
@@ -787,7 +787,7 @@ def test_swift_to_s3_and_back_streams_through_mover(
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    stores.clear_cache()
+    resolve.clear_cache()
     size = 12 * MiB + 1
     want = _upload(tmp_path, container, "x.bin", size, 5 * MiB)
 

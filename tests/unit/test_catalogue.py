@@ -20,8 +20,8 @@ from mover.cli.catalogue import catalogue_groups
 from mover.errors import ConfigError, NotEnoughSpace, UnknownStore, UsageError, VerificationFailed
 from mover.location import parse
 from mover.providers import memory
-from mover.stores import open_location, store_table
-from mover.stores import resolve as resolve_store
+from mover.resolve import open_location, store_table
+from mover.resolve import resolve as resolve_store
 from mover.strategies.placement.capacity import CapacityPlacement
 
 MiB = 1024 * 1024

@@ -7,7 +7,7 @@ import pytest
 from mover import config
 from mover.errors import BadLocation, KeyEscapesRoot, UnknownStore
 from mover.location import parse
-from mover.stores import resolve as resolve_store
+from mover.resolve import resolve as resolve_store
 
 
 def test_plain_path_is_a_file_location(tmp_path) -> None:
@@ -33,7 +33,7 @@ def test_malformed(text: str) -> None:
 
 
 def test_a_store_is_required_where_the_provider_needs_one() -> None:
-    from mover.stores import open_location
+    from mover.resolve import open_location
 
     with pytest.raises(BadLocation, match="name the bucket"):
         open_location("memory:///k")

@@ -12,8 +12,8 @@ import pytest
 
 from mover.errors import PluginLoadError
 from mover.location import parse
+from mover.provider import Capabilities, StoreProvider, check_capabilities, providers, unimplemented
 from mover.registry import Registry
-from mover.store import Capabilities, StoreProvider, check_capabilities, providers, unimplemented
 
 GROUP = "mover.test-duplicates"
 
@@ -73,7 +73,7 @@ def test_a_provider_is_checked_against_its_contract_when_registered():
     with pytest.raises(PluginLoadError, match="does not implement stat"):
         providers.register("nostat", _NoStat)
     fake = type("Fake", (), {m: None for m in providers.required})
-    with pytest.raises(PluginLoadError, match=r"not a subclass of mover\.store\.StoreProvider"):
+    with pytest.raises(PluginLoadError, match=r"not a subclass of mover\.provider\.StoreProvider"):
         providers.register("fake", fake)
     assert "nostat" not in providers.names()
 
@@ -86,7 +86,7 @@ def test_a_declared_capability_must_be_implemented():
 
 
 def test_every_in_tree_provider_keeps_its_capabilities(tmp_path: Path):
-    from mover.stores import open_location
+    from mover.resolve import open_location
 
     for url in ("memory://b/x", f"file://{tmp_path}/x", "http://127.0.0.1:9/x", "-"):
         store, _ = open_location(url)  # checks, once per opened store

@@ -37,9 +37,9 @@ from mover.errors import (
 )
 from mover.jobs import DONE
 from mover.location import parse
+from mover.provider import MiB, PartReceipt
 from mover.providers.smartopen import SmartOpenProvider
-from mover.store import MiB, PartReceipt
-from mover.stores import clear_cache, open_location, providers
+from mover.resolve import clear_cache, open_location, providers
 
 ALIAS = "smfile"
 

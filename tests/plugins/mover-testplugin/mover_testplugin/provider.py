@@ -12,7 +12,7 @@ from typing import Any
 
 from mover.digests import Digest, digest
 from mover.errors import ObjectNotFound, VerificationFailed
-from mover.store import (
+from mover.provider import (
     Capabilities,
     ChunkWriter,
     ObjectInfo,

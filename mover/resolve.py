@@ -1,6 +1,6 @@
-"""Finding and opening stores: the provider registry, ``store:NAME`` resolved (the TOML
-configuration first, then the catalogue: the one place that asks both), and a cache of open
-stores.
+"""Finding and opening stores: ``store:NAME`` resolved (the TOML configuration first, then
+the catalogue: the one place that asks both), the provider of a URL's scheme found in the
+registry (:data:`mover.provider.providers`), and a cache of open stores.
 
 The only place that maps a URL scheme to code, and it does so through the ``mover.providers``
 entry points: no protocol is named here.
@@ -15,7 +15,7 @@ from typing import Any
 from mover import config as config_mod
 from mover.errors import BadLocation, ConfigError, UnknownStore
 from mover.location import Location, parse, safe_key
-from mover.store import StoreProvider, check_capabilities, providers
+from mover.provider import StoreProvider, check_capabilities, providers
 
 
 def store_table(name: str, config: config_mod.Config) -> dict[str, Any] | None:

@@ -579,7 +579,7 @@ def unimplemented(provider: StoreProvider) -> list[str]:
 
 def check_capabilities(provider: StoreProvider) -> None:
     """Raise PluginLoadError when ``provider`` declares a capability it does not implement
-    (called once per opened store, :func:`mover.stores.open_location`)."""
+    (called once per opened store, :func:`mover.resolve.open_location`)."""
     missing = unimplemented(provider)
     if missing:
         raise PluginLoadError(
