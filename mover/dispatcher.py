@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from mover.errors import NoStrategy, PluginLoadError
 from mover.motion import Endpoint, MotionStrategy, Priority, strategies
+from mover.provider import check_capabilities
 
 _instances: dict[str, MotionStrategy] = {}
 
@@ -37,7 +38,13 @@ class Candidate:
 
 
 def rank(source: Endpoint, destination: Endpoint) -> list[Candidate]:
-    """Every registered strategy's priority for the pair, best first (the winner first)."""
+    """Every registered strategy's priority for the pair, best first (the winner first).
+
+    Strategies decide from the stores' capabilities: each store is first held to what it
+    declares (:func:`mover.provider.check_capabilities`), here where capabilities are read,
+    not when it is opened (learning some costs a request, an HTTP server's range support)."""
+    check_capabilities(source.store)
+    check_capabilities(destination.store)
     out: list[Candidate] = []
     for name in strategies.names():
         try:

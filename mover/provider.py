@@ -577,10 +577,20 @@ def unimplemented(provider: StoreProvider) -> list[str]:
     ]
 
 
+#: (provider class, capabilities) pairs already found to hold.
+_held: set[tuple[type, Capabilities]] = set()
+
+
 def check_capabilities(provider: StoreProvider) -> None:
     """Raise PluginLoadError when ``provider`` declares a capability it does not implement
-    (called once per opened store, :func:`mover.resolve.open_location`)."""
+    (asked before strategies read capabilities, :func:`mover.dispatcher.rank`; each class
+    and set of capabilities is checked once per process)."""
+    key = (type(provider), provider.capabilities)
+    if key in _held:
+        return
     missing = unimplemented(provider)
+    if not missing:
+        _held.add(key)
     if missing:
         raise PluginLoadError(
             f"provider {type(provider).__module__}:{type(provider).__qualname__} declares "

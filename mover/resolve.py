@@ -15,7 +15,7 @@ from typing import Any
 from mover import config as config_mod
 from mover.errors import BadLocation, ConfigError, UnknownStore
 from mover.location import Location, parse, safe_key
-from mover.provider import StoreProvider, check_capabilities, providers
+from mover.provider import StoreProvider, providers
 
 
 def store_table(name: str, config: config_mod.Config) -> dict[str, Any] | None:
@@ -78,7 +78,6 @@ def open_location(
         store = _cache.get(sid)
         if store is None:
             store = cls.open(location, options)
-            check_capabilities(store)  # what it declares, it implements
             _cache[sid] = store
     return store, location
 

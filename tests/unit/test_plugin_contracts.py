@@ -89,5 +89,21 @@ def test_every_in_tree_provider_keeps_its_capabilities(tmp_path: Path):
     from mover.resolve import open_location
 
     for url in ("memory://b/x", f"file://{tmp_path}/x", "http://127.0.0.1:9/x", "-"):
-        store, _ = open_location(url)  # checks, once per opened store
+        store, _ = open_location(url)
         assert unimplemented(store) == [], url
+
+
+def test_the_dispatcher_holds_stores_to_their_capabilities():
+    from mover import dispatcher
+    from mover.motion import Endpoint
+
+    liar = _Liar(parse("memory://b/"), {})
+    honest, loc = _open("memory://b/x")
+    with pytest.raises(PluginLoadError, match="declares ranged_read"):
+        dispatcher.rank(Endpoint(liar, loc), Endpoint(honest, loc))
+
+
+def _open(url: str):
+    from mover.resolve import open_location
+
+    return open_location(url)
