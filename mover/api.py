@@ -5,14 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from mover import cleanup
-from mover.errors import JobStateError, MoverError, UsageError
+from mover.errors import MoverError, UsageError
 from mover.executors.embedded import EmbeddedExecutor
-from mover.filters import Filters
-from mover.jobs import DONE, FAILED, RUNNING, Item, Job, JobStore
+from mover.jobs import DONE, Job, JobStore
 from mover.jobstores.sqlite import SqliteJobStore
 from mover.location import parse
-from mover.motion import Options
+from mover.options import copy_request
 from mover.redact import forget, recalled, redact, remember
 from mover.transfer import Request, prepare
 
@@ -26,8 +24,8 @@ def copy(
     destination: str,
     *,
     recursive: bool = False,
-    streams: int = 4,
-    chunk_size: int | None = None,
+    streams: int | str = 4,
+    chunk_size: int | str | None = None,
     to_device: bool = False,
     jobs: JobStore | None = None,
     on_progress: Callable[[int], None] | None = None,
@@ -38,6 +36,9 @@ def copy(
 ) -> Job:
     """Copy ``source`` to ``destination`` in this process and return the finished job.
 
+    Options are checked as every door checks them (:mod:`mover.options`): ``chunk_size`` in
+    bytes or as text such as ``"8MiB"``, ``streams`` from 1 to 256.
+
     ``source`` may be a file, a block device (a volume), a pipe, a socket or a character
     device; ``destination`` a block device only with ``to_device=True`` (it is overwritten in
     place, and must be at least as large as the source). ``include`` / ``exclude``: globs (one
@@ -46,15 +47,23 @@ def copy(
     Raises the :class:`~mover.errors.MoverError` that stopped it (with ``raise_on_failure``),
     after recording it on the job: bad input before anything moves, or a failed transfer.
     """
+    options, recursive, filters = copy_request(
+        {
+            "streams": streams,
+            "chunk_size": chunk_size,
+            "recursive": recursive,
+            "to_device": to_device,
+            "include": include,
+            "exclude": exclude,
+        }
+    )
     jobs = jobs or default_jobstore()
-    options = Options(streams, chunk_size, to_device=to_device)
-    filters = Filters.of(include, exclude) or None
     request = Request(source, destination, recursive, options, filters)
     job = prepare(request)
     jobs.create(job)
     if on_start is not None:
         on_start(job)
-    executor = EmbeddedExecutor(jobs, streams=streams, on_progress=on_progress)
+    executor = EmbeddedExecutor(jobs, streams=options.streams, on_progress=on_progress)
     try:
         done = executor.run(job)
     finally:
@@ -101,32 +110,13 @@ def resume(
     from its done chunks; a failed one, whose partial data was cleaned, starts over. A job
     whose source was a signed URL needs it again as ``source`` (it was recorded redacted).
     """
-    import os
-    import socket
-
     jobs = jobs or default_jobstore()
-    job = jobs.get(job_id)
-    if job.state == DONE:
-        raise JobStateError(f"job {job.id} is already done")
-    host, _, pid = job.owner.partition(":")
-    local = host == socket.gethostname() and pid.isdigit()
-    if job.state == RUNNING and local and int(pid) != os.getpid() and _alive(int(pid)):
-        raise JobStateError(f"job {job.id} is still running in process {pid}")
+    executor = EmbeddedExecutor(jobs, on_progress=on_progress)
+    job = executor.reopen(job_id)
     _recall_source(job, source)
-    cleanup.refuse_if_left(jobs, job.id)  # never upload beside orphaned partial data
-    for item in job.items:
-        if item.state == DONE and not _still_there(item):
-            # Recorded done, but the object is not where it was committed (a crash between
-            # the record and a grouped commit, or someone removed it): copy it again.
-            item.state = FAILED
-        if item.state in (FAILED, "cancelled"):
-            item.state, item.plan, item.chunks, item.error = "pending", None, [], None
-            jobs.save_item(job.id, item)
     if on_start is not None:
         on_start(job)
-    executor = EmbeddedExecutor(
-        jobs, streams=streams or job.options.get("streams") or 4, on_progress=on_progress
-    )
+    executor.streams = max(1, int(streams or job.options.get("streams") or 4))
     try:
         done = executor.run(job)
     finally:
@@ -134,27 +124,3 @@ def resume(
     if raise_on_failure and done.state != DONE:
         raise MoverError(f"job {done.id} {done.state}: {done.error}")
     return done
-
-
-def _still_there(item: Item) -> bool:
-    """Whether a done item's destination exists with the size that was committed."""
-    from mover.stores import open_location
-
-    try:
-        store, location = open_location(item.destination)
-        info = store.stat(location.full_key)
-    except MoverError:
-        return False
-    return item.size is None or info.size is None or info.size == item.size
-
-
-def _alive(pid: int) -> bool:
-    import os
-
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -259,36 +259,10 @@ def validate_decision(
     return decision
 
 
-def _validate(obj: object) -> None:
-    if not (isinstance(obj, type) and issubclass(obj, AutoscaleStrategy)) and not isinstance(
-        obj, AutoscaleStrategy
-    ):
-        raise TypeError("must be an AutoscaleStrategy subclass or instance")
-
-
 #: Every autoscale strategy, by name (entry-point group ``mover.autoscale``).
 autoscale_strategies: Registry[type[AutoscaleStrategy] | AutoscaleStrategy] = Registry(
-    AUTOSCALE, "autoscale strategy", required=("decide",), validate=_validate
+    AUTOSCALE, "autoscale strategy", required=("decide",), contract=AutoscaleStrategy
 )
-
-#: The in-tree strategies, registered at run time when the entry points are not installed yet
-#: (an editable install made before they were declared). Entry points win when present.
-BUILTIN = {
-    "target-tracking": "mover.strategies.autoscale.target_tracking:TargetTrackingStrategy",
-    "step": "mover.strategies.autoscale.step:StepStrategy",
-    "throughput": "mover.strategies.autoscale.throughput:ThroughputStrategy",
-}
-
-
-def ensure_builtin() -> None:
-    """Register the in-tree strategies that no entry point declares (idempotent)."""
-    import importlib
-
-    for name, target in BUILTIN.items():
-        if name in autoscale_strategies:
-            continue
-        module, _, attr = target.partition(":")
-        autoscale_strategies.register(name, getattr(importlib.import_module(module), attr))
 
 
 def get_strategy(name: str, **params: Any) -> AutoscaleStrategy:
@@ -297,7 +271,6 @@ def get_strategy(name: str, **params: Any) -> AutoscaleStrategy:
     Raises :class:`~mover.errors.UnknownPlugin` (listing the known names) for an unknown name
     and :class:`~mover.errors.UsageError` for a bad parameter.
     """
-    ensure_builtin()
     plugin = autoscale_strategies.get(name)
     if isinstance(plugin, AutoscaleStrategy):
         if params:

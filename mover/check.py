@@ -18,10 +18,10 @@ from mover.buffers import chunk_buffer, release
 from mover.catalogue.objectio import fill
 from mover.digests import Hasher
 from mover.errors import ObjectNotFound
+from mover.provider import MiB, StoreProvider
 from mover.reading import open_sequential
+from mover.resolve import open_location
 from mover.sparse import chunk_digest, read_chunk
-from mover.store import MiB, StoreProvider
-from mover.stores import open_location
 
 #: Both sides are compared in chunks of this size.
 CHECK_CHUNK_BYTES = 16 * MiB

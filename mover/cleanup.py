@@ -128,7 +128,7 @@ def _run(record: PendingAbort) -> None:
     destination only and never reads the source, so its credential is not needed."""
     from mover import dispatcher
     from mover.motion import Endpoint, Plan
-    from mover.stores import open_location
+    from mover.resolve import open_location
 
     source = Endpoint(*open_location(record.source))
     destination = Endpoint(*open_location(record.destination))

@@ -1,12 +1,13 @@
-"""Configuration: named stores and defaults, from a TOML file.
+"""Configuration: named stores and defaults, from a TOML file. A leaf: it parses the file and
+nothing more (``store:NAME`` is resolved by :func:`mover.resolve.resolve`, which asks this
+configuration, then the catalogue).
 
 The file is ``$MOVER_CONFIG`` or ``<user config dir>/mover/config.toml``. It never holds a
 secret: a store names where its credentials come from (an environment variable or a file), and
 each process resolves them itself::
 
     [defaults]
-    streams = 4
-    chunk_size = "64MiB"
+    placement = "capacity"               # the placement rule (mover.catalogue.placement)
 
     [stores.images]
     url = "file:///srv/images/"          # a root: keys may never leave it
@@ -31,21 +32,17 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import platformdirs
 
-from mover.errors import BadLocation, ConfigError, UnknownStore, UsageError
-from mover.location import Location, parse, safe_key
+from mover import credentials
+from mover.credentials import check_not_url_with_secret  # noqa: F401  (its old home)
+from mover.errors import ConfigError, UsageError
 from mover.redact import redact
-
-#: Keys a store's table must not hold: a secret belongs in the environment or a file.
-SECRET_WORDS = ("secret", "password", "token", "key")
-_SECRET_OK = ("_env", "_file", "key_id", "access_key_id")
-
 
 #: The fleet's service settings: ``[fleet]`` key -> (environment variable, password variable).
 FLEET_SETTINGS = {
@@ -58,7 +55,8 @@ FLEET_SETTINGS = {
 
 @dataclass
 class Config:
-    """The parsed configuration: named stores, defaults and the fleet's services."""
+    """The parsed configuration: named stores, defaults (``[defaults]``: only ``placement``
+    is read; copy options are given per command or call) and the fleet's services."""
 
     stores: dict[str, dict[str, Any]] = field(default_factory=dict)
     defaults: dict[str, Any] = field(default_factory=dict)
@@ -86,13 +84,12 @@ def load(path: Path | None = None) -> Config:
     for name, table in stores.items():
         if not isinstance(table, dict) or "url" not in table:
             raise ConfigError(f"{path}: store {name!r} needs a url")
-        for key in table:
-            low = key.lower()
-            if any(w in low for w in SECRET_WORDS) and not low.endswith(_SECRET_OK):
-                raise ConfigError(
-                    f"{path}: store {name!r} holds {key!r}; put secrets in the environment "
-                    "or a file and name it with credentials_env or credentials_file"
-                )
+        credentials.refuse_secrets(
+            table,
+            f"{path}: store {name!r}",
+            "put secrets in the environment or a file and name it with credentials_env or "
+            "credentials_file",
+        )
     fleet = _fleet_table(path, data.get("fleet", {}) or {})
     return Config(stores=stores, defaults=data.get("defaults", {}) or {}, path=path, fleet=fleet)
 
@@ -144,39 +141,6 @@ def fleet_setting(name: str, config: Config | None = None) -> str | None:
         return None
     password = os.environ.get(password_name)
     return with_password(url, password) if password else url
-
-
-def store_table(name: str, config: Config) -> dict[str, Any] | None:
-    """A store's table: the TOML file's, else the catalogue's (``mover stores add``), so that a
-    ``store:NAME`` resolves the same in every process sharing the catalogue file."""
-    table = config.stores.get(name)
-    if table is None:
-        from mover.catalogue.store import store_table as catalogue_table  # no import cycle
-
-        table = catalogue_table(name)
-    return table
-
-
-def resolve(location: Location, config: Config | None = None) -> tuple[Location, dict[str, Any]]:
-    """Turn ``store:NAME/key`` into the store's URL location with its root; other locations
-    pass through. Returns the location and the store's options."""
-    if location.name is None:
-        return location, {}
-    config = config if config is not None else load()
-    table = store_table(location.name, config)
-    if table is None:
-        from mover.catalogue.store import store_names
-
-        known = ", ".join(sorted(set(config.stores) | set(store_names()))) or "none configured"
-        where = f" in {config.path}" if config.path else ""
-        raise UnknownStore(f"unknown store {location.name!r}{where} (known: {known})")
-    base = parse(table["url"])
-    if base.name is not None:
-        raise ConfigError(f"store {location.name!r}: url must not name another store")
-    root = base.full_key.rstrip("/")
-    key = safe_key(location.key, root=f"store:{location.name}")
-    options = {k: v for k, v in table.items() if k != "url"}
-    return replace(base, key=key, root=root, name=location.name), options
 
 
 #: Broker URL schemes by kind; the job records, heartbeats and statistics need Redis.
@@ -260,8 +224,3 @@ def parse_size(text: str | int) -> int:
     decimal = unit.endswith("b") and not unit.endswith("ib") and len(unit) == 2
     base = _UNITS[letter] if decimal else 1024 ** "bkmgt".index(letter) if letter else 1
     return int(number * base)
-
-
-def check_not_url_with_secret(text: str) -> None:
-    if re.search(r"://[^/]*:[^/]*@", text):
-        raise BadLocation("credentials do not belong in a URL")

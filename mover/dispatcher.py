@@ -11,24 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mover.errors import NoStrategy, PluginLoadError
-from mover.motion import Endpoint, MotionStrategy, Priority
-from mover.registry import MOTION, Registry
-
-
-def _validate(obj: object) -> None:
-    if not (isinstance(obj, type) and issubclass(obj, MotionStrategy)) and not isinstance(
-        obj, MotionStrategy
-    ):
-        raise TypeError("must be a MotionStrategy subclass or instance")
-
-
-#: Every motion strategy, by name.
-strategies: Registry[type[MotionStrategy] | MotionStrategy] = Registry(
-    MOTION,
-    "motion strategy",
-    required=("can_handle", "plan", "run_chunk", "commit", "abort"),
-    validate=_validate,
-)
+from mover.motion import Endpoint, MotionStrategy, Priority, strategies
+from mover.provider import check_capabilities
 
 _instances: dict[str, MotionStrategy] = {}
 
@@ -54,7 +38,13 @@ class Candidate:
 
 
 def rank(source: Endpoint, destination: Endpoint) -> list[Candidate]:
-    """Every registered strategy's priority for the pair, best first (the winner first)."""
+    """Every registered strategy's priority for the pair, best first (the winner first).
+
+    Strategies decide from the stores' capabilities: each store is first held to what it
+    declares (:func:`mover.provider.check_capabilities`), here where capabilities are read,
+    not when it is opened (learning some costs a request, an HTTP server's range support)."""
+    check_capabilities(source.store)
+    check_capabilities(destination.store)
     out: list[Candidate] = []
     for name in strategies.names():
         try:

@@ -12,6 +12,8 @@ from __future__ import annotations
 EXIT_FAILED = 1
 #: Exit code for a usage error: a malformed URL, an unknown scheme or strategy, bad options.
 EXIT_USAGE = 2
+#: Exit code for a job id that no job store knows (``mover status/resume/cancel JOB``).
+EXIT_NOT_FOUND = 4
 
 
 class MoverError(Exception):
@@ -146,7 +148,7 @@ class NoStrategy(ConfigError):
 class JobNotFound(MoverError):
     """Raised when a job id is unknown to the job store."""
 
-    exit_code = EXIT_USAGE
+    exit_code = EXIT_NOT_FOUND
 
 
 class JobStateError(MoverError):

@@ -3,7 +3,7 @@
     from mover import fleet
 
     handle = fleet.submit("file:///srv/x.qcow2", "s3://backups/x.qcow2", chunk_size=64 << 20)
-    job = handle.wait(timeout=600)      # the finished Job (state done, failed or cancelled)
+    job = handle.wait(timeout_s=600)    # the finished Job (state done, failed or cancelled)
     handle.status()                     # the Job as recorded now
     handle.cancel()                     # stop it; waits for the workers to clean up
 
@@ -32,24 +32,24 @@ class JobHandle:
         """The job as recorded now: state, items, chunks done, errors."""
         return self.jobs.get(self.id)
 
-    def wait(self, timeout: float | None = None, poll_s: float = 0.1) -> Job:
-        """Block until the job is final and return it; raise TimeoutError after ``timeout``
+    def wait(self, timeout_s: float | None = None) -> Job:
+        """Block until the job is final and return it; raise TimeoutError after ``timeout_s``
         seconds (the job goes on)."""
-        from mover.executors import celery as fleet
-
-        return fleet.follow(self.id, self.jobs, timeout_s=timeout, poll_s=poll_s)
+        return _executor(self.jobs).wait(self.id, timeout_s=timeout_s)
 
     def cancel(self, wait_s: float | None = 30.0) -> Job:
         """Cancel the job (see :func:`mover.executors.celery.cancel`)."""
-        from mover.executors import celery as fleet
-
-        return fleet.cancel(self.id, self.jobs, wait_s=wait_s)
+        return _executor(self.jobs).cancel(self.id, wait_s=wait_s)
 
     def resume(self) -> Job:
         """Re-enqueue what is not done (see :func:`mover.executors.celery.resume`)."""
-        from mover.executors import celery as fleet
+        return _executor(self.jobs).resume(self.id)
 
-        return fleet.resume(self.id, self.jobs)
+
+def _executor(jobs: RedisJobStore) -> Any:
+    from mover.executors.celery import CeleryExecutor
+
+    return CeleryExecutor(jobs)
 
 
 def submit(
@@ -57,8 +57,8 @@ def submit(
     destination: str,
     *,
     recursive: bool = False,
-    streams: int = 4,
-    chunk_size: int | None = None,
+    streams: int | str = 4,
+    chunk_size: int | str | None = None,
     jobs: RedisJobStore | None = None,
     include: Any = None,
     exclude: Any = None,
@@ -68,24 +68,21 @@ def submit(
     Raises the :class:`~mover.errors.MoverError` of a bad request before anything is
     enqueued (unknown store, missing object, a device or pipe of this host, which workers
     elsewhere cannot reach: :func:`mover.transfer.check_fleet`)."""
-    from mover.executors import celery as fleet
-    from mover.transfer import check_fleet
-    from mover.workers.app import check_broker
+    from mover.options import copy_request
+    from mover.transfer import Request
 
-    check_fleet(source, destination, recursive)
-
-    jobs = jobs or RedisJobStore()
-    check_broker(fleet.get_app())  # a broker that cannot work: one line, no job recorded
-    job = fleet.submit(
-        source,
-        destination,
-        recursive=recursive,
-        streams=streams,
-        chunk_size=chunk_size,
-        jobs=jobs,
-        include=include,
-        exclude=exclude,
+    options, recursive, filters = copy_request(
+        {
+            "streams": streams,
+            "chunk_size": chunk_size,
+            "recursive": recursive,
+            "include": include,
+            "exclude": exclude,
+        }
     )
+    jobs = jobs or RedisJobStore()
+    request = Request(source, destination, recursive, options, filters)
+    job = _executor(jobs).submit(request)
     return JobHandle(job.id, jobs)
 
 

@@ -60,7 +60,7 @@ class Item:
     and size for a file): every read and the commit hold the object to it, on any worker and
     after ``mover resume``, so a source that changes mid-copy fails instead of mixing.
     ``checksum`` is what the source's store said of the whole object then (``algorithm:hex``,
-    :attr:`mover.store.ObjectInfo.checksum`), which its provider may check reads against.
+    :attr:`mover.provider.ObjectInfo.checksum`), which its provider may check reads against.
     """
 
     index: int

@@ -14,8 +14,8 @@ from mover import config as config_mod
 from mover.errors import ObjectNotFound, UsageError
 from mover.filters import Filters
 from mover.location import Location
-from mover.store import ObjectInfo, StoreProvider
-from mover.stores import open_location
+from mover.provider import ObjectInfo, StoreProvider
+from mover.resolve import open_location
 
 
 @dataclass(frozen=True)

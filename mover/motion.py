@@ -23,7 +23,8 @@ from typing import Any, ClassVar
 from mover.digests import composite
 from mover.errors import Cancelled
 from mover.location import Location
-from mover.store import ObjectInfo, PartReceipt, StoreProvider
+from mover.provider import ObjectInfo, PartReceipt, StoreProvider
+from mover.registry import MOTION, Registry
 
 
 class Priority(enum.IntEnum):
@@ -91,7 +92,7 @@ class Plan:
         put: the object is small enough to be written whole by one atomic ``put`` (no writer).
         bytes_through: how many bytes will pass through mover (0 for a server-side copy).
         notes: human-readable remarks on the choices (a part size raised to fit a limit).
-        source: how reads of the source are checked (a :class:`~mover.store.SourceCheck` as a
+        source: how reads of the source are checked (a :class:`~mover.provider.SourceCheck` as a
             dict), or None for a plan that checks nothing of the source.
         slices: destination parts per chunk, when some chunk is written as several parts
             (a source range larger than a chunk may hold, read in order); empty: one each.
@@ -222,7 +223,7 @@ class MotionStrategy(abc.ABC):
         """Finish the object from all chunks' receipts; called exactly once per object.
 
         Before the object is made visible, the source is checked (its version, and the
-        whole-object value of its :class:`~mover.store.SourceCheck`). A strategy may read chunks
+        whole-object value of its :class:`~mover.provider.SourceCheck`). A strategy may read chunks
         again to settle a mismatch and then replaces their entries in ``receipts`` in place:
         executors compute the object's digest from that list after the commit.
         """
@@ -239,3 +240,12 @@ class MotionStrategy(abc.ABC):
             parts = r.extra.get("parts")
             digests.extend([d["digest"] for d in parts] if parts else [r.digest])
         return composite(digests)
+
+
+#: Every motion strategy, by name (entry-point group ``mover.motion``).
+strategies: Registry[type[MotionStrategy] | MotionStrategy] = Registry(
+    MOTION,
+    "motion strategy",
+    required=("can_handle", "plan", "run_chunk", "commit", "abort"),
+    contract=MotionStrategy,
+)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from mover.errors import NotEnoughSpace, UsageError
 from mover.motion import Chunk
-from mover.store import MiB, PartLimits
+from mover.provider import MiB, PartLimits
 
 #: Part sizes are rounded up to a multiple of this, so that they stay aligned for page I/O.
 ALIGN_BYTES = 1 * MiB

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import BinaryIO
 
 from mover.errors import UsageError
-from mover.store import Capabilities, StoreProvider
+from mover.provider import Capabilities, StoreProvider
 
 #: Piece size of :meth:`RangedReader.readall`: one request per this many bytes.
 READ_ALL_BYTES = 8 << 20

@@ -56,6 +56,9 @@ class Registry(Generic[T]):
         group (str): the entry-point group, e.g. ``"mover.providers"``.
         kind (str): the word used in messages, e.g. ``"provider"``.
         required (tuple[str, ...]): attributes every plugin must have; checked on first load.
+        contract (type | None): the contract's base class: a plugin must be a subclass of it
+            (or, with ``instances``, an instance of it).
+        instances (bool): whether an instance of ``contract`` is a plugin too (default True).
         validate (callable | None): an extra check of the loaded object that raises
             ``TypeError`` with a message when the plugin breaks the contract.
     """
@@ -66,13 +69,18 @@ class Registry(Generic[T]):
         kind: str,
         required: tuple[str, ...] = (),
         validate: Callable[[Any], None] | None = None,
+        contract: type | None = None,
+        instances: bool = True,
     ) -> None:
         self.group = group
         self.kind = kind
         self.required = required
+        self.contract = contract
+        self.instances = instances
         self._validate = validate
         self._lock = threading.Lock()
         self._infos: dict[str, PluginInfo] | None = None
+        self._clashes: dict[str, PluginInfo] = {}
         self._loaded: dict[str, T] = {}
         self._runtime: dict[str, T] = {}
 
@@ -82,18 +90,16 @@ class Registry(Generic[T]):
         with self._lock:
             if self._infos is None:
                 infos: dict[str, PluginInfo] = {}
+                clashes: dict[str, PluginInfo] = {}
                 for ep in entry_points(group=self.group):
                     dist = getattr(ep, "dist", None)
                     origin = dist.name if dist is not None else "?"
                     if ep.name in infos and infos[ep.name].target != ep.value:
-                        # Two distributions claim one name: keep the first, say so at load.
-                        infos[ep.name] = PluginInfo(
-                            ep.name,
-                            infos[ep.name].target,
-                            f"{infos[ep.name].origin} (also claimed by {origin}: {ep.value})",
-                        )
+                        # Two packages claim one name: neither wins; asking for it says so.
+                        clashes[ep.name] = PluginInfo(ep.name, ep.value, origin)
                         continue
                     infos[ep.name] = PluginInfo(ep.name, ep.value, origin)
+                self._clashes = clashes
                 self._infos = infos
             return self._infos
 
@@ -143,6 +149,13 @@ class Registry(Generic[T]):
         if info is None:
             known = ", ".join(self.names()) or "none"
             raise UnknownPlugin(f"unknown {self.kind} {name!r} (known: {known})")
+        other = self._clashes.get(name)
+        if other is not None:
+            raise PluginLoadError(
+                f"{self.kind} {name!r} is declared twice in {self.group}: by {info.origin} "
+                f"({info.target}) and by {other.origin} ({other.target}); uninstall one of "
+                "the two packages"
+            )
         plugin = self._import(info)
         self._check(name, plugin)
         self._loaded[name] = plugin
@@ -191,6 +204,15 @@ class Registry(Generic[T]):
             raise PluginLoadError(
                 f"{self.kind} {name!r} ({_dotted(plugin)}) breaks the {self.group} contract: "
                 f"missing {', '.join(missing)}"
+            )
+        if self.contract is not None and not (
+            (isinstance(plugin, type) and issubclass(plugin, self.contract))
+            or (self.instances and isinstance(plugin, self.contract))
+        ):
+            what = f"{self.contract.__module__}.{self.contract.__qualname__}"
+            raise PluginLoadError(
+                f"{self.kind} {name!r} ({_dotted(plugin)}) breaks the {self.group} contract: "
+                f"not a subclass of {what}" + (" nor an instance of it" if self.instances else "")
             )
         if self._validate is not None:
             try:

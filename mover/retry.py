@@ -34,8 +34,18 @@ class RetryPolicy:
         """Full jitter: uniform in [0, min(cap, base * 2**attempt)]."""
         return random.uniform(0, min(self.cap_s, self.base_s * (2**attempt)))
 
+    def next_delay(self, exc: BaseException, attempt: int) -> float | None:
+        """After attempt number ``attempt`` (0 for the first) failed with ``exc``: the seconds
+        to wait before the next one, or None to give up (not retryable, or no attempt left).
+        The embedded executor's loop (:func:`call`) and the fleet's Celery retry both ask."""
+        if attempt + 1 >= self.attempts or not is_retryable(exc):
+            return None
+        return self.delay(attempt)
+
 
 def is_retryable(exc: BaseException) -> bool:
+    """The one classification: a MoverError says so itself (providers set ``retryable`` at
+    their boundary); of other errors, only a lost connection or a time-out."""
     if isinstance(exc, MoverError):
         return exc.retryable
     return isinstance(exc, (ConnectionError, TimeoutError))
@@ -53,9 +63,10 @@ def call(
         try:
             return fn()
         except Exception as exc:
-            if attempt + 1 >= policy.attempts or not is_retryable(exc):
+            pause = policy.next_delay(exc, attempt)
+            if pause is None:
                 raise
             if on_retry is not None:
                 on_retry(attempt + 1, exc)
-            sleep(policy.delay(attempt))
+            sleep(pause)
     raise AssertionError("unreachable")

@@ -1,7 +1,7 @@
 """Holes and zeros: read a sparse source without reading its holes, know zeros without hashing them.
 
 A sparse file (a thin VM image: 100 GiB of which 1 GiB is data) tells where its data is
-(:meth:`~mover.store.StoreProvider.data_extents`, ``SEEK_DATA``/``SEEK_HOLE`` for files). What
+(:meth:`~mover.provider.StoreProvider.data_extents`, ``SEEK_DATA``/``SEEK_HOLE`` for files). What
 lies between is known to read as zeros, so:
 
 - :func:`read_chunk` fills a chunk buffer by reading the data extents only and zeroing the
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from mover.digests import Digest, Hasher, digest
-from mover.store import KiB, MiB, StoreProvider
+from mover.provider import KiB, MiB, StoreProvider
 
 if TYPE_CHECKING:
     from mover.motion import ChunkContext
@@ -145,7 +145,7 @@ def read_chunk(
 
     Holes between extents are zeroed in the buffer. A range that is one hole is neither read
     nor zeroed (``hole`` is set; the caller uses :func:`zero_digest` and
-    :meth:`~mover.store.ChunkWriter.write_zeros`) unless ``fill_holes``. A store that cannot
+    :meth:`~mover.provider.ChunkWriter.write_zeros`) unless ``fill_holes``. A store that cannot
     tell its holes is read whole. ``extents``: the range's data extents if the caller has
     them (:class:`ExtentMap`), else they are asked of the store. ``ctx`` (optional) is told of
     progress, holes included, and checked for cancellation between slices. ``reader(offset,
@@ -202,7 +202,7 @@ class ExtentMap:
 
     def __call__(self, offset: int, length: int) -> list[tuple[int, int]] | None:
         """The data extents within ``[offset, offset + length)``, as
-        :meth:`~mover.store.StoreProvider.data_extents` answers."""
+        :meth:`~mover.provider.StoreProvider.data_extents` answers."""
         end = offset + length
         if not (self._start <= offset and end <= self._end):
             self._start = offset

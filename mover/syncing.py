@@ -30,8 +30,8 @@ from mover.filters import Filters
 from mover.jobs import DONE, Job
 from mover.listing import objects_under
 from mover.motion import Options
-from mover.store import ObjectInfo
-from mover.stores import open_location
+from mover.provider import ObjectInfo
+from mover.resolve import open_location
 from mover.transfer import Request, prepare
 
 #: Seconds by which a source must be newer than its copy to count as changed.

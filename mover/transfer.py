@@ -19,10 +19,10 @@ from mover.listing import objects_under
 from mover.location import Location
 from mover.motion import Endpoint, MotionStrategy, Options, Plan
 from mover.planning import human
+from mover.provider import DEVICE, IN_PLACE, OBJECT, STREAM, ObjectInfo, StoreProvider
 from mover.redact import redact, remember, reveal, secret_params
+from mover.resolve import open_location
 from mover.sparse import bytes_to_store
-from mover.store import DEVICE, IN_PLACE, OBJECT, STREAM, ObjectInfo, StoreProvider
-from mover.stores import open_location
 
 log = logging.getLogger("mover.transfer")
 

@@ -1,7 +1,7 @@
 """Checking what was read against values the source store holds: what "verified" rests on.
 
 A chunk's digest in the destination's algorithm only proves that the destination stored what
-mover read. What mover read is proved right here, against a :class:`~mover.store.SourceCheck`
+mover read. What mover read is proved right here, against a :class:`~mover.provider.SourceCheck`
 the source's provider gave when the object was planned:
 
 - each chunk digests the source's ranges it holds (:class:`RangeHasher`, on the bytes already
@@ -26,7 +26,7 @@ from typing import Any
 
 from mover.digests import CRCS, Hasher, crc_combine
 from mover.errors import SourceChanged, VerificationFailed
-from mover.store import (
+from mover.provider import (
     COMBINE_CRC,
     COMBINE_HEX,
     COMBINE_ONE,

@@ -40,10 +40,10 @@ def _isolated_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
     # A test without S3 credentials must fail on them, never ask the EC2 metadata address
     # (botocore's last resort): tests talk to loopback only.
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    from mover import stores
+    from mover import resolve
     from mover.providers import memory
 
     memory.reset()
-    stores.clear_cache()
+    resolve.clear_cache()
     yield
-    stores.clear_cache()
+    resolve.clear_cache()

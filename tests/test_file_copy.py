@@ -14,7 +14,7 @@ import mover
 from mover.errors import ChunkFailed, MoverError
 from mover.jobstores.sqlite import SqliteJobStore
 from mover.providers.posix import FileWriter, PosixProvider
-from mover.stores import providers
+from mover.resolve import providers
 
 MOVER = [sys.executable, "-m", "mover.cli.main"]
 
@@ -241,8 +241,8 @@ class CorruptingProvider(PosixProvider):
 
         return replace(super().capabilities, local_path=False)  # bytes pass through mover
 
-    def open_writer(self, key, size, part_size):
-        w = super().open_writer(key, size, part_size)
+    def open_writer(self, key, size):
+        w = super().open_writer(key, size)
         return CorruptingWriter(self, w.path, w.temp)
 
     def resume_writer(self, key, state):

@@ -1,202 +1,50 @@
 """The Celery app of the fleet: ``celery -A mover.workers.app worker`` (or ``mover worker``).
 
-Settings come from the environment, so that a worker, the ``mover`` CLI and a service that only
-sends tasks by name agree without sharing a file:
-
-``MOVER_BROKER_URL``
-    The broker: Redis (``redis://redis:6379/0``, ``rediss://`` with TLS) or RabbitMQ
-    (``amqp://user@rabbit:5672/vhost``, ``amqps://``); default ``redis://127.0.0.1:6379/0``.
-    Also ``broker_url`` under ``[fleet]`` in the configuration file, its password in
-    ``MOVER_BROKER_PASSWORD`` (:func:`mover.config.fleet_setting`).
-``MOVER_JOBS_URL``
-    The Redis of the job records, heartbeats and statistics: default the broker when it is
-    Redis; required with RabbitMQ.
-``MOVER_RESULT_BACKEND``
-    Where task results go (only ``mover.submit`` keeps one: the job id); default the broker
-    when it is Redis, else the job store's Redis (Celery 5 has no amqp result backend).
-    A setting that cannot work is refused in one line before anything is published.
-``MOVER_VISIBILITY_TIMEOUT_S`` (default 60)
-    Seconds a delivered, unacknowledged chunk stays invisible before Redis hands it to another
-    worker. A running chunk renews its lease every third of this (see
-    :mod:`mover.workers.tasks`), so a chunk may run longer than the timeout without being delivered
-    twice; a *dead* worker's chunk is redelivered after the timeout plus one restore sweep.
-``MOVER_RESTORE_INTERVAL_S`` (default 10)
-    How often a worker sweeps for expired unacked messages (kombu's
-    ``unacked_restore_interval``, with ``unacked_restore_throttle`` 1 so the sweep really runs
-    that often). With the defaults, a killed worker's chunk runs again within about a minute.
-
-Why these Celery settings (CELERY-FACTS.md has the measurements):
-
-- JSON only: task messages are public API (other services send ``mover.submit`` by name) and
-  must never unpickle anything.
-- ``task_acks_late`` + ``task_reject_on_worker_lost``: a chunk is acknowledged after it ran, so
-  a worker killed mid-chunk loses nothing (a killed pool child's chunk is requeued at once; a
-  killed worker's waits for the visibility timeout). Chunks are idempotent, and the commit is
-  claimed once in the job store, so a second delivery does no harm.
-- ``worker_prefetch_multiplier`` 1: a worker holds no more chunks than it runs, so chunks are
-  not stuck behind a busy worker and reserved chunks do not outlive their lease.
-- ``broker_connection_max_retries`` None: a worker rides out a broker restart however long; a
-  worker that cannot (its event loop stopped) is ended by its watchdog
-  (:mod:`mover.workers.health`) so that its supervisor restarts it.
-- On RabbitMQ: durable quorum queues (``MOVER_QUEUE_TYPE``), publisher confirms
-  (``confirm_publish``: a publish returns once the broker has the message), no global QoS.
-  RabbitMQ cancels a consumer whose delivery stays unacknowledged longer than its
-  ``consumer_timeout`` (30 min by default); with acks late a chunk is acknowledged when it
-  ends, so the server's ``consumer_timeout`` must exceed ``MOVER_CHUNK_TIME_LIMIT_S`` (3600 s
-  by default): a worker on RabbitMQ says so at start when it cannot tell (docs/FLEET.md). A
-  killed worker's chunks come back at once (its connection closes), not after a visibility
-  timeout.
-- ``worker_send_task_events``: Flower sees tasks. Task-sent events stay off: they cost a
-  PUBLISH per chunk at enqueue time (about a quarter of the publish rate).
+The fleet's settings (broker, visibility timeout, restore sweep, JSON only, late acks, prefetch
+1: why each, and the environment variables that set them) are the core's, in
+:mod:`mover.executors.celery_app`, shared with every publisher. This module adds what only a
+worker needs: mover's tasks (:func:`mover.workers.tasks.register`, given this app), the
+consumer with its broker-loss guard, the health step (heartbeats, watchdog, sweeps) and the
+log redaction.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import warnings
 from typing import Any
 
 from celery import Celery, signals
 
-from mover import config as config_mod
-from mover.errors import ConfigError
-
-# We keep running chunks alive when the broker connection drops (they are idempotent and
-# finish their part); Celery warns about that default at every reconnect. Say it once, here.
-warnings.filterwarnings("ignore", message=".*worker_cancel_long_running_tasks_on_connection_loss.*")
-
-#: The broker used when ``MOVER_BROKER_URL`` is not set.
-DEFAULT_BROKER_URL = config_mod.DEFAULT_BROKER_URL
-#: The queue ``mover.submit`` and ``mover.job.commit`` go to, and every worker consumes.
-DEFAULT_QUEUE = "mover"
-
-
-def broker_url() -> str:
-    """The broker's URL (:func:`mover.config.broker_url`)."""
-    return config_mod.broker_url()
-
-
-def is_amqp(url: str) -> bool:
-    """Whether ``url`` is a RabbitMQ broker."""
-    return config_mod.url_scheme(url) in config_mod.AMQP_SCHEMES
-
-
-#: RabbitMQ queue types mover declares (``MOVER_QUEUE_TYPE``).
-QUEUE_TYPES = ("quorum", "classic")
-
-
-def queue_type() -> str:
-    """``MOVER_QUEUE_TYPE`` on RabbitMQ: ``quorum`` (default: replicated, durable, poison
-    messages counted) or ``classic``. Every process of a fleet must use the same: RabbitMQ
-    refuses to declare an existing queue with another type."""
-    value = (os.environ.get("MOVER_QUEUE_TYPE") or QUEUE_TYPES[0]).strip().lower()
-    if value not in QUEUE_TYPES:
-        raise ConfigError(f"MOVER_QUEUE_TYPE {value!r}: write {' or '.join(QUEUE_TYPES)}")
-    return value
-
-
-def amqp_transport_options() -> dict[str, Any]:
-    """kombu's AMQP transport options: publisher confirms, and a bounded connect."""
-    return {"confirm_publish": True, "connect_timeout": 5.0}
-
-
-def transport_options() -> dict[str, float]:
-    """kombu's Redis transport options: visibility timeout and restore sweep, and time-outs
-    so that no socket waits forever on a broker that vanished without closing it (a publish
-    then fails in 30 s instead of hanging; kombu drops a silent BRPOP connection after about
-    ``1 + 2 x 10`` s)."""
-    return {
-        "visibility_timeout": float(os.environ.get("MOVER_VISIBILITY_TIMEOUT_S") or 60),
-        "unacked_restore_interval": float(os.environ.get("MOVER_RESTORE_INTERVAL_S") or 10),
-        "unacked_restore_throttle": 1,
-        "socket_timeout": 30.0,
-        "socket_connect_timeout": 5.0,
-        "socket_keepalive": True,
-        "health_check_interval": 10,
-    }
+from mover.executors.celery_app import (  # noqa: F401  (re-exported for the worker side)
+    DEFAULT_BROKER_URL,
+    broker_url,
+    check_broker,
+    is_amqp,
+    transport_options,
+)
+from mover.executors.celery_app import (
+    make_app as _base_app,
+)
+from mover.executors.names import DEFAULT_QUEUE  # noqa: F401
 
 
 def make_app() -> Celery:
-    """Build the app from the environment (tests build one per broker)."""
-    broker = broker_url()
-    backend = config_mod.result_backend()  # refused here, in one line, if it cannot work
-    amqp = is_amqp(broker)
-    app = Celery(
-        "mover",
-        include=["mover.workers.tasks", "mover.workers.repo_tasks", "mover.workers.batch_tasks"],
-        task_cls="mover.workers.consumer:Task",
-    )
-    app.conf.update(
-        broker_url=broker,
-        result_backend=backend,
-        task_serializer="json",
-        result_serializer="json",
-        event_serializer="json",
-        accept_content=["json"],
-        result_accept_content=["json"],
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
-        broker_transport_options=amqp_transport_options() if amqp else transport_options(),
-        result_backend_transport_options={"retry_policy": {"max_retries": 20}},
-        redis_socket_timeout=30.0,
-        redis_socket_connect_timeout=5.0,
-        redis_socket_keepalive=True,
-        redis_backend_health_check_interval=10,
-        broker_connection_retry_on_startup=True,
-        broker_connection_max_retries=None,  # ride out a broker restart, however long
-        worker_send_task_events=True,
-        task_send_sent_event=False,
-        task_default_queue=DEFAULT_QUEUE,
-        task_routes={
-            "mover.submit": {"queue": DEFAULT_QUEUE},
-            "mover.job.commit": {"queue": DEFAULT_QUEUE},
-        },
-        result_expires=7 * 24 * 3600,
-        worker_hijack_root_logger=True,
-        worker_cancel_long_running_tasks_on_connection_loss=False,
-        # Celery's consumer with a guard for a kombu bug on broker loss (workers/consumer.py).
-        worker_consumer="mover.workers.consumer:Consumer",
-        enable_utc=True,
-    )
-
-    if amqp:
-        # Quorum queues (or classic), durable either way; with quorum queues Celery turns off
-        # global QoS and delivers countdowns (the chunks' retry back-off) through its native
-        # delayed delivery exchanges, which workers declare at start.
-        kind = queue_type()
-        app.conf.update(
-            task_default_queue_type=kind,
-            task_create_missing_queue_type=kind,
-            worker_detect_quorum_queues=True,
-        )
-    # Heartbeats, the watchdog that ends a zombie worker, and the sweeps (workers/health.py).
+    """The worker's app: the fleet's settings (:mod:`mover.executors.celery_app`) with mover's
+    tasks registered on it (:func:`mover.workers.tasks.register`), its consumer and its
+    health step (tests build one per broker)."""
+    from mover.workers import batch_tasks, repo_tasks, tasks
     from mover.workers.health import HealthStep
 
+    app = _base_app(task_cls="mover.workers.consumer:Task")
+    # Celery's consumer with a guard for a kombu bug on broker loss (workers/consumer.py).
+    app.conf.worker_consumer = "mover.workers.consumer:Consumer"
+    # Heartbeats, the watchdog that ends a zombie worker, and the sweeps (workers/health.py).
     app.steps["consumer"].add(HealthStep)
+    tasks.register(app)
+    repo_tasks.register(app)
+    batch_tasks.register(app)
     return app
-
-
-def check_broker(app: Celery, timeout_s: float = 5.0) -> None:
-    """Connect to the broker once, before a job is recorded or a task published: a broker
-    that is down, a wrong password, a vhost that does not exist or a certificate the CA did
-    not sign is one :class:`~mover.errors.BrokerError` line naming the broker (never its
-    password), with nothing left behind."""
-    from mover.errors import BrokerError
-    from mover.redact import redact
-
-    url = app.conf.broker_url
-    try:
-        with app.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1, interval_start=0, timeout=timeout_s)
-    except Exception as exc:
-        text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-        raise BrokerError(
-            f"cannot use the broker {redact(url)} ({type(exc).__name__}"
-            f"{': ' + redact(text) if text else ''}); nothing was enqueued: check "
-            "MOVER_BROKER_URL (vhost, user) and MOVER_BROKER_PASSWORD"
-        ) from None
 
 
 #: RabbitMQ's default ``consumer_timeout`` (ms in rabbitmq.conf): 30 minutes.
@@ -233,7 +81,6 @@ def _redact_logs(logger: logging.Logger, **_: object) -> None:
 #: The app ``celery -A mover.workers.app`` finds.
 app = make_app()
 
-# Signal handlers: every task published carries its publish time (queue age, time in queue,
-# for metrics); workers log JSON when MOVER_LOG_FORMAT=json, with each task's job fields.
+# Signal handlers: workers log JSON when MOVER_LOG_FORMAT=json, with each task's job fields.
 from mover.workers import logcontext as _logcontext  # noqa: E402, F401
 from mover.workers import metrics_recorder as _metrics_recorder  # noqa: E402, F401

@@ -3,7 +3,7 @@
 A task costs the fleet a message published, delivered, acked and a few Redis round trips,
 about as much as moving a 16 KiB object; a job of thousands of small objects then spends more
 on tasks than on bytes. The celery executor groups the chunks of small one-chunk objects
-bound for one queue into batches (:data:`mover.executors.celery.BATCH_OBJECTS` at most) and
+bound for one queue into batches (:data:`mover.executors.names.BATCH_OBJECTS` at most) and
 publishes one ``mover.batch.copy`` per batch; each entry runs here exactly as a
 ``mover.chunk.copy`` would (the same function, :func:`mover.workers.tasks.chunk_copy`, under a
 request of its own: idempotent, cancellable, per-store limits, commit by the last chunk), a
@@ -24,12 +24,11 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from celery import Task
+from celery import Celery, Task
 from celery.exceptions import Retry
 
-from mover.executors import celery as fleet_exec
+from mover.executors.names import BATCH_TASK, CHUNK_TASK
 from mover.workers import tasks
-from mover.workers.app import app
 
 log = logging.getLogger("mover.workers.batch")
 
@@ -37,11 +36,11 @@ log = logging.getLogger("mover.workers.batch")
 BATCH_STREAMS = int(os.environ.get("MOVER_BATCH_STREAMS") or 8)
 
 
-def _run_entry(parent: Any, job_id: str, item: int, chunk: int) -> None:
+def _run_entry(app: Celery, parent: Any, job_id: str, item: int, chunk: int) -> None:
     """Run one entry as ``mover.chunk.copy`` would run it, in this thread, under a request of
     its own (``parent``: the batch's request, taken in the batch's thread: requests are
     per thread); a retry it asks for is published as that chunk's task."""
-    task = app.tasks[fleet_exec.CHUNK_TASK]  # the bound task (its request stack exists)
+    task = app.tasks[CHUNK_TASK]  # the bound task (its request stack exists)
     task.push_request(
         id=str(uuid.uuid4()),
         args=(job_id, item, chunk),
@@ -63,13 +62,6 @@ def _run_entry(parent: Any, job_id: str, item: int, chunk: int) -> None:
         task.pop_request()
 
 
-@app.task(
-    name=fleet_exec.BATCH_TASK,
-    bind=True,
-    ignore_result=True,
-    soft_time_limit=tasks.CHUNK_TIME_LIMIT_S,
-    time_limit=tasks.CHUNK_TIME_LIMIT_S + 60,
-)
 def batch_copy(self: Task, job_id: str, entries: list[Any]) -> None:
     """Run ``entries`` (``[item, chunk]`` pairs of job ``job_id``), a few at once."""
     pairs = [(int(item), int(chunk)) for item, chunk in entries]
@@ -81,5 +73,16 @@ def batch_copy(self: Task, job_id: str, entries: list[Any]) -> None:
     tasks._watcher()
     streams = min(BATCH_STREAMS, len(pairs))
     with ThreadPoolExecutor(streams, thread_name_prefix="mover-batch") as pool:
-        for _ in pool.map(lambda p: _run_entry(parent, job_id, *p), pairs):
+        for _ in pool.map(lambda p: _run_entry(self.app, parent, job_id, *p), pairs):
             pass
+
+
+def register(app: Celery) -> None:
+    """Register ``mover.batch.copy`` on the worker's app (:mod:`mover.workers.app`)."""
+    app.task(
+        name=BATCH_TASK,
+        bind=True,
+        ignore_result=True,
+        soft_time_limit=tasks.CHUNK_TIME_LIMIT_S,
+        time_limit=tasks.CHUNK_TIME_LIMIT_S + 60,
+    )(batch_copy)

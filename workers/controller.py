@@ -61,8 +61,8 @@ from mover.autoscale import (
     validate_decision,
 )
 from mover.errors import MoverError, UsageError
+from mover.launcher import Launcher
 from mover.workers import limits, metrics_recorder
-from mover.workers.launchers.registry import Launcher
 from mover.workers.observer import Observer, Snapshot, WorkerInfo
 
 log = logging.getLogger("mover.autoscale")

@@ -59,6 +59,7 @@ from mover import config as config_mod
 from mover.config import parse_size
 from mover.errors import ConfigError
 from mover.location import Location
+from mover.resolve import store_table
 
 log = logging.getLogger("mover.limits")
 
@@ -149,7 +150,7 @@ def limit_for(location: Location, options: Mapping[str, Any] | None = None) -> S
     keeps its ``name``); ``options`` are the store's options when the caller has them."""
     if location.name:
         if options is None:
-            options = config_mod.store_table(location.name, config_mod.load()) or {}
+            options = store_table(location.name, config_mod.load()) or {}
         return limit_from_options(f"store:{location.name}", options)
     table = limits_table()
     for key in (f"{location.scheme}://{location.store}", location.scheme):
@@ -174,7 +175,7 @@ def queue_bounds(
         streams: int | None = None
         if queue.startswith("mover.store."):
             name = queue.removeprefix("mover.store.")
-            options = config_mod.store_table(name, config)
+            options = store_table(name, config)
             if options:
                 streams = limit_from_options(f"store:{name}", options).max_streams
         elif queue.startswith("mover."):

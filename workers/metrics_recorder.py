@@ -46,15 +46,13 @@ from datetime import datetime
 from typing import Any
 
 import redis
-from celery.signals import before_task_publish
 
 from mover.errors import VerificationFailed
+from mover.executors.celery_app import SENT_HEADER  # stamped by every publisher
 
 log = logging.getLogger("mover.metrics")
 
 PREFIX = "mover:metrics:"
-#: The header every published task carries: its publish time (seconds since the epoch).
-SENT_HEADER = "mover_sent"
 #: Most store keys counted separately; more are summed under ``other`` (bounded labels).
 MAX_STORES = 200
 #: Seconds a per-second rate key is kept.
@@ -254,14 +252,6 @@ def add_chunk(
 
 
 # -- publish time -----------------------------------------------------------------------------
-
-
-@before_task_publish.connect
-def _stamp_publish_time(headers: dict[str, Any] | None = None, **_: Any) -> None:
-    """Every task this process publishes carries its publish time: the queue's oldest-message
-    age and the chunks' time in the queue are read from it."""
-    if headers is not None:
-        headers[SENT_HEADER] = time.time()
 
 
 def sent_time(message: bytes | str) -> float | None:

@@ -147,7 +147,7 @@ class Observer:
         app: the fleet's Celery app (for ``inspect``).
         broker: a Redis client on the broker (queue lists, ``unacked``), or, on RabbitMQ, an
             object with ``depths(queues)`` and ``unacked()``
-            (:func:`mover.workers.broker_queues.open_queues` gives either).
+            (:func:`mover.broker_queues.open_queues` gives either).
         stats: a Redis client where chunk tasks record statistics (the job store's Redis).
         window_s: seconds of recent chunks that bytes/s, chunks/s and the error rate cover.
         inspect_timeout_s: how long to wait for workers to answer ``inspect``.

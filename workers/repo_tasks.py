@@ -1,4 +1,5 @@
-"""The backup repository's range tasks on the fleet, and the runner that sends them.
+"""The backup repository's range tasks on the fleet (the runner that sends them is the core's,
+:class:`mover.repository.fleet.CeleryRunner`).
 
 Task names are public API:
 
@@ -15,16 +16,9 @@ score of its delivery tag in kombu's ``unacked_index``), so a range that runs lo
 visibility timeout is not handed to a second worker. A retryable error (connection, 5xx) is
 retried by Celery with exponential back-off and full jitter (``MOVER_CHUNK_RETRIES``, 5);
 mover's own retry loop is not used here. Other errors fail the task with a ``ValueError``
-carrying mover's one-line message, which :class:`CeleryRunner` raises in the caller.
+carrying mover's one-line message, which the runner raises in the caller.
 
-:class:`CeleryRunner` implements :class:`mover.repository.runner.Runner`: it publishes every
-range of a plan through one producer, then collects results as they arrive (the Redis result
-backend's pub/sub, not polling per task), and forgets them once read. The caller (``mover
-snapshot backup --executor celery``) holds the repository lease and writes the index and the
-manifest: a task never waits for another task.
-
-This module is included by the app (:mod:`mover.workers.app`); it does not touch
-``mover.workers.tasks``.
+The worker's app registers these tasks (:func:`register`, from :mod:`mover.workers.app`).
 """
 
 from __future__ import annotations
@@ -34,22 +28,22 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
-from celery import Task
-from celery.result import AsyncResult, ResultSet
-from celery.utils.time import get_exponential_backoff_interval
+from celery import Celery, Task
 
-from mover.errors import ConfigError, MoverError, TransferError
+from mover import lifecycle, retry
+from mover.executors.celery_app import broker_url, transport_options
+from mover.executors.names import REPO_TASK_PREFIX as PREFIX
 from mover.repository.runner import TASKS, Payload, Result, task_function
-from mover.workers.app import DEFAULT_QUEUE, app, broker_url, transport_options
 
 log = logging.getLogger("mover.worker.repo")
 
 #: Retries of a range after a retryable error.
 RETRIES = int(os.environ.get("MOVER_CHUNK_RETRIES") or 5)
-PREFIX = "mover.repo."
+#: The one retry policy (:mod:`mover.retry`) with the fleet's numbers, as for chunks.
+POLICY = retry.RetryPolicy(attempts=RETRIES + 1, base_s=1.0, cap_s=60.0)
 
 
 class _Leases:
@@ -105,7 +99,7 @@ def leases() -> _Leases:
     return _leases
 
 
-def _register(name: str) -> None:
+def _register(app: Celery, name: str) -> None:
     fn = task_function(name)
 
     def run(self: Task, payload: Payload) -> Result:
@@ -114,17 +108,10 @@ def _register(name: str) -> None:
             with leases().held(tag):
                 return fn(payload)
         except Exception as exc:
-            retryable = (
-                exc.retryable
-                if isinstance(exc, MoverError)
-                else isinstance(exc, (ConnectionError, TimeoutError))
-            )
-            message = exc.message if isinstance(exc, MoverError) else f"{type(exc).__name__}: {exc}"
-            if retryable and self.request.retries < RETRIES:
-                countdown = get_exponential_backoff_interval(
-                    factor=1, retries=self.request.retries, maximum=60, full_jitter=True
-                )
-                log.warning("%s%s: retry in %d s after %s", PREFIX, name, countdown, message)
+            message = lifecycle.error_text(exc)
+            countdown = POLICY.next_delay(exc, self.request.retries)
+            if countdown is not None:
+                log.warning("%s%s: retry in %.1f s after %s", PREFIX, name, countdown, message)
                 raise self.retry(countdown=countdown) from None
             log.warning("%s%s failed: %s", PREFIX, name, message)
             raise ValueError(message) from None
@@ -134,53 +121,7 @@ def _register(name: str) -> None:
     app.task(name=PREFIX + name, bind=True, acks_late=True)(run)
 
 
-for _name in TASKS:
-    _register(_name)
-
-
-class CeleryRunner:
-    """Range tasks as ``mover.repo.*`` messages to the fleet (see the module docstring)."""
-
-    name = "celery"
-
-    def __init__(self, queue: str = DEFAULT_QUEUE, interval_s: float = 0.2) -> None:
-        """Refuses at once (before any lease or plan) when no worker answers."""
-        self.queue = queue
-        self.interval_s = interval_s
-        try:
-            replies = app.control.ping(timeout=2.0)
-        except Exception as exc:  # kombu's OperationalError: no broker there
-            raise ConfigError(f"the broker (MOVER_BROKER_URL) does not answer: {exc}") from None
-        if not replies:
-            raise ConfigError(
-                "no mover worker answers on the broker (MOVER_BROKER_URL): start workers "
-                "(mover worker) or use --executor embedded"
-            )
-
-    def map(self, task: str, payloads: Sequence[Payload]) -> Iterator[tuple[int, Result]]:
-        task_function(task)  # an unknown name fails here, before anything is sent
-        with app.producer_or_acquire() as producer:
-            results = [
-                app.send_task(PREFIX + task, args=[p], queue=self.queue, producer=producer)
-                for p in payloads
-            ]
-        order = {r.id: i for i, r in enumerate(results)}
-        error: BaseException | None = None
-        try:
-            for task_id, meta in ResultSet(results).iter_native(interval=self.interval_s):
-                status = meta.get("status") if isinstance(meta, dict) else None
-                if status == "SUCCESS":
-                    if error is None:
-                        yield order[task_id], meta["result"]
-                    continue
-                outcome = meta.get("result") if isinstance(meta, dict) else meta
-                if error is None:
-                    error = TransferError(f"{PREFIX}{task}: {outcome}")
-                    # Stop what has not started: revoked messages are dropped by workers.
-                    app.control.revoke([r.id for r in results if not r.ready()])
-        finally:
-            for r in results:
-                with contextlib.suppress(Exception):
-                    AsyncResult(r.id, app=app).forget()
-        if error is not None:
-            raise error
+def register(app: Celery) -> None:
+    """Register every range task on ``app`` (the worker's)."""
+    for name in TASKS:
+        _register(app, name)

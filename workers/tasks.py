@@ -1,8 +1,9 @@
 """Every Celery task of mover. Their names are public API, independent of this module's path:
 
 ``mover.submit`` (queue ``mover``; workers also consume ``celery``)
-    args ``[{"source": URL, "destination": URL, "options": {...}}]``; options: ``streams``
-    (int), ``chunk_size`` (int bytes or a size such as ``"8MiB"``), ``recursive`` (bool).
+    args ``[{"source": URL, "destination": URL, "options": {...}}]``; options as every door
+    takes them (:mod:`mover.options`): ``streams`` (int), ``chunk_size`` (int bytes or a size
+    such as ``"8MiB"``), ``recursive`` (bool), ``include`` / ``exclude`` (globs).
     Validates, plans and enqueues the chunks on the worker side, and returns the job id. A bad
     request fails the task with a ``ValueError`` that says what is wrong and names the job
     record where the same error is kept (``mover status JOB``).
@@ -58,23 +59,24 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from celery import Task
+from celery import Celery, Task
 from celery.exceptions import SoftTimeLimitExceeded
-from celery.utils.time import get_exponential_backoff_interval
 
-from mover import cleanup, dispatcher
-from mover.config import parse_size
-from mover.errors import Cancelled, MoverError
+from mover import cleanup, lifecycle, retry
+from mover.errors import Cancelled, MoverError, TransferError
 from mover.executors import celery as fleet_exec
+from mover.executors.celery_app import broker_url, transport_options
+from mover.executors.names import CHUNK_TASK, COMMIT_TASK, SUBMIT_TASK
 from mover.jobs import CANCELLED, COMMITTING, DONE, FAILED, PENDING, RUNNING, Job, new_job_id
 from mover.jobstores import leases
 from mover.jobstores.redis import CANCELLING, RedisJobStore, client_from_url
-from mover.motion import Chunk, ChunkContext, Endpoint, MotionStrategy, Options, Plan
+from mover.lifecycle import Planned, error_text
+from mover.motion import Chunk, ChunkContext
+from mover.options import copy_request
+from mover.provider import PartReceipt
 from mover.redact import redact
-from mover.store import PartReceipt
-from mover.transfer import Request, check_fleet, endpoints, prepare
+from mover.transfer import Request, check_fleet, prepare
 from mover.workers import limits
-from mover.workers.app import app, broker_url, transport_options
 from mover.workers.observer import record_chunk
 
 log = logging.getLogger("mover.worker")
@@ -83,6 +85,9 @@ log = logging.getLogger("mover.worker")
 CHUNK_RETRIES = int(os.environ.get("MOVER_CHUNK_RETRIES") or 5)
 #: Largest back-off between retries, seconds.
 RETRY_BACKOFF_MAX_S = 60
+#: The one retry policy (:mod:`mover.retry`), with the fleet's numbers: Celery re-sends the
+#: chunk after ``next_delay`` (1 s, then up to 2, 4 ... 60 s, full jitter).
+FLEET_RETRY = retry.RetryPolicy(attempts=CHUNK_RETRIES + 1, base_s=1.0, cap_s=RETRY_BACKOFF_MAX_S)
 #: Seconds between two looks at the job state while a chunk runs (``MOVER_CANCEL_POLL_S``).
 CANCEL_POLL_S = float(os.environ.get("MOVER_CANCEL_POLL_S") or 1.0)
 #: Seconds a chunk may run before it is interrupted and retried (``MOVER_CHUNK_TIME_LIMIT_S``,
@@ -90,7 +95,6 @@ CANCEL_POLL_S = float(os.environ.get("MOVER_CANCEL_POLL_S") or 1.0)
 #: on a dead connection in a live worker would never be handed to anyone else.
 CHUNK_TIME_LIMIT_S = float(os.environ.get("MOVER_CHUNK_TIME_LIMIT_S") or 3600)
 _STOP_JOB = (CANCELLING, CANCELLED, FAILED)
-_SUBMIT_OPTIONS = {"streams", "chunk_size", "recursive"}
 
 
 # -- per-process state (created lazily: prefork children each get their own) ----------------
@@ -217,13 +221,11 @@ def _watcher() -> _Watcher:
 
 
 @dataclass
-class _Prepared:
-    strategy: MotionStrategy
-    plan: Plan
-    source: Endpoint
-    destination: Endpoint
-    chunks: dict[int, Chunk]
-    stamp: str
+class _Prepared(Planned):
+    """An item's plan as this process caches it: by chunk index, with its plan token."""
+
+    chunks: dict[int, Chunk] = field(default_factory=dict)
+    stamp: str = ""
 
 
 def _prepared(jobs: RedisJobStore, job_id: str, item: int) -> tuple[str | None, _Prepared | None]:
@@ -237,26 +239,21 @@ def _prepared(jobs: RedisJobStore, job_id: str, item: int) -> tuple[str | None, 
     if hit is not None and stamp and hit.stamp == stamp:
         return state, hit
     record = jobs.get_item(job_id, item, with_chunks=False) if state else None
-    if record is None or not record.plan or not record.strategy:
+    planned = lifecycle.reopen(record) if record is not None else None
+    if planned is None:
         return state, None
-    plan = Plan.from_dict(record.plan)
-    source, destination = endpoints(record)
     prepared = _Prepared(
-        dispatcher.get_strategy(record.strategy),
-        plan,
-        source,
-        destination,
-        {c.index: c for c in plan.chunks},
+        planned.strategy,
+        planned.plan,
+        planned.source,
+        planned.destination,
+        {c.index: c for c in planned.plan.chunks},
         stamp,
     )
     if len(cache) > 256:
         cache.clear()
     cache[(job_id, item)] = prepared
     return state, prepared
-
-
-def _text(exc: BaseException) -> str:
-    return exc.message if isinstance(exc, MoverError) else f"{type(exc).__name__}: {exc}"
 
 
 def _abort(jobs: RedisJobStore, job_id: str, item: int, prepared: _Prepared | None) -> None:
@@ -294,9 +291,9 @@ def _give_up(
     job_state = jobs.job_state(job_id)
     target = CANCELLED if job_state in (CANCELLING, CANCELLED) else FAILED
     message = (
-        "cancelled"
+        lifecycle.CANCELLED_TEXT
         if target == CANCELLED
-        else (_text(error) if isinstance(error, BaseException) else (error or "failed"))
+        else (error_text(error) if isinstance(error, BaseException) else (error or "failed"))
     )
     if jobs.transition(jobs.item_key(job_id, item), (PENDING, RUNNING), target, error=message):
         log.warning(
@@ -331,24 +328,23 @@ def _run_commit(jobs: RedisJobStore, job_id: str, item: int, owner: str) -> None
         try:
             record = jobs.get_item(job_id, item)
             receipts = [PartReceipt.from_dict(c.receipt) for c in record.chunks if c.receipt]
-            receipts.sort(key=lambda r: r.part)
-            prepared.strategy.commit(prepared.source, prepared.destination, prepared.plan, receipts)
             # Each object is durable before it is recorded done: a worker has no job-wide
             # batch (StoreProvider.begin_batch), so what a commit deferred is flushed here.
-            prepared.destination.store.flush()
-            digest = prepared.strategy.object_digest(prepared.plan, receipts)
-            size = sum(r.size for r in receipts)
-            if not leases.finish(
-                jobs, job_id, item, owner, state=DONE, digest=digest, error=None, size=size
-            ):
+            fields = lifecycle.commit(prepared, receipts, flush=True)
+            if not leases.finish(jobs, job_id, item, owner, **fields):
                 log.warning("job %s object %d: commit lease lost; not recorded", job_id, item)
                 return
             log.info(
-                "job %s object %d committed (%d parts, %s)", job_id, item, len(receipts), digest
+                "job %s object %d committed (%d parts, %s)",
+                job_id,
+                item,
+                len(receipts),
+                fields["digest"],
             )
         except Exception as exc:
-            log.warning("job %s object %d: commit failed: %s", job_id, item, _text(exc))
-            if not leases.finish(jobs, job_id, item, owner, state=FAILED, error=_text(exc)):
+            _, message = lifecycle.failure(exc, prepared.plan)
+            log.warning("job %s object %d: commit failed: %s", job_id, item, message)
+            if not leases.finish(jobs, job_id, item, owner, state=FAILED, error=message):
                 return  # a new owner of the lease decides
             _abort(jobs, job_id, item, prepared)
     if jobs.item_final(job_id, item):
@@ -373,14 +369,6 @@ def _take_over_commits() -> None:
 # -- tasks ---------------------------------------------------------------------------------
 
 
-@app.task(
-    name=fleet_exec.CHUNK_TASK,
-    bind=True,
-    ignore_result=True,
-    max_retries=CHUNK_RETRIES,
-    soft_time_limit=CHUNK_TIME_LIMIT_S,
-    time_limit=CHUNK_TIME_LIMIT_S + 60,
-)
 def chunk_copy(self: Task, job_id: str, item: int, chunk: int) -> None:
     """Run chunk ``chunk`` of object ``item`` of job ``job_id`` (see the module docstring)."""
     jobs = _jobs()
@@ -418,9 +406,7 @@ def chunk_copy(self: Task, job_id: str, item: int, chunk: int) -> None:
         with lease, _watcher().watch(job_id, item, tag) as cancelled:
             ctx = ChunkContext(None, cancelled)
             ctx.check()
-            receipt = prepared.strategy.run_chunk(
-                prepared.source, prepared.destination, prepared.plan, spec, ctx
-            )
+            receipt = prepared.run_chunk(spec, ctx)
     except Exception as exc:
         now_state = jobs.item_state(job_id, item)
         if now_state in (DONE, COMMITTING):
@@ -428,31 +414,24 @@ def chunk_copy(self: Task, job_id: str, item: int, chunk: int) -> None:
         if isinstance(exc, Cancelled) or jobs.job_state(job_id) in _STOP_JOB:
             _give_up(jobs, job_id, item, chunk, prepared, exc)
             return
-        retryable = (
-            exc.retryable
-            if isinstance(exc, MoverError)
-            else isinstance(exc, (ConnectionError, TimeoutError, SoftTimeLimitExceeded))
-        )
-        jobs.chunk_failed(job_id, item, chunk, _text(exc))
+        if isinstance(exc, SoftTimeLimitExceeded):  # a stuck chunk: run it again
+            exc = TransferError(f"chunk ran over {CHUNK_TIME_LIMIT_S:g} s", retryable=True)
+        retryable = retry.is_retryable(exc)
+        jobs.chunk_failed(job_id, item, chunk, error_text(exc))
         record_chunk(jobs.r, queue, 0, ok=False, error=exc, retryable=retryable, **seen)
-        if retryable and self.request.retries < CHUNK_RETRIES:
-            countdown = get_exponential_backoff_interval(
-                factor=1,
-                retries=self.request.retries,
-                maximum=RETRY_BACKOFF_MAX_S,
-                full_jitter=True,
-            )
+        countdown = FLEET_RETRY.next_delay(exc, self.request.retries)
+        if countdown is not None:
             log.warning(
-                "job %s object %d chunk %d: retry %d in %d s after %s",
+                "job %s object %d chunk %d: retry %d in %.1f s after %s",
                 job_id,
                 item,
                 chunk,
                 self.request.retries + 1,
                 countdown,
-                _text(exc),
+                error_text(exc),
             )
             raise self.retry(exc=exc, countdown=countdown) from None
-        log.warning("job %s object %d chunk %d failed: %s", job_id, item, chunk, _text(exc))
+        log.warning("job %s object %d chunk %d failed: %s", job_id, item, chunk, error_text(exc))
         _give_up(jobs, job_id, item, chunk, prepared, exc)
         return
     remaining = jobs.chunk_done(job_id, item, chunk, receipt.to_dict())
@@ -476,7 +455,6 @@ def chunk_copy(self: Task, job_id: str, item: int, chunk: int) -> None:
         _item_settled(jobs, job_id, item, prepared)
 
 
-@app.task(name=fleet_exec.COMMIT_TASK, ignore_result=True)
 def job_commit(job_id: str, item: int) -> None:
     """Commit object ``item`` of job ``job_id`` if all its chunks are done."""
     jobs = _jobs()
@@ -502,28 +480,21 @@ def _parse_request(request: Any) -> tuple[str, str, dict[str, Any]]:
     options = request.get("options") or {}
     if not isinstance(options, dict):
         raise ValueError("options must be an object")
-    bad = set(options) - _SUBMIT_OPTIONS
-    if bad:
-        raise ValueError(f"unknown options {sorted(bad)} (known: {sorted(_SUBMIT_OPTIONS)})")
     return source, destination, options
 
 
-@app.task(name=fleet_exec.SUBMIT_TASK, bind=True)
 def submit(self: Task, request: dict[str, Any]) -> str:
     """Validate, plan and enqueue a copy on the worker side; return the job id."""
     jobs = _jobs()
     source = destination = "?"
     try:
-        source, destination, options = _parse_request(request)
-        recursive = bool(options.get("recursive", False))
+        source, destination, raw = _parse_request(request)
+        options, recursive, filters = copy_request(raw)  # the one check of every door
         check_fleet(source, destination, recursive)
-        streams = int(options.get("streams") or 4)
-        raw_chunk = options.get("chunk_size")
-        chunk_size = parse_size(raw_chunk) if raw_chunk not in (None, "", 0) else None
-        job = prepare(Request(source, destination, recursive, Options(streams, chunk_size)))
+        job = prepare(Request(source, destination, recursive, options, filters))
         job.options["recursive"] = recursive
     except (MoverError, ValueError, TypeError) as exc:
-        message = _text(exc) if isinstance(exc, MoverError) else str(exc)
+        message = error_text(exc) if isinstance(exc, MoverError) else str(exc)
         failed = Job(
             id=new_job_id(),
             source=redact(str(source)),
@@ -537,7 +508,7 @@ def submit(self: Task, request: dict[str, Any]) -> str:
         log.warning("mover.submit refused (job %s): %s", failed.id, message)
         raise ValueError(f"mover.submit: {message} (job {failed.id})") from None
     try:
-        fleet_exec.start(job, jobs, app)
+        fleet_exec.start(job, jobs, self.app)
     except MoverError as exc:  # the broker failed mid-publish: one line, the job resumable
         log.warning("mover.submit: %s", exc.message)
         raise ValueError(f"mover.submit: {exc.message}") from None
@@ -548,7 +519,7 @@ def submit(self: Task, request: dict[str, Any]) -> str:
 # -- the catalogue's operations (templates, snapshots, stores) ------------------------------
 
 
-def _catalogue_task(name: str) -> None:
+def _catalogue_task(app: Celery, name: str) -> None:
     """Register ``name`` as a task that runs the catalogue operation with a JSON payload.
 
     The operation runs in the worker that takes the task (its copies with the embedded
@@ -562,22 +533,31 @@ def _catalogue_task(name: str) -> None:
         try:
             return service.run(name, payload)
         except MoverError as exc:
-            log.warning("%s refused: %s", name, _text(exc))
-            raise ValueError(f"{name}: {_text(exc)}") from None
+            log.warning("%s refused: %s", name, error_text(exc))
+            raise ValueError(f"{name}: {error_text(exc)}") from None
 
     run.__name__ = run.__qualname__ = name.replace(".", "_")
     run.__doc__ = f"The catalogue operation {name}, payload a JSON object."
     app.task(name=name)(run)
 
 
-def _register_catalogue_tasks() -> None:
+def register(app: Celery) -> None:
+    """Register every task of this module on ``app`` (the worker's, :mod:`mover.workers.app`),
+    under its public name (:mod:`mover.executors.names`)."""
     from mover.catalogue.service import OPERATIONS
 
+    app.task(
+        name=CHUNK_TASK,
+        bind=True,
+        ignore_result=True,
+        max_retries=CHUNK_RETRIES,
+        soft_time_limit=CHUNK_TIME_LIMIT_S,
+        time_limit=CHUNK_TIME_LIMIT_S + 60,
+    )(chunk_copy)
+    app.task(name=COMMIT_TASK, ignore_result=True)(job_commit)
+    app.task(name=SUBMIT_TASK, bind=True)(submit)
     for name in OPERATIONS:
-        _catalogue_task(name)
-
-
-_register_catalogue_tasks()
+        _catalogue_task(app, name)
 
 
 def sweep() -> None:

@@ -23,7 +23,7 @@ from typing import Any
 from mover.catalogue.objectio import read_into, write_whole
 from mover.catalogue.store import Catalogue
 from mover.errors import MoverError, ObjectNotFound, VerificationFailed
-from mover.stores import open_location
+from mover.resolve import open_location
 
 PROBE_BYTES = 4096
 

@@ -14,8 +14,8 @@ from typing import BinaryIO
 
 from mover.digests import digest
 from mover.errors import ChunkFailed, UsageError, VerificationFailed
+from mover.provider import MiB, ObjectInfo, StoreProvider
 from mover.reading import open_sequential
-from mover.store import MiB, ObjectInfo, StoreProvider
 
 #: Buffer size for whole-object digests.
 READ_BYTES = 8 * MiB
@@ -37,7 +37,7 @@ def write_whole(store: StoreProvider, key: str, data: memoryview | bytes) -> Obj
         return store.put(key, view, expected)
     if caps.chunk_writer is None:
         raise UsageError(f"{store.describe()} cannot be written")
-    writer = store.open_writer(key, len(view), max(len(view), 1))
+    writer = store.open_writer(key, len(view))
     try:
         receipts = []
         if len(view):

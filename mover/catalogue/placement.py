@@ -2,7 +2,8 @@
 
 CloudStack puts a private template on one image store per zone, shuffled or by a placement rule,
 skipping stores short of capacity. In mover that rule is a plugin of the ``mover.placement``
-entry-point group: a class with a ``name`` and ``choose(candidates, request) -> Candidate``.
+entry-point group (its contract: :mod:`mover.placement`): a class with a ``name`` and
+``choose(candidates, request) -> Candidate``.
 The core gathers the candidates (the scope's image stores, each with the free bytes its provider
 reports, or None) and a *turn* (how many placements this scope had before, counted in the
 catalogue so round robin holds across processes); the plugin only decides. The default
@@ -16,74 +17,20 @@ else ``capacity``.
 
 from __future__ import annotations
 
-import abc
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 from mover import config as config_mod
 from mover.errors import MoverError, UsageError
-from mover.registry import PLACEMENT, Registry
+from mover.placement import (  # noqa: F401  (the contract, re-exported for plugins)
+    Candidate,
+    Placement,
+    PlacementRequest,
+    placements,
+)
 
 DEFAULT = "capacity"
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """An image store a copy may go to.
-
-    Attributes:
-        name: the store's name in the catalogue.
-        url: its provider URL (secret-free).
-        scope: ``zone:NAME`` or ``region``.
-        free_bytes: free space its provider reports (:meth:`StoreProvider.free_bytes`), or None
-            when the store cannot tell (object stores).
-    """
-
-    name: str
-    url: str
-    scope: str
-    free_bytes: int | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class PlacementRequest:
-    """What is being placed: its kind, name and size (None if unknown), where, and the turn."""
-
-    kind: str
-    name: str
-    size: int | None
-    scope: str
-    turn: int
-
-
-class Placement(abc.ABC):
-    """A placement plugin. Stateless: anything to remember belongs in the request's ``turn``."""
-
-    name: ClassVar[str] = ""
-    summary: ClassVar[str] = ""
-
-    @abc.abstractmethod
-    def choose(self, candidates: Sequence[Candidate], request: PlacementRequest) -> Candidate:
-        """Return one of ``candidates`` (never empty) for the new copy.
-
-        Raise :class:`~mover.errors.NotEnoughSpace` when none can hold ``request.size``.
-        """
-
-
-def _validate(plugin: Any) -> None:
-    if not isinstance(plugin, type) or not issubclass(plugin, Placement):
-        raise TypeError("a placement plugin must be a subclass of mover.catalogue.Placement")
-
-
-#: Every placement plugin, by name (entry-point group ``mover.placement``).
-placements: Registry[type[Placement]] = Registry(
-    PLACEMENT, "placement", required=("choose",), validate=_validate
-)
 
 
 def plugin_name(explicit: str | None = None) -> str:
@@ -103,7 +50,7 @@ def plugin_name(explicit: str | None = None) -> str:
 def candidates_for(records: Sequence[Any], key: str) -> list[Candidate]:
     """Candidates for the store records given, asking each provider its free space at
     ``key`` (one statvfs for a file store; object stores answer None without a request)."""
-    from mover.stores import open_location
+    from mover.resolve import open_location
 
     out = []
     for record in records:
@@ -123,12 +70,6 @@ def choose(
     if not candidates:
         raise UsageError(f"no image store in scope {request.scope} for {request.kind}")
     name = plugin_name(placement)
-    if name == DEFAULT and DEFAULT not in placements:
-        # Until the in-tree entry point is declared (pyproject.toml), the default registers
-        # itself: placement must work out of the box.
-        from mover.strategies.placement.capacity import CapacityPlacement
-
-        placements.register(DEFAULT, CapacityPlacement)
     chosen = placements.get(name)().choose(list(candidates), request)
     if chosen not in candidates:
         raise MoverError(f"placement {name!r} chose {chosen!r}, which is not a candidate")

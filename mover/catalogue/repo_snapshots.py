@@ -25,7 +25,7 @@ from mover.errors import MoverError, ObjectNotFound, UsageError
 from mover.jobs import DONE, RUNNING, Item, Job, JobStore, new_job_id
 from mover.repository.layout import PREFIX, manifest_folder
 from mover.repository.retention import Policy, decide
-from mover.stores import open_location
+from mover.resolve import open_location
 from mover.transfer import source_notes
 
 if TYPE_CHECKING:
@@ -100,8 +100,8 @@ def backup_snapshot(
     ``name`` (default: the source's file name). The repository is created on first use from
     the store's options (its key reference). Returns the backup's record."""
     from mover.repository import backup as repo_backup
+    from mover.repository.fleet import runner_for
     from mover.repository.repo import Repository
-    from mover.repository.runner import runner_for
 
     cat = catalogue or Catalogue()
     cat.get_store(to)
@@ -205,8 +205,8 @@ def restore_snapshot(
     verified. Backups made before the repository are restored by their own code. A block
     device is written only with ``to_device``, in place."""
     from mover.repository import restore as repo_restore
+    from mover.repository.fleet import runner_for
     from mover.repository.repo import Repository
-    from mover.repository.runner import runner_for
 
     cat = catalogue or Catalogue()
     chosen = _choose(cat, name, backup, store)

@@ -19,6 +19,7 @@ from typing import Any
 
 from mover import catalogue
 from mover.errors import UsageError
+from mover.options import normalize
 
 #: Task name -> the function it runs.
 OPERATIONS: dict[str, Callable[..., Any]] = {
@@ -72,4 +73,5 @@ def run(name: str, payload: dict[str, Any] | None = None) -> Any:
     ]
     if missing:
         raise UsageError(f"{name}: payload lacks {', '.join(missing)}")
-    return fn(**payload)
+    # Copy options (streams, chunk_size as "8MiB" ...) checked as every door checks them.
+    return fn(**normalize(payload))

@@ -68,10 +68,10 @@ from mover.errors import (
     VerificationFailed,
 )
 from mover.jobs import DONE, RUNNING, ChunkRecord, Item, Job, JobStore, new_job_id
+from mover.provider import MiB, StoreProvider
 from mover.reading import open_sequential
+from mover.resolve import open_location
 from mover.sparse import ExtentMap, fill_zeros, is_zero, read_chunk, sha256_hex, zero_digest
-from mover.store import MiB, StoreProvider
-from mover.stores import open_location
 from mover.transfer import abort_message, check_destination, source_notes, stat_or_none
 
 DEFAULT_CHUNK_BYTES = 8 * MiB
@@ -458,7 +458,7 @@ def restore_snapshot(
     algorithm = caps.checksum_algorithms[0]
     verified = _Verifier(name, chosen, manifest)
     buf = bytearray(min(part, size) or 1)
-    writer = dst_store.open_writer(key, size, part)
+    writer = dst_store.open_writer(key, size)
     receipts = []
     try:
         for p, start in enumerate(range(0, len(chunks), per)):

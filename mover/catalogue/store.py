@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from mover import config as config_mod
+from mover import credentials
 from mover.catalogue.backends import CatalogueBackend, dump, open_backend
 from mover.errors import (
     BadLocation,
@@ -95,7 +96,7 @@ class StoreRecord:
         return self.scope[5:] if self.scope.startswith("zone:") else None
 
     def table(self) -> dict[str, Any]:
-        """The store as a TOML-like table, which :func:`mover.config.resolve` turns into a
+        """The store as a TOML-like table, which :func:`mover.resolve.resolve` turns into a
         location and provider options (the credentials *reference*, never a secret)."""
         table: dict[str, Any] = {"url": self.url, **self.options}
         if self.credentials_env:
@@ -205,17 +206,13 @@ def check_name(name: str, what: str) -> str:
 
 def check_no_secret(name: str, options: dict[str, Any]) -> None:
     """Refuse an option that holds a secret, by the TOML configuration's rule
-    (:data:`mover.config.SECRET_WORDS`): the option's *name* says it, the value is never shown."""
-    for key in options:
-        low = key.lower()
-        if any(w in low for w in config_mod.SECRET_WORDS) and not low.endswith(
-            config_mod._SECRET_OK
-        ):
-            raise ConfigError(
-                f"store {name!r}: option {key!r} would hold a secret; the catalogue keeps only "
-                "a reference: put the secret in the environment (--credentials-env PREFIX) or "
-                "a file (--credentials-file PATH)"
-            )
+    (:mod:`mover.credentials`): the option's *name* says it, the value is never shown."""
+    credentials.refuse_secrets(
+        options,
+        f"store {name!r}",
+        "the catalogue keeps only a reference: put the secret in the environment "
+        "(--credentials-env PREFIX) or a file (--credentials-file PATH)",
+    )
 
 
 def parse_scope(scope: str) -> str:
@@ -315,7 +312,7 @@ class Catalogue:
     ) -> StoreRecord:
         """Add a store after checking everything that can be checked without the network:
         a known provider, a URL it can serve, an existing zone, and no secret anywhere."""
-        from mover.stores import providers
+        from mover.provider import providers
 
         check_name(name, "store")
         options = dict(options or {})
@@ -338,7 +335,7 @@ class Catalogue:
         scope = parse_scope(scope)
         if scope.startswith("zone:"):
             self.get_zone(scope[5:])
-        config_mod.check_not_url_with_secret(url)
+        credentials.check_not_url_with_secret(url)
         try:
             location = parse(url)
         except BadLocation as exc:
@@ -469,7 +466,7 @@ class Catalogue:
         raise UnknownStore(f"unknown store {name!r} (known: {known})")
 
     def find_store_table(self, name: str) -> dict[str, Any] | None:
-        """A catalogue store's table for :func:`mover.config.resolve`, or None."""
+        """A catalogue store's table for :func:`mover.resolve.resolve`, or None."""
         for record in self._catalogue_stores(name):
             return record.table()
         return None
@@ -695,7 +692,7 @@ _CACHE_S = 2.0
 
 
 def store_table(name: str) -> dict[str, Any] | None:
-    """The catalogue's table for store ``name``, or None: the hook :func:`mover.config.resolve`
+    """The catalogue's table for store ``name``, or None: the hook :func:`mover.resolve.resolve`
     calls for a ``store:NAME`` it does not know from the TOML file. A missing catalogue file is
     an empty catalogue (nothing is created by a lookup)."""
     backend = open_backend()

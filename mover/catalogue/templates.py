@@ -25,7 +25,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
-from mover import config as config_mod
 from mover.catalogue import repo_templates
 from mover.catalogue.objectio import sha256_of
 from mover.catalogue.placement import PlacementRequest, candidates_for, choose
@@ -43,7 +42,8 @@ from mover.catalogue.store import (
 from mover.errors import MoverError, ObjectNotFound, UsageError, VerificationFailed
 from mover.jobs import DONE, JobStore
 from mover.location import parse
-from mover.stores import open_location
+from mover.resolve import open_location
+from mover.resolve import resolve as resolve_store
 
 #: File name extensions that name a disk format.
 FORMATS = {
@@ -291,7 +291,7 @@ def locate_template(name: str, zone: str, *, catalogue: Catalogue | None = None)
     for via, scope in (("zone", f"zone:{zone}"), ("region", REGION)):
         for c in ready:
             if c.scope == scope:
-                resolved, _options = config_mod.resolve(parse(c.location))
+                resolved, _options = resolve_store(parse(c.location))
                 return {
                     "template": name,
                     "zone": zone,

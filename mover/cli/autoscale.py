@@ -200,9 +200,8 @@ def _launcher(name: str, options: dict[str, Any]) -> Any:
     """The launcher named ``name`` built from the command-line options (None for none)."""
     if name in ("", "none"):
         return None
-    from mover.workers.launchers.registry import Launcher, ensure_builtin, launchers
+    from mover.launcher import Launcher, launchers
 
-    ensure_builtin()
     plugin: Any = launchers.get(name)
     if isinstance(plugin, Launcher):
         return plugin
@@ -231,20 +230,18 @@ def run_controller(**options: Any) -> None:
     import signal
 
     from mover import config as config_mod
+    from mover.broker_queues import open_queues
     from mover.jobstores.redis import client_from_url
-    from mover.workers.broker_queues import open_queues
 
     logging.getLogger("mover.autoscale").setLevel(logging.INFO)
     logging.getLogger("mover.limits").setLevel(logging.INFO)
     if not logging.getLogger().handlers:
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        from mover.autoscale import ensure_builtin
         from mover.executors.celery import get_app
-        from mover.workers import app as app_module
+        from mover.executors.celery_app import broker_url
         from mover.workers.controller import Controller, ControllerConfig
 
-        ensure_builtin()
         name = options["strategy_name"]
         params = _params(options["params"], [name])[name]
         config = ControllerConfig(
@@ -266,7 +263,7 @@ def run_controller(**options: Any) -> None:
         controller = Controller(
             config,
             get_app(),
-            open_queues(app_module.broker_url()),
+            open_queues(broker_url()),
             client_from_url(config_mod.jobs_url()),
             launcher=launcher,
         )
@@ -294,10 +291,9 @@ def run_controller(**options: Any) -> None:
 @autoscale_group.command("strategies")
 def strategies_cmd() -> None:
     """List the registered autoscale strategies and their default parameters."""
-    from mover.autoscale import autoscale_strategies, ensure_builtin, get_strategy
+    from mover.autoscale import autoscale_strategies, get_strategy
 
     try:
-        ensure_builtin()
         for name in autoscale_strategies.names():
             try:
                 strategy = get_strategy(name)
@@ -363,10 +359,9 @@ def simulate_cmd(
     each against issue 5's targets.
     """
     from mover import simulator
-    from mover.autoscale import autoscale_strategies, ensure_builtin, get_strategy
+    from mover.autoscale import autoscale_strategies, get_strategy
 
     try:
-        ensure_builtin()
         names = autoscale_strategies.names() if strategy_name == "all" else [strategy_name]
         per_name = _params(params, names)
         config = simulator.SimConfig(

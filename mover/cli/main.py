@@ -1,7 +1,11 @@
 """``mover``: copy, check and follow jobs from the command line.
 
-Exit codes: 0 done, 1 failed, 2 usage. Errors are one line naming what is wrong; ``--debug``
-adds the traceback.
+Exit codes: 0 done; 1 failed (the job failed or was cancelled, or what it names does not work:
+a missing source, a store that refuses); 2 usage (bad options, a malformed URL, an unknown
+store or plugin); 4 not found (a job id no job store knows); 130 interrupted. Errors are one
+line naming what is wrong; ``--debug`` adds the traceback. Global options (``--debug``, and
+``--quiet``/``--json`` of the command) go before or after the command name. Sizes are in
+binary units (KiB, MiB, GiB) everywhere. A closed pipe (``mover jobs | head -1``) ends quietly.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Any
 
 import click
 
-from mover.errors import EXIT_FAILED, EXIT_USAGE, MoverError
+from mover.errors import EXIT_FAILED, EXIT_USAGE, MoverError, UsageError
 
 _debug = False
 
@@ -35,6 +39,8 @@ def _run(fn: Callable[[], Any]) -> Any:
         _fail(exc.message, exc.exit_code)
     except KeyboardInterrupt:
         _fail("interrupted; partial data cleaned (mover resume continues the job)", 130)
+    except BrokenPipeError:
+        _quiet_pipe()  # the reader went away (| head): not an error
     except OSError as exc:
         if _debug:
             raise
@@ -58,12 +64,12 @@ _BROKER_LIBRARIES = frozenset({"redis", "kombu", "celery", "billiard", "amqp"})
 
 
 def _size(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:
-    if value is None:
-        return None
-    from mover.config import parse_size
+    """``--chunk-size`` of the commands that take it as a click option (sync): checked by the
+    one options function (:mod:`mover.options`), with its error text."""
+    from mover.options import chunk_size_bytes
 
     try:
-        return parse_size(value)
+        return chunk_size_bytes(value)
     except MoverError as exc:
         raise click.BadParameter(exc.message) from exc
 
@@ -173,6 +179,8 @@ def _print_plan(
         if limits is not None:
             size, notes = choose_chunk_size(item.size, limits, chunk, streams)
             n = 1 if not item.size else -(-item.size // size)
+            if item.size is not None:
+                size = min(size, item.size)  # a 12-byte file is one chunk of 12 bytes
             detail = f"{n} chunk(s) of {human(size)}"
             if notes:
                 detail += "; " + "; ".join(notes)
@@ -240,7 +248,6 @@ def _copy_on_fleet(
 ) -> None:
     """``mover copy`` with the celery executor: plan here, publish, then follow or return."""
     from mover.cli.progress import ProgressBar
-    from mover.errors import UsageError
 
     if destination == "-" or source == "-":
         _fail(str(UsageError("standard input/output cannot go through the fleet")), EXIT_USAGE)
@@ -248,14 +255,11 @@ def _copy_on_fleet(
     def submit() -> Any:
         from mover.executors import celery as fleet
         from mover.jobstores.redis import RedisJobStore
-        from mover.transfer import check_fleet
-        from mover.workers.app import check_broker
-
-        check_fleet(source, destination, recursive)
 
         jobs = RedisJobStore()
         jobs.check()
-        check_broker(fleet.get_app())  # down, wrong password, no vhost: one line, no job
+        # The fleet's checks (device, pipe, signed URL; a broker that cannot work) run in
+        # submit, before anything is recorded or published.
         job = fleet.submit(
             source,
             destination,
@@ -304,12 +308,12 @@ executor_option = click.option(
 @click.option("-r", "--recursive", is_flag=True, help="Copy a folder or prefix.")
 @click.option(
     "--streams",
-    type=click.IntRange(1, 256),
+    type=int,
     default=4,
     show_default=True,
-    help="Chunks in flight at once.",
+    help="Chunks in flight at once (1 to 256).",
 )
-@click.option("--chunk-size", callback=_size, help="Bytes per chunk (64MiB, 8M ...).")
+@click.option("--chunk-size", help="Bytes per chunk (64MiB, 8M ...).")
 @click.option(
     "--to-device",
     is_flag=True,
@@ -320,11 +324,12 @@ executor_option = click.option(
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @executor_option
 @click.option(
-    "--wait/--no-wait",
-    default=False,
-    help="With the celery executor: follow the job to its end (progress bar, exit code); "
-    "without it, print the job id and return.",
+    "--detach",
+    is_flag=True,
+    help="Fleet only: print the job id and return at once (mover status, mover jobs follow "
+    "it); without it the copy waits for its end whatever the executor.",
 )
+@click.option("--wait/--no-wait", default=None, hidden=True, help="--no-wait is --detach.")
 @click.option("--include", multiple=True, help="With -r: glob of objects to copy (mover ls -h).")
 @click.option("--exclude", multiple=True, help="With -r: glob of objects to leave out.")
 def copy(
@@ -332,13 +337,14 @@ def copy(
     destination: str,
     recursive: bool,
     streams: int,
-    chunk_size: int | None,
+    chunk_size: str | None,
     to_device: bool,
     dry_run: bool,
     quiet: bool,
     as_json: bool,
     executor: str | None,
-    wait: bool,
+    detach: bool,
+    wait: bool | None,
     include: tuple[str, ...],
     exclude: tuple[str, ...],
 ) -> None:
@@ -347,9 +353,21 @@ def copy(
     SOURCE may be a file, an object, a block device (a volume: snapshot it first if it is in
     use), a pipe or a socket; DESTINATION a block device only with --to-device."""
     from mover.cli.progress import ProgressBar
-    from mover.filters import Filters
+    from mover.options import copy_request
 
-    filters = _run(lambda: Filters.of(include, exclude)) or None
+    options, recursive, filters = _run(
+        lambda: copy_request(
+            {
+                "streams": streams,
+                "chunk_size": chunk_size,
+                "recursive": recursive,
+                "to_device": to_device,
+                "include": include,
+                "exclude": exclude,
+            }
+        )
+    )
+    streams, chunk_size = options.streams, options.chunk_size
     if dry_run:
         _run(
             lambda: _print_plan(
@@ -358,6 +376,7 @@ def copy(
         )
         return
     bar_on = not quiet and not as_json and destination != "-"
+    detach = detach or wait is False
     if (executor or ("celery" if _fleet_configured() else "embedded")) == "celery":
         _copy_on_fleet(
             source,
@@ -367,11 +386,17 @@ def copy(
             chunk_size,
             quiet,
             as_json,
-            wait,
+            not detach,
             bar_on,
             filters,
         )
         return
+    if detach:
+        _fail(
+            "--detach leaves a job to the fleet; an embedded copy runs in this process "
+            "(set MOVER_BROKER_URL or add --executor celery)",
+            EXIT_USAGE,
+        )
     from mover import api
 
     def body() -> Any:
@@ -523,7 +548,7 @@ def strategies(source: str, destination: str) -> None:
     """Show every motion strategy's priority for SOURCE -> DESTINATION and the winner."""
     from mover import dispatcher
     from mover.motion import Endpoint
-    from mover.stores import open_location
+    from mover.resolve import open_location
 
     def body() -> None:
         src_store, src_loc = open_location(source)
@@ -533,7 +558,7 @@ def strategies(source: str, destination: str) -> None:
         except MoverError:
             # Without the object (or the network) the size is unknown: rank as for a
             # sized object, which is what a real copy would have.
-            from mover.store import ObjectInfo
+            from mover.provider import ObjectInfo
 
             info = ObjectInfo(src_loc.full_key, 1)
         ranking = dispatcher.rank(Endpoint(src_store, src_loc, info), Endpoint(dst_store, dst_loc))
@@ -574,19 +599,26 @@ def check(source: str, destination: str, recursive: bool, streams: int) -> None:
 @click.option("-n", "--limit", default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def jobs(limit: int, as_json: bool) -> None:
-    """List recent jobs (of the fleet, in Redis, when MOVER_BROKER_URL is set)."""
+    """List recent jobs, newest first: embedded ones (this host's SQLite file) and, when
+    MOVER_BROKER_URL is set, the fleet's (in Redis) together; the executor column says which."""
     from mover.planning import human
 
     def body() -> None:
-        found = _jobstore().list(limit)
+        from mover.api import default_jobstore
+
+        found = default_jobstore().list(limit)
+        if _fleet_configured():
+            found += _jobstore().list(limit)
+        found = sorted(found, key=lambda j: j.created, reverse=True)[:limit]
         if as_json:
             click.echo(json.dumps([j.summary() for j in found], indent=2))
             return
         for job in found:
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job.created))
             click.echo(
-                f"{job.id}  {job.state:<9} {when}  {human(job.size):>10}  "
-                f"{len(job.items):>5} obj  {job.source} -> {job.destination}"
+                f"{job.id}  {job.state:<9} {job.executor or 'embedded':<8} {when}  "
+                f"{human(job.size):>10}  {len(job.items):>5} obj  "
+                f"{job.source} -> {job.destination}"
             )
 
     _run(body)
@@ -660,7 +692,7 @@ def default_queues() -> list[str]:
     provider and ``mover.store.<name>`` for every store of the configuration file and of the
     catalogue."""
     from mover import config as config_mod
-    from mover.stores import providers
+    from mover.resolve import providers
 
     queues = ["mover", "celery"]
     queues += [f"mover.{name}" for name in providers.names()]
@@ -678,7 +710,12 @@ def default_queues() -> list[str]:
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})
-@click.option("-Q", "--queues", help="Comma-separated queues (default: see below).")
+@click.option(
+    "-Q",
+    "--queues",
+    help="Comma-separated queues (default: mover, celery, mover.SCHEME for every provider, "
+    "mover.store.NAME for every configured store).",
+)
 @click.option("-c", "--concurrency", type=click.IntRange(1, 1024), help="Pool size.")
 @click.option("-n", "--hostname", help="Worker name, e.g. mover1@%h.")
 @click.option(
@@ -697,13 +734,13 @@ def worker(
     loglevel: str,
     celery_args: tuple[str, ...],
 ) -> None:
-    """Run a Celery worker of the fleet (a thin wrapper of ``celery -A mover.workers.app worker``).
+    """Run a Celery worker of the fleet (a thin wrapper of: celery -A mover.workers.app worker).
 
-    The broker is MOVER_BROKER_URL. By default the worker consumes ``mover``, ``celery``,
-    ``mover.<scheme>`` for every provider and ``mover.store.<name>`` for every configured
-    store; -Q narrows it (e.g. -Q mover.s3 for a pool dedicated to S3 destinations). Extra
-    arguments go to celery unchanged. Credentials come from this process's environment and
-    configuration, never from task messages.
+    The broker is MOVER_BROKER_URL. By default the worker consumes mover, celery,
+    mover.SCHEME for every provider and mover.store.NAME for every configured store; -Q
+    narrows it (e.g. -Q mover.s3 for a pool dedicated to S3 destinations). Extra arguments go
+    to celery unchanged. Credentials come from this process's environment and configuration,
+    never from task messages.
     """
     import os
 
@@ -731,8 +768,8 @@ def plugins() -> None:
     from mover.autoscale import autoscale_strategies
     from mover.catalogue.placement import placements
     from mover.dispatcher import strategies as motion
-    from mover.stores import providers
-    from mover.workers.launchers.registry import launchers
+    from mover.launcher import launchers
+    from mover.resolve import providers
 
     def body() -> None:
         for registry in (providers, motion, autoscale_strategies, launchers, placements):
@@ -746,9 +783,51 @@ def plugins() -> None:
     _run(body)
 
 
+#: Options of the ``mover`` group that are flags: accepted after the command name too.
+_GROUP_FLAGS = frozenset({"--debug"})
+#: Options of the group that take a value (skipped when finding the command name).
+_GROUP_VALUED = frozenset({"--log-format"})
+#: Options of a command accepted before the command name too (moved after it).
+_COMMAND_FLAGS = frozenset({"--json", "-q", "--quiet"})
+
+
+def reorder(argv: list[str]) -> list[str]:
+    """Global options before or after the command: ``mover copy --debug A B`` and ``mover
+    --json jobs`` mean ``mover --debug copy A B`` and ``mover jobs --json``. Only options the
+    target takes are moved, and nothing after ``--``."""
+    at = 0
+    while at < len(argv) and argv[at].startswith("-") and argv[at] != "--":
+        at += 2 if argv[at] in _GROUP_VALUED else 1
+    if at >= len(argv) or argv[at] == "--":
+        return argv
+    command = cli.get_command(click.Context(cli), argv[at])
+    takes = set()
+    if command is not None and not isinstance(command, click.Group):
+        takes = {opt for p in command.params for opt in getattr(p, "opts", [])}
+    head = argv[:at]
+    moved = [a for a in head if a in _COMMAND_FLAGS and a in takes]
+    head = [a for a in head if a not in moved]
+    end = argv.index("--") if "--" in argv[at:] else len(argv)
+    rest = argv[at + 1 : end]
+    lifted = [a for a in rest if a in _GROUP_FLAGS and a not in takes]
+    rest = [a for a in rest if a not in lifted]
+    return [*lifted, *head, argv[at], *moved, *rest, *argv[end:]]
+
+
+def _quiet_pipe() -> None:
+    """The reader of our output went away (``| head -1``): end quietly, exit 0."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # Python's own flush at exit must not fail again
+    sys.exit(0)
+
+
 def main() -> None:
     try:
-        cli(standalone_mode=False)
+        cli(args=reorder(sys.argv[1:]), standalone_mode=False)
+    except BrokenPipeError:
+        _quiet_pipe()
     except click.exceptions.Abort:
         _fail("aborted", 130)
     except click.exceptions.NoSuchOption as exc:

@@ -142,9 +142,9 @@ def make_reader(options: dict[str, Any]) -> Any:
 
 def serve(name: str, address: str, port: int, routes: dict[str, Any], credentials: str | None):
     """Bind (a clear error when the port is taken), print where, serve until SIGTERM/SIGINT."""
+    from mover.executors.celery_app import broker_url
     from mover.monitor.view import redis_where
     from mover.monitor.web import MonitorServer
-    from mover.workers.app import broker_url
 
     try:
         server = MonitorServer(address, port, routes, credentials, realm=f"mover {name}")

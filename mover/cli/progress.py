@@ -31,16 +31,27 @@ class ProgressBar:
                 BarColumn,
                 DownloadColumn,
                 Progress,
+                ProgressColumn,
                 TextColumn,
                 TimeRemainingColumn,
-                TransferSpeedColumn,
             )
+            from rich.text import Text
+
+            from mover.planning import human
+
+            class BinarySpeed(ProgressColumn):
+                """The rate in binary units, as the summary line says it (rich's own
+                column is decimal: MB/s beside MiB)."""
+
+                def render(self, task: Any) -> Text:
+                    speed = task.finished_speed or task.speed
+                    return Text("?" if speed is None else f"{human(int(speed))}/s")
 
             self._progress = Progress(
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
                 DownloadColumn(binary_units=True),
-                TransferSpeedColumn(),
+                BinarySpeed(),
                 TimeRemainingColumn(),
                 console=Console(stderr=True),
                 transient=False,

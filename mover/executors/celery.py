@@ -25,9 +25,19 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from mover import cleanup, dispatcher, transfer
+from mover import cleanup, lifecycle, transfer
 from mover.errors import BrokerError, JobStateError, MoverError
-from mover.filters import Filters
+from mover.executors.contract import Executor
+from mover.executors.names import (  # noqa: F401  (the fleet's names, re-exported)
+    BATCH_MAX_BYTES,
+    BATCH_OBJECTS,
+    BATCH_TASK,
+    CHUNK_TASK,
+    COMMIT_TASK,
+    DEFAULT_QUEUE,
+    SUBMIT_TASK,
+    queue_for,
+)
 from mover.jobs import (
     CANCELLED,
     COMMITTING,
@@ -41,85 +51,32 @@ from mover.jobs import (
 )
 from mover.jobstores import leases
 from mover.jobstores.redis import CANCELLING, RedisJobStore
-from mover.location import parse
-from mover.motion import Options, Plan
-from mover.transfer import Request, endpoints, prepare
+from mover.transfer import Request, prepare
 
 if TYPE_CHECKING:
     from celery import Celery
 
 log = logging.getLogger("mover.executor.celery")
 
-#: Task names: public API, other services send them by name.
-SUBMIT_TASK = "mover.submit"
-CHUNK_TASK = "mover.chunk.copy"
-COMMIT_TASK = "mover.job.commit"
-BATCH_TASK = "mover.batch.copy"
-#: Small objects of one chunk bound for one queue go in ``mover.batch.copy`` tasks of at most
-#: this many (a task costs about what a 16 KiB object does; workers/batch_tasks.py).
-BATCH_OBJECTS = 64
-#: Objects up to this size may go in a batch.
-BATCH_MAX_BYTES = 1024 * 1024
-#: The queue of ``mover.submit``, ``mover.job.commit`` and of chunks with no better queue.
-DEFAULT_QUEUE = "mover"
-
-
-def queue_for(destination: str) -> str:
-    """The queue a chunk writing to ``destination`` goes to: ``mover.store.<name>`` for a
-    configured store (``store:NAME/key``), else ``mover.<scheme>``; ``mover`` if unparsable."""
-    try:
-        loc = parse(destination)
-    except MoverError:
-        return DEFAULT_QUEUE
-    if loc.name:
-        return f"mover.store.{loc.name}"
-    return f"mover.{loc.scheme}" if loc.scheme else DEFAULT_QUEUE
-
-
-_apps: dict[str, Celery] = {}
-
 
 def get_app() -> Celery:
-    """The fleet's Celery app for the current ``MOVER_BROKER_URL`` (imported only here, so
-    that embedded runs never load Celery; rebuilt if the broker changed since import)."""
-    from mover.workers import app as app_module
+    """The app that publishes to the fleet of the current ``MOVER_BROKER_URL``
+    (:func:`mover.executors.celery_app.client_app`; workers build their own from the same
+    settings, :mod:`mover.workers.app`). Imported here only: embedded runs never load Celery."""
+    from mover.executors.celery_app import client_app
 
-    url = app_module.broker_url()
-    if app_module.app.conf.broker_url == url:
-        return app_module.app
-    if url not in _apps:
-        _apps[url] = app_module.make_app()
-    return _apps[url]
-
-
-def plan_item(job: Job, item: Item, streams: int, chunk_size: int | None) -> None:
-    """Plan one object as the embedded executor does: pick the strategy, plan its chunks and
-    open the destination writer (temporary file, multipart upload). Updates ``item``."""
-    source, destination = endpoints(item)
-    transfer.plan_item(item, source, destination, Options(streams=streams, chunk_size=chunk_size))
-
-
-def _error_text(exc: BaseException) -> str:
-    return exc.message if isinstance(exc, MoverError) else f"{type(exc).__name__}: {exc}"
+    return client_app()
 
 
 def plan_job(job: Job, jobs: RedisJobStore) -> list[Item]:
     """Plan every item not done; items that cannot be planned are recorded failed. Returns
     the items planned (to publish)."""
-    streams = int(job.options.get("streams") or 4)
-    chunk_size = job.options.get("chunk_size") or None
-    planned: list[Item] = []
-    for item in job.items:
-        if item.state == DONE:
-            continue
-        try:
-            plan_item(job, item, streams, chunk_size)
-            planned.append(item)
-        except Exception as exc:
-            if not isinstance(exc, MoverError):
-                log.exception("job %s object %d: planning failed", job.id, item.index)
-            item.state, item.error, item.chunks, item.plan = FAILED, _error_text(exc), [], None
-    return planned
+    options = lifecycle.options_of(job)
+    return [
+        item
+        for item in job.items
+        if item.state != DONE and lifecycle.plan_or_fail(job.id, item, options) is not None
+    ]
 
 
 def _batch(producer: Any) -> contextlib.AbstractContextManager[Any]:
@@ -250,18 +207,7 @@ def _send_tasks(job_id: str, work: Iterable[tuple[Item, list[int]]], app: Celery
 def finish_job(jobs: RedisJobStore, job_id: str) -> Job:
     """Set the job's final state from its items' (once every item is final)."""
     job = jobs.get(job_id)
-    states = {i.state for i in job.items}
-    if states <= {DONE}:
-        state, error = DONE, None
-    elif job.state in (CANCELLING, CANCELLED) or (CANCELLED in states and FAILED not in states):
-        state, error = CANCELLED, "cancelled"
-    else:
-        failed = [i for i in job.items if i.state not in (DONE, CANCELLED)]
-        first = failed[0] if failed else None
-        error = (first.error if first is not None else None) or "failed"
-        if len(failed) > 1:
-            error = f"{len(failed)} of {len(job.items)} objects failed; first: {error}"
-        state = FAILED
+    state, error = lifecycle.final_state(job, cancelled=job.state in (CANCELLING, CANCELLED))
     jobs.update_job(job_id, state=state, error=error, finished=time.time())
     return jobs.get(job_id)
 
@@ -306,13 +252,19 @@ def submit(
 ) -> Job:
     """Validate, plan, record and publish a copy; return the job (running on the fleet).
     ``include`` / ``exclude`` select a recursive copy's objects here, before publishing."""
-    transfer.check_fleet(source, destination, recursive)
-    jobs = jobs or RedisJobStore()
-    filters = Filters.of(include, exclude) or None
-    options = Options(streams, chunk_size)
-    job = prepare(Request(source, destination, recursive, options, filters))
-    job.options["recursive"] = recursive
-    return start(job, jobs, app)
+    from mover.options import copy_request
+
+    options, recursive, filters = copy_request(
+        {
+            "streams": streams,
+            "chunk_size": chunk_size,
+            "recursive": recursive,
+            "include": include,
+            "exclude": exclude,
+        }
+    )
+    request = Request(source, destination, recursive, options, filters)
+    return CeleryExecutor(jobs, app).submit(request)
 
 
 def follow(
@@ -391,21 +343,22 @@ def _cancel_from_here(jobs: RedisJobStore, jid: str) -> Job:
         if item.state in FINAL or not item.plan or not item.strategy:
             continue
         try:
-            src, dst = endpoints(item)
+            p = lifecycle.reopen(item)
         except MoverError as exc:
             log.warning("job %s object %d: cannot abort: %s", jid, item.index, exc.message)
         else:
+            assert p is not None
             cleanup.abort_or_defer(
                 jobs,
                 jid,
                 item.index,
                 lambda item=item: (item.source, item.destination),
-                dispatcher.get_strategy(item.strategy),
-                src,
-                dst,
-                Plan.from_dict(item.plan),
+                p.strategy,
+                p.source,
+                p.destination,
+                p.plan,
             )
-        jobs.update_item(jid, item.index, state=CANCELLED, error="cancelled")
+        jobs.update_item(jid, item.index, state=CANCELLED, error=lifecycle.CANCELLED_TEXT)
         jobs.item_final(jid, item.index)
     return finish_job(jobs, jid)
 
@@ -420,20 +373,16 @@ def resume(job_id: str, jobs: RedisJobStore, app: Celery | None = None) -> Job:
     cleanup.refuse_if_left(jobs, job.id)  # never upload beside orphaned partial data
     jobs.update_job(job.id, state=RUNNING, error=None, finished=None)
     work: list[tuple[Item, list[int]]] = []
-    streams = int(job.options.get("streams") or 4)
-    chunk_size = job.options.get("chunk_size") or None
+    options = lifecycle.options_of(job)
     for item in job.items:
         if item.state == DONE:
             continue
         if item.state in (FAILED, CANCELLED, PENDING) or not item.plan:
-            try:
-                plan_item(job, item, streams, chunk_size)
-            except Exception as exc:
-                item.state, item.error, item.chunks, item.plan = FAILED, _error_text(exc), [], None
-                jobs.save_item(job.id, item)
+            planned = lifecycle.plan_or_fail(job.id, item, options)
+            jobs.save_item(job.id, item)
+            if planned is None:
                 jobs.item_final(job.id, item.index)
                 continue
-            jobs.save_item(job.id, item)
             work.append((item, [c.index for c in item.chunks]))
             continue
         if item.state == COMMITTING and not leases.release_expired(jobs, job.id, item.index):
@@ -459,9 +408,48 @@ def resume(job_id: str, jobs: RedisJobStore, app: Celery | None = None) -> Job:
     return jobs.get(job.id)
 
 
-def job_summary(job: Job) -> dict[str, Any]:
-    """The job's summary plus per-chunk counts, for status displays."""
-    out = job.summary()
-    out["chunks"] = sum(len(i.chunks) for i in job.items)
-    out["chunks_done"] = sum(1 for i in job.items for c in i.chunks if c.state == DONE)
-    return out
+class CeleryExecutor(Executor):
+    """The fleet (the :class:`~mover.executors.contract.Executor` contract): plan here,
+    record in Redis, one task per chunk on the workers.
+
+    Parameters:
+        jobs (RedisJobStore | None): the fleet's records (default: ``MOVER_JOBS_URL`` or the
+            broker's Redis).
+        app (Celery | None): the app to publish with (default :func:`get_app`).
+    """
+
+    name = "celery"
+
+    def __init__(self, jobs: RedisJobStore | None = None, app: Celery | None = None) -> None:
+        self.jobs = jobs or RedisJobStore()
+        self.app = app
+
+    def submit(self, request: Request) -> Job:
+        from mover.executors.celery_app import check_broker
+
+        transfer.check_fleet(request.source, request.destination, request.recursive)
+        # A broker that cannot work (down, wrong password, no vhost): one line, no job recorded.
+        check_broker(self.app or get_app())
+        job = prepare(request)
+        job.options["recursive"] = request.recursive
+        return start(job, self.jobs, self.app)
+
+    def wait(
+        self,
+        job_id: str,
+        timeout_s: float | None = None,
+        on_progress: Callable[[int], None] | None = None,
+        on_notice: Callable[[str], None] | None = None,
+    ) -> Job:
+        return follow(
+            job_id, self.jobs, on_progress=on_progress, timeout_s=timeout_s, on_notice=on_notice
+        )
+
+    def status(self, job_id: str) -> Job:
+        return self.jobs.get(self.jobs.resolve(job_id))
+
+    def cancel(self, job_id: str, wait_s: float | None = 30.0) -> Job:  # type: ignore[override]
+        return cancel(job_id, self.jobs, wait_s=wait_s)
+
+    def resume(self, job_id: str) -> Job:
+        return resume(self.jobs.resolve(job_id), self.jobs, self.app)

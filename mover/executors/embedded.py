@@ -22,25 +22,27 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from mover import cleanup, dispatcher, retry
+from mover import cleanup, lifecycle, retry
 from mover.buffers import release
-from mover.errors import Cancelled, MoverError
+from mover.errors import Cancelled, JobStateError, MoverError, UsageError
+from mover.executors.contract import Executor, poll_until_final
 from mover.jobs import (
     CANCELLED,
     COMMITTING,
     DONE,
     FAILED,
     FINAL,
-    PENDING,
     RUNNING,
     Item,
     Job,
     JobStore,
 )
-from mover.motion import Chunk, ChunkContext, Endpoint, MotionStrategy, Options, Plan
-from mover.store import PartReceipt, StoreProvider
-from mover.transfer import abort_message, endpoints, plan_item
+from mover.lifecycle import Planned
+from mover.motion import Chunk, ChunkContext
+from mover.provider import PartReceipt, StoreProvider
+from mover.transfer import Request, endpoints, prepare
 
 log = logging.getLogger("mover.executor")
 
@@ -60,18 +62,16 @@ SMALL_LANES = int(os.environ.get("MOVER_SMALL_LANES") or 32)
 @dataclass
 class _ItemRun:
     item: Item
-    source: Endpoint
-    destination: Endpoint
-    strategy: MotionStrategy
-    plan: Plan
+    planned: Planned
     outstanding: int
     receipts: dict[int, PartReceipt] = field(default_factory=dict)
     error: BaseException | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-class EmbeddedExecutor:
-    """Runs jobs in this process.
+class EmbeddedExecutor(Executor):
+    """Runs jobs in this process (the :class:`~mover.executors.contract.Executor` contract;
+    :meth:`run` runs one job in the calling thread, ``submit`` in a thread of its own).
 
     Parameters:
         jobs (JobStore): where records are kept (SQLite by default).
@@ -102,18 +102,96 @@ class EmbeddedExecutor:
         self._destinations: dict[int, StoreProvider] = {}
         self._batched = False
         self._small: queue.SimpleQueue = queue.SimpleQueue()
+        self._job: Job | None = None
+        self._thread: threading.Thread | None = None
 
-    # -- public -----------------------------------------------------------------------------
+    # -- the executor contract ------------------------------------------------------------------
 
-    def cancel(self) -> None:
-        """Stop: running chunks stop at their next read; every unfinished object is aborted."""
+    def submit(self, request: Request) -> Job:
+        """Validate, record and start ``request`` in a thread of this process."""
+        job = prepare(request)
+        self.jobs.create(job)
+        return self._start_thread(job)
+
+    def resume(self, job_id: str) -> Job:
+        """Start again, in a thread of this process, what the job did not finish."""
+        return self._start_thread(self.reopen(job_id))
+
+    def wait(
+        self,
+        job_id: str,
+        timeout_s: float | None = None,
+        on_progress: Callable[[int], None] | None = None,
+        on_notice: Callable[[str], None] | None = None,
+    ) -> Job:
+        """Wait for the job this executor runs (or, run elsewhere, poll its record)."""
+        if on_progress is not None:
+            self.on_progress = on_progress
+        thread = self._thread
+        if thread is None or self._job is None or self._job.id != self.jobs.get(job_id).id:
+            return poll_until_final(self.jobs, job_id, timeout_s, 0.2)
+        thread.join(timeout_s)
+        if thread.is_alive():
+            raise TimeoutError(f"job {job_id} still running after {timeout_s} s")
+        return self.jobs.get(job_id)
+
+    def cancel(self, job_id: str | None = None) -> Job | None:  # type: ignore[override]
+        """Stop the job this executor runs: running chunks stop at their next read; every
+        unfinished object is aborted. Without ``job_id``, whatever it runs (Ctrl-C)."""
         self.cancelled.set()
+        if job_id is None:
+            return None
+        job = self.jobs.get(job_id)
+        if self._job is None or self._job.id != job.id:
+            raise UsageError(
+                f"job {job.id} does not run in this process: an embedded copy stops with "
+                "Ctrl-C in the process that runs it"
+            )
+        return self.wait(job.id)
+
+    def _start_thread(self, job: Job) -> Job:
+        if self._thread is not None and self._thread.is_alive():
+            raise JobStateError(f"this executor already runs job {self._job and self._job.id}")
+        self.cancelled.clear()
+        self._all_done.clear()
+        self._job = job
+        self._thread = threading.Thread(
+            target=self.run, args=(job,), name=f"mover-job-{job.id}", daemon=True
+        )
+        self._thread.start()
+        return self.jobs.get(job.id)
+
+    def reopen(self, job_id: str) -> Job:
+        """Make a failed, cancelled or interrupted job runnable again: done objects are kept
+        (one no longer where it was committed is copied again), failed and cancelled ones
+        start over (their partial data was cleaned), interrupted ones go on from their done
+        chunks. Refuses a job another live process runs, and one with an abort still due."""
+        job = self.jobs.get(job_id)
+        if job.state == DONE:
+            raise JobStateError(f"job {job.id} is already done")
+        host, _, pid = job.owner.partition(":")
+        local = host == socket.gethostname() and pid.isdigit()
+        if job.state == RUNNING and local and int(pid) != os.getpid() and _alive(int(pid)):
+            raise JobStateError(f"job {job.id} is still running in process {pid}")
+        cleanup.refuse_if_left(self.jobs, job.id)  # never upload beside orphaned partial data
+        for item in job.items:
+            if item.state == DONE and not _still_there(item):
+                # Recorded done, but the object is not where it was committed (a crash between
+                # the record and a grouped commit, or someone removed it): copy it again.
+                item.state = FAILED
+            if item.state in (FAILED, CANCELLED):
+                item.state, item.plan, item.chunks, item.error = "pending", None, [], None
+                self.jobs.save_item(job.id, item)
+        return job
+
+    # -- running one job ------------------------------------------------------------------------
 
     def run(self, job: Job) -> Job:
         """Run every unfinished item of ``job`` and return the job as recorded at the end."""
         owner = f"{socket.gethostname()}:{os.getpid()}"
         self.jobs.update_job(job.id, state=RUNNING, owner=owner, error=None, finished=None)
         self._job = job
+        self._destinations = {}
         todo = [i for i in job.items if i.state != DONE]
         self._open_items = len(todo)
         # Many objects: let stores group their commits (one disk flush for many small files).
@@ -190,17 +268,20 @@ class EmbeddedExecutor:
         """Plan an item (or pick up its plan on resume) and queue its pending chunks (run
         them in this thread with ``inline``: a small object on its lane)."""
         if self.cancelled.is_set():
-            self.jobs.update_item(self._job.id, item.index, state=CANCELLED)
+            self.jobs.update_item(
+                self._job.id, item.index, state=CANCELLED, error=lifecycle.CANCELLED_TEXT
+            )
             self._item_finished()
             return
         try:
-            source, destination = endpoints(item)
+            ends = endpoints(item)
+            destination = ends[1]
             with self._lock:
                 if id(destination.store) not in self._destinations:
                     if self._batched:
                         destination.store.begin_batch()
                     self._destinations[id(destination.store)] = destination.store
-            run = self._plan(item, source, destination)
+            run = self._plan(item, ends)
         except Exception as exc:
             self._fail_item(item, exc)
             self._item_finished()
@@ -221,20 +302,17 @@ class EmbeddedExecutor:
             else:
                 self._put(_CHUNK, ("chunk", run, Chunk(c.index, c.offset, c.length)))
 
-    def _plan(self, item: Item, source: Endpoint, destination: Endpoint) -> _ItemRun:
-        if item.plan and item.state in (RUNNING, COMMITTING) and item.strategy:
+    def _plan(self, item: Item, ends: tuple) -> _ItemRun:
+        if item.state in (RUNNING, COMMITTING):
             # Resume of an interrupted item: its writer (temp file, upload) still exists. One
             # interrupted in its commit is committed again from the same writer (a commit that
             # had already gone through is recognised by the writer), never planned afresh.
-            strategy = dispatcher.get_strategy(item.strategy)
-            plan = Plan.from_dict(item.plan)
-            return _ItemRun(item, source, destination, strategy, plan, 0)
-        options = Options(
-            streams=self.streams, chunk_size=self._job.options.get("chunk_size") or None
-        )
-        strategy, plan = plan_item(item, source, destination, options)
+            planned = lifecycle.reopen(item, ends)
+            if planned is not None:
+                return _ItemRun(item, planned, 0)
+        planned = lifecycle.plan(item, lifecycle.options_of(self._job, self.streams), ends)
         self.jobs.save_item(self._job.id, item)
-        return _ItemRun(item, source, destination, strategy, plan, 0)
+        return _ItemRun(item, planned, 0)
 
     def _run_chunk(self, run: _ItemRun, chunk: Chunk) -> None:
         if run.error is None and self.cancelled.is_set():
@@ -243,9 +321,7 @@ class EmbeddedExecutor:
             ctx = ChunkContext(self.on_progress, self.cancelled)
             try:
                 receipt = retry.call(
-                    lambda: run.strategy.run_chunk(
-                        run.source, run.destination, run.plan, chunk, ctx
-                    ),
+                    lambda: run.planned.run_chunk(chunk, ctx),
                     self.retry_policy,
                     on_retry=lambda n, exc: log.warning(
                         "job %s object %d chunk %d: retry %d after %s",
@@ -280,13 +356,9 @@ class EmbeddedExecutor:
             # no other process runs this job. Executors whose chunks run in many processes
             # decide with JobStore.claim_commit instead.
             self.jobs.update_item(job_id, item.index, state=COMMITTING)
-            receipts = [run.receipts[i] for i in sorted(run.receipts)]
-            run.strategy.commit(run.source, run.destination, run.plan, receipts)
-            digest = run.strategy.object_digest(run.plan, receipts)
-            size = sum(r.size for r in receipts)  # known now, even for a stream
-            self.jobs.update_item(
-                job_id, item.index, state=DONE, digest=digest, error=None, size=size
-            )
+            # Durable at the job's end (_finish flushes every destination, or ends its batch).
+            fields = lifecycle.commit(run.planned, list(run.receipts.values()), flush=False)
+            self.jobs.update_item(job_id, item.index, **fields)
         except Exception as exc:
             run.error = exc
             self._abort(run)
@@ -296,25 +368,22 @@ class EmbeddedExecutor:
     def _abort(self, run: _ItemRun) -> None:
         # A store that fails the abort gets it retried later (mover.cleanup); the original
         # error is what the item records.
-        item = run.item
+        item, p = run.item, run.planned
         cleanup.abort_or_defer(
             self.jobs,
             self._job.id,
             item.index,
             lambda: (item.source, item.destination),
-            run.strategy,
-            run.source,
-            run.destination,
-            run.plan,
+            p.strategy,
+            p.source,
+            p.destination,
+            p.plan,
         )
-        self._fail_item(run.item, run.error or MoverError("aborted"), run.plan)
+        self._fail_item(run.item, run.error or MoverError("aborted"), p.plan)
         self._item_finished()
 
-    def _fail_item(self, item: Item, exc: BaseException, plan: Plan | None = None) -> None:
-        state = CANCELLED if isinstance(exc, Cancelled) else FAILED
-        message = exc.message if isinstance(exc, MoverError) else f"{type(exc).__name__}: {exc}"
-        if plan is not None:
-            message = abort_message(plan.writer, message)
+    def _fail_item(self, item: Item, exc: BaseException, plan: Any = None) -> None:
+        state, message = lifecycle.failure(exc, plan)
         if not isinstance(exc, MoverError):
             log.exception("job %s object %d failed", self._job.id, item.index, exc_info=exc)
         self.jobs.update_item(self._job.id, item.index, state=state, error=message)
@@ -343,19 +412,7 @@ class EmbeddedExecutor:
             except MoverError as exc:
                 flush_error = flush_error or f"{store.describe()}: {exc.message}"
         self.jobs.flush()
-        job = self.jobs.get(job_id)
-        states = {i.state for i in job.items}
-        if states <= {DONE}:
-            state, error = DONE, None
-        elif self.cancelled.is_set() or (CANCELLED in states and FAILED not in states):
-            state, error = CANCELLED, "cancelled"
-        else:
-            failed = [i for i in job.items if i.state in (FAILED, PENDING, RUNNING)]
-            first = failed[0] if failed else None
-            error = first.error if first is not None else "failed"
-            if len(failed) > 1:
-                error = f"{len(failed)} of {len(job.items)} objects failed; first: {error}"
-            state = FAILED
+        state, error = lifecycle.final_state(self.jobs.get(job_id), self.cancelled.is_set())
         if flush_error is not None and state == DONE:
             state, error = FAILED, f"objects written but not made durable: {flush_error}"
         assert state in FINAL
@@ -366,3 +423,25 @@ class EmbeddedExecutor:
 def _small(item: Item) -> bool:
     """Whether ``item`` goes to a small-object lane."""
     return item.size is not None and item.size <= SMALL_OBJECT_BYTES
+
+
+def _still_there(item: Item) -> bool:
+    """Whether a done item's destination exists with the size that was committed."""
+    from mover.resolve import open_location
+
+    try:
+        store, location = open_location(item.destination)
+        info = store.stat(location.full_key)
+    except MoverError:
+        return False
+    return item.size is None or info.size is None or info.size == item.size
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -16,22 +16,19 @@ from collections.abc import Callable
 
 import redis
 
+from mover.executors.names import DEFAULT_QUEUE, queue_for
 from mover.jobs import COMMITTING, DONE, FINAL, Job
 from mover.jobstores.redis import RedisJobStore
 from mover.presence import Presence
 
 #: Seconds between two looks at the workers' heartbeats while following a job.
 CHECK_S = 2.0
-#: The queue of commits and submissions (``mover.executors.celery.DEFAULT_QUEUE``).
-_COMMIT_QUEUE = "mover"
 
 
 def needed_queues(job: Job) -> list[str]:
     """The queues the unfinished objects of ``job`` still need a worker on: their chunk queue
     while a chunk is not done, else the commit queue. An object being committed needs no
     queue (its committer, or any live worker's sweep, finishes it)."""
-    from mover.executors.celery import queue_for
-
     needed: set[str] = set()
     for item in job.items:
         if item.state in FINAL or item.state == COMMITTING:
@@ -39,7 +36,7 @@ def needed_queues(job: Job) -> list[str]:
         if item.chunks and any(c.state != DONE for c in item.chunks):
             needed.add(queue_for(item.destination))
         else:
-            needed.add(_COMMIT_QUEUE)
+            needed.add(DEFAULT_QUEUE)  # the commit queue
     return sorted(needed)
 
 

@@ -41,6 +41,7 @@ from mover.config import AMQP_SCHEMES
 from mover.config import url_scheme as config_scheme
 from mover.errors import MoverError
 from mover.jobs import FINAL
+from mover.resolve import store_table
 
 log = logging.getLogger("mover.monitor")
 
@@ -265,8 +266,8 @@ class FleetReader:
         if clients is not None:
             self.broker, self.r = clients
         elif config_scheme(broker_url) in AMQP_SCHEMES:
-            # RabbitMQ: queue depth by passive declare (mover.workers.broker_queues).
-            from mover.workers.broker_queues import AmqpQueues
+            # RabbitMQ: queue depth by passive declare (mover.broker_queues).
+            from mover.broker_queues import AmqpQueues
 
             self.broker = AmqpQueues(broker_url, timeout_s)
             self.r = quick_client(self.jobs_url, timeout_s)
@@ -643,7 +644,7 @@ def _stream_limit(key: str) -> int | None:
 
     try:
         if key.startswith("store:"):
-            options = config_mod.store_table(key.removeprefix("store:"), config_mod.load())
+            options = store_table(key.removeprefix("store:"), config_mod.load())
         else:
             options = limits.limits_table().get(key)
         if not isinstance(options, dict):

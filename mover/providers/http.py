@@ -5,7 +5,7 @@ with ranged ``GET`` requests straight into the caller's buffer when the server a
 ``Accept-Ranges: bytes``, so chunks can be fetched in parallel; otherwise the single-stream
 strategy reads the whole response body once, in order (:meth:`HttpProvider.open_read`).
 
-Why range support is decided per store, lazily: :class:`~mover.store.Capabilities` belong to a
+Why range support is decided per store, lazily: :class:`~mover.provider.Capabilities` belong to a
 store (here one host), but only a request shows whether a server honours ranges. The first
 :meth:`~HttpProvider.stat` decides it and the answer is cached for the store; a later ``stat``
 that finds an object without ranges turns ranged reads off for the store for good (never back
@@ -68,7 +68,7 @@ from mover.errors import (
     UsageError,
 )
 from mover.location import Location
-from mover.store import COMBINE_ONE, Capabilities, ObjectInfo, SourceCheck, StoreProvider
+from mover.provider import COMBINE_ONE, Capabilities, ObjectInfo, SourceCheck, StoreProvider
 
 #: Seconds to open a connection, unless a store's ``connect_timeout_s`` says otherwise.
 CONNECT_TIMEOUT_S = 10.0

@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 from mover.digests import Digest, digest
 from mover.errors import ObjectNotFound, TransferError, UsageError, VerificationFailed
 from mover.location import Location
-from mover.store import (
+from mover.provider import (
     Capabilities,
     ChunkWriter,
     MiB,
@@ -51,7 +51,6 @@ class MemoryProvider(StoreProvider):
                 max_part_bytes=int(o.get("max_part_bytes", 1 << 40)),
                 max_parts=int(o.get("max_parts", 10_000)),
                 preferred_part_bytes=int(o.get("preferred_part_bytes", 8 * MiB)),
-                preferred_streams=4,
             ),
             write_at=False,
             streaming_write=True,
@@ -109,7 +108,7 @@ class MemoryProvider(StoreProvider):
         if self.objects.pop(key, None) is None:
             raise ObjectNotFound(f"memory://{self.name}/{key}: no such object")
 
-    def open_writer(self, key: str, size: int | None, part_size: int) -> ChunkWriter:
+    def open_writer(self, key: str, size: int | None) -> ChunkWriter:
         upload = f"{key}#{time.monotonic_ns()}"
         with _LOCK:
             self.uploads[upload] = {}

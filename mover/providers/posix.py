@@ -17,12 +17,12 @@ never from ``stat`` alone, which says 0 for devices and pipes):
   blocks are left unwritten in the temporary file (sized with ``ftruncate``), so a copy of a
   sparse file stays sparse.
 - a block device (a volume): its size from the device (``lseek(SEEK_END)``), ranged parallel
-  reads as for a file (kind :data:`~mover.store.DEVICE`). As a destination only with
+  reads as for a file (kind :data:`~mover.provider.DEVICE`). As a destination only with
   ``--to-device`` (checked by :func:`mover.transfer.check_destination`): written in place by
   :class:`DeviceWriter`, no temporary file, no rename; an abort cannot undo what was written.
 - a pipe, a socket (connected to as a client), a character device, or a regular file that
   says 0 bytes yet yields some (``/proc``, ``sysfs`` and some FUSE files): size unknown (kind
-  :data:`~mover.store.STREAM`), read once to its end by the single-stream strategy; the job
+  :data:`~mover.provider.STREAM`), read once to its end by the single-stream strategy; the job
   records the size read. As a destination: refused, with the way to do it
   (``mover copy SRC - > PIPE``): a rename over it would replace the pipe with a file.
 - recursive listings take regular files only (and links to them), as today.
@@ -59,8 +59,7 @@ from mover.hostid import HOST_TAG, running
 from mover.location import Location
 from mover.osio import start_writeback
 from mover.planning import human
-from mover.sparse import ZERO_BLOCK_BYTES, is_zero, nonzero_runs
-from mover.store import (
+from mover.provider import (
     DEVICE,
     IN_PLACE,
     STREAM,
@@ -73,6 +72,7 @@ from mover.store import (
     SourceCheck,
     StoreProvider,
 )
+from mover.sparse import ZERO_BLOCK_BYTES, is_zero, nonzero_runs
 
 T = TypeVar("T")
 
@@ -119,7 +119,6 @@ class PosixProvider(StoreProvider):
             max_part_bytes=1 << 40,
             max_parts=1 << 40,
             preferred_part_bytes=64 * MiB,
-            preferred_streams=4,
         ),
         write_at=True,
         streaming_write=True,
@@ -395,7 +394,7 @@ class PosixProvider(StoreProvider):
         for folder in sorted(folders):
             _fsync_dir(folder)
 
-    def open_writer(self, key: str, size: int | None, part_size: int) -> ChunkWriter:
+    def open_writer(self, key: str, size: int | None) -> ChunkWriter:
         path = self.path(key)
         kind = _special(path)
         if kind == "block device":
@@ -567,7 +566,7 @@ class DeviceWriter(ChunkWriter):
     Commit flushes the device. The device keeps its bytes past the source's end (as ``dd``).
 
     Abort cannot undo anything: the device holds part of the new data and part of the old.
-    That is said in the job's error (the writer's state carries :data:`~mover.store.IN_PLACE`)
+    That is said in the job's error (the writer's state carries :data:`~mover.provider.IN_PLACE`)
     and in the README; only ``--to-device`` lets a copy start.
     """
 

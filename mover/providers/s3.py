@@ -81,8 +81,7 @@ from mover.errors import (
     VerificationFailed,
 )
 from mover.location import Location
-from mover.providers import s3_crt
-from mover.store import (
+from mover.provider import (
     COMBINE_CRC,
     COMBINE_ONE,
     COMBINE_RAW,
@@ -96,6 +95,7 @@ from mover.store import (
     SourceCheck,
     StoreProvider,
 )
+from mover.providers import s3_crt
 
 T = TypeVar("T")
 log = logging.getLogger("mover.s3")
@@ -202,7 +202,6 @@ class S3Provider(StoreProvider):
             max_parts=MAX_PARTS,
             preferred_part_bytes=64 * MiB,
             # Uploads are bound by the server; 4 streams of 64 MiB did best here.
-            preferred_streams=4,
             single_put_below_bytes=8 * MiB,
         ),
         write_at=False,
@@ -921,7 +920,7 @@ class S3Provider(StoreProvider):
             )
         return ObjectInfo(key, len(data), etag=_etag(answer.get("ETag")))
 
-    def open_writer(self, key: str, size: int | None, part_size: int) -> ChunkWriter:
+    def open_writer(self, key: str, size: int | None) -> ChunkWriter:
         started = time.monotonic()
         try:
             answer = self._call(

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from mover.store import ObjectInfo
+from mover.provider import ObjectInfo
 
 #: Bodies up to this size go through the engine; larger ones stay on botocore's readinto path.
 MAX_BODY_BYTES = 8 * 1024 * 1024

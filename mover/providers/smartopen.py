@@ -74,7 +74,7 @@ from mover.errors import (
     VerificationFailed,
 )
 from mover.location import Location
-from mover.store import (
+from mover.provider import (
     Capabilities,
     ChunkWriter,
     MiB,
@@ -157,7 +157,6 @@ class SmartOpenProvider(StoreProvider):
             chunk_writer=PartLimits(
                 min_part_bytes=1,
                 preferred_part_bytes=8 * MiB,
-                preferred_streams=1,
             ),
             write_at=False,
             streaming_write=True,
@@ -267,7 +266,7 @@ class SmartOpenProvider(StoreProvider):
 
     # -- writing ----------------------------------------------------------------------------
 
-    def open_writer(self, key: str, size: int | None, part_size: int) -> ChunkWriter:
+    def open_writer(self, key: str, size: int | None) -> ChunkWriter:
         token = secrets.token_hex(8)
         with _STREAMS_LOCK:
             _STREAMS[token] = _Stream(key, self.shown(key))

@@ -3,7 +3,7 @@
 A stream cannot seek: the source has no ranged reads and no size, so only the single-stream
 strategy takes it, and the job records the size that was read; as a destination, parts must
 arrive in order and cannot be taken back. Both exist only in this process (kind
-:data:`~mover.store.STREAM`): the fleet refuses them.
+:data:`~mover.provider.STREAM`): the fleet refuses them.
 
 Standard output is also how a copy feeds a named pipe (``mover copy SRC - > PIPE``): the file
 store refuses a pipe as destination, since its temporary file would be renamed over it.
@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 
 from mover.digests import Digest, digest
 from mover.errors import UsageError, VerificationFailed
-from mover.store import (
+from mover.provider import (
     STREAM,
     Capabilities,
     ChunkWriter,
@@ -40,7 +40,7 @@ class StdioProvider(StoreProvider):
     _CAPS = Capabilities(
         ranged_read=False,
         sequential_read=True,
-        chunk_writer=PartLimits(preferred_part_bytes=8 * MiB, preferred_streams=1),
+        chunk_writer=PartLimits(preferred_part_bytes=8 * MiB),
         write_at=False,
         streaming_write=True,
         ordered_parts=True,
@@ -69,7 +69,7 @@ class StdioProvider(StoreProvider):
     def delete(self, key: str) -> None:
         raise UsageError("standard output cannot be deleted")
 
-    def open_writer(self, key: str, size: int | None, part_size: int) -> ChunkWriter:
+    def open_writer(self, key: str, size: int | None) -> ChunkWriter:
         return _StdoutWriter()
 
     def resume_writer(self, key: str, state: dict[str, Any]) -> ChunkWriter:

@@ -96,7 +96,7 @@ from mover.errors import (
     VerificationFailed,
 )
 from mover.location import Location
-from mover.store import (
+from mover.provider import (
     COMBINE_HEX,
     COMBINE_ONE,
     Capabilities,
@@ -354,7 +354,6 @@ class SwiftProvider(StoreProvider):
                 max_part_bytes=int(o.get("max_part_bytes", MAX_SEGMENT_BYTES)),
                 max_parts=int(o.get("max_parts", MAX_MANIFEST_SEGMENTS)),
                 preferred_part_bytes=int(o.get("preferred_part_bytes", 64 * MiB)),
-                preferred_streams=4,
             ),
             write_at=False,
             streaming_write=True,
@@ -781,7 +780,7 @@ class SwiftProvider(StoreProvider):
             )
             self._containers_seen[self.segments_container] = time.monotonic()
 
-    def open_writer(self, key: str, size: int | None, part_size: int) -> ChunkWriter:
+    def open_writer(self, key: str, size: int | None) -> ChunkWriter:
         if not key or key.endswith("/"):
             raise UsageError(f"{self._where(key)}: name the destination object")
         self._ensure_segments_container()
@@ -980,7 +979,7 @@ class SwiftProvider(StoreProvider):
                 f"{source._where(src_key)}: {size} bytes need {len(ranges)} segments, "
                 f"more than one SLO holds ({limits.max_parts})"
             )
-        writer = self.open_writer(dst_key, size, part)
+        writer = self.open_writer(dst_key, size)
         assert isinstance(writer, SwiftWriter)
         copy_from = quote(f"/{source.container}/{src_key}")
 

@@ -37,7 +37,7 @@ from mover.repository.source import (
     plan_ranges,
     spans,
 )
-from mover.stores import open_location
+from mover.resolve import open_location
 
 #: Per-backup counters, summed over range tasks.
 COUNTERS = (

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from mover.errors import UsageError, VerificationFailed
-from mover.store import MiB
+from mover.provider import MiB
 
 #: The folder of a store that holds its repository.
 PREFIX = "repository/"

@@ -19,6 +19,7 @@ from typing import Any
 
 from mover.catalogue.objectio import read_into, read_small, write_whole
 from mover.errors import MoverError, ObjectNotFound, UsageError
+from mover.provider import StoreProvider
 from mover.repository import keys as keys_mod
 from mover.repository.crypto import ChunkIds, Corrupt, MasterKey, Sealer, wrap
 from mover.repository.deps import require
@@ -32,8 +33,7 @@ from mover.repository.layout import (
     parse_compression,
 )
 from mover.repository.packs import Codec
-from mover.store import StoreProvider
-from mover.stores import open_location
+from mover.resolve import open_location
 
 
 @dataclass(frozen=True)

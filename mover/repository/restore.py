@@ -25,14 +25,14 @@ from typing import Any
 
 from mover.digests import digest
 from mover.errors import ObjectNotFound, UsageError, VerificationFailed
+from mover.provider import MiB, PartReceipt, StoreProvider
 from mover.repository import manifests
 from mover.repository.crypto import Corrupt
 from mover.repository.index import survey
 from mover.repository.layout import pack_key
 from mover.repository.repo import Repository
 from mover.repository.runner import Runner, ThreadRunner
-from mover.store import MiB, PartReceipt, StoreProvider
-from mover.stores import open_location
+from mover.resolve import open_location
 from mover.transfer import check_destination, stat_or_none
 
 #: Bytes of one read from a pack (adjacent blobs together).
@@ -223,7 +223,7 @@ def restore(
     dst_store.make_parents(key)
     # Space for what will be written: a file that keeps zero runs as holes needs its data only.
     dst_store.check_writable(key, manifest.data_bytes() if write_at else size)
-    writer = dst_store.open_writer(key, size, step)
+    writer = dst_store.open_writer(key, size)
     dest = {
         "location": dst_loc.url,
         "key": key,

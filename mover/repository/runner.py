@@ -7,7 +7,7 @@ packs under new names (the spare copies are pruned), a restore range rewrites it
 
 - :class:`ThreadRunner` (``embedded``) runs them on ``streams`` threads of this process, each
   under mover's one retry policy (:mod:`mover.retry`).
-- ``mover.workers.repo_tasks.CeleryRunner`` (``celery``) publishes them as ``mover.repo.*``
+- ``mover.repository.fleet.CeleryRunner`` (``celery``) publishes them as ``mover.repo.*``
   tasks to the fleet; Celery's retry replaces mover's there, never both.
 
 Payloads name stores and locations only: each process resolves credentials and the repository
@@ -103,14 +103,3 @@ class ThreadRunner:
                     pending.clear()
         if error is not None:
             raise error
-
-
-def runner_for(executor: str | None, streams: int) -> Runner:
-    """``embedded`` (default) or ``celery`` (the fleet: ``MOVER_BROKER_URL``)."""
-    if executor in (None, "embedded"):
-        return ThreadRunner(streams)
-    if executor == "celery":
-        from mover.workers.repo_tasks import CeleryRunner
-
-        return CeleryRunner()
-    raise UsageError(f"executor {executor!r}: embedded or celery")

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from mover.catalogue.objectio import fill
+from mover.provider import MiB, StoreProvider
 from mover.reading import open_sequential
-from mover.store import MiB, StoreProvider
 
 #: Bytes read per request from a ranged source (a multiple of the chunk size is used).
 READ_BYTES = 8 * MiB

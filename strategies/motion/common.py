@@ -13,8 +13,8 @@ from mover.digests import Digest, digest
 from mover.errors import ChunkFailed, VerificationFailed
 from mover.motion import Chunk, ChunkContext, Endpoint, Options, Plan
 from mover.planning import aligned_chunks, choose_chunk_size, make_chunks, slice_lengths
+from mover.provider import MiB, ObjectInfo, PartLimits, PartReceipt, SourceCheck
 from mover.sparse import bytes_to_store
-from mover.store import MiB, ObjectInfo, PartLimits, PartReceipt, SourceCheck
 
 log = logging.getLogger("mover.verify")
 
@@ -67,7 +67,7 @@ def chunked_plan(
         plan.put = True
         plan.notes.append("written whole by one atomic put")
         return plan
-    plan.writer = destination.store.open_writer(destination.key, size, chunk_size).state()
+    plan.writer = destination.store.open_writer(destination.key, size).state()
     return plan
 
 

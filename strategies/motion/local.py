@@ -30,8 +30,8 @@ from mover.digests import Digest, Hasher
 from mover.errors import CannotHandle, ChunkFailed, VerificationFailed
 from mover.motion import Chunk, ChunkContext, Endpoint, MotionStrategy, Options, Plan, Priority
 from mover.osio import start_writeback
+from mover.provider import OBJECT, MiB, ObjectInfo, PartReceipt
 from mover.sparse import feed_zeros, is_zero, zero_digest
-from mover.store import OBJECT, MiB, ObjectInfo, PartReceipt
 from mover.strategies.motion.common import abort_writer, chunked_plan, commit_writer
 
 #: Chunks are copied and verified in slices of this size, so that memory stays bounded (two

@@ -3,7 +3,7 @@
 CloudStack asks a store's driver ``canCopy`` before any strategy; rclone tries a backend's
 ``Copy`` when the remotes match and falls back on ``ErrorCantCopy``. Here that is a capability
 (``server_side_copy``) plus a question to the destination store
-(:meth:`~mover.store.StoreProvider.can_copy_from`), so this one strategy serves every provider
+(:meth:`~mover.provider.StoreProvider.can_copy_from`), so this one strategy serves every provider
 that can copy by itself (S3's CopyObject and UploadPartCopy, Swift's COPY) without naming any.
 
 The whole object is one chunk: the store's copy is one call (which may itself run parallel part
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from mover.errors import VerificationFailed
 from mover.motion import Chunk, ChunkContext, Endpoint, MotionStrategy, Options, Plan, Priority
-from mover.store import ObjectInfo, PartReceipt
+from mover.provider import ObjectInfo, PartReceipt
 from mover.strategies.motion.common import pick_algorithm
 
 

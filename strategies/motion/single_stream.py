@@ -16,8 +16,8 @@ from mover.buffers import chunk_buffer
 from mover.digests import digest
 from mover.errors import ChunkFailed, UsageError, VerificationFailed
 from mover.motion import Chunk, ChunkContext, Endpoint, MotionStrategy, Options, Plan, Priority
+from mover.provider import ObjectInfo, PartReceipt
 from mover.reading import can_read_sequentially, open_sequential
-from mover.store import ObjectInfo, PartReceipt
 from mover.strategies.motion.common import (
     abort_writer,
     chunked_plan,

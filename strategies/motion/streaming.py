@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from mover.buffers import chunk_buffer
 from mover.motion import Chunk, ChunkContext, Endpoint, MotionStrategy, Options, Plan, Priority
+from mover.provider import ObjectInfo, PartReceipt
 from mover.sparse import chunk_digest, read_chunk
-from mover.store import ObjectInfo, PartReceipt
 from mover.strategies.motion.common import (
     abort_writer,
     chunked_plan,

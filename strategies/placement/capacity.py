@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from mover.catalogue.placement import Candidate, Placement, PlacementRequest
 from mover.errors import NotEnoughSpace
+from mover.placement import Candidate, Placement, PlacementRequest
 from mover.planning import human
 
 #: Keep this share of a store free, as CloudStack skips stores beyond 90 % used.

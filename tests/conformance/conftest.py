@@ -20,9 +20,9 @@ import pytest
 
 from mover.errors import ObjectNotFound
 from mover.location import Location, parse
+from mover.provider import StoreProvider
 from mover.providers import memory as memory_mod
-from mover.store import StoreProvider
-from mover.stores import clear_cache, providers
+from mover.resolve import clear_cache, providers
 from tests.conformance.sshd import SshdServer
 from tests.httpserver import HttpServer
 from tests.store_envs import use_s3, use_swift

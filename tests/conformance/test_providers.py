@@ -22,8 +22,8 @@ from mover.errors import (
 )
 from mover.location import parse
 from mover.motion import ChunkContext, Endpoint, Options, Priority
+from mover.provider import KiB, StoreProvider
 from mover.reading import can_read_sequentially, open_sequential
-from mover.store import KiB, StoreProvider
 from tests.conformance.conftest import Rig, absent
 
 pytestmark = [pytest.mark.integration, pytest.mark.conformance]
@@ -132,8 +132,10 @@ def _part_bytes(rig: Rig) -> int:
 
 
 def _open_writer(rig: Rig, key: str, size: int, step: int):
+    """A writer for ``key``; its parts will be ``step`` bytes (the writer is not told: parts
+    come as the strategy planned them)."""
     rig.store.make_parents(key)  # as executors do before the first write
-    return rig.store.open_writer(key, size, step)
+    return rig.store.open_writer(key, size)
 
 
 def test_write_parts_and_commit(rig: Rig) -> None:

@@ -459,7 +459,7 @@ def fleet_outcome(fleet: FaultFleet, job_id: str, folder: Path, fault: Fault) ->
 
 
 def submit(fleet: FaultFleet, folder: Path, *args: str) -> str:
-    """``mover copy ARGS --executor celery`` (no wait): the job id it prints."""
-    out = run(fleet.env, folder, "copy", *args, "--executor", "celery", timeout_s=60)
+    """``mover copy ARGS --executor celery --detach``: the job id it prints."""
+    out = run(fleet.env, folder, "copy", *args, "--executor", "celery", "--detach", timeout_s=60)
     assert out.returncode == 0, f"submitting failed: {out.stderr}"
     return out.stdout.strip().splitlines()[-1]

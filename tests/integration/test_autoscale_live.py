@@ -135,7 +135,17 @@ class Fleet(fleet_tests.Fleet):
 
     def copy(self, source: str, dst: Path) -> str:
         out = subprocess.run(
-            [*MOVER, "copy", source, str(dst), "--chunk-size", str(CHUNK), "--executor", "celery"],
+            [
+                *MOVER,
+                "copy",
+                source,
+                str(dst),
+                "--chunk-size",
+                str(CHUNK),
+                "--executor",
+                "celery",
+                "--detach",
+            ],
             env=self.env,
             capture_output=True,
             text=True,

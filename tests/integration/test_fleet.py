@@ -249,11 +249,12 @@ class Fleet:
 
 
 def make_fleet(
-    redis_server: Any, folder: Path, request: pytest.FixtureRequest, **env: str
+    redis_server: Any, folder: Path, request: pytest.FixtureRequest | None, **env: str
 ) -> Fleet:
     """A Fleet (no worker started yet) on ``redis_server``: state and configuration in
     ``folder``, short visibility timeout and restore sweep, S3 and Swift credentials in the
-    workers' environment when those servers are available; ``env`` adds or overrides."""
+    workers' environment when those servers are available (none without ``request``); ``env``
+    adds or overrides."""
     environ = dict(os.environ)
     environ.update(
         MOVER_BROKER_URL=redis_server.url,
@@ -264,7 +265,10 @@ def make_fleet(
         MOVER_CHUNK_RETRIES="3",
         PYTHONPATH=str(ROOT),
     )
-    s3 = None
+    s3 = swift = None
+    if request is None:
+        environ.update(env)
+        return Fleet(redis_server, environ, folder)
     try:
         s3 = request.getfixturevalue("s3_server")
         environ.update(
@@ -412,6 +416,7 @@ def submit_slow(fleet: Fleet, slow_http: Any, dst: Path) -> str:
         "2MiB",
         "--executor",
         "celery",
+        "--detach",
     )
     assert out.returncode == 0, out.stderr
     return out.stdout.strip()
@@ -461,7 +466,7 @@ def test_two_workers_copy_200_mib_file_to_s3(fleet_env: Fleet, big_file: Path, t
     s3.create_bucket(Bucket=bucket)
     started = time.monotonic()
     handle = fleet_api.submit(str(big_file), f"s3://{bucket}/big.bin", chunk_size=8 * MiB)
-    job = handle.wait(timeout=120)
+    job = handle.wait(timeout_s=120)
     elapsed = time.monotonic() - started
     assert job.state == "done", job.error
     back = tmp_path / "back.bin"
@@ -496,7 +501,7 @@ def test_two_workers_copy_200_mib_s3_to_swift(fleet_env: Fleet, big_file: Path, 
     handle = fleet_api.submit(
         f"s3://{bucket}/big.bin", f"swift://{container}/big.bin", chunk_size=8 * MiB
     )
-    job = handle.wait(timeout=120)
+    job = handle.wait(timeout_s=120)
     elapsed = time.monotonic() - started
     assert job.state == "done", job.error
     h = hashlib.sha256()
@@ -725,6 +730,7 @@ def test_permanent_error_fails_job_and_cleans(fleet: Fleet, slow_http: Any, tmp_
         "2MiB",
         "--executor",
         "celery",
+        "--detach",
     )
     assert out.returncode == 0, out.stderr
     job_id = out.stdout.strip()
@@ -781,16 +787,25 @@ def test_resume_reenqueues_only_missing_chunks(fleet: Fleet, slow_http: Any, tmp
 
 
 def test_status_and_jobs_read_redis(fleet: Fleet, tmp_path: Path):
-    """``mover jobs`` and ``mover status`` read the fleet's records when a broker is set;
-    ``mover copy`` without --wait prints the job id and returns."""
+    """``mover jobs`` and ``mover status`` read the fleet's records when a broker is set, and
+    ``mover jobs`` lists this host's embedded jobs beside them; ``mover copy --detach`` prints
+    the job id and returns; a copy waits by default, on the fleet as embedded."""
     src = random_file(tmp_path / "s.bin", 3 * MiB)
-    out = fleet.mover("copy", str(src), str(tmp_path / "d.bin"), "--chunk-size", "1MiB")
+    out = fleet.mover("copy", str(src), str(tmp_path / "d.bin"), "--chunk-size", "1MiB", "--detach")
     assert out.returncode == 0, out.stderr
     job_id = out.stdout.strip()
     jobs = fleet.jobs()
     wait_for(lambda: jobs.get(job_id).state == "done", 30, "the job")
+    waited = fleet.mover("copy", str(src), str(tmp_path / "w.bin"), "--json")
+    assert waited.returncode == 0, waited.stderr
+    assert json.loads(waited.stdout)["state"] == "done"  # followed to its end
+    assert sha256(tmp_path / "w.bin") == sha256(src)
+    here = fleet.mover("copy", str(src), str(tmp_path / "e.bin"), "--executor", "embedded")
+    embedded_id = re.search(r"job (\w+)", here.stderr).group(1)
     listed = fleet.mover("jobs")
-    assert job_id in listed.stdout
+    assert job_id in listed.stdout and embedded_id in listed.stdout
+    rows = {line.split()[0]: line.split()[2] for line in listed.stdout.splitlines()}
+    assert rows[job_id] == "celery" and rows[embedded_id] == "embedded"
     status = fleet.mover("status", job_id)
     assert f"job {job_id}: done" in status.stdout and "3/3 chunks" in status.stdout
 

@@ -109,7 +109,7 @@ def ping(fleet: Fleet, worker: Worker, timeout_s: float = 20) -> bool:
 
 
 def copy_on_fleet(fleet: Fleet, src: str, dst: str, *args: str) -> str:
-    out = fleet.mover("copy", src, dst, "--executor", "celery", *args)
+    out = fleet.mover("copy", src, dst, "--executor", "celery", "--detach", *args)
     assert out.returncode == 0, out.stderr
     return out.stdout.strip()
 
@@ -189,7 +189,8 @@ def test_worker_exits_when_redis_stays_away(faults: Fleet):
 
 
 def test_wait_says_when_no_worker_consumes_the_queue(faults: Fleet, slow_http: Any, tmp_path: Path):
-    """``mover copy --wait`` to a store whose queue no worker consumes says so in one line
+    """``mover copy`` (which waits by default) to a store whose queue no worker consumes says
+    so in one line
     naming the queue (within 10 s), ``mover status`` shows the same, and the follower keeps
     waiting: a worker started on that queue finishes the job (a 4 s one, so the follower
     sees the worker arrive and says so)."""
@@ -210,7 +211,6 @@ def test_wait_says_when_no_worker_consumes_the_queue(faults: Fleet, slow_http: A
             "2MiB",
             "--executor",
             "celery",
-            "--wait",
         ],
         env=faults.env,
         stdout=subprocess.PIPE,

@@ -171,7 +171,7 @@ def test_autoscale_grows_pools_from_rabbitmq_depth(
 ) -> None:
     """A backlog of 32 one-second chunks in RabbitMQ: ``mover autoscale`` reads the queue's
     depth by passive declare and grows the -c 2 pools to 4; the job then completes."""
-    from mover.workers.broker_queues import AmqpQueues
+    from mover.broker_queues import AmqpQueues
 
     app = _app(rabbit_fleet)
     random_file(Path(slow_http.root) / "flood.bin", 32 * 3 * MiB)

@@ -82,8 +82,10 @@ def s3_bucket(proxied_bucket: tuple[FaultProxy, str], fleet: Fleet) -> str:
 
 
 def run(fleet: Fleet, source: str, destination: str, chunk: str = "5MiB") -> Any:
-    """``mover copy --executor celery`` (no --wait); the job's final record."""
-    out = fleet.mover("copy", source, destination, "--chunk-size", chunk, "--executor", "celery")
+    """``mover copy --executor celery --detach``; the job's final record."""
+    out = fleet.mover(
+        "copy", source, destination, "--chunk-size", chunk, "--executor", "celery", "--detach"
+    )
     assert out.returncode == 0, out.stderr
     job_id = out.stdout.strip()
     assert re.fullmatch(r"\w+", job_id), out.stdout

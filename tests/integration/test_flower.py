@@ -255,6 +255,7 @@ def test_flower_in_flight_tasks_hold_no_secret(
         "5MiB",
         "--executor",
         "celery",
+        "--detach",
     )
     assert out.returncode == 0, out.stderr
     job_id = out.stdout.strip()

@@ -26,9 +26,9 @@ from mover.errors import (
     UsageError,
 )
 from mover.jobs import DONE, FAILED, Job
+from mover.provider import MiB
 from mover.providers.http import HttpProvider
-from mover.store import MiB
-from mover.stores import clear_cache, open_location, providers
+from mover.resolve import clear_cache, open_location, providers
 from tests.httpserver import HttpServer, make_certificate
 
 pytestmark = pytest.mark.integration

@@ -188,7 +188,7 @@ def monitored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Monitored]:
 
 def submit(monitored: Monitored, source: str, destination: str, chunk: str) -> str:
     out = monitored.fleet.mover(
-        "copy", source, destination, "--chunk-size", chunk, "--executor", "celery"
+        "copy", source, destination, "--chunk-size", chunk, "--executor", "celery", "--detach"
     )
     assert out.returncode == 0, out.stderr
     job_id = out.stdout.strip()

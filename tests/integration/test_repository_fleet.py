@@ -43,8 +43,8 @@ PASSPHRASE = "fleet passphrase"
 
 
 def _volume_gib() -> int:
+    from mover.provider import StoreProvider
     from mover.providers.posix import PosixProvider
-    from mover.store import StoreProvider
 
     holes = getattr(PosixProvider, "data_extents", None) not in (
         None,

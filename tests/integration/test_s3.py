@@ -33,9 +33,9 @@ from mover.errors import (
 )
 from mover.jobstores.sqlite import SqliteJobStore
 from mover.location import parse
+from mover.provider import ChunkWriter, MiB, PartReceipt
 from mover.providers.s3 import S3Provider, S3Writer
-from mover.store import ChunkWriter, MiB, PartReceipt
-from mover.stores import clear_cache, open_location, providers
+from mover.resolve import clear_cache, open_location, providers
 from mover.strategies.motion.server_side import ServerSideCopyStrategy
 from tests.servers import BinaryNotFound, find_binary, free_port
 
@@ -181,7 +181,7 @@ def test_writer_takes_parts_in_parallel_on_one_client(
     store = S3Provider.open(parse(f"s3://{s3_bucket}/parallel.bin"))
     in_flight = _InFlight(store.client)
     blocks = [os.urandom(PART) for _ in range(5)] + [os.urandom(777)]
-    writer = store.open_writer("parallel.bin", PART * 5 + 777, PART)
+    writer = store.open_writer("parallel.bin", PART * 5 + 777)
 
     def write(n: int) -> PartReceipt:
         again = store.resume_writer("parallel.bin", writer.state())  # as another worker would

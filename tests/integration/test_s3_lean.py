@@ -21,7 +21,7 @@ import pytest
 from mover.digests import digest
 from mover.errors import SourceChanged, VerificationFailed
 from mover.providers.s3 import S3Provider
-from mover.stores import clear_cache, open_location
+from mover.resolve import clear_cache, open_location
 
 if TYPE_CHECKING:
     from tests.servers import SeaweedS3Server

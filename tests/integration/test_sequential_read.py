@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from mover.store import MiB
+from mover.provider import MiB
 
 if TYPE_CHECKING:
     from tests.servers import SeaweedS3Server

@@ -25,10 +25,10 @@ from typing import Any
 import pytest
 
 import mover
-from mover import stores
+from mover import resolve
 from mover.jobs import DONE, FAILED
 from mover.jobstores.sqlite import SqliteJobStore
-from mover.store import MiB
+from mover.provider import MiB
 from tests.faultproxy import FaultProxy, Rule
 
 pytestmark = [pytest.mark.integration]
@@ -126,9 +126,9 @@ def s3_proxy(
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
     with FaultProxy("127.0.0.1", s3_server.port, seed=9) as proxy:
         monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
-        stores.clear_cache()
+        resolve.clear_cache()
         yield proxy
-    stores.clear_cache()
+    resolve.clear_cache()
 
 
 @pytest.fixture
@@ -148,9 +148,9 @@ def swift_proxy(
     with FaultProxy("127.0.0.1", swift_server.port, seed=5) as proxy:
         path = urlsplit(storage_url).path
         proxy.storage_url = f"{proxy.url}{path}"  # type: ignore[attr-defined]
-        stores.clear_cache()
+        resolve.clear_cache()
         yield proxy
-    stores.clear_cache()
+    resolve.clear_cache()
 
 
 def swift_store(tmp_path: Path, proxy: FaultProxy, container: str) -> str:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 import mover
-from mover import stores
+from mover import resolve
 from mover.digests import digest
 from mover.errors import (
     AccessDenied,
@@ -63,9 +63,9 @@ def swift_env(
     monkeypatch.setenv("ST_KEY", swift_server.key)
     monkeypatch.setenv("MOVER_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("MOVER_CONFIG", str(tmp_path / "no-config.toml"))
-    stores.clear_cache()
+    resolve.clear_cache()
     yield swift_server
-    stores.clear_cache()
+    resolve.clear_cache()
 
 
 @pytest.fixture
@@ -291,7 +291,7 @@ def test_parts_written_and_read_from_many_threads_at_once(
     offsets = list(range(0, len(data), MiB))
     store = _provider(container)
     try:
-        writer = store.open_writer("par.bin", len(data), MiB)
+        writer = store.open_writer("par.bin", len(data))
         state = writer.state()
 
         def put(i: int) -> Any:
@@ -347,7 +347,7 @@ def test_keys_with_spaces_unicode_and_percent(
     store = _provider(container)
     dst = _provider(other_container, {"max_copy_bytes": MiB, "copy_segment_bytes": MiB})
     try:
-        writer = store.open_writer(key, len(data), MiB)
+        writer = store.open_writer(key, len(data))
         view = memoryview(data)
         receipts = [
             writer.write_part(i, off, view[off : off + MiB], digest("md5", view[off : off + MiB]))
@@ -375,7 +375,7 @@ def test_one_part_objects_are_plain_up_to_plain_max_bytes(
     for limit, slo in ((2 * MiB, False), (MiB, True)):
         store = _provider(container, {"plain_max_bytes": limit})
         try:
-            writer = store.open_writer("one.bin", len(data), len(data))
+            writer = store.open_writer("one.bin", len(data))
             receipt = writer.write_part(0, 0, memoryview(data), md5)
             info = writer.commit([receipt], len(data))
         finally:
@@ -493,7 +493,7 @@ def test_wrong_key_is_access_denied_without_the_key(
 ) -> None:
     wrong = "wrong-key-9f3a7c"
     monkeypatch.setenv("ST_KEY", wrong)
-    stores.clear_cache()
+    resolve.clear_cache()
     with pytest.raises(AccessDenied) as denied:
         mover.copy(f"swift://{container}/x.bin", str(tmp_path / "x.bin"))
     text = str(denied.value)
@@ -602,7 +602,7 @@ def test_corrupt_part_is_refused_by_swift_and_abort_cleans(
 ) -> None:
     store = _provider(container)
     try:
-        writer = store.open_writer("c.bin", 2 * MiB, 1 * MiB)
+        writer = store.open_writer("c.bin", 2 * MiB)
         good = memoryview(os.urandom(1 * MiB))
         receipt = writer.write_part(0, 0, good, digest("md5", good))
         assert receipt.digest == str(digest("md5", good))
@@ -787,7 +787,7 @@ def test_swift_to_s3_and_back_streams_through_mover(
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    stores.clear_cache()
+    resolve.clear_cache()
     size = 12 * MiB + 1
     want = _upload(tmp_path, container, "x.bin", size, 5 * MiB)
 

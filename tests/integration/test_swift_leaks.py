@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 import mover
-from mover import stores
+from mover import resolve
 from mover.digests import digest
 from mover.errors import JobStateError
 from mover.executors import embedded
@@ -114,8 +114,8 @@ def test_staged_segments_expire_when_never_committed(
     """A segment of an upload that is never committed (its abort never ran) carries
     X-Delete-At, and Swift serves it no more once the bound has passed."""
     monkeypatch.setenv("MOVER_SEGMENT_EXPIRY_S", str(EXPIRY_S))
-    store, loc = stores.open_location(f"swift://{container}/staged.bin")
-    writer = store.open_writer(loc.full_key, 2 * MiB, 1 * MiB)
+    store, loc = resolve.open_location(f"swift://{container}/staged.bin")
+    writer = store.open_writer(loc.full_key, 2 * MiB)
     data = os.urandom(1 * MiB)
     receipt = writer.write_part(0, 0, memoryview(data), digest("md5", data))
     name = receipt.extra["segment"]
@@ -139,7 +139,7 @@ def flaky_store(
     config.write_text(
         f'[stores.flaky]\nurl = "swift://{container}/"\nstorage_url = "{proxy.url}/v1/{account}"\n'
     )
-    stores.clear_cache()
+    resolve.clear_cache()
 
 
 def test_abort_that_met_a_dead_swift_is_retried_before_resume(
@@ -194,10 +194,10 @@ def test_a_commit_repeated_by_a_takeover_finds_the_object_in_place(
     its commit taken over and run again: the second commit succeeds (the plain object already
     made from a segment that is now gone; the same SLO manifest put again) and the object
     reads whole, without expiry."""
-    store, loc = stores.open_location(f"swift://{container}/again.bin")
+    store, loc = resolve.open_location(f"swift://{container}/again.bin")
     blocks = [os.urandom(1 * MiB) for _ in range(parts - 1)] + [os.urandom(600 * 1024)]
     size = sum(len(b) for b in blocks)
-    writer = store.open_writer(loc.full_key, size, 1 * MiB)
+    writer = store.open_writer(loc.full_key, size)
     receipts, offset = [], 0
     for n, block in enumerate(blocks):
         receipts.append(writer.write_part(n, offset, memoryview(block), digest("md5", block)))

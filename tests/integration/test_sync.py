@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import mover
-from mover.stores import clear_cache
+from mover.resolve import clear_cache
 from tests.store_envs import use_s3, use_swift
 
 pytestmark = [pytest.mark.integration]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mover import stores
+from mover import resolve
 from mover.hostid import HOST_TAG, gone_here, running
 from mover.providers.posix import TEMP_MARK, TEMP_SUFFIX
 
@@ -25,10 +25,10 @@ def _killed_writer(folder: Path) -> int:
     script = textwrap.dedent(
         f"""
         import os, signal
-        from mover import stores
+        from mover import resolve
         from mover.digests import digest
-        store, loc = stores.open_location({str(folder / "big.bin")!r})
-        w = store.open_writer(loc.full_key, 8, 8)
+        store, loc = resolve.open_location({str(folder / "big.bin")!r})
+        w = store.open_writer(loc.full_key, 8)
         w.write_part(0, 0, memoryview(b"12345678"), digest("md5", b"12345678"))
         os.kill(os.getpid(), signal.SIGKILL)
         """
@@ -48,8 +48,8 @@ def test_the_temporary_file_of_a_killed_writer_is_swept(tmp_path: Path) -> None:
     _killed_writer(sub)
     [dead] = _temps(sub)
     assert f"{TEMP_MARK}{HOST_TAG}-" in dead
-    store, loc = stores.open_location(str(tmp_path / "data") + "/")
-    live = store.open_writer(loc.full_key + "ab/live.bin", 8, 8)  # this process: alive
+    store, loc = resolve.open_location(str(tmp_path / "data") + "/")
+    live = store.open_writer(loc.full_key + "ab/live.bin", 8)  # this process: alive
     other = sub / f".x{TEMP_MARK}00000000-1-0{TEMP_SUFFIX}"  # another host's writer
     older = sub / f".y{TEMP_MARK}1-0{TEMP_SUFFIX}"  # a name from before host tags
     other.write_bytes(b"o")

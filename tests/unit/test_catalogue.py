@@ -20,7 +20,8 @@ from mover.cli.catalogue import catalogue_groups
 from mover.errors import ConfigError, NotEnoughSpace, UnknownStore, UsageError, VerificationFailed
 from mover.location import parse
 from mover.providers import memory
-from mover.stores import open_location
+from mover.resolve import open_location, store_table
+from mover.resolve import resolve as resolve_store
 from mover.strategies.placement.capacity import CapacityPlacement
 
 MiB = 1024 * 1024
@@ -101,11 +102,11 @@ def test_store_validation() -> None:
 
 def test_catalogue_store_resolves_as_store_location() -> None:
     cat.add_store("m", "memory://bucket/root/", options={"min_part_bytes": 5})
-    loc, options = config_mod.resolve(parse("store:m/a/b.img"))
+    loc, options = resolve_store(parse("store:m/a/b.img"))
     assert (loc.scheme, loc.store, loc.full_key) == ("memory", "bucket", "root/a/b.img")
     assert options == {"min_part_bytes": 5}
     with pytest.raises(UnknownStore, match="known: m"):
-        config_mod.resolve(parse("store:nope/x"))
+        resolve_store(parse("store:nope/x"))
 
 
 def test_config_stores_appear_and_win(tmp_path: Path) -> None:
@@ -387,7 +388,7 @@ def test_credentials_file_reference(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     creds = tmp_path / "creds"
     creds.write_text("# comment\nACCESS_KEY_ID=AK\nexport SECRET_ACCESS_KEY='sk-value'\n")
     cat.add_store("via-file", "s3://bucket/", credentials_file=str(creds))
-    table = config_mod.store_table("via-file", config_mod.load())
+    table = store_table("via-file", config_mod.load())
     assert table is not None and table["credentials_env"] == "MOVER_STORE_VIA_FILE"
     assert os.environ["MOVER_STORE_VIA_FILE_SECRET_ACCESS_KEY"] == "sk-value"
     monkeypatch.delenv("MOVER_STORE_VIA_FILE_ACCESS_KEY_ID")
@@ -396,7 +397,7 @@ def test_credentials_file_reference(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     creds.write_text("sk-value-without-a-name\n")
     forget_cached_stores()  # the file is read again when the store is next resolved
     with pytest.raises(ConfigError, match="line 1") as err:
-        config_mod.store_table("via-file", config_mod.load())
+        store_table("via-file", config_mod.load())
     assert "sk-value" not in str(err.value)
 
 

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 
 from mover.errors import UsageError
+from mover.launcher import Launcher, launchers
 from mover.workers.launchers import local as local_mod
 from mover.workers.launchers.command import CommandLauncher
 from mover.workers.launchers.local import LocalLauncher, process_start_time
-from mover.workers.launchers.registry import Launcher, ensure_builtin, launchers
 
 #: A stand-in worker: starts a child (like a pool process), writes both PIDs, sleeps.
 WORKER = """
@@ -192,7 +192,6 @@ def test_command_launcher_failed_start_and_list(tmp_path: Path) -> None:
 
 
 def test_registry_holds_both_launchers() -> None:
-    ensure_builtin()
     assert {"local", "command"} <= set(launchers.names())
     assert issubclass(launchers.get("local"), Launcher)  # type: ignore[arg-type]
     assert issubclass(launchers.get("command"), Launcher)  # type: ignore[arg-type]

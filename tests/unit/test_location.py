@@ -7,6 +7,7 @@ import pytest
 from mover import config
 from mover.errors import BadLocation, KeyEscapesRoot, UnknownStore
 from mover.location import parse
+from mover.resolve import resolve as resolve_store
 
 
 def test_plain_path_is_a_file_location(tmp_path) -> None:
@@ -32,7 +33,7 @@ def test_malformed(text: str) -> None:
 
 
 def test_a_store_is_required_where_the_provider_needs_one() -> None:
-    from mover.stores import open_location
+    from mover.resolve import open_location
 
     with pytest.raises(BadLocation, match="name the bucket"):
         open_location("memory:///k")
@@ -49,11 +50,11 @@ def test_key_escaping_root_is_refused(tmp_path, monkeypatch) -> None:
     cfg.write_text(f'[stores.images]\nurl = "file://{tmp_path}/root/"\n')
     conf = config.load(cfg)
     with pytest.raises(KeyEscapesRoot):
-        config.resolve(parse("store:images/../../etc/passwd"), conf)
-    loc, _ = config.resolve(parse("store:images/a/../b.img"), conf)
+        resolve_store(parse("store:images/../../etc/passwd"), conf)
+    loc, _ = resolve_store(parse("store:images/a/../b.img"), conf)
     assert loc.full_key.endswith("root/b.img")
     with pytest.raises(UnknownStore, match="known: images"):
-        config.resolve(parse("store:imagez/x"), conf)
+        resolve_store(parse("store:imagez/x"), conf)
 
 
 def test_config_refuses_literal_secret(tmp_path) -> None:

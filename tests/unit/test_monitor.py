@@ -24,7 +24,7 @@ from mover.jobstores.redis import RedisJobStore  # noqa: E402
 from mover.monitor.collector import registry_for  # noqa: E402
 from mover.monitor.view import FleetReader, display_url  # noqa: E402
 from mover.motion import Endpoint  # noqa: E402
-from mover.stores import open_location  # noqa: E402
+from mover.resolve import open_location  # noqa: E402
 from mover.workers import metrics_recorder as mr  # noqa: E402
 from mover.workers.observer import band_keys, record_chunk  # noqa: E402
 

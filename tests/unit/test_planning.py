@@ -8,7 +8,7 @@ import pytest
 
 from mover.errors import NotEnoughSpace, UsageError
 from mover.planning import choose_chunk_size, make_chunks
-from mover.store import GiB, MiB, PartLimits, TiB
+from mover.provider import GiB, MiB, PartLimits, TiB
 
 S3 = PartLimits(
     min_part_bytes=5 * MiB,

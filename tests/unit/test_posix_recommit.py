@@ -19,7 +19,7 @@ def _write(tmp_path: Path) -> tuple[PosixProvider, str, list[Any], int, dict[str
     store = PosixProvider.open(parse(str(tmp_path) + "/"))
     key = str(tmp_path / "out.bin").lstrip("/")
     data = os.urandom(3 * 1024 * 1024 + 5)
-    writer = store.open_writer(key, len(data), 1024 * 1024)
+    writer = store.open_writer(key, len(data))
     receipts = []
     for part, offset in enumerate(range(0, len(data), 1024 * 1024)):
         piece = memoryview(data)[offset : offset + 1024 * 1024]

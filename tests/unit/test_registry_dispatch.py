@@ -9,11 +9,11 @@ from mover.errors import NoStrategy, PluginLoadError, UnknownPlugin
 from mover.location import parse
 from mover.motion import Endpoint, MotionStrategy, Priority
 from mover.registry import Registry
-from mover.stores import open_location, providers
+from mover.resolve import open_location, providers
 
 
 def _endpoints(src: str, dst: str, size: int | None = 10) -> tuple[Endpoint, Endpoint]:
-    from mover.store import ObjectInfo
+    from mover.provider import ObjectInfo
 
     s_store, s_loc = open_location(src)
     d_store, d_loc = open_location(dst)

@@ -478,7 +478,7 @@ def test_templates_in_repositories_share_chunks_and_copies_move_only_missing_one
 def test_zero_runs_stay_holes_only_in_files(tmp_path: Path) -> None:
     """A new or regular file keeps zero runs as holes; anything else on this host (a FIFO here,
     a block device in use) and a store without local paths get their zeros written."""
-    from mover.stores import open_location
+    from mover.resolve import open_location
 
     store, loc = open_location(str(tmp_path / "new.img"))
     assert restore.holes_stay(store, loc.full_key)

@@ -10,9 +10,9 @@ import pytest
 from mover.errors import MoverError, NoStrategy
 from mover.location import parse
 from mover.motion import Endpoint, Priority
+from mover.provider import Capabilities, ObjectInfo, StoreProvider
 from mover.reading import can_read_sequentially, open_sequential
-from mover.store import Capabilities, ObjectInfo, StoreProvider
-from mover.stores import open_location
+from mover.resolve import open_location
 from mover.strategies.motion.single_stream import SingleStreamStrategy
 
 DATA = bytes(range(256)) * 4099

@@ -37,9 +37,9 @@ from mover.errors import (
 )
 from mover.jobs import DONE
 from mover.location import parse
+from mover.provider import MiB, PartReceipt
 from mover.providers.smartopen import SmartOpenProvider
-from mover.store import MiB, PartReceipt
-from mover.stores import clear_cache, open_location, providers
+from mover.resolve import clear_cache, open_location, providers
 
 ALIAS = "smfile"
 
@@ -179,7 +179,7 @@ def test_decompression_on_request(tmp_path: Path) -> None:
 def _writer(tmp_path: Path, name: str, **options: object):  # type: ignore[no-untyped-def]
     loc = parse(alias_url(tmp_path / name))
     store = LocalSmartOpen.open(loc, dict(options))
-    return store, store.open_writer(loc.full_key, None, 4)
+    return store, store.open_writer(loc.full_key, None)
 
 
 def test_parts_out_of_order_wait_for_their_turn(tmp_path: Path) -> None:

@@ -14,9 +14,9 @@ import pytest
 from mover import verify
 from mover.motion import Chunk, Plan
 from mover.planning import aligned_chunks, slice_lengths
+from mover.provider import MiB, PartLimits, SourceCheck
 from mover.providers.http import _sent_digest
 from mover.providers.s3 import _object_checksum
-from mover.store import MiB, PartLimits, SourceCheck
 
 DATA = os.urandom(3 * MiB + 777)
 

@@ -129,7 +129,7 @@ def test_file_writer_leaves_zeros_as_holes(tmp_path: Path) -> None:
     store = PosixProvider(parse(f"file://{tmp_path}/"))
     key = f"{tmp_path}/out".lstrip("/")
     size = 32 * MiB
-    writer = store.open_writer(key, size, 16 * MiB)
+    writer = store.open_writer(key, size)
     part = bytearray(16 * MiB)
     part[5 * MiB : 5 * MiB + 3] = b"abc"
     expected = digest("xxh3_128", part)

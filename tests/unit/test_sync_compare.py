@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mover.store import ObjectInfo
+from mover.provider import ObjectInfo
 from mover.syncing import MODIFY_WINDOW_S, difference
 
 

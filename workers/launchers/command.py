@@ -36,8 +36,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from mover.errors import UsageError
+from mover.launcher import Launcher
 from mover.workers.launchers.local import default_state_dir
-from mover.workers.launchers.registry import Launcher
 
 log = logging.getLogger("mover.autoscale.launcher")
 

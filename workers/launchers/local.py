@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from mover.errors import UsageError
-from mover.workers.launchers.registry import Launcher
+from mover.launcher import Launcher
 
 log = logging.getLogger("mover.autoscale.launcher")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from mover.catalogue.placement import Candidate, Placement, PlacementRequest
+from mover.placement import Candidate, Placement, PlacementRequest
 
 
 class LastNamePlacement(Placement):

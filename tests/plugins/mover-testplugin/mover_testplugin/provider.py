@@ -12,7 +12,7 @@ from typing import Any
 
 from mover.digests import Digest, digest
 from mover.errors import ObjectNotFound, VerificationFailed
-from mover.store import (
+from mover.provider import (
     Capabilities,
     ChunkWriter,
     ObjectInfo,
@@ -71,7 +71,7 @@ class VendorXProvider(StoreProvider):
         except FileNotFoundError:
             raise self._missing(key) from None
 
-    def open_writer(self, key: str, size: int | None, part_size: int) -> ChunkWriter:
+    def open_writer(self, key: str, size: int | None) -> ChunkWriter:
         path = self._path(key)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         open(path + ".upload", "wb").close()

@@ -7,7 +7,7 @@ what the store advertises, not from the store's class or scheme.
 from __future__ import annotations
 
 from mover.motion import Chunk, ChunkContext, Endpoint, Options, Plan, Priority
-from mover.store import ObjectInfo, PartReceipt
+from mover.provider import ObjectInfo, PartReceipt
 from mover.strategies.motion.streaming import StreamingStrategy
 
 

@@ -1,4 +1,5 @@
-"""The launcher contract and its registry (entry-point group ``mover.launchers``).
+"""The launcher contract and its registry (entry-point group ``mover.launchers``; the in-tree
+launchers live in :mod:`mover.workers.launchers`).
 
 A launcher starts and stops *worker processes* (whole ``mover worker`` instances, on this host,
 on a VM, in a cloud), where the controller's ``pool_grow`` / ``pool_shrink`` only change the
@@ -59,29 +60,7 @@ class Launcher(ABC):
         """Release what the launcher holds (not its workers)."""
 
 
-def _validate(obj: object) -> None:
-    if not (isinstance(obj, type) and issubclass(obj, Launcher)) and not isinstance(obj, Launcher):
-        raise TypeError("must be a Launcher subclass or instance")
-
-
 #: Every launcher, by name (entry-point group ``mover.launchers``).
 launchers: Registry[type[Launcher] | Launcher] = Registry(
-    LAUNCHERS, "launcher", required=("start", "stop", "running"), validate=_validate
+    LAUNCHERS, "launcher", required=("start", "stop", "running"), contract=Launcher
 )
-
-#: The in-tree launchers, registered at run time when no entry point declares them yet.
-BUILTIN = {
-    "local": "mover.workers.launchers.local:LocalLauncher",
-    "command": "mover.workers.launchers.command:CommandLauncher",
-}
-
-
-def ensure_builtin() -> None:
-    """Register the in-tree launchers that no entry point declares (idempotent)."""
-    import importlib
-
-    for name, target in BUILTIN.items():
-        if name in launchers:
-            continue
-        module, _, attr = target.partition(":")
-        launchers.register(name, getattr(importlib.import_module(module), attr))

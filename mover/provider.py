@@ -25,8 +25,9 @@ from functools import cached_property
 from typing import Any, BinaryIO, ClassVar
 
 from mover.digests import Digest
-from mover.errors import UsageError
+from mover.errors import PluginLoadError, UsageError
 from mover.location import Location
+from mover.registry import PROVIDERS, Registry
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -216,7 +217,6 @@ class PartLimits:
         max_part_bytes: the largest part (S3: 5 GiB).
         max_parts: how many parts one object may have (S3: 10,000).
         preferred_part_bytes: the part size this store does best with.
-        preferred_streams: how many parts in parallel this store does best with.
         single_put_below_bytes: objects smaller than this are better written as one part.
     """
 
@@ -224,7 +224,6 @@ class PartLimits:
     max_part_bytes: int = 1 << 62
     max_parts: int = 1 << 62
     preferred_part_bytes: int = 64 * MiB
-    preferred_streams: int = 4
     single_put_below_bytes: int = 0
 
 
@@ -491,10 +490,11 @@ class StoreProvider(abc.ABC):
         """Free space where ``key`` would be written, or None when the store cannot tell."""
         return None
 
-    def open_writer(self, key: str, size: int | None, part_size: int) -> ChunkWriter:
-        """Begin writing ``key``; parts of ``part_size`` bytes (the last may be shorter).
+    def open_writer(self, key: str, size: int | None) -> ChunkWriter:
+        """Begin writing ``key`` (``size`` bytes, None for a stream); parts come as the
+        strategy planned them, within ``capabilities.chunk_writer`` (:class:`PartLimits`).
 
-        Called only when ``capabilities.chunk_writer`` is set. ``size`` is None for streams.
+        Called only when ``capabilities.chunk_writer`` is set.
         """
         raise UsageError(f"{self.describe()} cannot be written")
 
@@ -552,3 +552,71 @@ class StoreProvider(abc.ABC):
 
     def close(self) -> None:
         """Release connections and file descriptors."""
+
+
+#: What each capability promises: the method a provider that declares it must implement
+#: (override), so that a strategy that reads the capability never meets NotImplementedError.
+CAPABILITY_METHODS: dict[str, str] = {
+    "ranged_read": "read_into",
+    "sequential_read": "open_read",
+    "chunk_writer": "open_writer",
+    "atomic_put_max_bytes": "put",
+    "server_side_copy": "copy_server_side",
+    "local_path": "local_path",
+}
+
+
+def unimplemented(provider: StoreProvider) -> list[str]:
+    """``capability (method)`` for each capability ``provider`` declares without implementing
+    its method; empty when its capabilities hold."""
+    caps, cls = provider.capabilities, type(provider)
+    return [
+        f"{cap} ({method})"
+        for cap, method in CAPABILITY_METHODS.items()
+        if getattr(caps, cap) and getattr(cls, method) is getattr(StoreProvider, method)
+    ]
+
+
+#: (provider class, capabilities) pairs already found to hold.
+_held: set[tuple[type, Capabilities]] = set()
+
+
+def check_capabilities(provider: StoreProvider) -> None:
+    """Raise PluginLoadError when ``provider`` declares a capability it does not implement
+    (asked before strategies read capabilities, :func:`mover.dispatcher.rank`; each class
+    and set of capabilities is checked once per process)."""
+    key = (type(provider), provider.capabilities)
+    if key in _held:
+        return
+    missing = unimplemented(provider)
+    if not missing:
+        _held.add(key)
+    if missing:
+        raise PluginLoadError(
+            f"provider {type(provider).__module__}:{type(provider).__qualname__} declares "
+            f"{', '.join(missing)} without implementing it: its strategies would fail; "
+            "implement the method or leave the capability off"
+        )
+
+
+def _validate(plugin: Any) -> None:
+    """A provider implements the required core (``stat``, ``list``, ``delete``)."""
+    missing = [
+        m
+        for m in ("stat", "list", "delete")
+        if getattr(plugin, m) is getattr(StoreProvider, m, None)
+    ]
+    if missing:
+        raise TypeError(f"does not implement {', '.join(missing)}")
+
+
+#: Every store provider, by URL scheme (checked against this contract when registered or
+#: first loaded).
+providers: Registry[type[StoreProvider]] = Registry(
+    PROVIDERS,
+    "provider",
+    required=("open", "capabilities", "stat", "list", "delete", "read_into"),
+    validate=_validate,
+    contract=StoreProvider,
+    instances=False,
+)
