@@ -16,6 +16,8 @@
 
 from __future__ import annotations
 
+import functools
+import threading
 import time
 from typing import Any
 
@@ -31,6 +33,7 @@ from mover.repository.runner import Runner, ThreadRunner
 from mover.repository.source import (
     READ_BYTES,
     Reader,
+    data_extents,
     hole_ranges,
     in_hole,
     is_zero,
@@ -53,6 +56,23 @@ COUNTERS = (
 )
 
 
+_LOCAL = threading.local()
+
+
+def _buffer(size: int) -> bytearray:
+    """This thread's read buffer, kept between range tasks (a thin volume's backup runs
+    thousands of ranges: zeroing a new buffer for each cost more than reading its holes)."""
+    buf: bytearray | None = getattr(_LOCAL, "buf", None)
+    if buf is None or len(buf) < size:
+        buf = _LOCAL.buf = bytearray(size)
+    return buf
+
+
+@functools.lru_cache(maxsize=4)
+def _zeros(size: int) -> bytes:
+    return bytes(size)
+
+
 def run_range(payload: dict[str, Any]) -> dict[str, Any]:
     """One backup range task (see the module docstring). Payload: ``repo`` (store name),
     ``source`` (location), ``offset``, ``length`` (None: a stream to its end), ``chunk_size``,
@@ -67,8 +87,8 @@ def run_range(payload: dict[str, Any]) -> dict[str, Any]:
     piece = max(chunk, READ_BYTES // chunk * chunk)
     if not sequential:
         piece = min(piece, max(int(length), 1))
-    buf = bytearray(piece)
-    zeros = bytes(chunk)
+    buf = _buffer(piece)
+    zeros = _zeros(chunk)
     reader = Reader(src_store, src_loc.full_key, sequential)
     holes = [] if sequential else hole_ranges(src_store, src_loc.full_key, offset, int(length))
     builder = PackBuilder(repo.sealer, repo.config.pack_bytes, chunk + repo.sealer.overhead + 64)
@@ -95,6 +115,34 @@ def run_range(payload: dict[str, Any]) -> dict[str, Any]:
         n["packs"] += 1
         builder.reset()
 
+    def one(off: int, size: int, data: memoryview) -> None:
+        """A chunk read: zeros, known (by id), or new (into the pack)."""
+        n["chunks"] += 1
+        if is_zero(data, zeros):
+            zero(off, size)
+            return
+        cid = repo.ids(data)
+        entries.append([off, size, cid.hex()])
+        if cid in known or cid in here:
+            n["reused_chunks"] += 1
+            return
+        builder.add(cid, repo.codec.encode(cid, data), size)
+        here.add(cid)
+        n["new_chunks"] += 1
+        n["new_bytes"] += size
+        if builder.full:
+            flush()
+
+    def read(at: int, view: memoryview) -> None:
+        got = reader.read(at, view)
+        n["read_bytes"] += got
+        if got != len(view):
+            raise ChunkFailed(
+                f"{src_store.describe()}/{src_loc.full_key} ended at {at + got}, "
+                f"{end} bytes expected: the volume changed during the backup",
+                retryable=False,
+            )
+
     pos = offset
     end = None if sequential else offset + int(length)
     try:
@@ -107,31 +155,27 @@ def run_range(payload: dict[str, Any]) -> dict[str, Any]:
                     zero(off, size)
                 pos += want
                 continue
-            got = reader.read(pos, view)
-            n["read_bytes"] += got
-            if end is not None and got != want:
-                raise ChunkFailed(
-                    f"{src_store.describe()}/{src_loc.full_key} ended at {pos + got}, "
-                    f"{end} bytes expected: the volume changed during the backup",
-                    retryable=False,
-                )
+            if holes:
+                # Data and holes in this piece: read only the chunks that hold data (a thin
+                # volume's scattered extents cost their chunks, not the pieces around them).
+                for off, size in spans(pos, want, chunk):
+                    if in_hole(holes, off, size):
+                        n["chunks"] += 1
+                        zero(off, size)
+                        continue
+                    data = view[off - pos : off - pos + size]
+                    read(off, data)
+                    one(off, size, data)
+                pos += want
+                continue
+            if end is not None:
+                read(pos, view)
+                got = want
+            else:
+                got = reader.read(pos, view)
+                n["read_bytes"] += got
             for off, size in spans(pos, got, chunk):
-                n["chunks"] += 1
-                data = view[off - pos : off - pos + size]
-                if is_zero(data, zeros):
-                    zero(off, size)
-                    continue
-                cid = repo.ids(data)
-                entries.append([off, size, cid.hex()])
-                if cid in known or cid in here:
-                    n["reused_chunks"] += 1
-                    continue
-                builder.add(cid, repo.codec.encode(cid, data), size)
-                here.add(cid)
-                n["new_chunks"] += 1
-                n["new_bytes"] += size
-                if builder.full:
-                    flush()
+                one(off, size, view[off - pos : off - pos + size])
             pos += got
             if got < want:
                 break  # a stream's end
@@ -212,9 +256,10 @@ def backup(
             payloads = [{**base, "index": 0, "offset": 0, "length": None}]
         else:
             assert info.size is not None
+            data = data_extents(src_store, src_loc.full_key, info.size)
             payloads = [
                 {**base, "index": r.index, "offset": r.offset, "length": r.length}
-                for r in plan_ranges(info.size, chunk)
+                for r in plan_ranges(info.size, chunk, data=data)
             ] or [{**base, "index": 0, "offset": 0, "length": 0}]
         results: list[dict[str, Any]] = []
         try:

@@ -120,10 +120,18 @@ class PackBuilder:
     def __init__(self, sealer: Sealer, target: int, max_blob: int) -> None:
         self.sealer = sealer
         self.target = target
-        room = MAX_BLOBS * _ENTRY.size + sealer.overhead + _LENGTH.size
-        self.buf = bytearray(target + max_blob + room)
+        self.size = target + max_blob + MAX_BLOBS * _ENTRY.size + sealer.overhead + _LENGTH.size
+        self._buf: bytearray | None = None
         self.pos = 0
         self.entries: list[Entry] = []
+
+    @property
+    def buf(self) -> bytearray:
+        """The pack's buffer, allocated at the first blob: a range of holes and known chunks
+        (most ranges of a thin volume's incremental) never pays for zeroing a pack's worth."""
+        if self._buf is None:
+            self._buf = bytearray(self.size)
+        return self._buf
 
     def __len__(self) -> int:
         return len(self.entries)

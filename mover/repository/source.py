@@ -44,13 +44,44 @@ class Range:
     length: int
 
 
-def plan_ranges(size: int, chunk: int, range_bytes: int | None = None) -> list[Range]:
-    """Ranges of whole chunks covering ``[0, size)``: the backup's independent tasks."""
+#: A range of a thin volume spans at most this many times the range size of volume: a task's
+#: hole scan stays short, and a volume with data far apart still has several ranges.
+MAX_SPAN_STEPS = 64
+
+
+def plan_ranges(
+    size: int,
+    chunk: int,
+    range_bytes: int | None = None,
+    data: list[tuple[int, int]] | None = None,
+) -> list[Range]:
+    """Ranges of whole chunks covering ``[0, size)``: the backup's independent tasks.
+
+    Without ``data`` (the volume's data extents, ``(start, end)``), each range is
+    ``range_bytes`` of volume. With them, a range is cut once it holds ``range_bytes`` of
+    data or spans :data:`MAX_SPAN_STEPS` times that: a thin volume's tasks follow its data, so a
+    100 GiB volume holding 1 GiB has tens of tasks, not 1,600 mostly made of holes."""
     per = max(1, (range_bytes or RANGE_BYTES) // chunk)
     while math.ceil(size / (per * chunk)) > MAX_RANGES:
         per *= 2
     step = per * chunk
-    return [Range(i, off, min(step, size - off)) for i, off in enumerate(range(0, size, step))]
+    if data is None:
+        return [Range(i, off, min(step, size - off)) for i, off in enumerate(range(0, size, step))]
+    extents = sorted(data)
+    ranges: list[Range] = []
+    start, held, e = 0, 0, 0
+    for off in range(0, size, step):
+        stop = min(off + step, size)
+        while e < len(extents) and extents[e][1] <= off:
+            e += 1
+        k = e
+        while k < len(extents) and extents[k][0] < stop:
+            held += min(extents[k][1], stop) - max(extents[k][0], off)
+            k += 1
+        if stop == size or held >= step or stop - start >= step * MAX_SPAN_STEPS:
+            ranges.append(Range(len(ranges), start, stop - start))
+            start, held = stop, 0
+    return ranges
 
 
 def spans(offset: int, length: int, chunk: int) -> Iterator[tuple[int, int]]:
@@ -58,6 +89,12 @@ def spans(offset: int, length: int, chunk: int) -> Iterator[tuple[int, int]]:
     end = offset + length
     for off in range(offset, end, chunk):
         yield off, min(chunk, end - off)
+
+
+def data_extents(store: StoreProvider, key: str, size: int) -> list[tuple[int, int]] | None:
+    """The whole volume's data extents from the provider's hole map, or None (no map)."""
+    extents = getattr(store, "data_extents", None)
+    return extents(key, 0, size) if extents is not None and size else None
 
 
 def hole_ranges(store: StoreProvider, key: str, offset: int, length: int) -> list[tuple[int, int]]:

@@ -4,6 +4,7 @@ index, retention, range plans, prune's two phases around a running backup, check
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import threading
 import time
@@ -26,6 +27,7 @@ from mover.repository.source import is_zero, plan_ranges, spans
 from mover.repository.stats import stats
 
 MiB = 1 << 20
+GiB = 1 << 30
 KEY_ENV = "MOVER_TEST_REPO_KEY"
 
 
@@ -125,6 +127,28 @@ def test_plans_cut_volumes_on_chunk_boundaries() -> None:
     mid = bytearray(10)
     mid[3] = 1
     assert not is_zero(memoryview(mid), zeros) and is_zero(memoryview(bytearray(10)), zeros)
+
+
+def test_a_thin_volumes_ranges_follow_its_data() -> None:
+    """100 GiB holding 1,024 extents of 1 MiB spread evenly: tens of ranges, not 1,600; they
+    tile the volume on chunk boundaries, and none holds much more than a range's data."""
+    size, step = 100 * GiB, 64 * MiB
+    gap = size // 1024
+    data = [(i * gap + 5 * MiB, i * gap + 6 * MiB) for i in range(1024)]
+    ranges = plan_ranges(size, MiB, data=data)
+    assert 10 <= len(ranges) <= 40, len(ranges)
+    assert ranges[0].offset == 0 and sum(r.length for r in ranges) == size
+    for a, b in itertools.pairwise(ranges):
+        assert a.offset + a.length == b.offset and a.offset % MiB == 0
+    for r in ranges:
+        held = sum(
+            min(e, r.offset + r.length) - max(s, r.offset)
+            for s, e in data
+            if s < r.offset + r.length and e > r.offset
+        )
+        assert held <= step + MiB  # a range ends at the first step past 64 MiB of data
+    # Without a hole map, as before: 64 MiB of volume each.
+    assert len(plan_ranges(size, MiB)) == 1600
 
 
 def test_hole_ranges_are_the_complement_of_a_providers_data_extents() -> None:
