@@ -72,6 +72,7 @@ from mover.jobstores import leases
 from mover.jobstores.redis import CANCELLING, RedisJobStore, client_from_url
 from mover.lifecycle import Planned, error_text
 from mover.motion import Chunk, ChunkContext
+from mover.options import NAMES as OPTION_NAMES
 from mover.options import copy_request
 from mover.provider import PartReceipt
 from mover.redact import redact
@@ -466,12 +467,19 @@ def job_commit(job_id: str, item: int) -> None:
 
 
 def _parse_request(request: Any) -> tuple[str, str, dict[str, Any]]:
-    """Check the shape of a ``mover.submit`` request; raise ValueError saying what is wrong."""
+    """Check the shape of a ``mover.submit`` request; raise ValueError saying what is wrong.
+
+    One object ``{"source", "destination", "options": {...}}``; the options may also stand
+    beside source and destination (``{"source", "destination", "streams": 8}``), as keyword
+    arguments of a plain Celery client do."""
     if not isinstance(request, dict):
         raise ValueError('expected {"source": ..., "destination": ..., "options": {...}}')
-    unknown = set(request) - {"source", "destination", "options"}
+    unknown = set(request) - {"source", "destination", "options"} - set(OPTION_NAMES)
     if unknown:
-        raise ValueError(f"unknown request fields {sorted(unknown)}")
+        raise ValueError(
+            f"unknown request fields {sorted(unknown)} (known: source, destination, options, "
+            f"{', '.join(OPTION_NAMES)})"
+        )
     source, destination = request.get("source"), request.get("destination")
     if not isinstance(source, str) or not source:
         raise ValueError("request needs a source (a URL or store:NAME/key)")
@@ -480,23 +488,43 @@ def _parse_request(request: Any) -> tuple[str, str, dict[str, Any]]:
     options = request.get("options") or {}
     if not isinstance(options, dict):
         raise ValueError("options must be an object")
-    return source, destination, options
+    beside = {k: v for k, v in request.items() if k in OPTION_NAMES}
+    both = sorted(set(beside) & set(options))
+    if both:
+        raise ValueError(f"option {both[0]!r} given twice (in options and beside them)")
+    return source, destination, {**options, **beside}
 
 
-def submit(self: Task, request: dict[str, Any]) -> str:
-    """Validate, plan and enqueue a copy on the worker side; return the job id."""
+def submit(self: Task, request: dict[str, Any] | None = None, **fields: Any) -> str:
+    """Validate, plan and enqueue a copy on the worker side; return the job id.
+
+    The request is one object (``args=[{...}]``) or keyword arguments (``kwargs={...}``). A
+    redelivered task (its worker killed before the ack) returns the job its first delivery
+    made: one request, one job (:meth:`RedisJobStore.claim_submit`, by the task's id)."""
     jobs = _jobs()
     source = destination = "?"
+    job_id = new_job_id()
+    if self.request.id:
+        job_id = jobs.claim_submit(self.request.id, job_id)
+        if jobs.has(job_id):
+            log.info("mover.submit task %s delivered again: job %s", self.request.id, job_id)
+            made = jobs.get(job_id)
+            if made.error and made.error.startswith("bad request: "):
+                raise ValueError(f"mover.submit: {made.error[13:]} (job {job_id})")
+            return job_id
     try:
-        source, destination, raw = _parse_request(request)
+        if request is not None and fields:
+            raise ValueError("give the request as one object or as keyword arguments, not both")
+        source, destination, raw = _parse_request(fields if request is None else request)
         options, recursive, filters = copy_request(raw)  # the one check of every door
         check_fleet(source, destination, recursive)
         job = prepare(Request(source, destination, recursive, options, filters))
+        job.id = job_id
         job.options["recursive"] = recursive
     except (MoverError, ValueError, TypeError) as exc:
         message = error_text(exc) if isinstance(exc, MoverError) else str(exc)
         failed = Job(
-            id=new_job_id(),
+            id=job_id,
             source=redact(str(source)),
             destination=redact(str(destination)),
             state=FAILED,

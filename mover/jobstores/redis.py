@@ -602,6 +602,20 @@ class RedisJobStore(JobStore):
                     job.items.append(self._item_from(chunk, with_chunks, with_chunks))
         return jobs
 
+    def claim_submit(self, task_id: str, job_id: str) -> str:
+        """The job id of the ``mover.submit`` task ``task_id``: the first delivery claims
+        ``job_id``; a redelivery of the same task (a worker killed before its ack) gets the
+        id the first one claimed, so that one request makes one job."""
+        key = f"{self.prefix}:submit:{task_id}"
+        if self.r.set(key, job_id, nx=True, ex=self.ttl_s):
+            return job_id
+        held = self.r.get(key)
+        return held.decode() if held else job_id
+
+    def has(self, job_id: str) -> bool:
+        """Whether job ``job_id`` (a full id) is recorded."""
+        return bool(self.r.exists(self.job_key(job_id)))
+
     def get(self, job_id: str) -> Job:
         jid = self.resolve(job_id)
         job = self._read_jobs([jid], with_chunks=True)[0]

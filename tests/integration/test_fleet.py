@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -548,6 +549,41 @@ assert not any(m == "mover" or m.startswith("mover.") for m in sys.modules), "mo
     bad_id = re.search(r"\(job (\w+)\)", lines[1]).group(1)
     bad = jobs.get(bad_id)
     assert bad.state == "failed" and "no such file" in (bad.error or "")
+
+
+def test_plain_client_by_keywords_and_a_redelivered_submit_make_one_job(
+    fleet: Fleet, tmp_path: Path
+):
+    """A plain Celery client submits by keyword arguments (options beside source and
+    destination); the same task delivered twice (the same task id, as when a worker dies
+    before its ack) answers the same job id, and the object is committed once."""
+    src = random_file(tmp_path / "kw.bin", 3 * MiB + 5)
+    dst = tmp_path / "out" / "kw.bin"
+    dst.parent.mkdir()
+    task_id = f"submit-{uuid.uuid4()}"
+    script = f"""
+from celery import Celery
+app = Celery(broker={fleet.redis.url!r}, backend={fleet.redis.url!r})
+kw = {{"source": {str(src)!r}, "destination": {str(dst)!r}, "chunk_size": "1MiB", "streams": 2}}
+first = app.send_task("mover.submit", kwargs=kw, queue="mover", task_id={task_id!r})
+print(first.get(timeout=60))
+again = app.send_task("mover.submit", kwargs=kw, queue="mover", task_id={task_id!r})
+print(again.get(timeout=60))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=150, cwd="/"
+    )
+    assert out.returncode == 0, out.stderr
+    first, again = out.stdout.split()
+    assert first == again
+    jobs = fleet.jobs()
+    job = wait_final(jobs, first, 60, poll_s=0.1)
+    assert job.state == "done", job.error
+    assert len(job.items[0].chunks) == 4 and job.options["streams"] == 2
+    assert sha256(dst) == sha256(src)
+    assert jobs.commits(first, 0) == 1
+    made = [j for j in jobs.list(200) if j.destination.endswith(str(dst))]
+    assert [j.id for j in made] == [first]
 
 
 @pytest.mark.slow
