@@ -855,7 +855,7 @@ def test_small_objects_go_in_batch_tasks(fleet: Fleet, tmp_path: Path):
     for n in range(150):
         (src / f"f{n:03d}.bin").write_bytes(os.urandom(1000 + n))
     dst = tmp_path / "copy"
-    out = fleet.mover("copy", "-r", f"{src}/", f"{dst}/", "--executor", "celery")
+    out = fleet.mover("copy", "-r", f"{src}/", f"{dst}/", "--executor", "celery", "--detach")
     assert out.returncode == 0, out.stderr
     job_id = out.stdout.strip()
     jobs = fleet.jobs()

@@ -343,6 +343,7 @@ def test_host_cut_off_mid_job_completes_verified_and_commits_once(
             "1MiB",
             "--executor",
             "celery",
+            "--detach",
         ],
         env("h1"),
     )

@@ -195,6 +195,7 @@ def test_autoscale_grows_pools_from_rabbitmq_depth(
             "3MiB",
             "--executor",
             "celery",
+            "--detach",
         )
         assert out.returncode == 0, out.stderr
         job_id = out.stdout.strip()

@@ -98,7 +98,9 @@ def test_planted_password_appears_nowhere(
     data, or any Redis key or value."""
     password = secure_redis.password
     src = random_file(tmp_path / "s.bin", 2 * MiB)
-    copy = secure_fleet.mover("copy", str(src), str(tmp_path / "d.bin"), "--chunk-size", "1MiB")
+    copy = secure_fleet.mover(
+        "copy", str(src), str(tmp_path / "d.bin"), "--chunk-size", "1MiB", "--detach"
+    )
     assert copy.returncode == 0, copy.stderr
     job_id = copy.stdout.strip()
     seen: dict[str, str | bytes] = {"copy": copy.stdout + copy.stderr}
