@@ -372,6 +372,7 @@ def simulate(
     slots: list[_Slot] = []
     finished: list[tuple[float, int]] = []  # (time, burst id) of each chunk done
     history: dict[str, Any] = {}
+    learned: dict[str, Any] = {}  # what the fleet learned of the queue: every strategy reads it
     samples: list[Sample] = []
     trace: list[tuple[float, int, int]] = []
     worker_seconds = 0.0
@@ -398,7 +399,9 @@ def simulate(
         if t + 1e-9 >= tick * config.interval_s:
             tick += 1
             samples.append(
-                _control(strategy, config, store, t, pending, slots, finished, history, rng)
+                _control(
+                    strategy, config, store, t, pending, slots, finished, history, rng, learned
+                )
             )
         # Free usable slots take work; chunks progress at the store's share.
         _take(slots, pending, t, config)
@@ -459,6 +462,7 @@ def _control(
     finished: list[tuple[float, int]],
     history: dict[str, Any],
     rng: random.Random,
+    learned: dict[str, Any] | None = None,
 ) -> Sample:
     q = config.queue
     window = [f for f in finished if f[0] > t - config.interval_s]
@@ -476,10 +480,24 @@ def _control(
         chunks_per_s=done / config.interval_s,
         error_rate=0.0,
         time_s=t,
+        busy=in_flight,
+        window_s=config.interval_s,
     )
     observations = Observations.of(t, obs)
+    if learned is not None:  # as the controller: learn from what was seen, then decide
+        from mover.strategies.autoscale.learning import learn
+
+        fresh = learn(learned, observations, config.interval_s)
+        learned.clear()
+        learned.update(fresh)
     state = ScaleState(
-        {q: len(slots)}, config.min_concurrency, config.max_concurrency, history=dict(history)
+        {q: len(slots)},
+        config.min_concurrency,
+        config.max_concurrency,
+        history=dict(history),
+        grow_s=sum(config.grow_delay_s) / 2,
+        interval_s=config.interval_s,
+        learned=dict(learned or {}),
     )
     decision = validate_decision(
         strategy, strategy.decide(observations, state), observations, state

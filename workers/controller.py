@@ -61,9 +61,11 @@ from mover.autoscale import (
     validate_decision,
 )
 from mover.errors import MoverError, UsageError
+from mover.strategies.autoscale import learning
 from mover.workers import limits, metrics_recorder
 from mover.workers.launchers.registry import Launcher
 from mover.workers.observer import Observer, Snapshot, WorkerInfo
+from mover.workers.pool_control import GROW
 
 log = logging.getLogger("mover.autoscale")
 
@@ -134,6 +136,10 @@ class ControllerState:
     launches: dict[str, float] = field(default_factory=dict)  # launched name -> asked at
     surplus_since: float | None = None
     time_s: float = 0.0
+    #: Seconds a grow took to land, measured (EMA); the strategies' ``ScaleState.grow_s``.
+    grow_s: float = 3.5
+    #: What was learned of each queue (:mod:`mover.strategies.autoscale.learning`).
+    learned: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, allow_nan=False)
@@ -151,6 +157,8 @@ class ControllerState:
                 launches={k: float(v) for k, v in (data.get("launches") or {}).items()},
                 surplus_since=data.get("surplus_since"),
                 time_s=float(data.get("time_s") or 0.0),
+                grow_s=float(data.get("grow_s") or 3.5),
+                learned=dict(data.get("learned") or {}),
             )
         except (ValueError, TypeError, AttributeError) as exc:
             log.warning("autoscale: ignoring unreadable saved state: %s", exc)
@@ -170,6 +178,81 @@ class Tick:
     launched: list[str] = field(default_factory=list)
     stopped: list[str] = field(default_factory=list)
     line: str = ""
+    queues: list[QueueReport] = field(default_factory=list)
+
+
+#: A decision's action, in the words of the log.
+GROW_TO, HOLD, SHRINK_TO, CAP_AT = "grow to", "hold", "shrink to", "cap at"
+
+
+@dataclass(frozen=True)
+class QueueReport:
+    """What one tick decided for one queue, from what it really saw: the log line's fields,
+    the same in text, in JSON logs and in ``mover metrics``.
+
+    Attributes:
+        queue: the queue.
+        pool: pool processes of the workers serving it, as ``inspect().stats()`` showed them
+            at this tick (not what was asked for before).
+        starting: slots asked for and not in the pool yet (negative: stopping).
+        busy: of those, executing a chunk of this queue (``inspect().active()``).
+        waiting, in_flight: messages in the broker (every priority band), and delivered not
+            yet acknowledged; backlog is their sum.
+        bytes_per_s, window_s: the rate of the chunks finished over the last ``window_s``
+            seconds (never longer than the decision interval).
+        action: ``grow to``, ``hold``, ``shrink to`` or ``cap at``; slots: the pools' total
+            after it; wanted: what the strategy would have had without a bound or cap.
+        reason: the strategy's words, with the controller's where it changed the number.
+    """
+
+    queue: str
+    pool: int
+    starting: int
+    busy: int
+    waiting: int
+    in_flight: int
+    bytes_per_s: float
+    window_s: float
+    action: str
+    slots: int
+    wanted: int
+    reason: str
+
+    @property
+    def backlog(self) -> int:
+        return self.waiting + self.in_flight
+
+    def fields(self) -> dict[str, Any]:
+        """Plain data for JSON logs and metrics (rates in bytes/s and MiB/s, no epoch time)."""
+        return {
+            "queue": self.queue,
+            "pool": self.pool,
+            "starting": self.starting,
+            "busy": self.busy,
+            "backlog": self.backlog,
+            "waiting": self.waiting,
+            "in_flight": self.in_flight,
+            "bytes_per_s": round(self.bytes_per_s, 1),
+            "mib_per_s": round(self.bytes_per_s / 2**20, 1),
+            "window_s": self.window_s,
+            "action": self.action.partition(" ")[0],
+            "slots": self.slots,
+            "wanted": self.wanted,
+            "reason": self.reason,
+        }
+
+    def text(self) -> str:
+        moving = ""
+        if self.starting > 0:
+            moving = f", {self.starting} starting"
+        elif self.starting < 0:
+            moving = f", {-self.starting} stopping"
+        return (
+            f"{self.queue}: pool {self.pool} ({self.busy} busy{moving}), backlog {self.backlog} "
+            f"({self.waiting} waiting + {self.in_flight} in flight), "
+            f"{self.bytes_per_s / 2**20:.1f} MiB/s over {self.window_s:g} s -> "
+            f"{self.action} {self.slots}: {self.reason}"
+        )
 
 
 def base_name(worker: str) -> str:
@@ -251,7 +334,7 @@ class Controller:
             app,
             broker,
             self.redis,
-            window_s=max(5.0, 2 * config.interval_s),
+            window_s=config.interval_s,
             queues=config.queues,
             exclude=config.exclude,
         )
@@ -259,6 +342,7 @@ class Controller:
         self.state = ControllerState()
         self._loaded = False
         self._stop = threading.Event()
+        self._plain_grows: set[str] = set()
 
     # -- state and lock ---------------------------------------------------------------------
 
@@ -299,14 +383,29 @@ class Controller:
 
     # -- one tick ---------------------------------------------------------------------------
 
-    def scale_state(self, observations: Observations) -> ScaleState:
-        """The strategy's view of what it asked for so far (a queue seen for the first time:
-        the slots its workers have now), within bounds that honour every store's cap."""
+    def expected_slots(self, queue: str, workers: Mapping[str, WorkerInfo]) -> int:
+        """Slots the pools serving ``queue`` have, counting a change sent and not landed yet
+        as done: what the strategy decides from (never the last value it asked for, which
+        the pools' bounds may not have kept)."""
+        total = 0
+        for w in workers.values():
+            if queue not in w.queues:
+                continue
+            pending = self.state.changes.get(w.name) if w.prefork else None
+            total += int(pending[0]) if pending else w.pool
+        return total
+
+    def scale_state(
+        self, observations: Observations, workers: Mapping[str, WorkerInfo] | None = None
+    ) -> ScaleState:
+        """The strategy's view: the slots the pools really have (plus changes in flight),
+        bounds that honour every store's cap, the measured grow time, what was learned."""
         cfg = self.config
         concurrency = {}
         for queue, obs in observations.queues.items():
-            asked = self.state.concurrency.get(queue)
-            concurrency[queue] = asked if asked is not None else obs.slots
+            concurrency[queue] = (
+                self.expected_slots(queue, workers) if workers is not None else obs.slots
+            )
         bounds = limits.queue_bounds(
             observations.queues, (cfg.min_concurrency, cfg.max_concurrency)
         )
@@ -316,6 +415,9 @@ class Controller:
             cfg.max_concurrency,
             bounds_per_queue=bounds,
             history=self.state.history,
+            grow_s=self.state.grow_s,
+            interval_s=cfg.interval_s,
+            learned=self.state.learned,
         )
 
     def tick(self, now: float | None = None) -> Tick | None:
@@ -328,7 +430,9 @@ class Controller:
         now = time.time() if now is None else now
         snap = self.observer.observe(now)
         observations = snap.observations
-        state = self.scale_state(observations)
+        self._note_landed(snap, now)
+        self.state.learned = learning.learn(self.state.learned, observations, cfg.interval_s)
+        state = self.scale_state(observations, snap.workers)
         decision = validate_decision(
             self.strategy, self.strategy.decide(observations, state), observations, state
         )
@@ -337,8 +441,9 @@ class Controller:
         if not cfg.dry_run:
             self._act_on_pools(tick, now)
         self._act_on_workers(tick, unmet, now)
-        tick.line = self._describe(tick, state, unmet)
-        log.info("%s", tick.line)
+        tick.queues = self._queue_reports(tick, state, unmet)
+        tick.line = self._describe(tick, unmet)
+        log.info("%s", tick.line, extra={"autoscale": [q.fields() for q in tick.queues]})
         self.state.history = dict(decision.history)
         if not cfg.dry_run:
             self.state.concurrency = {q: int(v) for q, v in decision.desired.items()}
@@ -352,6 +457,7 @@ class Controller:
                 state.concurrency,
                 decision.reasons or {},
                 now,
+                queues={q.queue: q.fields() for q in tick.queues},
             )
         else:
             # Nothing was applied: the next dry-run tick starts from the slots that exist.
@@ -381,10 +487,7 @@ class Controller:
             expected = int(pending[0]) if pending else real
             try:
                 if target > expected:
-                    replies = control.pool_grow(
-                        target - expected, destination=[name], reply=True, timeout=1.0
-                    )
-                    ok, error = _replies_ok(replies)
+                    ok, error = self._grow(name, target - expected, target)
                     if ok:
                         changes[name] = [target, now]
                         tick.grown[name] = target - expected
@@ -411,6 +514,40 @@ class Controller:
         for name in list(changes):
             if name not in tick.targets:
                 changes.pop(name)
+
+    def _grow(self, name: str, n: int, target: int) -> tuple[bool, str]:
+        """Grow ``name``'s pool by ``n``: ``mover_pool_grow`` (the processes start before it
+        answers, and the answer's round trip is the grow's latency), else ``pool_grow``."""
+        control = self.app.control
+        started = time.monotonic()
+        replies = control.broadcast(
+            GROW, arguments={"n": n}, destination=[name], reply=True, timeout=2.0
+        )
+        ok, error = _replies_ok(replies)
+        if ok:
+            size = next(iter(replies[0].values())).get("processes")
+            if isinstance(size, int) and size >= target:
+                self._measured_grow(time.monotonic() - started)
+            return True, ""
+        if not any(w in error.lower() for w in ("no such", "keyerror")):
+            return False, error  # no reply: never send a second grow that might add twice
+        self._plain_grows.add(name)  # a worker without mover_pool_grow
+        replies = control.pool_grow(n, destination=[name], reply=True, timeout=1.0)
+        return _replies_ok(replies)
+
+    def _measured_grow(self, seconds: float) -> None:
+        """Fold one measured grow latency into ``grow_s`` (EMA: the host's load changes)."""
+        self.state.grow_s = round(0.5 * self.state.grow_s + 0.5 * max(0.0, seconds), 3)
+
+    def _note_landed(self, snap: Snapshot, now: float) -> None:
+        """A ``pool_grow`` seen landed: at most this long since it was sent (an upper bound,
+        a tick late; ``mover_pool_grow`` measures itself)."""
+        for name, (size, sent) in self.state.changes.items():
+            worker = snap.workers.get(name)
+            landed = worker is not None and worker.pool == int(size) and now - sent > 0
+            if landed and name in self._plain_grows:
+                self._measured_grow(now - sent)
+                self._plain_grows.discard(name)
 
     def _act_on_workers(self, tick: Tick, unmet: Mapping[str, int], now: float) -> None:
         """Ask the launcher for more workers, or fewer (see the module docstring)."""
@@ -479,26 +616,69 @@ class Controller:
         for name in tick.stopped:
             self.state.changes.pop(name, None)
 
-    def _describe(self, tick: Tick, state: ScaleState, unmet: Mapping[str, int]) -> str:
-        """One log line: the reasons of the queues that matter, and what was done."""
-        obs = tick.snapshot.observations.queues
-        reasons = tick.decision.reasons or {}
+    def _queue_reports(
+        self, tick: Tick, state: ScaleState, unmet: Mapping[str, int]
+    ) -> list[QueueReport]:
+        """Each queue's decision as the pools will carry it out (see :class:`QueueReport`)."""
+        cfg = self.config
+        snap = tick.snapshot
+        decision = tick.decision
+        reasons = decision.reasons or {}
+        out = []
+        for queue, want in decision.desired.items():
+            o = snap.observations.queues[queue]
+            consumers = snap.consumers(queue)
+            expected = state.current(queue)
+            slots = sum(tick.targets.get(w.name, w.pool) for w in consumers)
+            wanted = max(want, int((decision.wanted or {}).get(queue, want)))
+            reason = reasons.get(queue, decision.reason)
+            notes = []
+            if queue in unmet:
+                movable = len([w for w in consumers if w.prefork])
+                notes.append(
+                    f"{movable} worker(s) hold at most {movable * cfg.max_per_worker} "
+                    f"(--max-per-worker {cfg.max_per_worker})"
+                )
+            elif slots > want and consumers:
+                notes.append(f"the pools keep {slots} (--min-per-worker {cfg.min_per_worker})")
+            if wanted > slots:
+                action = CAP_AT
+            elif slots > expected:
+                action = GROW_TO
+            elif slots < expected:
+                action = SHRINK_TO
+            else:
+                action = HOLD
+            out.append(
+                QueueReport(
+                    queue=queue,
+                    pool=o.slots,
+                    starting=expected - o.slots,
+                    busy=o.busy,
+                    waiting=o.depth,
+                    in_flight=o.unacked,
+                    bytes_per_s=o.bytes_per_s,
+                    window_s=o.window_s,
+                    action=action,
+                    slots=slots,
+                    wanted=wanted,
+                    reason="; ".join([reason, *notes]),
+                )
+            )
+        return out
+
+    def _describe(self, tick: Tick, unmet: Mapping[str, int]) -> str:
+        """One log line: each queue that matters as it was seen and decided, and what was
+        done."""
         parts = []
         quiet = 0
-        for queue, want in tick.decision.desired.items():
-            o = obs[queue]
-            if o.backlog == 0 and want <= state.bounds(queue)[0]:
+        for q in tick.queues:
+            if q.backlog == 0 and q.action == HOLD and q.busy == 0:
                 quiet += 1
                 continue
-            rates = (
-                f" [{o.bytes_per_s / 2**20:.1f} MiB/s, {o.chunks_per_s:.1f} chunks/s"
-                f"{f', {o.error_rate:.0%} errors' if o.error_rate else ''}]"
-                if o.chunks_per_s or o.error_rate
-                else ""
-            )
-            parts.append(f"{queue} -> {want}{rates}: {reasons.get(queue, tick.decision.reason)}")
+            parts.append(q.text())
         if quiet:
-            parts.append(f"{quiet} idle queue(s) at their minimum")
+            parts.append(f"{quiet} idle queue(s) held")
         pools = ", ".join(
             f"{n} {tick.snapshot.workers[n].pool}->{t}" for n, t in sorted(tick.targets.items())
         )

@@ -331,3 +331,87 @@ def test_store_max_streams_holds_across_workers(fleet: Fleet, source: Any, tmp_p
         # One call: a second shrink sent before the first child exited would count it again.
         app.control.pool_shrink(2, destination=[f"{name}@{socket.gethostname()}"], reply=True)
     wait_for(lambda: fleet.pools(app) == {"w1": 1, "w2": 1}, 20, "pools back to 1")
+
+
+def _pool_total(fleet: Fleet, app: Any) -> int:
+    return sum(fleet.pools(app).values())
+
+
+def _band_keys(queue: str) -> list[str]:
+    from mover.workers.observer import band_keys
+
+    return band_keys(queue)
+
+
+def test_decision_lines_state_the_real_pool_through_grow_hold_cap_shrink(
+    fleet: Fleet, source: Any, tmp_path: Path
+) -> None:
+    """The controller, in this process, on the real fleet (two ``-c 1`` workers, chunks of
+    about 3 s): a grow, a hold, a cap and a shrink, each line stating the pool that
+    ``inspect().stats()`` showed around that tick (not the last number asked for)."""
+    import redis
+
+    from mover.workers.controller import Controller, ControllerConfig
+
+    app = fleet.app()
+    assert fleet.pools(app) == {"w1": 1, "w2": 1}
+    broker = redis.Redis.from_url(fleet.redis.url)
+    config = ControllerConfig(
+        strategy="target-tracking",
+        params={"target_backlog_per_slot": 5, "scale_down_window_s": 0},
+        interval_s=5,
+        max_per_worker=2,
+        queues=["mover.file"],
+        name=f"lines-{os.getpid()}",
+    )
+    controller = Controller(config, app, broker)
+    old_rate = source.rate
+    source.rate = RATE // 3  # a 256 KiB chunk takes about 3 s
+    lines: dict[str, tuple[str, int, int]] = {}
+    jobs: list[str] = []
+
+    def tick(kind: str) -> str:
+        before = _pool_total(fleet, app)
+        t = controller.tick()
+        assert t is not None
+        after = _pool_total(fleet, app)
+        lines[kind] = (t.line, before, after)
+        return t.line
+
+    def pool_in(line: str) -> int:
+        found = re.search(r"mover\.file: pool (\d+) \(", line)
+        assert found, line
+        return int(found.group(1))
+
+    try:
+        random_file(tmp_path / "burst.bin", 15 * CHUNK)
+        random_file(tmp_path / "flood.bin", 40 * CHUNK)
+        (source.root / "lines-burst.bin").write_bytes((tmp_path / "burst.bin").read_bytes())
+        (source.root / "lines-flood.bin").write_bytes((tmp_path / "flood.bin").read_bytes())
+        jobs.append(fleet.copy(f"{source.url}/lines-burst.bin", tmp_path / "out1.bin"))
+        depth = lambda: controller.observer.depths(["mover.file"])["mover.file"]  # noqa: E731
+        wait_for(lambda: depth() <= 13, 20, "both slots busy")
+        assert "-> grow to 3:" in tick("grow"), lines["grow"]
+        wait_for(lambda: _pool_total(fleet, app) == 3, 20, "the grow to land")
+        assert "-> hold 3:" in tick("hold"), lines["hold"]
+        jobs.append(fleet.copy(f"{source.url}/lines-flood.bin", tmp_path / "out2.bin"))
+        assert "-> cap at 4:" in tick("cap"), lines["cap"]
+        assert "(--max-per-worker 2)" in lines["cap"][0]
+        wait_for(lambda: _pool_total(fleet, app) == 4, 20, "the capped grow to land")
+        broker.delete(*_band_keys("mover.file"))  # the rest of the work is withdrawn
+        inspect = app.control.inspect(timeout=1.0)
+        wait_for(lambda: not any((inspect.active() or {}).values()), 20, "in-flight chunks", 0.3)
+        assert "-> shrink to 2:" in tick("shrink"), lines["shrink"]
+        wait_for(lambda: fleet.pools(app) == {"w1": 1, "w2": 1}, 20, "pools back to 1", 0.3)
+    finally:
+        source.rate = old_rate
+        controller.shutdown()
+        for job in jobs:
+            fleet.mover("cancel", job)
+    print()
+    for kind, (line, before, after) in lines.items():
+        print(line)
+        # The pool a line states is the one inspect().stats() showed just before or after it
+        # (a grow sent by this tick lands later); never the number asked for.
+        assert pool_in(line) in (before, after), (kind, line, before, after)
+    assert [pool_in(lines[k][0]) for k in ("grow", "hold", "cap", "shrink")] == [2, 3, 3, 4]

@@ -217,6 +217,12 @@ class FakeControl:
         self.calls.append(("grow", n, destination[0]))
         return [{destination[0]: {"ok": "pool will grow"}}]
 
+    def broadcast(
+        self, command: str, arguments: dict[str, int], destination: list[str], **_: object
+    ) -> list[dict[str, object]]:
+        """``mover_pool_grow``: as a worker of an older mover, which does not know it."""
+        return [{destination[0]: {"error": f"KeyError('{command}')"}}]
+
     def pool_shrink(self, n: int, destination: list[str], **_: object) -> list[dict[str, object]]:
         self.calls.append(("shrink", n, destination[0]))
         if self.refuse_shrink:
