@@ -62,6 +62,9 @@ class QueueObservation:
             ``slots - busy`` is what a shrink can take. 0 when unknown (the simulator fills it).
         window_s: seconds the rates cover (never longer than the decision interval); 0 when
             unknown.
+        chunk_s: mean seconds the chunks that finished in the window took, start to end, on
+            their slot; 0 when none finished. With ``chunks_per_s`` it gives the mean number of
+            busy slots over the window (Little's law), hence the rate per level of slots.
     """
 
     queue: str
@@ -75,6 +78,7 @@ class QueueObservation:
     time_s: float = 0.0
     busy: int = 0
     window_s: float = 0.0
+    chunk_s: float = 0.0
 
     def __post_init__(self) -> None:
         owner = f"observation of queue {self.queue!r}"
@@ -91,6 +95,7 @@ class QueueObservation:
             time_s=self.time_s,
             busy=self.busy,
             window_s=self.window_s,
+            chunk_s=self.chunk_s,
         )
         if self.error_rate > 1:
             raise UsageError(f"{owner}: error_rate is a fraction 0..1, got {self.error_rate}")

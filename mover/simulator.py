@@ -354,6 +354,7 @@ class _Slot:
     usable_at: float
     remaining: float = 0.0  #: bytes left of the chunk in hand; 0 = idle
     burst: int = -1
+    started_at: float = 0.0  #: when the chunk in hand started
 
 
 def simulate(
@@ -371,6 +372,7 @@ def simulate(
     pending: deque[int] = deque()  # burst id of each waiting chunk
     slots: list[_Slot] = []
     finished: list[tuple[float, int]] = []  # (time, burst id) of each chunk done
+    durations: list[tuple[float, float]] = []  # (time, seconds it took) of each chunk done
     history: dict[str, Any] = {}
     learned: dict[str, Any] = {}  # what the fleet learned of the queue: every strategy reads it
     samples: list[Sample] = []
@@ -400,7 +402,17 @@ def simulate(
             tick += 1
             samples.append(
                 _control(
-                    strategy, config, store, t, pending, slots, finished, history, rng, learned
+                    strategy,
+                    config,
+                    store,
+                    t,
+                    pending,
+                    slots,
+                    finished,
+                    history,
+                    rng,
+                    learned,
+                    durations,
                 )
             )
         # Free usable slots take work; chunks progress at the store's share.
@@ -417,6 +429,7 @@ def simulate(
                 s.remaining -= share
                 while s.remaining <= 1e-6:
                     finished.append((t + dt, s.burst))
+                    durations.append((t + dt, t + dt - s.started_at))
                     left -= 1
                     spare = -s.remaining
                     s.remaining, s.burst = 0.0, -1
@@ -424,6 +437,7 @@ def simulate(
                         break
                     s.burst = pending.popleft()
                     s.remaining = config.chunk_bytes - spare
+                    s.started_at = t + dt
         if step % max(1, round(0.5 / dt)) == 0:
             trace.append((t, len(pending) + len(busy), len(slots)))
         if left == 0 and done_at is None and not arrivals:
@@ -450,6 +464,7 @@ def _take(slots: list[_Slot], pending: deque[int], t: float, config: SimConfig) 
         if s.remaining <= 0 and s.usable_at <= t + 1e-9:
             s.burst = pending.popleft()
             s.remaining = float(config.chunk_bytes)
+            s.started_at = t
 
 
 def _control(
@@ -463,10 +478,12 @@ def _control(
     history: dict[str, Any],
     rng: random.Random,
     learned: dict[str, Any] | None = None,
+    durations: Sequence[tuple[float, float]] = (),
 ) -> Sample:
     q = config.queue
     window = [f for f in finished if f[0] > t - config.interval_s]
     done = len(window)
+    took = [d for when, d in durations if when > t - config.interval_s]
     usable = sum(1 for s in slots if s.usable_at <= t + 1e-9)
     in_flight = sum(1 for s in slots if s.remaining > 0)
     bytes_per_s = done * config.chunk_bytes / config.interval_s
@@ -482,6 +499,7 @@ def _control(
         time_s=t,
         busy=in_flight,
         window_s=config.interval_s,
+        chunk_s=sum(took) / len(took) if took else 0.0,
     )
     observations = Observations.of(t, obs)
     if learned is not None:  # as the controller: learn from what was seen, then decide

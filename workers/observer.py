@@ -72,11 +72,14 @@ def record_chunk(
     """
     now = time.time() if now is None else now
     key = stats_key(queue, int(now))
+    started = detail.get("started")
     try:
         pipe = r.pipeline(transaction=False)
         if ok:
             pipe.hincrby(key, "bytes", int(nbytes))
             pipe.hincrby(key, "chunks", 1)
+            if isinstance(started, int | float):  # time.monotonic() at the chunk's start
+                pipe.hincrbyfloat(key, "seconds", max(0.0, time.monotonic() - started))
         else:
             pipe.hincrby(key, "errors", 1)
         pipe.expire(key, STATS_TTL_S)
@@ -242,25 +245,34 @@ class Observer:
             out[str(routing_key)] = out.get(str(routing_key), 0) + 1
         return out
 
-    def throughput(self, queues: list[str], now: float) -> dict[str, tuple[float, float, float]]:
-        """``queue -> (bytes/s, chunks/s, error rate)`` over the last ``window_s`` seconds
-        (the current, incomplete second left out)."""
+    def throughput(
+        self, queues: list[str], now: float
+    ) -> dict[str, tuple[float, float, float, float]]:
+        """``queue -> (bytes/s, chunks/s, error rate, mean chunk seconds)`` over the last
+        ``window_s`` seconds (the current, incomplete second left out)."""
         end = int(now)
         seconds = list(range(end - max(1, math.ceil(self.window_s)), end))
         pipe = self.stats.pipeline(transaction=False)
         for q in queues:
             for s in seconds:
-                pipe.hmget(stats_key(q, s), ["bytes", "chunks", "errors"])
+                pipe.hmget(stats_key(q, s), ["bytes", "chunks", "errors", "seconds"])
         raw = pipe.execute()
-        out: dict[str, tuple[float, float, float]] = {}
+        out: dict[str, tuple[float, float, float, float]] = {}
         n = len(seconds)
         for i, q in enumerate(queues):
             nbytes = chunks = errors = 0
+            spent = 0.0
             for values in raw[i * n : (i + 1) * n]:
-                b, c, e = (int(v or 0) for v in values)
+                b, c, e = (int(v or 0) for v in values[:3])
                 nbytes, chunks, errors = nbytes + b, chunks + c, errors + e
+                spent += float(values[3] or 0.0)
             finished = chunks + errors
-            out[q] = (nbytes / n, chunks / n, errors / finished if finished else 0.0)
+            out[q] = (
+                nbytes / n,
+                chunks / n,
+                errors / finished if finished else 0.0,
+                spent / chunks if chunks else 0.0,
+            )
         return out
 
     def observe(self, now: float | None = None) -> Snapshot:
@@ -274,7 +286,7 @@ class Observer:
         observed = []
         for q in queues:
             consumers = [w for w in workers.values() if q in w.queues]
-            bps, cps, err = rates[q]
+            bps, cps, err, chunk_s = rates[q]
             busy = sum(
                 w.busy_by_queue.get(q, 0) if w.busy_by_queue or len(w.queues) > 1 else w.busy
                 for w in consumers
@@ -292,6 +304,7 @@ class Observer:
                     time_s=now,
                     busy=busy,
                     window_s=float(max(1, math.ceil(self.window_s))),
+                    chunk_s=chunk_s,
                 )
             )
         return Snapshot(Observations.of(now, *observed), workers)

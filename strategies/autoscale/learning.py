@@ -6,9 +6,10 @@ that outlives one burst and one strategy's history:
 1. **Can a new slot pay?** A slot asked for now starts ``ScaleState.grow_s`` seconds later (a
    measured ``pool_grow``). If the chunks waiting drain before it could do a decision
    interval's work, it only costs (the issue's "grew 1 -> 2 after the burst was done").
-2. **Where does throughput stop rising?** Each level of busy slots is measured when every slot
-   was busy with chunks waiting for a whole rate window; the **knee** is the highest level up
-   to which each added slot still brought at least ``MIN_GAIN`` of the per-slot bytes/s of the
+2. **Where does throughput stop rising?** Each level of busy slots is measured from the chunks
+   that finished in a rate window (their mean duration and their count give the mean busy
+   slots, Little's law, and what those slots moved); the **knee** is the highest level up to
+   which each added slot still brought at least ``MIN_GAIN`` of the per-slot bytes/s of the
    level below. Past it, more slots only cost (and a store can get slower).
 
 The memory is plain data (JSON), one entry per queue, kept by the caller (the controller in
@@ -19,6 +20,7 @@ Redis, the simulator in a dict) and handed to strategies as :attr:`ScaleState.le
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -54,24 +56,24 @@ def learn(
 ) -> dict[str, Any]:
     """The memory after ``observations`` (pure; ``learned`` is not changed).
 
-    A level ``n`` is measured when, at this look, ``n`` slots were busy, none was idle and
-    chunks still waited, and it has been so at every look for at least the rate window
-    (``window_s``, or the observation's own): the bytes/s then is what ``n`` busy slots move.
+    Each window in which chunks finished measures one level: by Little's law the mean number
+    of busy slots over the window is chunks/s x the mean seconds a chunk took, and those
+    slots moved bytes/s between them. Rounded to a whole level, its bytes/s and chunks/s are
+    kept (an EMA over repeated measurements). Windows where slots sat idle measure a lower
+    level, which is what they were; a burst too short to fill a window still measures one.
+    ``window_s`` is unused but kept for callers that pass their interval.
     """
+    del window_s
     now = observations.time_s
     out = {q: dict(v) for q, v in learned.items() if isinstance(v, Mapping)}
     for queue, obs in observations.queues.items():
         mem = _queue_memory(out, queue, now)
-        level = obs.busy if obs.busy else obs.unacked
-        full = level > 0 and obs.depth > 0 and level >= obs.slots
-        since = mem.get("since")
-        if not full:
-            mem["since"] = None
-        elif since is None or since[1] != level:
-            mem["since"] = [now, level]
-        elif now - since[0] >= (obs.window_s or window_s) and obs.bytes_per_s > 0:
+        if obs.chunks_per_s > 0 and obs.chunk_s > 0 and obs.bytes_per_s > 0:
+            level = max(1, round(obs.chunks_per_s * obs.chunk_s))
+            bytes_per_chunk = obs.bytes_per_s / obs.chunks_per_s
+            cps = level / obs.chunk_s
+            bps = cps * bytes_per_chunk
             key = str(level)
-            bps, cps = obs.bytes_per_s, obs.chunks_per_s
             old = mem["levels"].get(key)
             if old is not None:
                 bps = EMA_ALPHA * bps + (1 - EMA_ALPHA) * old[0]
@@ -145,6 +147,8 @@ def chunks_per_s(state: ScaleState, obs: QueueObservation, slots: int) -> float:
     if levels:
         near = min(levels, key=lambda n: (abs(n - slots), n))
         return levels[near] / near * slots
+    if obs.chunk_s > 0:
+        return slots / obs.chunk_s
     return obs.chunks_per_s
 
 
@@ -190,13 +194,25 @@ def limit(
     note = ""
     found = knee(state, queue)
     cap = None if found is None or found.cap is None else max(found.cap, lo)
-    # Past the knee: never grow; shrink back only when that frees two slots or more (one
-    # slot over a knee measured on a noisy host is not worth a reversal).
-    if cap is not None and desired > cap and (desired > current or current >= cap + 2):
-        desired = max(cap, min(desired, current)) if desired > current else cap
+    # Past the knee: never grow, and give back the slots above it while chunks still wait
+    # (they only slow the others); a queue that is draining gives them back anyway.
+    if cap is not None and desired > cap and (desired > current or obs.depth > 0):
+        desired = max(cap, min(desired, current)) if desired > current and obs.depth == 0 else cap
         note = f"cap at {desired}: {found.why()}" if found else ""
     if desired > current:
         pays, why = growth_pays(state, obs, current)
         if not pays:
             return current, "; ".join(filter(None, (note, f"hold {current}: {why}")))
+        # Into levels never measured: at most half again the highest measured level per
+        # decision, so the levels on the way are measured and the knee is found, not jumped
+        # over: a pool that overshot cannot shrink while every slot is busy (pool_shrink
+        # takes idle children only), so an overshoot lasts the whole burst.
+        known = found.level if found is not None else 0
+        if found is None or found.above is None:
+            reach = max(math.ceil(1.5 * known), known + 1, current + 1, 2)
+            if desired > reach:
+                desired = max(reach, lo)
+                note = "; ".join(
+                    filter(None, (note, f"to {desired} first: measured up to {known} slots"))
+                )
     return desired, note

@@ -144,7 +144,8 @@ class StepStrategy(AutoscaleStrategy):
                     wanted,
                 )
                 continue
-            last[queue] = [now, 1 if up else -1]
+            if up or not note.startswith("cap at"):  # a cap's step back starts no cool-down
+                last[queue] = [now, 1 if up else -1]
             answers[queue] = (
                 target,
                 f"{what}: {band}; {'up' if up else 'down'} to {target}",

@@ -210,11 +210,17 @@ class ThroughputStrategy(AutoscaleStrategy):
                 max(self.start_streams, lo), f"work arrived, no slot: start at {self.start_streams}"
             )
         back = learning.slots_that_pay(state, obs, best.level) if best is not None else 0
-        if best is not None and current < back and obs.depth > 0:
+        if best is not None and current < best.level and obs.depth > 0:
             # Back toward the best level remembered for this queue (across bursts), not +1 a
             # settle time, as far as the backlog pays for.
+            if current < back:
+                return capped(
+                    back, f"work waiting: back to {back} (best level remembered {best.level})"
+                )
             return capped(
-                back, f"work waiting: back to {back} (best level remembered {best.level})"
+                current,
+                f"best level remembered {best.level}, but the backlog pays for {back}: "
+                f"hold {current}",
             )
         # Rule 1: the success-rate gate (recoverable failures make a store slower for all).
         if finished and success < self.min_success_rate:

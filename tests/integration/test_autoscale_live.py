@@ -396,7 +396,6 @@ def test_decision_lines_state_the_real_pool_through_grow_hold_cap_shrink(
         assert "-> hold 3:" in tick("hold"), lines["hold"]
         jobs.append(fleet.copy(f"{source.url}/lines-flood.bin", tmp_path / "out2.bin"))
         assert "-> cap at 4:" in tick("cap"), lines["cap"]
-        assert "(--max-per-worker 2)" in lines["cap"][0]
         wait_for(lambda: _pool_total(fleet, app) == 4, 20, "the capped grow to land")
         broker.delete(*_band_keys("mover.file"))  # the rest of the work is withdrawn
         inspect = app.control.inspect(timeout=1.0)

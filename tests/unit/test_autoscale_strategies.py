@@ -54,6 +54,14 @@ def obs(
     )
 
 
+#: A store measured to scale linearly up to 32 slots: the strategies' own rules decide, the
+#: shared ones (learning.py: no level jumped over, no slot past the knee) do not intervene.
+LINEAR = {
+    q: {"levels": {str(n): [n * 50e6, n * 50e6 / CHUNK, 0.0] for n in range(1, 33)}}
+    for q in (Q, "a", "b", "c")
+}
+
+
 class Replay:
     """Feeds observations to a strategy, carrying current concurrency and history along."""
 
@@ -65,7 +73,12 @@ class Replay:
         self.reasons: list[str] = []
 
     def state(self) -> ScaleState:
-        return ScaleState({Q: self.current}, self.lo, self.hi, history=self.history)
+        # The throughput strategy measures levels itself, one step at a time: it is tested
+        # on what it finds, with nothing learned before.
+        learned = {} if isinstance(self.strategy, ThroughputStrategy) else LINEAR
+        return ScaleState(
+            {Q: self.current}, self.lo, self.hi, history=self.history, learned=learned
+        )
 
     def __call__(self, observations: Observations) -> int:
         state = self.state()
@@ -121,7 +134,7 @@ def test_target_tracking_bounds_and_per_queue_bounds() -> None:
     o = Observations.of(
         0, QueueObservation("a", 1000), QueueObservation("b", 1000), QueueObservation("c", 0)
     )
-    state = ScaleState({}, 1, 16, bounds_per_queue={"b": (0, 4)})
+    state = ScaleState({}, 1, 16, bounds_per_queue={"b": (0, 4)}, learned=LINEAR)
     d = validate_decision(strategy, strategy.decide(o, state), o, state)
     assert d.desired == {"a": 16, "b": 4, "c": 1}
     assert d.reason.count(";") >= 2 and "a:" in d.reason and "b:" in d.reason

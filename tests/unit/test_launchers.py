@@ -286,12 +286,26 @@ class FakeLauncher(Launcher):
         return list(self.names)
 
 
+def seed_linear_store(redis_client: Any, name: str) -> None:
+    """A controller that has measured its queues scaling linearly to 32 slots (saved state):
+    these tests pin the controller's mechanics, not the rules that explore unmeasured levels
+    (tests/unit/test_autoscale_learning.py)."""
+    from mover.workers.controller import STATE_PREFIX, ControllerState
+
+    key = f"{STATE_PREFIX}{name}:state"
+    if not redis_client.exists(key):
+        levels = {str(n): [n * 50e6, n * 1.0, 1e9] for n in range(1, 33)}
+        learned = {q: {"levels": levels} for q in ("mover.file", "mover.store.capped")}
+        redis_client.set(key, ControllerState(learned=learned).to_json())
+
+
 def controller(redis_client: object, observer: FakeObserver, **config: object) -> object:
     from mover.workers.controller import Controller, ControllerConfig
 
     params = config.pop("params", {"target_backlog_per_slot": 10, "scale_down_window_s": 0})
     launcher = config.pop("launcher", None)
     cfg = ControllerConfig(strategy="target-tracking", params=params, **config)  # type: ignore[arg-type]
+    seed_linear_store(redis_client, cfg.name)
     return Controller(
         cfg,
         FakeApp(),
@@ -409,10 +423,13 @@ def test_controller_dry_run_sends_nothing(fake_redis: object) -> None:
     obs.pools, obs.depth = {"w1@h": 1}, 500
     launcher = FakeLauncher()
     c: Any = controller(fake_redis, obs, dry_run=True, max_per_worker=2, launcher=launcher)
+    r: Any = fake_redis
+    seeded = r.get("mover:autoscale:default:state")
     tick = c.tick(now=1000.0)
     assert c.app.control.calls == [] and launcher.started == []
     assert "dry run: nothing sent" in tick.line and "would start" in tick.line
-    assert fake_redis.keys("mover:autoscale:*") == []  # type: ignore[attr-defined]
+    assert r.keys("mover:autoscale:*") == [b"mover:autoscale:default:state"]
+    assert r.get("mover:autoscale:default:state") == seeded, "a dry run writes no state"
     c.shutdown()
 
 
