@@ -91,6 +91,9 @@ class ControllerConfig:
         settle_s: seconds a pool change sent counts as coming, unless seen earlier.
         name: the controller's name (its lock and state in Redis).
         keep_workers: leave launched workers running when the controller exits.
+        poll_s: seconds between two looks at the queues' lengths between ticks (one
+            pipelined ``LLEN`` of every priority band); when a queue grew, the next tick runs
+            at once instead of up to ``interval_s`` later. 0 turns it off.
     """
 
     strategy: str = "target-tracking"
@@ -109,6 +112,7 @@ class ControllerConfig:
     settle_s: float = 15.0
     name: str = "default"
     keep_workers: bool = False
+    poll_s: float = 0.5
 
     def __post_init__(self) -> None:
         if not self.interval_s > 0:
@@ -124,6 +128,8 @@ class ControllerConfig:
             )
         if self.max_workers < 0 or self.idle_s < 0:
             raise UsageError("--max-workers and --idle must be >= 0")
+        if self.poll_s < 0:
+            raise UsageError(f"--poll must be >= 0, got {self.poll_s}")
 
 
 @dataclass
@@ -343,6 +349,8 @@ class Controller:
         self._loaded = False
         self._stop = threading.Event()
         self._plain_grows: set[str] = set()
+        #: Each managed queue's depth at the last look (tick or poll).
+        self._depths: dict[str, int] = {}
 
     # -- state and lock ---------------------------------------------------------------------
 
@@ -430,6 +438,7 @@ class Controller:
         now = time.time() if now is None else now
         snap = self.observer.observe(now)
         observations = snap.observations
+        self._depths = {q: o.depth for q, o in observations.queues.items()}
         self._note_landed(snap, now)
         self.state.learned = learning.learn(self.state.learned, observations, cfg.interval_s)
         state = self.scale_state(observations, snap.workers)
@@ -708,9 +717,43 @@ class Controller:
         """Ask :meth:`run` to return after the current tick."""
         self._stop.set()
 
+    def new_work(self) -> list[str]:
+        """The queues whose length grew since the last look (one pipelined round trip of
+        ``LLEN`` over their priority bands); remembers the lengths seen."""
+        if not self._depths:
+            return []
+        depths = self.observer.depths(list(self._depths))
+        grew = [q for q, d in depths.items() if d > self._depths.get(q, 0)]
+        self._depths.update(depths)
+        return grew
+
+    def _wait_for_next_tick(self, started: float) -> None:
+        """Sleep until the next tick is due, or until work arrives on a queue (polled every
+        ``poll_s``): a burst is decided on within ``poll_s`` of being published, not up to
+        an interval later."""
+        cfg = self.config
+        deadline = started + cfg.interval_s
+        while not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            if cfg.poll_s <= 0:
+                self._stop.wait(left)
+                return
+            self._stop.wait(min(cfg.poll_s, left))
+            try:
+                grew = self.new_work()
+            except Exception as exc:  # the broker away: the tick will say so
+                log.debug("autoscale: cannot poll the queues: %s", exc)
+                continue
+            if grew:
+                log.debug("autoscale: new work on %s: deciding now", ", ".join(grew))
+                return
+
     def run(self, ticks: int | None = None) -> None:
-        """Tick every ``interval_s`` until :meth:`stop` (or ``ticks`` ticks); then stop the
-        launched workers unless ``keep_workers``."""
+        """Tick every ``interval_s`` (and at once when work arrives between ticks) until
+        :meth:`stop` (or ``ticks`` ticks); then stop the launched workers unless
+        ``keep_workers``."""
         done = 0
         try:
             while not self._stop.is_set():
@@ -724,7 +767,7 @@ class Controller:
                 done += 1
                 if ticks is not None and done >= ticks:
                     break
-                self._stop.wait(max(0.0, self.config.interval_s - (time.monotonic() - started)))
+                self._wait_for_next_tick(started)
         finally:
             self.shutdown()
 

@@ -119,6 +119,15 @@ def _control_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     multiple=True,
     help="A queue to manage (repeatable; default: every queue a worker consumes, but celery).",
 )
+@click.option(
+    "--poll",
+    "poll_s",
+    type=float,
+    default=0.5,
+    show_default=True,
+    help="Seconds between looks at the queues' lengths between decisions; new work is "
+    "decided on at once (0: only every --interval).",
+)
 @click.option("--dry-run", is_flag=True, help="Observe, decide and log; change nothing.")
 @click.option("--once", is_flag=True, help="Run one control interval and exit.")
 @click.option(
@@ -260,6 +269,7 @@ def run_controller(**options: Any) -> None:
             idle_s=options["idle_s"],
             name=options["controller_name"],
             keep_workers=options["keep_workers"],
+            poll_s=options["poll_s"],
         )
         launcher = _launcher(options["launcher_name"], options)
         broker_url = app_module.broker_url()

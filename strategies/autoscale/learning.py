@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from mover.autoscale import Observations, QueueObservation, ScaleState
 
@@ -185,11 +185,25 @@ def growth_pays(state: ScaleState, obs: QueueObservation, current: int) -> tuple
     )
 
 
+class Limited(NamedTuple):
+    """``desired`` after the shared rules, the words to add to the reason ("" when nothing
+    changed), and whether growth was held because it could not pay (a hold, not a cap)."""
+
+    desired: int
+    note: str
+    held: bool = False
+
+    def wanted(self, wanted: int) -> int:
+        """What the strategy wanted, as the log's cap/hold tells it: a growth that could not
+        pay is a hold, so nothing was wanted beyond what it got."""
+        return self.desired if self.held else max(wanted, self.desired)
+
+
 def limit(
     state: ScaleState, obs: QueueObservation, queue: str, current: int, desired: int
-) -> tuple[int, str]:
-    """``desired`` with the two rules applied (no growth that cannot pay, none past the knee),
-    and the words to add to the reason ("" when nothing changed)."""
+) -> Limited:
+    """``desired`` with the shared rules applied (no growth that cannot pay, none past the
+    knee, unmeasured levels climbed by half again)."""
     lo, _ = state.bounds(queue)
     note = ""
     found = knee(state, queue)
@@ -202,7 +216,7 @@ def limit(
     if desired > current:
         pays, why = growth_pays(state, obs, current)
         if not pays:
-            return current, "; ".join(filter(None, (note, f"hold {current}: {why}")))
+            return Limited(current, "; ".join(filter(None, (note, f"hold {current}: {why}"))), True)
         # Into levels never measured: at most half again the highest measured level per
         # decision, so the levels on the way are measured and the knee is found, not jumped
         # over: a pool that overshot cannot shrink while every slot is busy (pool_shrink
@@ -215,4 +229,4 @@ def limit(
                 note = "; ".join(
                     filter(None, (note, f"to {desired} first: measured up to {known} slots"))
                 )
-    return desired, note
+    return Limited(desired, note)

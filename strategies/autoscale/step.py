@@ -126,9 +126,11 @@ class StepStrategy(AutoscaleStrategy):
             what = f"backlog {obs.backlog} over {current} slots = {metric:.1f} per slot"
             band = f"band [{lower:g}, {upper:g}) says {change:+d}"
             wanted = max(0, current + change)
-            target, note = learning.limit(
+            limited = learning.limit(
                 state, obs, queue, current, state.clamp(queue, current + change)
             )
+            target, note = limited.desired, limited.note
+            wanted = limited.wanted(wanted)
             band = f"{band}; {note}" if note else band
             if target == current:
                 answers[queue] = (current, f"{what}: {band}; hold {current}", wanted)

@@ -99,6 +99,7 @@ class TargetTrackingStrategy(AutoscaleStrategy):
                         f"{what}: {why}; hold {desired}: the last "
                         f"{self.scale_down_window_s:g} s recommended up to {highest}"
                     )
-            desired, note = learning.limit(state, obs, queue, current, desired)
-            answers[queue] = (desired, f"{text}; {note}" if note else text, max(wanted, desired))
+            limited = learning.limit(state, obs, queue, current, desired)
+            desired, note = limited.desired, limited.note
+            answers[queue] = (desired, f"{text}; {note}" if note else text, limited.wanted(wanted))
         return Decision.per_queue(answers, {"recommendations": windows})

@@ -148,13 +148,15 @@ class ThroughputStrategy(AutoscaleStrategy):
             mem = _fresh(queues.get(queue), now, self.memory_s, self.queue_window_s)
             wanted, why = self._decide_one(obs, state, queue, mem, now)
             current = state.current(queue)
-            desired, note = learning.limit(state, obs, queue, current, state.clamp(queue, wanted))
+            limited = learning.limit(state, obs, queue, current, state.clamp(queue, wanted))
+            desired, note = limited.desired, limited.note
+            wanted = limited.wanted(wanted)
             why = f"{why}; {note}" if note else why
             if desired != current:
                 mem["changed_at"] = now
                 mem["landed_at"] = None
             queues[queue] = mem
-            answers[queue] = (desired, why, max(wanted, desired))
+            answers[queue] = (desired, why, wanted)
         return Decision.per_queue(answers, {"queues": queues})
 
     def _decide_one(

@@ -258,6 +258,10 @@ class FakeObserver:
         )
         return Snapshot(Observations.of(now, obs), workers)
 
+    def depths(self, queues: list[str]) -> dict[str, int]:
+        self.looks = getattr(self, "looks", 0) + 1
+        return {q: self.depth if q == self.queue else 0 for q in queues}
+
     def close(self) -> None:
         pass
 
@@ -294,7 +298,7 @@ def seed_linear_store(redis_client: Any, name: str) -> None:
 
     key = f"{STATE_PREFIX}{name}:state"
     if not redis_client.exists(key):
-        levels = {str(n): [n * 50e6, n * 1.0, 1e9] for n in range(1, 33)}
+        levels = {str(n): [n * 50e6, n * 1.0, time.time()] for n in range(1, 33)}
         learned = {q: {"levels": levels} for q in ("mover.file", "mover.store.capped")}
         redis_client.set(key, ControllerState(learned=learned).to_json())
 
@@ -448,3 +452,36 @@ def test_controller_respects_store_max_streams(
     tick = c.tick(now=1000.0)
     assert tick.decision.desired == {"mover.store.capped": 2}
     assert sum(tick.targets.values()) == 2
+
+
+def test_controller_decides_at_once_when_work_arrives_between_ticks(fake_redis: object) -> None:
+    """A 20 s interval, queue lengths polled every 20 ms: a burst published after the first
+    tick is decided on at the next poll, not 20 s later."""
+    import threading
+
+    obs = FakeObserver()
+    obs.pools, obs.depth = {"w1@h": 1}, 0
+    c: Any = controller(fake_redis, obs, interval_s=20.0, poll_s=0.02)
+    runner = threading.Thread(target=c.run, kwargs={"ticks": 2}, daemon=True)
+    runner.start()
+    while not c._depths:  # the first tick has looked
+        time.sleep(0.01)
+    assert c.app.control.calls == []
+    polled = obs.looks if hasattr(obs, "looks") else 0
+    obs.depth = 100
+    runner.join(5)
+    assert not runner.is_alive(), "the second tick did not come"
+    assert obs.looks > polled
+    assert c.app.control.calls == [("grow", 7, "w1@h")]  # ceil(100 / 10) = 10, 8 a worker
+
+
+def test_controller_without_polling_waits_for_the_interval(fake_redis: object) -> None:
+    obs = FakeObserver()
+    obs.pools, obs.depth = {"w1@h": 1}, 0
+    c: Any = controller(fake_redis, obs, interval_s=60.0, poll_s=0)
+    c.tick(now=1000.0)
+    obs.depth = 40
+    started = time.monotonic()
+    c._stop.set()  # the wait returns at once when stopped: no poll ran meanwhile
+    c._wait_for_next_tick(started)
+    assert not hasattr(obs, "looks")
