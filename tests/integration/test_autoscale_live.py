@@ -383,18 +383,28 @@ def test_decision_lines_state_the_real_pool_through_grow_hold_cap_shrink(
         assert found, line
         return int(found.group(1))
 
+    old_env = os.environ.get("MOVER_BROKER_URL")
+    os.environ["MOVER_BROKER_URL"] = fleet.redis.url
+    from mover.executors import celery as fleet_exec
+
+    store = fleet.jobs()
+
+    def submit(name: str, chunks: int) -> None:
+        # In this process (a CLI process costs seconds to start on a loaded machine).
+        random_file(source.root / name, chunks * CHUNK)
+        job = fleet_exec.submit(
+            f"{source.url}/{name}", str(tmp_path / name), chunk_size=CHUNK, jobs=store, app=app
+        )
+        jobs.append(job.id)
+
     try:
-        random_file(tmp_path / "burst.bin", 15 * CHUNK)
-        random_file(tmp_path / "flood.bin", 40 * CHUNK)
-        (source.root / "lines-burst.bin").write_bytes((tmp_path / "burst.bin").read_bytes())
-        (source.root / "lines-flood.bin").write_bytes((tmp_path / "flood.bin").read_bytes())
-        jobs.append(fleet.copy(f"{source.url}/lines-burst.bin", tmp_path / "out1.bin"))
+        submit("lines-burst.bin", 15)
         depth = lambda: controller.observer.depths(["mover.file"])["mover.file"]  # noqa: E731
         wait_for(lambda: depth() <= 13, 20, "both slots busy")
         assert "-> grow to 3:" in tick("grow"), lines["grow"]
         wait_for(lambda: _pool_total(fleet, app) == 3, 20, "the grow to land")
         assert "-> hold 3:" in tick("hold"), lines["hold"]
-        jobs.append(fleet.copy(f"{source.url}/lines-flood.bin", tmp_path / "out2.bin"))
+        submit("lines-flood.bin", 40)
         assert "-> cap at 4:" in tick("cap"), lines["cap"]
         wait_for(lambda: _pool_total(fleet, app) == 4, 20, "the capped grow to land")
         broker.delete(*_band_keys("mover.file"))  # the rest of the work is withdrawn
@@ -406,7 +416,11 @@ def test_decision_lines_state_the_real_pool_through_grow_hold_cap_shrink(
         source.rate = old_rate
         controller.shutdown()
         for job in jobs:
-            fleet.mover("cancel", job)
+            fleet_exec.cancel(job, store, wait_s=None)
+        if old_env is None:
+            os.environ.pop("MOVER_BROKER_URL", None)
+        else:
+            os.environ["MOVER_BROKER_URL"] = old_env
     print()
     for kind, (line, before, after) in lines.items():
         print(line)
