@@ -71,6 +71,9 @@ log = logging.getLogger("mover.autoscale")
 
 #: Prefix of the controller's keys in Redis.
 STATE_PREFIX = "mover:autoscale:"
+#: Seconds after a tick that new work triggered before the next look: by then the first
+#: chunks of the burst have finished, and their rate says whether more slots pay.
+FOLLOW_UP_S = 2.0
 
 
 @dataclass
@@ -351,6 +354,8 @@ class Controller:
         self._plain_grows: set[str] = set()
         #: Each managed queue's depth at the last look (tick or poll).
         self._depths: dict[str, int] = {}
+        #: The last tick was for new work: look again soon (FOLLOW_UP_S).
+        self._follow_up = False
 
     # -- state and lock ---------------------------------------------------------------------
 
@@ -730,9 +735,13 @@ class Controller:
     def _wait_for_next_tick(self, started: float) -> None:
         """Sleep until the next tick is due, or until work arrives on a queue (polled every
         ``poll_s``): a burst is decided on within ``poll_s`` of being published, not up to
-        an interval later."""
+        an interval later, and looked at again :data:`FOLLOW_UP_S` later, once its first
+        chunks have finished."""
         cfg = self.config
         deadline = started + cfg.interval_s
+        if self._follow_up and cfg.poll_s > 0:
+            deadline = min(deadline, started + FOLLOW_UP_S)
+        self._follow_up = False
         while not self._stop.is_set():
             left = deadline - time.monotonic()
             if left <= 0:
@@ -748,6 +757,7 @@ class Controller:
                 continue
             if grew:
                 log.debug("autoscale: new work on %s: deciding now", ", ".join(grew))
+                self._follow_up = True
                 return
 
     def run(self, ticks: int | None = None) -> None:

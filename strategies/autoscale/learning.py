@@ -169,11 +169,17 @@ def slots_that_pay(state: ScaleState, obs: QueueObservation, upto: int) -> int:
 
 def growth_pays(state: ScaleState, obs: QueueObservation, current: int) -> tuple[bool, str]:
     """Whether a slot asked for now would still find work for a decision interval once it has
-    started; the reason when it would not. Unknown rates pay (never hide the first burst)."""
+    started; the reason when it would not.
+
+    With no rate known at all (the queue's first burst, before any chunk finished) a pool
+    that is already busy waits for the next look (the controller looks again within seconds
+    of new work); an idle or empty pool may grow."""
     if current <= 0:
         return True, ""
     rate = chunks_per_s(state, obs, min(current, max(1, obs.backlog)))
     if rate <= 0:
+        if obs.busy or obs.unacked:
+            return False, "no chunk of this queue finished yet: its rate is unknown"
         return True, ""
     drain_s = obs.depth / rate
     need_s = state.grow_s + state.interval_s

@@ -347,7 +347,7 @@ def test_decision_lines_state_the_real_pool_through_grow_hold_cap_shrink(
     fleet: Fleet, source: Any, tmp_path: Path
 ) -> None:
     """The controller, in this process, on the real fleet (two ``-c 1`` workers, chunks of
-    about 3 s): a grow, a hold, a cap and a shrink, each line stating the pool that
+    about 4 s): a grow, a hold, a cap and a shrink, each line stating the pool that
     ``inspect().stats()`` showed around that tick (not the last number asked for)."""
     import redis
 
@@ -358,7 +358,7 @@ def test_decision_lines_state_the_real_pool_through_grow_hold_cap_shrink(
     broker = redis.Redis.from_url(fleet.redis.url)
     config = ControllerConfig(
         strategy="target-tracking",
-        params={"target_backlog_per_slot": 5, "scale_down_window_s": 0},
+        params={"target_backlog_per_slot": 7, "scale_down_window_s": 0},
         interval_s=5,
         max_per_worker=2,
         queues=["mover.file"],
@@ -366,7 +366,7 @@ def test_decision_lines_state_the_real_pool_through_grow_hold_cap_shrink(
     )
     controller = Controller(config, app, broker)
     old_rate = source.rate
-    source.rate = RATE // 3  # a 256 KiB chunk takes about 3 s
+    source.rate = RATE // 4  # a 256 KiB chunk takes about 4 s
     lines: dict[str, tuple[str, int, int]] = {}
     jobs: list[str] = []
 
@@ -398,9 +398,10 @@ def test_decision_lines_state_the_real_pool_through_grow_hold_cap_shrink(
         jobs.append(job.id)
 
     try:
-        submit("lines-burst.bin", 15)
+        submit("lines-burst.bin", 20)
         depth = lambda: controller.observer.depths(["mover.file"])["mover.file"]  # noqa: E731
-        wait_for(lambda: depth() <= 13, 20, "both slots busy")
+        # Both slots busy and one chunk finished (its rate known): a third slot pays.
+        wait_for(lambda: depth() <= 17, 20, "a first chunk done")
         assert "-> grow to 3:" in tick("grow"), lines["grow"]
         wait_for(lambda: _pool_total(fleet, app) == 3, 20, "the grow to land")
         assert "-> hold 3:" in tick("hold"), lines["hold"]

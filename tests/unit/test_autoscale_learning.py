@@ -55,10 +55,13 @@ def test_a_short_burst_that_one_slot_drains_first_adds_no_slot(name: str) -> Non
     assert decision.desired[Q] > 1, decision.reasons[Q]
 
 
-def test_growth_pays_is_optimistic_without_a_rate_and_reads_the_chunk_time() -> None:
+def test_growth_waits_for_a_first_rate_and_reads_the_chunk_time() -> None:
     observations, state = busy_queue(0.0, 20, {})
     obs = observations.queues[Q]
-    assert learning.growth_pays(state, obs, 1)[0], "nothing known: the first burst may grow"
+    pays, why = learning.growth_pays(state, obs, 1)
+    assert not pays and "rate is unknown" in why, "a busy slot: look again when one finished"
+    idle = QueueObservation(Q, 20, 0, 1, {"w1": 1}, time_s=0.0)
+    assert learning.growth_pays(state, idle, 1)[0], "nothing runs: nothing to wait for"
     timed = QueueObservation(Q, 20, 1, 1, {"w1": 1}, busy=1, chunk_s=0.3, time_s=0.0)
     pays, why = learning.growth_pays(state, timed, 1)
     assert not pays and "drain in 6.0 s at 1 slots" in why and "starts in 2.5 s" in why
