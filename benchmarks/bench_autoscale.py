@@ -46,6 +46,7 @@ import contextlib
 import math
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
@@ -98,7 +99,7 @@ def workloads(quick: bool) -> list[Workload]:
     """The three workloads, full (the issue's sizes) or quick."""
     # (jobs per burst, seconds between bursts) for short and long; (jobs, seconds) for the ramp.
     (short, short_gap), (long, long_gap), (ramp, ramp_s) = (
-        ((8, 20), (6, 30), (12, 20)) if quick else ((24, 40), (24, 40), (40, 60))
+        ((8, 20), (6, 30), (30, 20)) if quick else ((24, 40), (24, 40), (90, 60))
     )
     small, large = 32 * h.MiB, 128 * h.MiB
     return [
@@ -362,6 +363,10 @@ class Driver:
                 watch.stop()
             if controller is not None:
                 stop_group(controller, 30)
+                if self.args.logs:
+                    self.args.logs.mkdir(parents=True, exist_ok=True)
+                    log = self.bench.work / f"controller-{tag}.log"
+                    shutil.copy(log, self.args.logs / log.name)
             worker.stop()
             with contextlib.suppress(Exception):
                 self.s3.delete_prefix(BUCKET, f"{tag}/")
@@ -533,6 +538,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workloads", default="short,long,ramp", help="workloads to run")
     p.add_argument("--sample", type=float, default=0.5, help="seconds between pool looks")
     p.add_argument("--timeout", type=float, default=600, help="seconds a run may take")
+    p.add_argument(
+        "--logs", type=Path, help="copy each run's controller log into this folder (kept)"
+    )
     return p.parse_args(argv)
 
 

@@ -6,6 +6,7 @@ misses both). A recommendation above the current concurrency is applied at once;
 only when every recommendation of the last ``scale_down_window_s`` agrees, by taking the highest
 of them (HPA's scale-down stabilization), so a dip in the backlog does not shed slots that the
 next wave needs. A change within the tolerance of the target is ignored, as HPA does (10 %).
+An empty queue with nothing in flight is no dip: its slots are idle, and go at once.
 
 Choosing the target (AWS's recipe): acceptable latency / average chunk time. With 64 MiB chunks
 taking about 1.3 s and an acceptable wait of about 40 s, 30 chunks per slot.
@@ -82,7 +83,11 @@ class TargetTrackingStrategy(AutoscaleStrategy):
             kept = [[t, r] for t, r in windows.get(queue, []) if t > now - self.scale_down_window_s]
             kept.append([now, rec])
             windows[queue] = kept
-            if rec >= current:
+            if backlog == 0 and rec < current:
+                # Nothing waits and nothing runs: no dip to ride out, the slots are idle.
+                desired = rec
+                text = f"{what}: queue empty, nothing in flight; scale down to {desired} at once"
+            elif rec >= current:
                 desired = rec
                 verb = "hold" if rec == current else "scale up at once to"
                 text = f"{what}: {why}; {verb} {desired}"

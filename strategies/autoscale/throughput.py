@@ -152,7 +152,7 @@ class ThroughputStrategy(AutoscaleStrategy):
             desired, note = limited.desired, limited.note
             wanted = limited.wanted(wanted)
             why = f"{why}; {note}" if note else why
-            if desired != current:
+            if desired > current:  # a new level to settle; a shrink may be refused (busy)
                 mem["changed_at"] = now
                 mem["landed_at"] = None
             queues[queue] = mem
@@ -210,6 +210,13 @@ class ThroughputStrategy(AutoscaleStrategy):
                 )
             return capped(
                 max(self.start_streams, lo), f"work arrived, no slot: start at {self.start_streams}"
+            )
+        if best is None and current < self.start_streams and obs.depth > 0:
+            # Fewer slots than FTS3's minimum actives with work waiting: start there now, as
+            # an empty queue would (the shared rules hold it back when it cannot pay).
+            return capped(
+                self.start_streams,
+                f"work waiting on {current} slot(s): start at {self.start_streams}",
             )
         back = learning.slots_that_pay(state, obs, best.level) if best is not None else 0
         if best is not None and current < best.level and obs.depth > 0:

@@ -111,7 +111,8 @@ def test_every_strategy_stops_at_the_knee_of_a_saturating_store(name: str) -> No
     assert max(s.slots for s in result.samples) <= 3
     second = [s for s in busy if s.time_s > 130]
     assert second and max(s.slots for s in second) <= 2, [s.slots for s in second]
-    assert second[-1].slots == 2 and "cap at 2" in " ".join(s.reason for s in second)
+    reasons = " ".join(s.reason for s in second)
+    assert second[-1].slots == 2 and ("cap at 2" in reasons or "3 was no faster" in reasons)
 
 
 def test_throughput_goes_back_to_the_best_level_it_remembers() -> None:

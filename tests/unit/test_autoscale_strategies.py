@@ -119,13 +119,23 @@ def test_target_tracking_falling_backlog_scales_down_only_after_the_window() -> 
     assert run(obs(10, depth=60)) == 5
     assert "highest recommendation" in run.reasons[-1]
     assert run(obs(15, depth=60)) == 2
-    assert run(obs(20, depth=0)) == 2  # 0 recommended, 2 still in the window
-    assert run(obs(25, depth=0)) == 0
+    assert run(obs(20, depth=1)) == 2  # 1 recommended, 2 still in the window
+    assert run(obs(30, depth=1)) == 1
+
+
+def test_target_tracking_an_empty_queue_sheds_its_slots_at_once() -> None:
+    """Nothing waiting and nothing in flight: every slot is idle, no dip to ride out (a slot
+    is back within a second when work returns: mover_pool_grow)."""
+    run = Replay(TargetTrackingStrategy(target_backlog_per_slot=30, scale_down_window_s=30))
+    assert run(obs(0, depth=300)) == 10
+    assert run(obs(5, depth=0, unacked=2)) == 10  # two chunks still run: the window holds
+    assert run(obs(10, depth=0)) == 0
+    assert "queue empty, nothing in flight" in run.reasons[-1]
 
 
 def test_target_tracking_a_dip_inside_the_window_sheds_nothing() -> None:
     run = Replay(TargetTrackingStrategy(target_backlog_per_slot=30, scale_down_window_s=30))
-    seq = [300, 30, 0, 300, 30, 0, 300]
+    seq = [300, 30, 1, 300, 30, 1, 300]
     assert [run(obs(5 * i, d)) for i, d in enumerate(seq)] == [10] * len(seq)
 
 
