@@ -211,9 +211,11 @@ class ThroughputStrategy(AutoscaleStrategy):
             return capped(
                 max(self.start_streams, lo), f"work arrived, no slot: start at {self.start_streams}"
             )
-        if best is None and current < self.start_streams and obs.depth > 0:
-            # Fewer slots than FTS3's minimum actives with work waiting: start there now, as
-            # an empty queue would (the shared rules hold it back when it cannot pay).
+        saturated = best is not None and best.saturated
+        if not saturated and current < self.start_streams and obs.depth > 0:
+            # Fewer slots than FTS3's minimum actives with work waiting, and no knee known
+            # below it: start there now, as an empty queue would (the shared rules hold it
+            # back when it cannot pay).
             return capped(
                 self.start_streams,
                 f"work waiting on {current} slot(s): start at {self.start_streams}",
