@@ -8,7 +8,9 @@ and counts the GETs it serves at once, and ``mover autoscale`` run as a subproce
   stopped (its PID gone);
 - ``--dry-run`` changes no pool and launches nothing while chunks wait;
 - a store with ``max_streams = 2`` is never read by more than 2 chunks at once, even with 6
-  slots in the fleet (counted by the HTTP server and by the semaphore's high-water mark).
+  slots in the fleet (counted by the HTTP server and by the semaphore's high-water mark);
+- the controller's lines for a grow, a hold, a cap and a shrink state the pool that
+  ``inspect().stats()`` showed (docs/AUTOSCALE.md quotes them).
 """
 
 from __future__ import annotations
