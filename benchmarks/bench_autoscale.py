@@ -410,8 +410,13 @@ class Driver:
         sizes = [
             b.size for b in sorted(workload.bursts, key=lambda b: b.at_s) for _ in range(b.jobs)
         ]
+        from botocore.exceptions import ClientError
+
         for n, size in enumerate(sizes):
-            head = self.s3.client.head_object(Bucket=BUCKET, Key=f"{tag}/{n:04d}.bin")
+            try:
+                head = self.s3.client.head_object(Bucket=BUCKET, Key=f"{tag}/{n:04d}.bin")
+            except ClientError as exc:
+                raise h.BenchError(f"{tag}/{n:04d}.bin after its job was done: {exc}") from exc
             if head["ContentLength"] != size:
                 raise h.BenchError(f"{tag}/{n:04d}.bin: {head['ContentLength']} bytes, not {size}")
 

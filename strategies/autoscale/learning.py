@@ -36,6 +36,8 @@ EMA_ALPHA = 0.5
 #: level below: 0.5 stops where two more slots bring what one brought before (a host or store
 #: past saturation), not at the first sign of sub-linear growth.
 MIN_GAIN = 0.5
+#: A window with fewer busy slots than this on average was mostly idle: it measures nothing.
+IDLE_BELOW = 0.75
 
 
 def mib(bytes_per_s: float) -> str:
@@ -60,7 +62,8 @@ def learn(
     of busy slots over the window is chunks/s x the mean seconds a chunk took, and those
     slots moved bytes/s between them. Rounded to a whole level, its bytes/s and chunks/s are
     kept (an EMA over repeated measurements). Windows where slots sat idle measure a lower
-    level, which is what they were; a burst too short to fill a window still measures one.
+    level, which is what they were; a burst too short to fill a window still measures one;
+    a window mostly idle measures none.
     ``window_s`` is unused but kept for callers that pass their interval.
     """
     del window_s
@@ -68,8 +71,11 @@ def learn(
     out = {q: dict(v) for q, v in learned.items() if isinstance(v, Mapping)}
     for queue, obs in observations.queues.items():
         mem = _queue_memory(out, queue, now)
-        if obs.chunks_per_s > 0 and obs.chunk_s > 0 and obs.bytes_per_s > 0:
-            level = max(1, round(obs.chunks_per_s * obs.chunk_s))
+        busy = obs.chunks_per_s * obs.chunk_s  # mean busy slots over the window
+        # A window mostly idle (a burst just began or ended) measures no level: its bytes/s
+        # is diluted by the idle time and would make one slot look slow.
+        if obs.bytes_per_s > 0 and busy >= IDLE_BELOW:
+            level = round(busy)
             bytes_per_chunk = obs.bytes_per_s / obs.chunks_per_s
             cps = level / obs.chunk_s
             bps = cps * bytes_per_chunk

@@ -79,6 +79,13 @@ def test_levels_are_learned_by_littles_law_and_kept_across_bursts() -> None:
     assert gone[Q]["levels"] == {}, "an old measurement is measured again"
 
 
+def test_a_mostly_idle_window_measures_no_level() -> None:
+    """0.2 busy slots on average (a burst just began): its bytes/s would make one slot look
+    slow."""
+    o = QueueObservation(Q, 10, 1, 1, {"w1": 1}, 0.4 * CHUNK, 0.4, chunk_s=0.5, time_s=10)
+    assert learning.learn({}, Observations.of(10.0, o), 5.0)[Q]["levels"] == {}
+
+
 def test_the_knee_is_where_an_added_slot_stops_paying() -> None:
     def state(rates: dict[int, float]) -> ScaleState:
         levels = {str(n): [r * MiB, r / 32, 0.0] for n, r in rates.items()}
