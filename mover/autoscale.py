@@ -305,6 +305,10 @@ autoscale_strategies: Registry[type[AutoscaleStrategy] | AutoscaleStrategy] = Re
     AUTOSCALE, "autoscale strategy", required=("decide",), validate=_validate
 )
 
+#: What ``mover autoscale`` runs without ``--strategy``: the strategy that scored best live
+#: (``benchmarks/bench_autoscale.py``; the README gives the run and why).
+DEFAULT_STRATEGY = "step"
+
 #: The in-tree strategies, registered at run time when the entry points are not installed yet
 #: (an editable install made before they were declared). Entry points win when present.
 BUILTIN = {

@@ -54,6 +54,7 @@ from typing import Any
 import redis
 
 from mover.autoscale import (
+    DEFAULT_STRATEGY,
     AutoscaleStrategy,
     Observations,
     ScaleState,
@@ -100,7 +101,7 @@ class ControllerConfig:
             at once instead of up to ``interval_s`` later. 0 turns it off.
     """
 
-    strategy: str = "target-tracking"
+    strategy: str = DEFAULT_STRATEGY
     params: dict[str, Any] = field(default_factory=dict)
     interval_s: float = 5.0
     min_concurrency: int = 0

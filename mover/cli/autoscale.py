@@ -93,9 +93,9 @@ def _control_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.option(
     "--strategy",
     "strategy_name",
-    default="target-tracking",
-    show_default=True,
-    help="The autoscale strategy (mover autoscale strategies lists them).",
+    default=None,
+    help="The autoscale strategy (mover autoscale strategies lists them); default: the one "
+    "that scored best live (step; see the README).",
 )
 @click.option(
     "--param",
@@ -253,7 +253,9 @@ def run_controller(**options: Any) -> None:
         from mover.workers.controller import Controller, ControllerConfig
 
         ensure_builtin()
-        name = options["strategy_name"]
+        from mover.autoscale import DEFAULT_STRATEGY
+
+        name = options["strategy_name"] or DEFAULT_STRATEGY
         params = _params(options["params"], [name])[name]
         config = ControllerConfig(
             strategy=name,
