@@ -58,6 +58,13 @@ class QueueObservation:
         chunks_per_s: chunks per second that finished recently.
         error_rate: failed / finished chunks recently, 0..1 (0 when nothing finished).
         time_s: when the observation was taken, seconds on the observer's clock.
+        busy: pool processes of its consumers executing a task now (``inspect().active()``);
+            ``slots - busy`` is what a shrink can take. 0 when unknown (the simulator fills it).
+        window_s: seconds the rates cover (never longer than the decision interval); 0 when
+            unknown.
+        chunk_s: mean seconds the chunks that finished in the window took, start to end, on
+            their slot; 0 when none finished. With ``chunks_per_s`` it gives the mean number of
+            busy slots over the window (Little's law), hence the rate per level of slots.
     """
 
     queue: str
@@ -69,6 +76,9 @@ class QueueObservation:
     chunks_per_s: float = 0.0
     error_rate: float = 0.0
     time_s: float = 0.0
+    busy: int = 0
+    window_s: float = 0.0
+    chunk_s: float = 0.0
 
     def __post_init__(self) -> None:
         owner = f"observation of queue {self.queue!r}"
@@ -83,6 +93,9 @@ class QueueObservation:
             chunks_per_s=self.chunks_per_s,
             error_rate=self.error_rate,
             time_s=self.time_s,
+            busy=self.busy,
+            window_s=self.window_s,
+            chunk_s=self.chunk_s,
         )
         if self.error_rate > 1:
             raise UsageError(f"{owner}: error_rate is a fraction 0..1, got {self.error_rate}")
@@ -130,6 +143,15 @@ class ScaleState:
         bounds_per_queue: ``queue -> (min, max)`` overriding the default bounds (a store's
             ``max_streams`` lands here).
         history: what the strategy returned in its last :attr:`Decision.history`; plain data.
+        grow_s: seconds a new slot takes from the grow sent to its first chunk (the caller
+            measures ``pool_grow`` and remembers it); a slot that would start after the backlog
+            is gone is not worth adding. Default 3.5 (the middle of the 2-5 s seen here).
+        interval_s: seconds between two decisions (what a slot added now costs at least before
+            the next decision can take it back). Default 5.
+        learned: what the caller learned of each queue from the rates it observed, shared by
+            every strategy and kept across bursts and restarts: ``queue -> plain data`` as
+            :mod:`mover.autoscale_learning` reads and writes it (bytes/s per level of
+            busy slots, hence the knee past which more slots add nothing).
     """
 
     concurrency: Mapping[str, int]
@@ -137,6 +159,9 @@ class ScaleState:
     max_concurrency: int = 16
     bounds_per_queue: Mapping[str, tuple[int, int]] = field(default_factory=dict)
     history: Mapping[str, Any] = field(default_factory=dict)
+    grow_s: float = 3.5
+    interval_s: float = 5.0
+    learned: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for queue, (lo, hi) in [("*", self.default_bounds), *self.bounds_per_queue.items()]:
@@ -145,6 +170,7 @@ class ScaleState:
                 raise UsageError(f"bounds of queue {queue!r}: min {lo} > max {hi}")
         for queue, value in self.concurrency.items():
             _non_negative(f"concurrency of queue {queue!r}", concurrency=value)
+        _non_negative("scale state", grow_s=self.grow_s, interval_s=self.interval_s)
 
     @property
     def default_bounds(self) -> tuple[int, int]:
@@ -172,22 +198,30 @@ class Decision:
         reason: one human-readable line per queue, joined; what the controller logs.
         history: plain data the strategy wants back in the next :attr:`ScaleState.history`.
         reasons: the reason per queue (``reason`` joins them).
+        wanted: per queue, what the strategy would have asked without its bounds or caps
+            (``--max``, a store's ``max_streams``, the knee); where it is above ``desired`` the
+            controller logs the decision as a cap. Optional: empty means "as desired".
     """
 
     desired: Mapping[str, int]
     reason: str
     history: Mapping[str, Any] = field(default_factory=dict)
     reasons: Mapping[str, str] = field(default_factory=dict)
+    wanted: Mapping[str, int] = field(default_factory=dict)
 
     @classmethod
     def per_queue(
-        cls, answers: Mapping[str, tuple[int, str]], history: Mapping[str, Any]
+        cls,
+        answers: Mapping[str, tuple[int, str] | tuple[int, str, int]],
+        history: Mapping[str, Any],
     ) -> Decision:
-        """Join per-queue ``(desired, reason)`` answers into one decision."""
-        desired = {q: d for q, (d, _) in answers.items()}
-        reasons = {q: r for q, (_, r) in answers.items()}
+        """Join per-queue ``(desired, reason)`` or ``(desired, reason, wanted)`` answers into
+        one decision."""
+        desired = {q: a[0] for q, a in answers.items()}
+        reasons = {q: a[1] for q, a in answers.items()}
+        wanted = {q: int(a[2]) for q, a in answers.items() if len(a) > 2}
         reason = "; ".join(f"{q}: {r}" for q, r in reasons.items()) or "no queues observed"
-        return cls(desired, reason, history, reasons)
+        return cls(desired, reason, history, reasons, wanted)
 
 
 class AutoscaleStrategy(ABC):
@@ -263,6 +297,10 @@ def validate_decision(
 autoscale_strategies: Registry[type[AutoscaleStrategy] | AutoscaleStrategy] = Registry(
     AUTOSCALE, "autoscale strategy", required=("decide",), contract=AutoscaleStrategy
 )
+
+#: What ``mover autoscale`` runs without ``--strategy``: the strategy that scored best live
+#: (``benchmarks/bench_autoscale.py``; the README gives the run and why).
+DEFAULT_STRATEGY = "step"
 
 
 def get_strategy(name: str, **params: Any) -> AutoscaleStrategy:

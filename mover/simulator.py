@@ -354,6 +354,7 @@ class _Slot:
     usable_at: float
     remaining: float = 0.0  #: bytes left of the chunk in hand; 0 = idle
     burst: int = -1
+    started_at: float = 0.0  #: when the chunk in hand started
 
 
 def simulate(
@@ -371,7 +372,9 @@ def simulate(
     pending: deque[int] = deque()  # burst id of each waiting chunk
     slots: list[_Slot] = []
     finished: list[tuple[float, int]] = []  # (time, burst id) of each chunk done
+    durations: list[tuple[float, float]] = []  # (time, seconds it took) of each chunk done
     history: dict[str, Any] = {}
+    learned: dict[str, Any] = {}  # what the fleet learned of the queue: every strategy reads it
     samples: list[Sample] = []
     trace: list[tuple[float, int, int]] = []
     worker_seconds = 0.0
@@ -398,7 +401,19 @@ def simulate(
         if t + 1e-9 >= tick * config.interval_s:
             tick += 1
             samples.append(
-                _control(strategy, config, store, t, pending, slots, finished, history, rng)
+                _control(
+                    strategy,
+                    config,
+                    store,
+                    t,
+                    pending,
+                    slots,
+                    finished,
+                    history,
+                    rng,
+                    learned,
+                    durations,
+                )
             )
         # Free usable slots take work; chunks progress at the store's share.
         _take(slots, pending, t, config)
@@ -414,6 +429,7 @@ def simulate(
                 s.remaining -= share
                 while s.remaining <= 1e-6:
                     finished.append((t + dt, s.burst))
+                    durations.append((t + dt, t + dt - s.started_at))
                     left -= 1
                     spare = -s.remaining
                     s.remaining, s.burst = 0.0, -1
@@ -421,6 +437,7 @@ def simulate(
                         break
                     s.burst = pending.popleft()
                     s.remaining = config.chunk_bytes - spare
+                    s.started_at = t + dt
         if step % max(1, round(0.5 / dt)) == 0:
             trace.append((t, len(pending) + len(busy), len(slots)))
         if left == 0 and done_at is None and not arrivals:
@@ -447,6 +464,7 @@ def _take(slots: list[_Slot], pending: deque[int], t: float, config: SimConfig) 
         if s.remaining <= 0 and s.usable_at <= t + 1e-9:
             s.burst = pending.popleft()
             s.remaining = float(config.chunk_bytes)
+            s.started_at = t
 
 
 def _control(
@@ -459,10 +477,13 @@ def _control(
     finished: list[tuple[float, int]],
     history: dict[str, Any],
     rng: random.Random,
+    learned: dict[str, Any] | None = None,
+    durations: Sequence[tuple[float, float]] = (),
 ) -> Sample:
     q = config.queue
     window = [f for f in finished if f[0] > t - config.interval_s]
     done = len(window)
+    took = [d for when, d in durations if when > t - config.interval_s]
     usable = sum(1 for s in slots if s.usable_at <= t + 1e-9)
     in_flight = sum(1 for s in slots if s.remaining > 0)
     bytes_per_s = done * config.chunk_bytes / config.interval_s
@@ -476,10 +497,25 @@ def _control(
         chunks_per_s=done / config.interval_s,
         error_rate=0.0,
         time_s=t,
+        busy=in_flight,
+        window_s=config.interval_s,
+        chunk_s=sum(took) / len(took) if took else 0.0,
     )
     observations = Observations.of(t, obs)
+    if learned is not None:  # as the controller: learn from what was seen, then decide
+        from mover.autoscale_learning import learn
+
+        fresh = learn(learned, observations, config.interval_s)
+        learned.clear()
+        learned.update(fresh)
     state = ScaleState(
-        {q: len(slots)}, config.min_concurrency, config.max_concurrency, history=dict(history)
+        {q: len(slots)},
+        config.min_concurrency,
+        config.max_concurrency,
+        history=dict(history),
+        grow_s=sum(config.grow_delay_s) / 2,
+        interval_s=config.interval_s,
+        learned=dict(learned or {}),
     )
     decision = validate_decision(
         strategy, strategy.decide(observations, state), observations, state

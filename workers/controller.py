@@ -20,7 +20,8 @@ Each tick:
    its workers can hold and every one of them is at ``max_per_worker``, the launcher is asked
    for more worker processes; when the fleet could do without one of the launched workers for
    ``idle_s``, one is stopped.
-5. **Log** one line: the decision's reasons and what was done.
+5. **Log** one line (:mod:`mover.workers.decision_log`): what each queue was decided from, the
+   action and its reason, and what was done.
 
 Safety:
 
@@ -52,9 +53,10 @@ from typing import Any
 
 import redis
 
+from mover import autoscale_learning as learning
 from mover.autoscale import (
+    DEFAULT_STRATEGY,
     AutoscaleStrategy,
-    Decision,
     Observations,
     ScaleState,
     get_strategy,
@@ -62,13 +64,18 @@ from mover.autoscale import (
 )
 from mover.errors import MoverError, UsageError
 from mover.launcher import Launcher
-from mover.workers import limits, metrics_recorder
+from mover.workers import decision_log, limits, metrics_recorder
+from mover.workers.decision_log import QueueReport, Tick
 from mover.workers.observer import Observer, Snapshot, WorkerInfo
+from mover.workers.pool_control import GROW
 
 log = logging.getLogger("mover.autoscale")
 
 #: Prefix of the controller's keys in Redis.
 STATE_PREFIX = "mover:autoscale:"
+#: Seconds after a tick that new work triggered before the next look: by then the first
+#: chunks of the burst have finished, and their rate says whether more slots pay.
+FOLLOW_UP_S = 2.0
 
 
 @dataclass
@@ -89,9 +96,12 @@ class ControllerConfig:
         settle_s: seconds a pool change sent counts as coming, unless seen earlier.
         name: the controller's name (its lock and state in Redis).
         keep_workers: leave launched workers running when the controller exits.
+        poll_s: seconds between two looks at the queues' lengths between ticks (one
+            pipelined ``LLEN`` of every priority band); when a queue grew, the next tick runs
+            at once instead of up to ``interval_s`` later. 0 turns it off.
     """
 
-    strategy: str = "target-tracking"
+    strategy: str = DEFAULT_STRATEGY
     params: dict[str, Any] = field(default_factory=dict)
     interval_s: float = 5.0
     min_concurrency: int = 0
@@ -107,6 +117,7 @@ class ControllerConfig:
     settle_s: float = 15.0
     name: str = "default"
     keep_workers: bool = False
+    poll_s: float = 0.5
 
     def __post_init__(self) -> None:
         if not self.interval_s > 0:
@@ -122,6 +133,8 @@ class ControllerConfig:
             )
         if self.max_workers < 0 or self.idle_s < 0:
             raise UsageError("--max-workers and --idle must be >= 0")
+        if self.poll_s < 0:
+            raise UsageError(f"--poll must be >= 0, got {self.poll_s}")
 
 
 @dataclass
@@ -134,6 +147,10 @@ class ControllerState:
     launches: dict[str, float] = field(default_factory=dict)  # launched name -> asked at
     surplus_since: float | None = None
     time_s: float = 0.0
+    #: Seconds a grow took to land, measured (EMA); the strategies' ``ScaleState.grow_s``.
+    grow_s: float = 3.5
+    #: What was learned of each queue (:mod:`mover.autoscale_learning`).
+    learned: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, allow_nan=False)
@@ -151,25 +168,12 @@ class ControllerState:
                 launches={k: float(v) for k, v in (data.get("launches") or {}).items()},
                 surplus_since=data.get("surplus_since"),
                 time_s=float(data.get("time_s") or 0.0),
+                grow_s=float(data.get("grow_s") or 3.5),
+                learned=dict(data.get("learned") or {}),
             )
         except (ValueError, TypeError, AttributeError) as exc:
             log.warning("autoscale: ignoring unreadable saved state: %s", exc)
             return cls()
-
-
-@dataclass
-class Tick:
-    """What one tick saw, decided and did (returned for tests and ``--once``)."""
-
-    snapshot: Snapshot
-    decision: Decision
-    targets: dict[str, int]
-    grown: dict[str, int] = field(default_factory=dict)
-    shrunk: dict[str, int] = field(default_factory=dict)
-    refused: list[str] = field(default_factory=list)
-    launched: list[str] = field(default_factory=list)
-    stopped: list[str] = field(default_factory=list)
-    line: str = ""
 
 
 def base_name(worker: str) -> str:
@@ -251,7 +255,7 @@ class Controller:
             app,
             broker,
             self.redis,
-            window_s=max(5.0, 2 * config.interval_s),
+            window_s=config.interval_s,
             queues=config.queues,
             exclude=config.exclude,
         )
@@ -259,6 +263,11 @@ class Controller:
         self.state = ControllerState()
         self._loaded = False
         self._stop = threading.Event()
+        self._plain_grows: set[str] = set()
+        #: Each managed queue's depth at the last look (tick or poll).
+        self._depths: dict[str, int] = {}
+        #: The last tick was for new work: look again soon (FOLLOW_UP_S).
+        self._follow_up = False
 
     # -- state and lock ---------------------------------------------------------------------
 
@@ -299,14 +308,29 @@ class Controller:
 
     # -- one tick ---------------------------------------------------------------------------
 
-    def scale_state(self, observations: Observations) -> ScaleState:
-        """The strategy's view of what it asked for so far (a queue seen for the first time:
-        the slots its workers have now), within bounds that honour every store's cap."""
+    def expected_slots(self, queue: str, workers: Mapping[str, WorkerInfo]) -> int:
+        """Slots the pools serving ``queue`` have, counting a change sent and not landed yet
+        as done: what the strategy decides from (never the last value it asked for, which
+        the pools' bounds may not have kept)."""
+        total = 0
+        for w in workers.values():
+            if queue not in w.queues:
+                continue
+            pending = self.state.changes.get(w.name) if w.prefork else None
+            total += int(pending[0]) if pending else w.pool
+        return total
+
+    def scale_state(
+        self, observations: Observations, workers: Mapping[str, WorkerInfo] | None = None
+    ) -> ScaleState:
+        """The strategy's view: the slots the pools really have (plus changes in flight),
+        bounds that honour every store's cap, the measured grow time, what was learned."""
         cfg = self.config
         concurrency = {}
         for queue, obs in observations.queues.items():
-            asked = self.state.concurrency.get(queue)
-            concurrency[queue] = asked if asked is not None else obs.slots
+            concurrency[queue] = (
+                self.expected_slots(queue, workers) if workers is not None else obs.slots
+            )
         bounds = limits.queue_bounds(
             observations.queues, (cfg.min_concurrency, cfg.max_concurrency)
         )
@@ -316,6 +340,9 @@ class Controller:
             cfg.max_concurrency,
             bounds_per_queue=bounds,
             history=self.state.history,
+            grow_s=self.state.grow_s,
+            interval_s=cfg.interval_s,
+            learned=self.state.learned,
         )
 
     def tick(self, now: float | None = None) -> Tick | None:
@@ -328,7 +355,10 @@ class Controller:
         now = time.time() if now is None else now
         snap = self.observer.observe(now)
         observations = snap.observations
-        state = self.scale_state(observations)
+        self._depths = {q: o.depth for q, o in observations.queues.items()}
+        self._note_landed(snap, now)
+        self.state.learned = learning.learn(self.state.learned, observations, cfg.interval_s)
+        state = self.scale_state(observations, snap.workers)
         decision = validate_decision(
             self.strategy, self.strategy.decide(observations, state), observations, state
         )
@@ -337,8 +367,9 @@ class Controller:
         if not cfg.dry_run:
             self._act_on_pools(tick, now)
         self._act_on_workers(tick, unmet, now)
-        tick.line = self._describe(tick, state, unmet)
-        log.info("%s", tick.line)
+        tick.queues = self._queue_reports(tick, state, unmet)
+        tick.line = self._describe(tick, unmet)
+        log.info("%s", tick.line, extra={"autoscale": [q.fields() for q in tick.queues]})
         self.state.history = dict(decision.history)
         if not cfg.dry_run:
             self.state.concurrency = {q: int(v) for q, v in decision.desired.items()}
@@ -352,6 +383,7 @@ class Controller:
                 state.concurrency,
                 decision.reasons or {},
                 now,
+                queues={q.queue: q.fields() for q in tick.queues},
             )
         else:
             # Nothing was applied: the next dry-run tick starts from the slots that exist.
@@ -381,10 +413,7 @@ class Controller:
             expected = int(pending[0]) if pending else real
             try:
                 if target > expected:
-                    replies = control.pool_grow(
-                        target - expected, destination=[name], reply=True, timeout=1.0
-                    )
-                    ok, error = _replies_ok(replies)
+                    ok, error = self._grow(name, target - expected, target)
                     if ok:
                         changes[name] = [target, now]
                         tick.grown[name] = target - expected
@@ -411,6 +440,40 @@ class Controller:
         for name in list(changes):
             if name not in tick.targets:
                 changes.pop(name)
+
+    def _grow(self, name: str, n: int, target: int) -> tuple[bool, str]:
+        """Grow ``name``'s pool by ``n``: ``mover_pool_grow`` (the processes start before it
+        answers, and the answer's round trip is the grow's latency), else ``pool_grow``."""
+        control = self.app.control
+        started = time.monotonic()
+        replies = control.broadcast(
+            GROW, arguments={"n": n}, destination=[name], reply=True, timeout=2.0
+        )
+        ok, error = _replies_ok(replies)
+        if ok:
+            size = next(iter(replies[0].values())).get("processes")
+            if isinstance(size, int) and size >= target:
+                self._measured_grow(time.monotonic() - started)
+            return True, ""
+        if not any(w in error.lower() for w in ("no such", "keyerror")):
+            return False, error  # no reply: never send a second grow that might add twice
+        self._plain_grows.add(name)  # a worker without mover_pool_grow
+        replies = control.pool_grow(n, destination=[name], reply=True, timeout=1.0)
+        return _replies_ok(replies)
+
+    def _measured_grow(self, seconds: float) -> None:
+        """Fold one measured grow latency into ``grow_s`` (EMA: the host's load changes)."""
+        self.state.grow_s = round(0.5 * self.state.grow_s + 0.5 * max(0.0, seconds), 3)
+
+    def _note_landed(self, snap: Snapshot, now: float) -> None:
+        """A ``pool_grow`` seen landed: at most this long since it was sent (an upper bound,
+        a tick late; ``mover_pool_grow`` measures itself)."""
+        for name, (size, sent) in self.state.changes.items():
+            worker = snap.workers.get(name)
+            landed = worker is not None and worker.pool == int(size) and now - sent > 0
+            if landed and name in self._plain_grows:
+                self._measured_grow(now - sent)
+                self._plain_grows.discard(name)
 
     def _act_on_workers(self, tick: Tick, unmet: Mapping[str, int], now: float) -> None:
         """Ask the launcher for more workers, or fewer (see the module docstring)."""
@@ -479,48 +542,14 @@ class Controller:
         for name in tick.stopped:
             self.state.changes.pop(name, None)
 
-    def _describe(self, tick: Tick, state: ScaleState, unmet: Mapping[str, int]) -> str:
-        """One log line: the reasons of the queues that matter, and what was done."""
-        obs = tick.snapshot.observations.queues
-        reasons = tick.decision.reasons or {}
-        parts = []
-        quiet = 0
-        for queue, want in tick.decision.desired.items():
-            o = obs[queue]
-            if o.backlog == 0 and want <= state.bounds(queue)[0]:
-                quiet += 1
-                continue
-            rates = (
-                f" [{o.bytes_per_s / 2**20:.1f} MiB/s, {o.chunks_per_s:.1f} chunks/s"
-                f"{f', {o.error_rate:.0%} errors' if o.error_rate else ''}]"
-                if o.chunks_per_s or o.error_rate
-                else ""
-            )
-            parts.append(f"{queue} -> {want}{rates}: {reasons.get(queue, tick.decision.reason)}")
-        if quiet:
-            parts.append(f"{quiet} idle queue(s) at their minimum")
-        pools = ", ".join(
-            f"{n} {tick.snapshot.workers[n].pool}->{t}" for n, t in sorted(tick.targets.items())
-        )
-        acts = []
-        if tick.grown:
-            acts.append("grow " + ", ".join(f"{n} +{k}" for n, k in tick.grown.items()))
-        if tick.shrunk:
-            acts.append("shrink " + ", ".join(f"{n} -{k}" for n, k in tick.shrunk.items()))
-        if tick.refused:
-            acts.append("shrink refused (all busy, retry next tick): " + ", ".join(tick.refused))
-        if unmet:
-            acts.append("short " + ", ".join(f"{q} {k}" for q, k in unmet.items()))
-        if tick.launched:
-            acts.append("launch " + ", ".join(tick.launched))
-        if tick.stopped:
-            acts.append("stop " + ", ".join(tick.stopped))
-        mode = " (dry run: nothing sent)" if self.config.dry_run else ""
-        return (
-            f"autoscale {self.strategy.name or self.config.strategy}{mode}: "
-            f"{'; '.join(parts) or 'no queues'} | pools: {pools or 'no workers'}"
-            f"{' | ' + '; '.join(acts) if acts else ''}"
-        )
+    def _queue_reports(
+        self, tick: Tick, state: ScaleState, unmet: Mapping[str, int]
+    ) -> list[QueueReport]:
+        return decision_log.queue_reports(tick, state, unmet, self.config)
+
+    def _describe(self, tick: Tick, unmet: Mapping[str, int]) -> str:
+        name = self.strategy.name or self.config.strategy
+        return decision_log.describe(tick, unmet, name, self.config.dry_run)
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -528,9 +557,48 @@ class Controller:
         """Ask :meth:`run` to return after the current tick."""
         self._stop.set()
 
+    def new_work(self) -> list[str]:
+        """The queues whose length grew since the last look (one pipelined round trip of
+        ``LLEN`` over their priority bands); remembers the lengths seen."""
+        if not self._depths:
+            return []
+        depths = self.observer.depths(list(self._depths))
+        grew = [q for q, d in depths.items() if d > self._depths.get(q, 0)]
+        self._depths.update(depths)
+        return grew
+
+    def _wait_for_next_tick(self, started: float) -> None:
+        """Sleep until the next tick is due, or until work arrives on a queue (polled every
+        ``poll_s``): a burst is decided on within ``poll_s`` of being published, not up to
+        an interval later, and looked at again :data:`FOLLOW_UP_S` later, once its first
+        chunks have finished."""
+        cfg = self.config
+        deadline = started + cfg.interval_s
+        if self._follow_up and cfg.poll_s > 0:
+            deadline = min(deadline, started + FOLLOW_UP_S)
+        self._follow_up = False
+        while not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            if cfg.poll_s <= 0:
+                self._stop.wait(left)
+                return
+            self._stop.wait(min(cfg.poll_s, left))
+            try:
+                grew = self.new_work()
+            except Exception as exc:  # the broker away: the tick will say so
+                log.debug("autoscale: cannot poll the queues: %s", exc)
+                continue
+            if grew:
+                log.debug("autoscale: new work on %s: deciding now", ", ".join(grew))
+                self._follow_up = True
+                return
+
     def run(self, ticks: int | None = None) -> None:
-        """Tick every ``interval_s`` until :meth:`stop` (or ``ticks`` ticks); then stop the
-        launched workers unless ``keep_workers``."""
+        """Tick every ``interval_s`` (and at once when work arrives between ticks) until
+        :meth:`stop` (or ``ticks`` ticks); then stop the launched workers unless
+        ``keep_workers``."""
         done = 0
         try:
             while not self._stop.is_set():
@@ -544,7 +612,7 @@ class Controller:
                 done += 1
                 if ticks is not None and done >= ticks:
                     break
-                self._stop.wait(max(0.0, self.config.interval_s - (time.monotonic() - started)))
+                self._wait_for_next_tick(started)
         finally:
             self.shutdown()
 

@@ -275,14 +275,19 @@ def save_decision(
     previous: Mapping[str, int],
     reasons: Mapping[str, str],
     now: float,
+    queues: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> None:
-    """Keep the autoscale controller's last decision where ``mover metrics`` reads it."""
+    """Keep the autoscale controller's last decision where ``mover metrics`` reads it.
+
+    ``queues``: per queue, the fields of the decision's log line (real pool, busy slots,
+    backlog, MiB/s and its window, action, slots, reason; see ``QueueReport.fields``)."""
     record = {
         "time_s": now,
         "strategy": strategy,
         "desired": {q: int(v) for q, v in desired.items()},
         "previous": {q: int(v) for q, v in previous.items()},
         "reasons": {q: str(v) for q, v in reasons.items()},
+        "queues": {q: dict(v) for q, v in (queues or {}).items()},
     }
     try:
         r.set(decision_key(controller), json.dumps(record), ex=7 * 24 * 3600)

@@ -32,6 +32,7 @@ import redis
 
 from mover.autoscale import Observations, QueueObservation
 from mover.workers import metrics_recorder
+from mover.workers import pool_control as _pool_control  # noqa: F401  (registers in workers)
 
 log = logging.getLogger("mover.autoscale.observer")
 
@@ -71,11 +72,14 @@ def record_chunk(
     """
     now = time.time() if now is None else now
     key = stats_key(queue, int(now))
+    started = detail.get("started")
     try:
         pipe = r.pipeline(transaction=False)
         if ok:
             pipe.hincrby(key, "bytes", int(nbytes))
             pipe.hincrby(key, "chunks", 1)
+            if isinstance(started, int | float):  # time.monotonic() at the chunk's start
+                pipe.hincrbyfloat(key, "seconds", max(0.0, time.monotonic() - started))
         else:
             pipe.hincrby(key, "errors", 1)
         pipe.expire(key, STATS_TTL_S)
@@ -100,6 +104,7 @@ class WorkerInfo:
         pids: its pool processes.
         busy: tasks executing now (``inspect().active()``): the pool minus these is what a
             shrink can take.
+        busy_by_queue: the same split by the queue each task came from (its routing key).
     """
 
     name: str
@@ -108,6 +113,7 @@ class WorkerInfo:
     queues: tuple[str, ...]
     pids: tuple[int, ...] = ()
     busy: int = 0
+    busy_by_queue: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def base_name(self) -> str:
@@ -126,8 +132,23 @@ class Snapshot:
         return [w for w in self.workers.values() if queue in w.queues]
 
 
+def _busy_by_queue(tasks: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """Executing tasks per queue, from each task's delivery info (routing key = queue)."""
+    out: dict[str, int] = {}
+    for task in tasks:
+        info = task.get("delivery_info") or {}
+        queue = str(info.get("routing_key") or "")
+        if queue:
+            out[queue] = out.get(queue, 0) + 1
+    return out
+
+
 def _worker_info(
-    name: str, stats: Mapping[str, Any], queues: Iterable[str], busy: int = 0
+    name: str,
+    stats: Mapping[str, Any],
+    queues: Iterable[str],
+    busy: int = 0,
+    busy_by_queue: Mapping[str, int] | None = None,
 ) -> WorkerInfo:
     pool = stats.get("pool") or {}
     processes = pool.get("processes")
@@ -137,7 +158,7 @@ def _worker_info(
         size, pids = int(pool.get("max-concurrency") or 0), ()
     implementation = str(pool.get("implementation") or "")
     prefork = "prefork" in implementation and "autoscaler" not in stats
-    return WorkerInfo(name, size, prefork, tuple(queues), pids, busy)
+    return WorkerInfo(name, size, prefork, tuple(queues), pids, busy, dict(busy_by_queue or {}))
 
 
 class Observer:
@@ -149,7 +170,8 @@ class Observer:
             object with ``depths(queues)`` and ``unacked()``
             (:func:`mover.broker_queues.open_queues` gives either).
         stats: a Redis client where chunk tasks record statistics (the job store's Redis).
-        window_s: seconds of recent chunks that bytes/s, chunks/s and the error rate cover.
+        window_s: seconds of recent chunks that bytes/s, chunks/s and the error rate cover
+            (the controller gives its decision interval: a rate never spans two decisions).
         inspect_timeout_s: how long to wait for workers to answer ``inspect``.
         queues: the queues to observe; None for every queue some worker consumes.
         exclude: queues never observed (``celery``: only stray tasks land there).
@@ -169,7 +191,7 @@ class Observer:
         self.app = app
         self.broker = broker
         self.stats = stats if stats is not None else broker
-        self.window_s = float(window_s)
+        self.window_s = max(1.0, float(window_s))
         self.inspect_timeout_s = float(inspect_timeout_s)
         self.queues = list(queues) if queues else None
         self.exclude = set(exclude)
@@ -190,9 +212,19 @@ class Observer:
             if name not in consumed or name not in running:
                 continue  # answered one call and not another: look again next time
             names = [q.get("name", "") for q in consumed[name] or []]
-            busy = len(running[name] or [])
-            out[name] = _worker_info(name, info, [q for q in names if q], busy)
+            tasks = running[name] or []
+            out[name] = _worker_info(
+                name, info, [q for q in names if q], len(tasks), _busy_by_queue(tasks)
+            )
         return out
+
+    def known_queues(self, workers: Mapping[str, WorkerInfo]) -> list[str]:
+        """The queues to observe, given the workers seen."""
+        if self.queues is not None:
+            queues = list(self.queues)
+        else:
+            queues = sorted({q for w in workers.values() for q in w.queues})
+        return [q for q in queues if q not in self.exclude]
 
     def depths(self, queues: list[str]) -> dict[str, int]:
         """Messages waiting per queue, every priority band counted."""
@@ -219,43 +251,52 @@ class Observer:
             out[str(routing_key)] = out.get(str(routing_key), 0) + 1
         return out
 
-    def throughput(self, queues: list[str], now: float) -> dict[str, tuple[float, float, float]]:
-        """``queue -> (bytes/s, chunks/s, error rate)`` over the last ``window_s`` seconds
-        (the current, incomplete second left out)."""
+    def throughput(
+        self, queues: list[str], now: float
+    ) -> dict[str, tuple[float, float, float, float]]:
+        """``queue -> (bytes/s, chunks/s, error rate, mean chunk seconds)`` over the last
+        ``window_s`` seconds (the current, incomplete second left out)."""
         end = int(now)
         seconds = list(range(end - max(1, math.ceil(self.window_s)), end))
         pipe = self.stats.pipeline(transaction=False)
         for q in queues:
             for s in seconds:
-                pipe.hmget(stats_key(q, s), ["bytes", "chunks", "errors"])
+                pipe.hmget(stats_key(q, s), ["bytes", "chunks", "errors", "seconds"])
         raw = pipe.execute()
-        out: dict[str, tuple[float, float, float]] = {}
+        out: dict[str, tuple[float, float, float, float]] = {}
         n = len(seconds)
         for i, q in enumerate(queues):
             nbytes = chunks = errors = 0
+            spent = 0.0
             for values in raw[i * n : (i + 1) * n]:
-                b, c, e = (int(v or 0) for v in values)
+                b, c, e = (int(v or 0) for v in values[:3])
                 nbytes, chunks, errors = nbytes + b, chunks + c, errors + e
+                spent += float(values[3] or 0.0)
             finished = chunks + errors
-            out[q] = (nbytes / n, chunks / n, errors / finished if finished else 0.0)
+            out[q] = (
+                nbytes / n,
+                chunks / n,
+                errors / finished if finished else 0.0,
+                spent / chunks if chunks else 0.0,
+            )
         return out
 
     def observe(self, now: float | None = None) -> Snapshot:
         """Look at the broker, the workers and the statistics once."""
         now = time.time() if now is None else now
         workers = self.workers()
-        if self.queues is not None:
-            queues = list(self.queues)
-        else:
-            queues = sorted({q for w in workers.values() for q in w.queues})
-        queues = [q for q in queues if q not in self.exclude]
+        queues = self.known_queues(workers)
         depths = self.depths(queues)
         in_flight = self.unacked()
         rates = self.throughput(queues, now)
         observed = []
         for q in queues:
             consumers = [w for w in workers.values() if q in w.queues]
-            bps, cps, err = rates[q]
+            bps, cps, err, chunk_s = rates[q]
+            busy = sum(
+                w.busy_by_queue.get(q, 0) if w.busy_by_queue or len(w.queues) > 1 else w.busy
+                for w in consumers
+            )
             observed.append(
                 QueueObservation(
                     queue=q,
@@ -267,6 +308,9 @@ class Observer:
                     chunks_per_s=cps,
                     error_rate=err,
                     time_s=now,
+                    busy=busy,
+                    window_s=float(max(1, math.ceil(self.window_s))),
+                    chunk_s=chunk_s,
                 )
             )
         return Snapshot(Observations.of(now, *observed), workers)

@@ -92,9 +92,9 @@ def _control_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.option(
     "--strategy",
     "strategy_name",
-    default="target-tracking",
-    show_default=True,
-    help="The autoscale strategy (mover autoscale strategies lists them).",
+    default=None,
+    help="The autoscale strategy (mover autoscale strategies lists them); default: the one "
+    "that scored best live (step; see the README).",
 )
 @click.option(
     "--param",
@@ -117,6 +117,15 @@ def _control_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     "queues",
     multiple=True,
     help="A queue to manage (repeatable; default: every queue a worker consumes, but celery).",
+)
+@click.option(
+    "--poll",
+    "poll_s",
+    type=float,
+    default=0.5,
+    show_default=True,
+    help="Seconds between looks at the queues' lengths between decisions; new work is "
+    "decided on at once (0: only every --interval).",
 )
 @click.option("--dry-run", is_flag=True, help="Observe, decide and log; change nothing.")
 @click.option("--once", is_flag=True, help="Run one control interval and exit.")
@@ -238,11 +247,12 @@ def run_controller(**options: Any) -> None:
     if not logging.getLogger().handlers:
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        from mover.autoscale import DEFAULT_STRATEGY
         from mover.executors.celery import get_app
         from mover.executors.celery_app import broker_url
         from mover.workers.controller import Controller, ControllerConfig
 
-        name = options["strategy_name"]
+        name = options["strategy_name"] or DEFAULT_STRATEGY
         params = _params(options["params"], [name])[name]
         config = ControllerConfig(
             strategy=name,
@@ -258,6 +268,7 @@ def run_controller(**options: Any) -> None:
             idle_s=options["idle_s"],
             name=options["controller_name"],
             keep_workers=options["keep_workers"],
+            poll_s=options["poll_s"],
         )
         launcher = _launcher(options["launcher_name"], options)
         controller = Controller(

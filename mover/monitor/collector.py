@@ -38,6 +38,10 @@ mover_autoscale_desired_slots              gauge   controller, queue (the last t
 mover_autoscale_decision                   gauge   controller, queue, direction (up/down/hold)
 mover_autoscale_decision_info              info    controller, queue, strategy, reason
 mover_autoscale_last_decision_timestamp_seconds gauge controller
+mover_autoscale_pool_slots                 gauge   controller, queue (real pool it decided from)
+mover_autoscale_busy_slots                 gauge   controller, queue (busy slots it saw)
+mover_autoscale_backlog_chunks             gauge   controller, queue (waiting + in flight)
+mover_autoscale_observed_bytes_per_second  gauge   controller, queue (over its rate window)
 mover_chunk_duration_seconds               histogram queue
 mover_chunk_queue_wait_seconds             histogram queue (publish, or a retry's ETA, to start)
 ========================================== ======= ==========================================
@@ -215,8 +219,22 @@ def _autoscale_families(state: FleetState) -> Iterator[Metric]:
         "When the controller last decided.",
         ["controller"],
     )
+    seen = {
+        field: _gauge(f"mover_autoscale_{name}", doc, ["controller", "queue"])
+        for field, name, doc in (
+            ("pool", "pool_slots", "Pool processes serving the queue when it last decided."),
+            ("busy", "busy_slots", "Of those, busy with the queue's chunks."),
+            ("backlog", "backlog_chunks", "Chunks waiting and in flight it decided from."),
+            ("bytes_per_s", "observed_bytes_per_second", "Bytes/s over its rate window."),
+        )
+    }
     for d in state.decisions:
         when.add_metric([d.controller], d.time_s)
+        for queue, fields in d.queues.items():
+            for field, family in seen.items():
+                value = fields.get(field)
+                if isinstance(value, int | float):
+                    family.add_metric([d.controller, queue], float(value))
         for queue, want in d.desired.items():
             desired.add_metric([d.controller, queue], want)
             way = _direction(want, d.previous.get(queue))
@@ -224,7 +242,7 @@ def _autoscale_families(state: FleetState) -> Iterator[Metric]:
                 decision.add_metric([d.controller, queue, direction], float(direction == way))
             reason = " ".join(d.reasons.get(queue, "").split())[:MAX_REASON]
             info.add_metric([d.controller, queue, d.strategy], {"reason": reason})
-    yield from (desired, decision, info, when)
+    yield from (desired, decision, info, when, *seen.values())
 
 
 _HISTOGRAMS = {

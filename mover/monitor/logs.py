@@ -143,6 +143,9 @@ class JsonFormatter(_Redacting):
             "message": message,
         }
         line.update(job_fields(record, message))
+        decided = getattr(record, "autoscale", None)
+        if decided is not None:  # the controller's decision, field by field
+            line["autoscale"] = decided
         if record.exc_info:
             line["exception"] = self.redact(self.formatException(record.exc_info))
         return json.dumps(line, default=str, ensure_ascii=False)

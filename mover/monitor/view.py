@@ -113,6 +113,9 @@ class DecisionStat:
     desired: dict[str, int]
     previous: dict[str, int]
     reasons: dict[str, str]
+    #: Per queue, what the decision saw and did (pool, busy, backlog, bytes_per_s, window_s,
+    #: action, slots, ...): the fields of its log line.
+    queues: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -599,6 +602,11 @@ class FleetReader:
                     desired={q: int(v) for q, v in (rec.get("desired") or {}).items()},
                     previous={q: int(v) for q, v in (rec.get("previous") or {}).items()},
                     reasons={q: str(v) for q, v in (rec.get("reasons") or {}).items()},
+                    queues={
+                        q: dict(v)
+                        for q, v in (rec.get("queues") or {}).items()
+                        if isinstance(v, dict)
+                    },
                 )
             )
         return out

@@ -10,6 +10,10 @@ The metric is backlog per slot: (waiting + in flight) / current slots; infinite 
 when work waits and the queue has no slot yet. Per slot rather than absolute, so that the same
 bands stop adding once there are enough slots instead of adding on every interval while a large
 backlog drains.
+
+Two rules shared with every shipped strategy (:mod:`mover.autoscale_learning`): no
+slot is added when the chunks waiting drain before it could start and work an interval, and
+none past the knee, the level of busy slots where throughput stopped rising.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from mover import autoscale_learning as learning
 from mover.autoscale import AutoscaleStrategy, Decision, Observations, ScaleState
 from mover.errors import UsageError
 
@@ -112,7 +117,7 @@ class StepStrategy(AutoscaleStrategy):
     def decide(self, observations: Observations, state: ScaleState) -> Decision:
         now = observations.time_s
         last: dict[str, Any] = dict(state.history.get("last_change", {}))
-        answers: dict[str, tuple[int, str]] = {}
+        answers: dict[str, tuple[int, str, int]] = {}
         for queue, obs in observations.queues.items():
             current = state.current(queue)
             # No slot and work waiting is the worst case there is: the top band.
@@ -120,9 +125,15 @@ class StepStrategy(AutoscaleStrategy):
             lower, upper, change = self.band(metric)
             what = f"backlog {obs.backlog} over {current} slots = {metric:.1f} per slot"
             band = f"band [{lower:g}, {upper:g}) says {change:+d}"
-            target = state.clamp(queue, current + change)
+            wanted = max(0, current + change)
+            limited = learning.limit(
+                state, obs, queue, current, state.clamp(queue, current + change)
+            )
+            target, note = limited.desired, limited.note
+            wanted = limited.wanted(wanted)
+            band = f"{band}; {note}" if note else band
             if target == current:
-                answers[queue] = (current, f"{what}: {band}; hold {current}")
+                answers[queue] = (current, f"{what}: {band}; hold {current}", wanted)
                 continue
             up = target > current
             since, direction = last.get(queue, [None, 0])
@@ -130,10 +141,16 @@ class StepStrategy(AutoscaleStrategy):
             if cooling and not (up and direction < 0):
                 answers[queue] = (
                     current,
-                    f"{what}: {band}; hold {current}, cooling down until "
-                    f"{since + self.cooldown_s:g} s",
+                    f"{what}: {band}; hold {current}, cooling down for another "
+                    f"{since + self.cooldown_s - now:.0f} s",
+                    wanted,
                 )
                 continue
-            last[queue] = [now, 1 if up else -1]
-            answers[queue] = (target, f"{what}: {band}; {'up' if up else 'down'} to {target}")
+            if up or not note.startswith("cap at"):  # a cap's step back starts no cool-down
+                last[queue] = [now, 1 if up else -1]
+            answers[queue] = (
+                target,
+                f"{what}: {band}; {'up' if up else 'down'} to {target}",
+                wanted,
+            )
         return Decision.per_queue(answers, {"last_change": last})

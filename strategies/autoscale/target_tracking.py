@@ -6,9 +6,14 @@ misses both). A recommendation above the current concurrency is applied at once;
 only when every recommendation of the last ``scale_down_window_s`` agrees, by taking the highest
 of them (HPA's scale-down stabilization), so a dip in the backlog does not shed slots that the
 next wave needs. A change within the tolerance of the target is ignored, as HPA does (10 %).
+An empty queue with nothing in flight is no dip: its slots are idle, and go at once.
 
 Choosing the target (AWS's recipe): acceptable latency / average chunk time. With 64 MiB chunks
 taking about 1.3 s and an acceptable wait of about 40 s, 30 chunks per slot.
+
+Two rules shared with every shipped strategy (:mod:`mover.autoscale_learning`): no
+slot is added when the chunks waiting drain before it could start and work an interval, and
+none past the knee, the level of busy slots where throughput stopped rising.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from mover import autoscale_learning as learning
 from mover.autoscale import AutoscaleStrategy, Decision, Observations, ScaleState
 from mover.errors import UsageError
 
@@ -59,40 +65,46 @@ class TargetTrackingStrategy(AutoscaleStrategy):
     def decide(self, observations: Observations, state: ScaleState) -> Decision:
         now = observations.time_s
         windows: dict[str, Any] = dict(state.history.get("recommendations", {}))
-        answers: dict[str, tuple[int, str]] = {}
+        answers: dict[str, tuple[int, str, int]] = {}
         target = self.target_backlog_per_slot
         for queue, obs in observations.queues.items():
             current = state.current(queue)
             backlog = obs.backlog
-            what = f"backlog {backlog} ({obs.depth} waiting + {obs.unacked} in flight)"
+            what = f"backlog {backlog}"
             raw = math.ceil(backlog / target)
             if current > 0 and abs(backlog / (current * target) - 1) <= self.tolerance:
                 rec, why = current, f"{backlog / current:.1f} per slot is within tolerance"
             else:
-                rec, why = raw, f"ceil({backlog} / {target:g}) = {raw}"
+                rec, why = raw, f"ceil({backlog} / {target:g} per slot) = {raw}"
+            wanted = rec
             rec = state.clamp(queue, rec)
             # Recommendations strictly newer than the window's start: a window of W seconds
             # sampled every I seconds holds W / I values, the current one included.
             kept = [[t, r] for t, r in windows.get(queue, []) if t > now - self.scale_down_window_s]
             kept.append([now, rec])
             windows[queue] = kept
-            if rec >= current:
+            if backlog == 0 and rec < current:
+                # Nothing waits and nothing runs: no dip to ride out, the slots are idle.
+                desired = rec
+                text = f"{what}: queue empty, nothing in flight; scale down to {desired} at once"
+            elif rec >= current:
                 desired = rec
                 verb = "hold" if rec == current else "scale up at once to"
-                answers[queue] = (desired, f"{what}: {why}; {verb} {desired}")
-                continue
-            highest = max(r for _, r in kept)
-            desired = state.clamp(queue, min(current, highest))
-            if desired < current:
-                answers[queue] = (
-                    desired,
-                    f"{what}: {why}; scale down to {desired}, the highest recommendation of the "
-                    f"last {self.scale_down_window_s:g} s",
-                )
+                text = f"{what}: {why}; {verb} {desired}"
             else:
-                answers[queue] = (
-                    desired,
-                    f"{what}: {why}; hold {desired}: the last {self.scale_down_window_s:g} s "
-                    f"recommended up to {highest}",
-                )
+                highest = max(r for _, r in kept)
+                desired = state.clamp(queue, min(current, highest))
+                if desired < current:
+                    text = (
+                        f"{what}: {why}; scale down to {desired}, the highest recommendation "
+                        f"of the last {self.scale_down_window_s:g} s"
+                    )
+                else:
+                    text = (
+                        f"{what}: {why}; hold {desired}: the last "
+                        f"{self.scale_down_window_s:g} s recommended up to {highest}"
+                    )
+            limited = learning.limit(state, obs, queue, current, desired)
+            desired, note = limited.desired, limited.note
+            answers[queue] = (desired, f"{text}; {note}" if note else text, limited.wanted(wanted))
         return Decision.per_queue(answers, {"recommendations": windows})

@@ -22,8 +22,10 @@ costs while idle (an FTS3 active is only a limit):
   (by more than ``fall_margin``) is stepped back from, and a level above that was no faster is
   not probed again while that memory is fresh. With FTS3's order-of-magnitude rule alone, a store
   that loses 5 % per extra stream would be pushed far past its optimum;
-- no slot is added when the waiting chunks would drain within ``drain_horizon_s`` at the current
-  rate (it would land after the work is gone);
+- no slot is added when the waiting chunks would drain before it could start (the measured
+  ``pool_grow`` time) and work a decision interval, nor past the knee that every strategy shares
+  (:mod:`mover.autoscale_learning`); a queue that comes back starts at the best level
+  remembered for it (across bursts), and grows straight to it when its backlog pays for that;
 - slots follow the backlog down: never more than the highest backlog of ``queue_window_s``, nor,
   when nothing has waited for ``idle_window_s``, more than the chunks in flight plus
   ``spare_slots``; an empty queue goes to its minimum at once.
@@ -37,6 +39,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from mover import autoscale_learning as learning
 from mover.autoscale import (
     AutoscaleStrategy,
     Decision,
@@ -46,9 +49,7 @@ from mover.autoscale import (
 )
 from mover.errors import UsageError
 
-
-def _mb(bps: float) -> str:
-    return f"{bps / 1e6:.1f} MB/s"
+_mb = learning.mib
 
 
 class ThroughputStrategy(AutoscaleStrategy):
@@ -81,9 +82,9 @@ class ThroughputStrategy(AutoscaleStrategy):
         slow_start (bool): while each added slot still adds its full share of bytes/s, add half
             again the current slots instead of ``step_up``. Default False: on a store that
             saturates within a few streams it overshoots the optimum.
-        drain_horizon_s (float): no slot is added when the waiting chunks would drain within
-            this many seconds at the current chunks/s: the slot would land after the work is
-            gone. Default 10.
+        drain_horizon_s (float | None): no slot is added when the waiting chunks would drain
+            within this many seconds at the current chunks/s. Default None: the measured grow
+            time plus one decision interval (the rule every shipped strategy applies).
     """
 
     name = "throughput"
@@ -104,7 +105,7 @@ class ThroughputStrategy(AutoscaleStrategy):
         ema_alpha: float = 0.5,
         spare_slots: int | None = 1,
         slow_start: bool = False,
-        drain_horizon_s: float = 10.0,
+        drain_horizon_s: float | None = None,
     ) -> None:
         checks = {
             "start_streams": start_streams >= 1,
@@ -119,7 +120,7 @@ class ThroughputStrategy(AutoscaleStrategy):
             "idle_window_s": 0 <= idle_window_s <= queue_window_s,
             "ema_alpha": 0 < ema_alpha <= 1,
             "spare_slots": spare_slots is None or spare_slots >= 0,
-            "drain_horizon_s": drain_horizon_s >= 0,
+            "drain_horizon_s": drain_horizon_s is None or drain_horizon_s >= 0,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -137,21 +138,25 @@ class ThroughputStrategy(AutoscaleStrategy):
         self.ema_alpha = float(ema_alpha)
         self.spare_slots = None if spare_slots is None else int(spare_slots)
         self.slow_start = bool(slow_start)
-        self.drain_horizon_s = float(drain_horizon_s)
+        self.drain_horizon_s = None if drain_horizon_s is None else float(drain_horizon_s)
 
     def decide(self, observations: Observations, state: ScaleState) -> Decision:
         now = observations.time_s
         queues: dict[str, Any] = dict(state.history.get("queues", {}))
-        answers: dict[str, tuple[int, str]] = {}
+        answers: dict[str, tuple[int, str, int]] = {}
         for queue, obs in observations.queues.items():
             mem = _fresh(queues.get(queue), now, self.memory_s, self.queue_window_s)
-            desired, why = self._decide_one(obs, state, queue, mem, now)
-            desired = state.clamp(queue, desired)
-            if desired != state.current(queue):
+            wanted, why = self._decide_one(obs, state, queue, mem, now)
+            current = state.current(queue)
+            limited = learning.limit(state, obs, queue, current, state.clamp(queue, wanted))
+            desired, note = limited.desired, limited.note
+            wanted = limited.wanted(wanted)
+            why = f"{why}; {note}" if note else why
+            if desired > current:  # a new level to settle; a shrink may be refused (busy)
                 mem["changed_at"] = now
                 mem["landed_at"] = None
             queues[queue] = mem
-            answers[queue] = (desired, why)
+            answers[queue] = (desired, why, wanted)
         return Decision.per_queue(answers, {"queues": queues})
 
     def _decide_one(
@@ -179,9 +184,11 @@ class ThroughputStrategy(AutoscaleStrategy):
             # Rule 3, FTS3's reading: no increase beyond the chunks waiting to use it.
             if current < value and obs.depth < value and current > 0:
                 value, why = current, f"{why}; but only {obs.depth} waiting: hold"
-            # A slot that lands (2-5 s) after the queue is gone only costs.
+            # A slot that lands (2-5 s) after the queue is gone only costs; by default the
+            # shared rule (learning.growth_pays) judges it, after this.
             drains_s = obs.depth / obs.chunks_per_s if obs.chunks_per_s else math.inf
-            if current < value and current > 0 and drains_s < self.drain_horizon_s:
+            horizon = self.drain_horizon_s
+            if horizon is not None and current < value and current > 0 and drains_s < horizon:
                 value = current
                 why = f"{why}; but the queue drains in {drains_s:.0f} s at this rate: hold"
             # Mover's addition: a slot costs while idle, so never more slots than the backlog
@@ -192,9 +199,39 @@ class ThroughputStrategy(AutoscaleStrategy):
 
         if max(b[1] for b in recent) == 0:
             return lo, f"queue empty for {self.idle_window_s:g} s: down to {lo}"
+        best = learning.knee(state, queue)
         if current == 0:
+            if best is not None:
+                start = learning.slots_that_pay(state, obs, best.level)
+                return capped(
+                    max(start, lo),
+                    f"work arrived, no slot: start at {start} (best level remembered "
+                    f"{best.level}; the backlog pays for {start})",
+                )
             return capped(
                 max(self.start_streams, lo), f"work arrived, no slot: start at {self.start_streams}"
+            )
+        saturated = best is not None and best.saturated
+        if not saturated and current < self.start_streams and obs.depth > 0:
+            # Fewer slots than FTS3's minimum actives with work waiting, and no knee known
+            # below it: start there now, as an empty queue would (the shared rules hold it
+            # back when it cannot pay).
+            return capped(
+                self.start_streams,
+                f"work waiting on {current} slot(s): start at {self.start_streams}",
+            )
+        back = learning.slots_that_pay(state, obs, best.level) if best is not None else 0
+        if best is not None and current < best.level and obs.depth > 0:
+            # Back toward the best level remembered for this queue (across bursts), not +1 a
+            # settle time, as far as the backlog pays for.
+            if current < back:
+                return capped(
+                    back, f"work waiting: back to {back} (best level remembered {best.level})"
+                )
+            return capped(
+                current,
+                f"best level remembered {best.level}, but the backlog pays for {back}: "
+                f"hold {current}",
             )
         # Rule 1: the success-rate gate (recoverable failures make a store slower for all).
         if finished and success < self.min_success_rate:

@@ -8,7 +8,9 @@ and counts the GETs it serves at once, and ``mover autoscale`` run as a subproce
   stopped (its PID gone);
 - ``--dry-run`` changes no pool and launches nothing while chunks wait;
 - a store with ``max_streams = 2`` is never read by more than 2 chunks at once, even with 6
-  slots in the fleet (counted by the HTTP server and by the semaphore's high-water mark).
+  slots in the fleet (counted by the HTTP server and by the semaphore's high-water mark);
+- the controller's lines for a grow, a hold, a cap and a shrink state the pool that
+  ``inspect().stats()`` showed (docs/AUTOSCALE.md quotes them).
 """
 
 from __future__ import annotations
@@ -278,7 +280,10 @@ def test_flood_grows_pools_launches_a_worker_then_shrinks_and_stops_it(
         assert "scale up at once" in text and "launch " in text and "stop " in text, text[-3000:]
         assert re.search(r"grow [^|]*w1@\S+ \+\d", text), text[-3000:]
         # The chunk tasks' counters reach the observer: throughput is in the decisions.
-        assert re.search(r"mover\.file -> \d+ \[[\d.]+ MiB/s, [1-9][\d.]* chunks/s\]", text)
+        rates = re.findall(
+            r"mover\.file: pool \d+ \(\d+ busy[^)]*\), backlog \d+ [^,]*, ([\d.]+) MiB/s", text
+        )
+        assert rates and max(map(float, rates)) > 0, text[-3000:]
         print(
             f"\nautoscale live: pools {grown} after {t_grown:.1f} s, launched {name} running "
             f"chunks at {t_launched:.1f} s, job done {t_done:.1f} s, pools back to 1 at "
@@ -341,3 +346,101 @@ def test_store_max_streams_holds_across_workers(fleet: Fleet, source: Any, tmp_p
         # One call: a second shrink sent before the first child exited would count it again.
         app.control.pool_shrink(2, destination=[f"{name}@{socket.gethostname()}"], reply=True)
     wait_for(lambda: fleet.pools(app) == {"w1": 1, "w2": 1}, 20, "pools back to 1")
+
+
+def _pool_total(fleet: Fleet, app: Any) -> int:
+    return sum(fleet.pools(app).values())
+
+
+def _band_keys(queue: str) -> list[str]:
+    from mover.workers.observer import band_keys
+
+    return band_keys(queue)
+
+
+def test_decision_lines_state_the_real_pool_through_grow_hold_cap_shrink(
+    fleet: Fleet, source: Any, tmp_path: Path
+) -> None:
+    """The controller, in this process, on the real fleet (two ``-c 1`` workers, chunks of
+    about 4 s): a grow, a hold, a cap and a shrink, each line stating the pool that
+    ``inspect().stats()`` showed around that tick (not the last number asked for)."""
+    import redis
+
+    from mover.workers.controller import Controller, ControllerConfig
+
+    app = fleet.app()
+    assert fleet.pools(app) == {"w1": 1, "w2": 1}
+    broker = redis.Redis.from_url(fleet.redis.url)
+    config = ControllerConfig(
+        strategy="target-tracking",
+        params={"target_backlog_per_slot": 7, "scale_down_window_s": 0},
+        interval_s=5,
+        max_per_worker=2,
+        queues=["mover.file"],
+        name=f"lines-{os.getpid()}",
+    )
+    controller = Controller(config, app, broker)
+    old_rate = source.rate
+    source.rate = RATE // 4  # a 256 KiB chunk takes about 4 s
+    lines: dict[str, tuple[str, int, int]] = {}
+    jobs: list[str] = []
+
+    def tick(kind: str) -> str:
+        before = _pool_total(fleet, app)
+        t = controller.tick()
+        assert t is not None
+        after = _pool_total(fleet, app)
+        lines[kind] = (t.line, before, after)
+        return t.line
+
+    def pool_in(line: str) -> int:
+        found = re.search(r"mover\.file: pool (\d+) \(", line)
+        assert found, line
+        return int(found.group(1))
+
+    old_env = os.environ.get("MOVER_BROKER_URL")
+    os.environ["MOVER_BROKER_URL"] = fleet.redis.url
+    from mover.executors import celery as fleet_exec
+
+    store = fleet.jobs()
+
+    def submit(name: str, chunks: int) -> None:
+        # In this process (a CLI process costs seconds to start on a loaded machine).
+        random_file(source.root / name, chunks * CHUNK)
+        job = fleet_exec.submit(
+            f"{source.url}/{name}", str(tmp_path / name), chunk_size=CHUNK, jobs=store, app=app
+        )
+        jobs.append(job.id)
+
+    try:
+        submit("lines-burst.bin", 20)
+        depth = lambda: controller.observer.depths(["mover.file"])["mover.file"]  # noqa: E731
+        # Both slots busy and one chunk finished (its rate known): a third slot pays.
+        wait_for(lambda: depth() <= 17, 20, "a first chunk done")
+        assert "-> grow to 3:" in tick("grow"), lines["grow"]
+        wait_for(lambda: _pool_total(fleet, app) == 3, 20, "the grow to land")
+        assert "-> hold 3:" in tick("hold"), lines["hold"]
+        submit("lines-flood.bin", 40)
+        assert "-> cap at 4:" in tick("cap"), lines["cap"]
+        wait_for(lambda: _pool_total(fleet, app) == 4, 20, "the capped grow to land")
+        broker.delete(*_band_keys("mover.file"))  # the rest of the work is withdrawn
+        inspect = app.control.inspect(timeout=1.0)
+        wait_for(lambda: not any((inspect.active() or {}).values()), 20, "in-flight chunks", 0.3)
+        assert "-> shrink to 2:" in tick("shrink"), lines["shrink"]
+        wait_for(lambda: fleet.pools(app) == {"w1": 1, "w2": 1}, 20, "pools back to 1", 0.3)
+    finally:
+        source.rate = old_rate
+        controller.shutdown()
+        for job in jobs:
+            fleet_exec.cancel(job, store, wait_s=None)
+        if old_env is None:
+            os.environ.pop("MOVER_BROKER_URL", None)
+        else:
+            os.environ["MOVER_BROKER_URL"] = old_env
+    print()
+    for kind, (line, before, after) in lines.items():
+        print(line)
+        # The pool a line states is the one inspect().stats() showed just before or after it
+        # (a grow sent by this tick lands later); never the number asked for.
+        assert pool_in(line) in (before, after), (kind, line, before, after)
+    assert [pool_in(lines[k][0]) for k in ("grow", "hold", "cap", "shrink")] == [2, 3, 3, 4]

@@ -216,6 +216,12 @@ class FakeControl:
         self.calls.append(("grow", n, destination[0]))
         return [{destination[0]: {"ok": "pool will grow"}}]
 
+    def broadcast(
+        self, command: str, arguments: dict[str, int], destination: list[str], **_: object
+    ) -> list[dict[str, object]]:
+        """``mover_pool_grow``: as a worker of an older mover, which does not know it."""
+        return [{destination[0]: {"error": f"KeyError('{command}')"}}]
+
     def pool_shrink(self, n: int, destination: list[str], **_: object) -> list[dict[str, object]]:
         self.calls.append(("shrink", n, destination[0]))
         if self.refuse_shrink:
@@ -251,6 +257,10 @@ class FakeObserver:
         )
         return Snapshot(Observations.of(now, obs), workers)
 
+    def depths(self, queues: list[str]) -> dict[str, int]:
+        self.looks = getattr(self, "looks", 0) + 1
+        return {q: self.depth if q == self.queue else 0 for q in queues}
+
     def close(self) -> None:
         pass
 
@@ -279,12 +289,26 @@ class FakeLauncher(Launcher):
         return list(self.names)
 
 
+def seed_linear_store(redis_client: Any, name: str) -> None:
+    """A controller that has measured its queues scaling linearly to 32 slots (saved state):
+    these tests pin the controller's mechanics, not the rules that explore unmeasured levels
+    (tests/unit/test_autoscale_learning.py)."""
+    from mover.workers.controller import STATE_PREFIX, ControllerState
+
+    key = f"{STATE_PREFIX}{name}:state"
+    if not redis_client.exists(key):
+        levels = {str(n): [n * 50e6, n * 1.0, time.time()] for n in range(1, 33)}
+        learned = {q: {"levels": levels} for q in ("mover.file", "mover.store.capped")}
+        redis_client.set(key, ControllerState(learned=learned).to_json())
+
+
 def controller(redis_client: object, observer: FakeObserver, **config: object) -> object:
     from mover.workers.controller import Controller, ControllerConfig
 
     params = config.pop("params", {"target_backlog_per_slot": 10, "scale_down_window_s": 0})
     launcher = config.pop("launcher", None)
     cfg = ControllerConfig(strategy="target-tracking", params=params, **config)  # type: ignore[arg-type]
+    seed_linear_store(redis_client, cfg.name)
     return Controller(
         cfg,
         FakeApp(),
@@ -402,10 +426,13 @@ def test_controller_dry_run_sends_nothing(fake_redis: object) -> None:
     obs.pools, obs.depth = {"w1@h": 1}, 500
     launcher = FakeLauncher()
     c: Any = controller(fake_redis, obs, dry_run=True, max_per_worker=2, launcher=launcher)
+    r: Any = fake_redis
+    seeded = r.get("mover:autoscale:default:state")
     tick = c.tick(now=1000.0)
     assert c.app.control.calls == [] and launcher.started == []
     assert "dry run: nothing sent" in tick.line and "would start" in tick.line
-    assert fake_redis.keys("mover:autoscale:*") == []  # type: ignore[attr-defined]
+    assert r.keys("mover:autoscale:*") == [b"mover:autoscale:default:state"]
+    assert r.get("mover:autoscale:default:state") == seeded, "a dry run writes no state"
     c.shutdown()
 
 
@@ -424,3 +451,36 @@ def test_controller_respects_store_max_streams(
     tick = c.tick(now=1000.0)
     assert tick.decision.desired == {"mover.store.capped": 2}
     assert sum(tick.targets.values()) == 2
+
+
+def test_controller_decides_at_once_when_work_arrives_between_ticks(fake_redis: object) -> None:
+    """A 20 s interval, queue lengths polled every 20 ms: a burst published after the first
+    tick is decided on at the next poll, not 20 s later."""
+    import threading
+
+    obs = FakeObserver()
+    obs.pools, obs.depth = {"w1@h": 1}, 0
+    c: Any = controller(fake_redis, obs, interval_s=20.0, poll_s=0.02)
+    runner = threading.Thread(target=c.run, kwargs={"ticks": 2}, daemon=True)
+    runner.start()
+    while not c._depths:  # the first tick has looked
+        time.sleep(0.01)
+    assert c.app.control.calls == []
+    polled = obs.looks if hasattr(obs, "looks") else 0
+    obs.depth = 100
+    runner.join(5)
+    assert not runner.is_alive(), "the second tick did not come"
+    assert obs.looks > polled
+    assert c.app.control.calls == [("grow", 7, "w1@h")]  # ceil(100 / 10) = 10, 8 a worker
+
+
+def test_controller_without_polling_waits_for_the_interval(fake_redis: object) -> None:
+    obs = FakeObserver()
+    obs.pools, obs.depth = {"w1@h": 1}, 0
+    c: Any = controller(fake_redis, obs, interval_s=60.0, poll_s=0)
+    c.tick(now=1000.0)
+    obs.depth = 40
+    started = time.monotonic()
+    c._stop.set()  # the wait returns at once when stopped: no poll ran meanwhile
+    c._wait_for_next_tick(started)
+    assert not hasattr(obs, "looks")

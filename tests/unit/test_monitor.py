@@ -207,6 +207,21 @@ def test_autoscale_decision_bounded_direction_and_reason_info(r: fakeredis.FakeR
     assert any(dict(k).get("reason") == "backlog 40 > 20 per slot: +2" for k in info)
 
 
+def test_autoscale_decision_fields_the_log_line_states(r: fakeredis.FakeRedis) -> None:
+    """The real pool, busy slots, backlog and rate a decision was made from (issue 16)."""
+    fields = {"pool": 2, "busy": 2, "backlog": 40, "bytes_per_s": 110.5 * 2**20, "action": "grow"}
+    mr.save_decision(
+        r, "default", "step", {"mover.s3": 3}, {"mover.s3": 2}, {"mover.s3": "x"}, time.time(),
+        queues={"mover.s3": fields},
+    )  # fmt: skip
+    m = scrape(reader_on(r))
+    key = (("controller", "default"), ("queue", "mover.s3"))
+    assert m["mover_autoscale_pool_slots"][key] == 2
+    assert m["mover_autoscale_busy_slots"][key] == 2
+    assert m["mover_autoscale_backlog_chunks"][key] == 40
+    assert m["mover_autoscale_observed_bytes_per_second"][key] == 110.5 * 2**20
+
+
 def test_stores_beyond_the_cap_are_counted_as_other(
     r: fakeredis.FakeRedis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -371,3 +386,16 @@ def test_dashboard_server_routes_and_basic_auth(r: fakeredis.FakeRedis) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_json_logs_carry_the_autoscale_decision_fields() -> None:
+    import logging
+
+    from mover.monitor.logs import JsonFormatter
+
+    record = logging.LogRecord("mover.autoscale", logging.INFO, __file__, 1, "line", (), None)
+    record.autoscale = [{"queue": "mover.s3", "pool": 2, "busy": 1, "action": "hold"}]
+    line = json.loads(JsonFormatter().format(record))
+    assert line["autoscale"] == [{"queue": "mover.s3", "pool": 2, "busy": 1, "action": "hold"}]
+    plain = logging.LogRecord("mover.autoscale", logging.INFO, __file__, 1, "line", (), None)
+    assert "autoscale" not in json.loads(JsonFormatter().format(plain))

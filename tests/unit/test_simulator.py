@@ -108,17 +108,20 @@ def test_more_streams_make_the_store_slower() -> None:
     assert at8.slow_seconds == pytest.approx(0, abs=1e-6)
 
 
-def test_throughput_strategy_stops_near_the_optimum_where_backlog_strategies_do_not() -> None:
+def test_throughput_strategy_stops_near_the_optimum_where_backlog_strategies_overshoot() -> None:
+    """The backlog asks target-tracking for the maximum; the shared rules make it climb
+    through the levels (half again per decision), so it stops short of 16, but the pool it
+    reached past the optimum cannot shrink while every slot is busy."""
     from mover.simulator import builtin_big
 
     by_name = {
         n: simulate(get_strategy(n), builtin_big()) for n in ("target-tracking", "throughput")
     }
     peak = {n: max(s.slots for s in r.samples) for n, r in by_name.items()}
-    assert peak["target-tracking"] == 16  # the backlog asks for the maximum
+    assert 9 < peak["target-tracking"] < 16
     assert peak["throughput"] <= 9  # one past the store's optimum of 8 at most
     ratio = {n: r.metrics.ratio for n, r in by_name.items()}
-    assert ratio["throughput"] < 1.3 < 2 < ratio["target-tracking"]
+    assert ratio["throughput"] < 1.3 < 1.5 < ratio["target-tracking"]
 
 
 def test_runs_are_deterministic_and_the_same_strategy_code_is_called() -> None:
