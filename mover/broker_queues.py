@@ -1,6 +1,6 @@
 """Queue depth on the broker, whichever it is: Redis lists, or RabbitMQ queues.
 
-The observer (:mod:`mover.workers.observer`) and the controller need, per queue, the messages
+The observer (:mod:`mover.fleetstate.observer`) and the controller need, per queue, the messages
 waiting and those delivered but not acknowledged. On Redis both are keys the observer reads
 itself (every priority band, the ``unacked`` hash), so :func:`open_queues` hands it a Redis
 client. On RabbitMQ the same numbers come from the broker: a *passive* ``queue.declare`` answers

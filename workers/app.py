@@ -82,5 +82,6 @@ def _redact_logs(logger: logging.Logger, **_: object) -> None:
 app = make_app()
 
 # Signal handlers: workers log JSON when MOVER_LOG_FORMAT=json, with each task's job fields.
+from mover.fleetstate import metrics_recorder as _metrics_recorder  # noqa: E402, F401
 from mover.workers import logcontext as _logcontext  # noqa: E402, F401
-from mover.workers import metrics_recorder as _metrics_recorder  # noqa: E402, F401
+from mover.workers import pool_control as _pool_control  # noqa: E402, F401  (mover_pool_grow)

@@ -2,8 +2,8 @@
 
 Each tick:
 
-1. **Observe** (:class:`mover.workers.observer.Observer`): per queue the depth over every priority
-   band, the chunks in flight, the workers consuming it with their real pool sizes, recent
+1. **Observe** (:class:`mover.fleetstate.observer.Observer`): per queue the depth over every
+   priority band, the chunks in flight, the workers consuming it with their real pool sizes, recent
    bytes/s, chunks/s and error rate.
 2. **Decide**: the configured strategy's ``decide`` (pure) gets the observations and a
    :class:`~mover.autoscale.ScaleState` (the slots asked for so far, the bounds, with each
@@ -63,10 +63,11 @@ from mover.autoscale import (
     validate_decision,
 )
 from mover.errors import MoverError, UsageError
+from mover.fleetstate import limits, metrics_recorder
+from mover.fleetstate.observer import Observer, Snapshot, WorkerInfo
 from mover.launcher import Launcher
-from mover.workers import decision_log, limits, metrics_recorder
+from mover.workers import decision_log
 from mover.workers.decision_log import QueueReport, Tick
-from mover.workers.observer import Observer, Snapshot, WorkerInfo
 from mover.workers.pool_control import GROW
 
 log = logging.getLogger("mover.autoscale")

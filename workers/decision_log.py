@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mover.autoscale import Decision, ScaleState
-from mover.workers.observer import Snapshot
+from mover.fleetstate.observer import Snapshot
 
 
 @dataclass

@@ -8,8 +8,7 @@ reply's ``processes`` says the pool's size after it, and the controller measures
 latency from the round trip. Workers without this module answer "No such control command";
 the controller then falls back to ``pool_grow``.
 
-Registered when the worker imports it (the chunk tasks import :mod:`mover.workers.observer`,
-which imports this module).
+Registered when the worker's app module (:mod:`mover.workers.app`) imports it.
 """
 
 from __future__ import annotations

@@ -67,6 +67,8 @@ from mover.errors import Cancelled, MoverError, TransferError
 from mover.executors import celery as fleet_exec
 from mover.executors.celery_app import broker_url, transport_options
 from mover.executors.names import CHUNK_TASK, COMMIT_TASK, SUBMIT_TASK
+from mover.fleetstate import limits
+from mover.fleetstate.observer import record_chunk
 from mover.jobs import CANCELLED, COMMITTING, DONE, FAILED, PENDING, RUNNING, Job, new_job_id
 from mover.jobstores import leases
 from mover.jobstores.redis import CANCELLING, RedisJobStore, client_from_url
@@ -77,8 +79,6 @@ from mover.options import copy_request
 from mover.provider import PartReceipt
 from mover.redact import redact
 from mover.transfer import Request, check_fleet, prepare
-from mover.workers import limits
-from mover.workers.observer import record_chunk
 
 log = logging.getLogger("mover.worker")
 

@@ -3,8 +3,8 @@
 
 Everything is read again at every look (a few pipelined round trips), so the figures are the
 fleet's, not one process's: prefork children come and go, workers run on many hosts, and their
-counts live in Redis (:mod:`mover.workers.metrics_recorder`, :mod:`mover.workers.observer`,
-:mod:`mover.workers.limits`, the job store). Two things are not read per look:
+counts live in Redis (:mod:`mover.fleetstate.metrics_recorder`, :mod:`mover.fleetstate.observer`,
+:mod:`mover.fleetstate.limits`, the job store). Two things are not read per look:
 
 - **workers** (pool sizes, busy slots, queues consumed) come from ``inspect()``, a broadcast
   that waits for replies; a background thread asks every ``inspect_interval_s`` and a look
@@ -13,7 +13,7 @@ counts live in Redis (:mod:`mover.workers.metrics_recorder`, :mod:`mover.workers
 
 Bounded: jobs are the newest ``max_jobs`` records that are not finished, or finished less than
 ``recent_s`` ago (defaults 50 and 15 minutes); stores at most
-:data:`~mover.workers.metrics_recorder.MAX_STORES`; queues are those the workers consume, the
+:data:`~mover.fleetstate.metrics_recorder.MAX_STORES`; queues are those the workers consume, the
 default ones and those with chunks recorded. A Redis that cannot be reached makes the look
 return ``up=False`` within about ``timeout_s``, with nothing else.
 
@@ -286,7 +286,7 @@ class FleetReader:
         self.rate_window_s = max(1.0, rate_window_s)
         self.inspect_interval_s = inspect_interval_s
         self.sqlite_path = Path(sqlite_path) if sqlite_path else None
-        from mover.workers.observer import Observer
+        from mover.fleetstate.observer import Observer
 
         # Only its queue reads are used until the first look at workers sets its app.
         self.observer = Observer(app, self.broker, self.r, inspect_timeout_s=1.0)
@@ -355,8 +355,8 @@ class FleetReader:
     def _queues(
         self, names: list[str], unacked: dict[str, int], workers: list[WorkerStat], now: float
     ) -> list[QueueStat]:
-        from mover.workers.metrics_recorder import sent_time
-        from mover.workers.observer import PRIORITY_STEPS, band_keys
+        from mover.fleetstate.metrics_recorder import sent_time
+        from mover.fleetstate.observer import PRIORITY_STEPS, band_keys
 
         if not isinstance(self.broker, redis.Redis):
             return self._amqp_queues(names, workers)
@@ -428,7 +428,7 @@ class FleetReader:
         return out
 
     def _read_jobs(self, wanted: list[tuple[str, dict[str, Any]]], now: float) -> list[JobStat]:
-        from mover.workers import metrics_recorder as mr
+        from mover.fleetstate import metrics_recorder as mr
 
         keys = self.keys
         window = int(self.rate_window_s)
@@ -538,8 +538,8 @@ class FleetReader:
     # -- stores -----------------------------------------------------------------------------
 
     def _stores(self, now: float) -> list[StoreStat]:
-        from mover.workers import limits
-        from mover.workers import metrics_recorder as mr
+        from mover.fleetstate import limits
+        from mover.fleetstate import metrics_recorder as mr
 
         names = {_text(s) for s in self.r.smembers(mr.stores_key())}
         capped = {}
@@ -585,7 +585,7 @@ class FleetReader:
     # -- autoscale and histograms -----------------------------------------------------------
 
     def _decisions(self) -> list[DecisionStat]:
-        from mover.workers import metrics_recorder as mr
+        from mover.fleetstate import metrics_recorder as mr
 
         prefix = mr.decision_key("")
         keys = sorted(_text(k) for k in self.r.scan_iter(match=f"{prefix}*", count=100))
@@ -612,7 +612,7 @@ class FleetReader:
         return out
 
     def _histograms(self) -> list[HistogramStat]:
-        from mover.workers import metrics_recorder as mr
+        from mover.fleetstate import metrics_recorder as mr
 
         queues = sorted(_text(q) for q in self.r.smembers(mr.queues_key()))
         pairs = [(name, q) for q in queues for name in mr.HISTOGRAMS]
@@ -648,7 +648,7 @@ def _stream_limit(key: str) -> int | None:
     unreadable). Only this number is read from a store's table: never its credentials."""
     from mover import config as config_mod
     from mover.errors import MoverError
-    from mover.workers import limits
+    from mover.fleetstate import limits
 
     try:
         if key.startswith("store:"):

@@ -325,7 +325,7 @@ def test_store_max_streams_holds_across_workers(fleet: Fleet, source: Any, tmp_p
     at once on the server, the semaphore's high-water mark is 2, the job completes."""
     import redis
 
-    from mover.workers import limits
+    from mover.fleetstate import limits
 
     app = fleet.app()
     app.control.pool_grow(2, destination=[f"w1@{socket.gethostname()}"])
@@ -353,7 +353,7 @@ def _pool_total(fleet: Fleet, app: Any) -> int:
 
 
 def _band_keys(queue: str) -> list[str]:
-    from mover.workers.observer import band_keys
+    from mover.fleetstate.observer import band_keys
 
     return band_keys(queue)
 

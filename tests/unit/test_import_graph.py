@@ -16,14 +16,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 #: Source folder -> installed package name (pyproject's package-dir).
 PACKAGES = {"mover": "mover", "strategies": "mover.strategies", "workers": "mover.workers"}
-#: Core edges to the worker side still to be cut, each with its reason (a debt, not a rule):
-#: the monitor reads the Redis keys the workers' recorders write; their key layout moves to
-#: the core together with the observer.
-KNOWN_CORE_TO_WORKERS = {
-    ("mover.monitor.view", "mover.workers.limits"),
-    ("mover.monitor.view", "mover.workers.metrics_recorder"),
-    ("mover.monitor.view", "mover.workers.observer"),
-}
 
 
 def _modules() -> dict[str, Path]:
@@ -153,8 +145,7 @@ def test_the_core_imports_no_worker_or_strategy_module():
         for target in targets
         if target.startswith(_plugin_sides())
     }
-    assert bad - KNOWN_CORE_TO_WORKERS == set()
-    assert bad >= KNOWN_CORE_TO_WORKERS, "a known debt was paid: remove it from the list"
+    assert bad == set()
 
 
 def _plugin_sides() -> tuple[str, ...]:

@@ -245,7 +245,7 @@ class FakeObserver:
 
     def observe(self, now: float | None = None) -> object:
         from mover.autoscale import Observations, QueueObservation
-        from mover.workers.observer import Snapshot, WorkerInfo
+        from mover.fleetstate.observer import Snapshot, WorkerInfo
 
         now = time.time() if now is None else now
         workers = {
@@ -439,7 +439,7 @@ def test_controller_dry_run_sends_nothing(fake_redis: object) -> None:
 def test_controller_respects_store_max_streams(
     fake_redis: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mover.workers import limits
+    from mover.fleetstate import limits
 
     config = tmp_path / "config.toml"
     config.write_text(f'[stores.capped]\nurl = "file://{tmp_path}/c/"\nmax_streams = 2\n')

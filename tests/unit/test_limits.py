@@ -12,9 +12,9 @@ import fakeredis
 import pytest
 
 from mover.errors import ConfigError
+from mover.fleetstate import limits
+from mover.fleetstate.limits import LeaseUnavailable, StoreLimit, acquire_limits
 from mover.location import parse
-from mover.workers import limits
-from mover.workers.limits import LeaseUnavailable, StoreLimit, acquire_limits
 
 
 @pytest.fixture

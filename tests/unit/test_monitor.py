@@ -19,14 +19,14 @@ from prometheus_client.exposition import generate_latest  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 from mover.errors import VerificationFailed  # noqa: E402
+from mover.fleetstate import metrics_recorder as mr  # noqa: E402
+from mover.fleetstate.observer import band_keys, record_chunk  # noqa: E402
 from mover.jobs import ChunkRecord, Item, Job  # noqa: E402
 from mover.jobstores.redis import RedisJobStore  # noqa: E402
 from mover.monitor.collector import registry_for  # noqa: E402
 from mover.monitor.view import FleetReader, display_url  # noqa: E402
 from mover.motion import Endpoint  # noqa: E402
 from mover.resolve import open_location  # noqa: E402
-from mover.workers import metrics_recorder as mr  # noqa: E402
-from mover.workers.observer import band_keys, record_chunk  # noqa: E402
 
 MiB = 1 << 20
 

@@ -2,7 +2,7 @@
 
 Metrics are gathered from Redis on every scrape, never kept in a process: a prefork child that
 exits, or a worker on another host, must not take its counts with it. So each chunk task adds
-what it saw to Redis (one pipeline, shared with :func:`mover.workers.observer.record_chunk`),
+what it saw to Redis (one pipeline, shared with :func:`mover.fleetstate.observer.record_chunk`),
 and publishers stamp every task message with its publish time.
 
 Keys (all under ``mover:metrics:``; ``S`` is a store key, see :func:`store_key`):
@@ -28,7 +28,7 @@ what a store confirmed differs from what was read), ``retryable`` (the task retr
 cannot always tell which side failed, and an alert on either is the right alarm.
 
 Why a store key and not a URL: ``store:NAME`` for a configured store, else the limit key of
-:mod:`mover.workers.limits` (``scheme://bucket-or-host``, or a ``[limits]`` key): bounded by
+:mod:`mover.fleetstate.limits` (``scheme://bucket-or-host``, or a ``[limits]`` key): bounded by
 the configuration, and never a key, a path or a query string (which could carry a token).
 
 Nothing here may fail a chunk: every write swallows Redis errors (and logs them once).
@@ -112,10 +112,10 @@ def decision_key(controller: str) -> str:
 
 def store_key(endpoint: Any) -> str:
     """The store an endpoint (:class:`mover.motion.Endpoint`) belongs to, as metrics name it:
-    the key its stream leases use in :mod:`mover.workers.limits` (``store:NAME``, a
+    the key its stream leases use in :mod:`mover.fleetstate.limits` (``store:NAME``, a
     ``[limits]`` key, or ``scheme://bucket-or-host``)."""
     from mover.errors import ConfigError
-    from mover.workers import limits
+    from mover.fleetstate import limits
 
     location = endpoint.location
     try:

@@ -31,8 +31,7 @@ from typing import Any
 import redis
 
 from mover.autoscale import Observations, QueueObservation
-from mover.workers import metrics_recorder
-from mover.workers import pool_control as _pool_control  # noqa: F401  (registers in workers)
+from mover.fleetstate import metrics_recorder
 
 log = logging.getLogger("mover.autoscale.observer")
 
@@ -67,7 +66,7 @@ def record_chunk(
 
     ``ok`` chunks add their bytes and 1 to ``chunks``; failed attempts add 1 to ``errors``.
     ``detail`` (``job``, ``endpoints``, ``seconds``, ``error``, ``retryable``, ``request``)
-    feeds the fleet's metrics (:func:`mover.workers.metrics_recorder.add_chunk`) in the same
+    feeds the fleet's metrics (:func:`mover.fleetstate.metrics_recorder.add_chunk`) in the same
     round trip. Never raises: statistics must not fail a chunk.
     """
     now = time.time() if now is None else now
