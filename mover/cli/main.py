@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from mover.errors import EXIT_FAILED, EXIT_USAGE, MoverError, UsageError
+from mover.errors import EXIT_FAILED, EXIT_USAGE, BrokerError, MoverError, UsageError
 
 _debug = False
 
@@ -260,16 +260,26 @@ def _copy_on_fleet(
         jobs.check()
         # The fleet's checks (device, pipe, signed URL; a broker that cannot work) run in
         # submit, before anything is recorded or published.
-        job = fleet.submit(
-            source,
-            destination,
-            recursive=recursive,
-            streams=streams,
-            chunk_size=chunk_size,
-            jobs=jobs,
-            include=filters.include if filters else None,
-            exclude=filters.exclude if filters else None,
-        )
+        try:
+            job = fleet.submit(
+                source,
+                destination,
+                recursive=recursive,
+                streams=streams,
+                chunk_size=chunk_size,
+                jobs=jobs,
+                include=filters.include if filters else None,
+                exclude=filters.exclude if filters else None,
+            )
+        except BrokerError as exc:
+            kept = getattr(exc, "job_id", None)
+            if not wait or kept is None or not getattr(exc, "transient", False):
+                raise
+            # The broker went away while the job was enqueued: a command that waits for its
+            # job rides it out (as a worker does) and resumes the job once the broker is back.
+            if not quiet:
+                click.echo(f"mover: {exc.message}; resuming it when the broker is back", err=True)
+            job = fleet.resume_when_back(kept, jobs)
         return jobs, job
 
     jobs, job = _run(submit)

@@ -115,10 +115,23 @@ def is_broker_error(exc: BaseException) -> bool:
     import kombu.exceptions
     import redis
 
-    return isinstance(
+    if isinstance(
         exc,
         (redis.RedisError, kombu.exceptions.KombuError, amqp.exceptions.AMQPError, ConnectionError),
-    )
+    ):
+        return True
+    # kombu's Redis transport, its connection torn down under it by a broker that died, fails
+    # on the missing client (``'NoneType' object has no attribute 'client'``): a broker error.
+    return isinstance(exc, AttributeError) and _raised_in(exc, ("kombu.", "redis.", "celery."))
+
+
+def _raised_in(exc: BaseException, packages: tuple[str, ...]) -> bool:
+    """Whether the innermost frame of ``exc``'s traceback is in one of ``packages``."""
+    tb, module = exc.__traceback__, ""
+    while tb is not None:
+        module = str(tb.tb_frame.f_globals.get("__name__", ""))
+        tb = tb.tb_next
+    return module.startswith(packages)
 
 
 def _publish_failed(jobs: RedisJobStore, job_id: str, exc: BaseException) -> BrokerError:
@@ -129,10 +142,63 @@ def _publish_failed(jobs: RedisJobStore, job_id: str, exc: BaseException) -> Bro
     with contextlib.suppress(Exception):
         jobs.check(timeout_s=2.0)
         jobs.update_job(job_id, error=f"{what}; resume it with `mover resume {job_id}`")
-    return BrokerError(
+    error = BrokerError(
         f"{what}; the job is kept and resumable: run `mover resume {job_id}` once Redis "
         "answers (chunks already sent run once)"
     )
+    error.job_id = job_id  # type: ignore[attr-defined]  (for a caller that resumes itself)
+    error.transient = _transient(exc)  # type: ignore[attr-defined]
+    return error
+
+
+def _transient(exc: BaseException) -> bool:
+    """Whether a failed publish was the broker going away (a restart, a dropped connection:
+    worth waiting for), not the broker answering no (a permission, a password)."""
+    import redis
+
+    seen: BaseException | None = exc
+    chain = []
+    while seen is not None and len(chain) < 10:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    if any(isinstance(e, (redis.ResponseError, redis.AuthenticationError)) for e in chain):
+        return False
+    return any(
+        isinstance(e, (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError))
+        or (isinstance(e, AttributeError) and _raised_in(e, ("kombu.", "redis.")))
+        for e in chain
+    )
+
+
+def resume_when_back(
+    job_id: str,
+    jobs: RedisJobStore,
+    within_s: float = 120.0,
+    app: Celery | None = None,
+) -> Job:
+    """Resume job ``job_id`` (its enqueueing failed: :func:`_publish_failed`) as soon as the
+    broker and Redis answer again, trying for ``within_s`` seconds: what a caller that waits
+    for its job does instead of giving up on a broker restart. Chunks sent before the failure
+    may run twice; they are idempotent. Raises the last BrokerError when time is up."""
+    deadline = time.monotonic() + within_s
+    pause = 0.5
+    while True:
+        try:
+            jobs.check(timeout_s=2.0)
+            job = jobs.get(job_id)
+            if job.state == DONE:  # every chunk had gone out before the failure
+                return job
+            return resume(job_id, jobs, app)
+        except MoverError as exc:
+            if not exc.retryable or time.monotonic() + pause > deadline:
+                raise
+        except Exception as exc:
+            if not is_broker_error(exc):
+                raise
+            if time.monotonic() + pause > deadline:
+                raise _publish_failed(jobs, job_id, exc) from None
+        time.sleep(pause)
+        pause = min(pause * 2, 5.0)
 
 
 def _batchable(item: Item, chunks: list[int]) -> bool:

@@ -329,7 +329,10 @@ def judge(
                 "holds the " + next(k for k, v in versions.items() if v == got) + " version"
             )
         if last is not None and last.returncode not in (0, None):
-            problems.append(f"recorded done, but the command exited {last.returncode}")
+            said = (getattr(last, "stderr", "") or "").strip().splitlines()[-1:] or [""]
+            problems.append(
+                f"recorded done, but the command exited {last.returncode} ({said[0][:300]})"
+            )
         outcome = DONE_OK
     elif verdict.state in ("failed", "cancelled"):
         if got is not None:

@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from mover.autoscale import DEFAULT_STRATEGY
 from tests.fixtures_servers import _create, _missing
 from tests.integration.test_fleet import (  # noqa: F401  (slow_http is a fixture)
     MOVER,
@@ -370,7 +371,7 @@ def test_prometheus_sees_every_family_during_a_fleet_job(monitored: Monitored, s
     assert sorted(r["metric"]["direction"] for r in directions) == ["down", "hold", "up"]
     assert sum(float(r["value"][1]) for r in directions) == 1
     (info,) = prom.query(f'mover_autoscale_decision_info{{controller="default",{q}}}')
-    assert info["metric"]["reason"] and info["metric"]["strategy"] == "target-tracking"
+    assert info["metric"]["reason"] and info["metric"]["strategy"] == DEFAULT_STRATEGY
     assert prom.value("mover_up") == 1
 
 

@@ -10,6 +10,7 @@ recorded options are compared, not the copy.
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -75,7 +76,8 @@ def _task(src: Path, dst: Path, streams: Any, chunk: Any) -> tuple[int, int | No
     options: dict[str, Any] = {"streams": streams}
     if chunk is not None:
         options["chunk_size"] = chunk
-    me = SimpleNamespace(app=client_app(), request=SimpleNamespace(id="test"))
+    # A task id of its own, as every delivery of a new task has (one id is one job).
+    me = SimpleNamespace(app=client_app(), request=SimpleNamespace(id=f"doors-{uuid.uuid4()}"))
     request = {"source": str(src), "destination": str(dst), "options": options}
     try:
         job_id = tasks.submit(me, request)
