@@ -495,6 +495,10 @@ def _parse_request(request: Any) -> tuple[str, str, dict[str, Any]]:
     return source, destination, {**options, **beside}
 
 
+#: How the record of a refused ``mover.submit`` request begins.
+BAD_REQUEST = "bad request: "
+
+
 def submit(self: Task, request: dict[str, Any] | None = None, **fields: Any) -> str:
     """Validate, plan and enqueue a copy on the worker side; return the job id.
 
@@ -509,8 +513,10 @@ def submit(self: Task, request: dict[str, Any] | None = None, **fields: Any) -> 
         if jobs.has(job_id):
             log.info("mover.submit task %s delivered again: job %s", self.request.id, job_id)
             made = jobs.get(job_id)
-            if made.error and made.error.startswith("bad request: "):
-                raise ValueError(f"mover.submit: {made.error[13:]} (job {job_id})")
+            if made.error and made.error.startswith(BAD_REQUEST):
+                raise ValueError(
+                    f"mover.submit: {made.error.removeprefix(BAD_REQUEST)} (job {job_id})"
+                )
             return job_id
     try:
         if request is not None and fields:
@@ -529,7 +535,7 @@ def submit(self: Task, request: dict[str, Any] | None = None, **fields: Any) -> 
             destination=redact(str(destination)),
             state=FAILED,
             executor="celery",
-            error=f"bad request: {message}",
+            error=f"{BAD_REQUEST}{message}",
             finished=time.time(),
         )
         jobs.create(failed)

@@ -256,7 +256,7 @@ def backup(
             payloads = [{**base, "index": 0, "offset": 0, "length": None}]
         else:
             assert info.size is not None
-            data = data_extents(src_store, src_loc.full_key, info.size)
+            data = data_extents(src_store, src_loc.full_key, 0, info.size)
             payloads = [
                 {**base, "index": r.index, "offset": r.offset, "length": r.length}
                 for r in plan_ranges(info.size, chunk, data=data)

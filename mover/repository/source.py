@@ -91,10 +91,13 @@ def spans(offset: int, length: int, chunk: int) -> Iterator[tuple[int, int]]:
         yield off, min(chunk, end - off)
 
 
-def data_extents(store: StoreProvider, key: str, size: int) -> list[tuple[int, int]] | None:
-    """The whole volume's data extents from the provider's hole map, or None (no map)."""
+def data_extents(
+    store: StoreProvider, key: str, offset: int, length: int
+) -> list[tuple[int, int]] | None:
+    """The data extents of ``[offset, offset+length)`` from the provider's hole map, or None
+    (no map, or nothing to map)."""
     extents = getattr(store, "data_extents", None)
-    return extents(key, 0, size) if extents is not None and size else None
+    return extents(key, offset, length) if extents is not None and length else None
 
 
 def hole_ranges(store: StoreProvider, key: str, offset: int, length: int) -> list[tuple[int, int]]:
@@ -105,8 +108,7 @@ def hole_ranges(store: StoreProvider, key: str, offset: int, length: int) -> lis
     None when it cannot tell), which the file store's SEEK_DATA/SEEK_HOLE work adds to the
     contract; until a provider has it, this returns no holes and zeros are found after reading.
     """
-    extents = getattr(store, "data_extents", None)
-    data = extents(key, offset, length) if extents is not None else None
+    data = data_extents(store, key, offset, length)
     if data is None:
         return []
     holes, pos, end = [], offset, offset + length
