@@ -14,9 +14,12 @@ Each tick:
    the sum of its shares within ``[min_per_worker, max_per_worker]``.
 4. **Act**: ``pool_grow`` / ``pool_shrink`` with ``destination=[worker]``. A grow lands after
    2-5 s and a shrunk child lingers until it exits, so a change sent and not yet seen is
-   remembered (``settle_s``) and never sent twice. A shrink only takes idle children and is
-   sent once for the children idle at the last look; a refused shrink
-   ("All processes busy") is simply tried again next tick. When a queue wants more slots than
+   remembered (``settle_s``) and never sent twice. A shrink (``mover_pool_shrink_to``,
+   :mod:`mover.workers.pool_control`) names the pool size wanted and retires children as
+   their chunks finish, so a pool that overshot into a saturated store gives the slots back
+   during the burst, not after it; a worker without that command gets ``pool_shrink`` for the
+   children idle at the last look, and a refused one ("All processes busy") is tried again
+   next tick. When a queue wants more slots than
    its workers can hold and every one of them is at ``max_per_worker``, the launcher is asked
    for more worker processes; when the fleet could do without one of the launched workers for
    ``idle_s``, one is stopped.
@@ -68,7 +71,7 @@ from mover.fleetstate.observer import Observer, Snapshot, WorkerInfo
 from mover.launcher import Launcher
 from mover.workers import decision_log
 from mover.workers.decision_log import QueueReport, Tick
-from mover.workers.pool_control import GROW
+from mover.workers.pool_control import GROW, SHRINK_TO
 
 log = logging.getLogger("mover.autoscale")
 
@@ -265,6 +268,7 @@ class Controller:
         self._loaded = False
         self._stop = threading.Event()
         self._plain_grows: set[str] = set()
+        self._plain_shrinks: set[str] = set()
         #: Each managed queue's depth at the last look (tick or poll).
         self._depths: dict[str, int] = {}
         #: The last tick was for new work: look again soon (FOLLOW_UP_S).
@@ -403,12 +407,17 @@ class Controller:
         children idle at the last look (``inspect().active()``); billiard refuses a shrink of N
         when fewer than N are idle, after removing the idle ones.
         """
-        control = self.app.control
         changes = self.state.changes
         for name, target in tick.targets.items():
             real = tick.snapshot.workers[name].pool
             pending = changes.get(name)
-            if pending and (real == pending[0] or now - pending[1] >= self.config.settle_s):
+            # A retirement lasts as long as the chunks it waits for: it never expires, and is
+            # sent again each tick (it names a size: a repeat retires nothing twice).
+            retiring = (
+                pending is not None and int(pending[0]) < real and name not in self._plain_shrinks
+            )
+            settled = now - pending[1] >= self.config.settle_s if pending else False
+            if pending and (real == pending[0] or (settled and not retiring)):
                 changes.pop(name)
                 pending = None
             expected = int(pending[0]) if pending else real
@@ -420,27 +429,52 @@ class Controller:
                         tick.grown[name] = target - expected
                     else:
                         log.warning("autoscale: %s refused to grow: %s", name, error)
-                elif target < expected and pending is None:
-                    # One call for all: billiard's shrink takes distinct idle children in one
-                    # pass, but a later call would count a dying child idle again.
-                    worker = tick.snapshot.workers[name]
-                    k = min(expected - target, max(0, real - worker.busy))
-                    if k == 0:
-                        tick.refused.append(name)
-                    else:
-                        replies = control.pool_shrink(
-                            k, destination=[name], reply=True, timeout=1.0
-                        )
-                        changes[name] = [real - k, now]
-                        if _replies_ok(replies)[0]:
-                            tick.shrunk[name] = k
-                        else:  # a task took a child meanwhile: some went, wait and look
-                            tick.refused.append(name)
+                elif (target < expected and (pending is None or retiring)) or (
+                    retiring and target < real
+                ):
+                    k = self._shrink(tick, name, real, expected, target)
+                    if k:
+                        changes[name] = [
+                            target if name not in self._plain_shrinks else real - k,
+                            now,
+                        ]
             except Exception as exc:  # a broker hiccup: try again next tick
                 log.warning("autoscale: cannot scale %s: %s", name, exc)
         for name in list(changes):
             if name not in tick.targets:
                 changes.pop(name)
+
+    def _shrink(self, tick: Tick, name: str, real: int, expected: int, target: int) -> int:
+        """Bring ``name``'s pool down to ``target``: ``mover_pool_shrink_to`` retires busy
+        children as their chunks finish (it names the size, so a repeat retires nothing
+        twice); a worker without it gets ``pool_shrink`` for the children idle at the last
+        look. The number of slots given up (0: nothing sent, or refused)."""
+        control = self.app.control
+        if name not in self._plain_shrinks:
+            replies = control.broadcast(
+                SHRINK_TO, arguments={"size": target}, destination=[name], reply=True, timeout=1.0
+            )
+            ok, error = _replies_ok(replies)
+            if ok:
+                if expected > target:
+                    tick.shrunk[name] = expected - target
+                return expected - target
+            if not any(w in error.lower() for w in ("no such", "keyerror")):
+                log.warning("autoscale: %s refused to shrink: %s", name, error)
+                return 0
+            self._plain_shrinks.add(name)
+        # One call for all: billiard's shrink takes distinct idle children in one pass, but a
+        # later call would count a dying child idle again.
+        k = min(expected - target, max(0, real - tick.snapshot.workers[name].busy))
+        if k == 0:
+            tick.refused.append(name)
+            return 0
+        replies = control.pool_shrink(k, destination=[name], reply=True, timeout=1.0)
+        if _replies_ok(replies)[0]:
+            tick.shrunk[name] = k
+        else:  # a task took a child meanwhile: some went, wait and look
+            tick.refused.append(name)
+        return k
 
     def _grow(self, name: str, n: int, target: int) -> tuple[bool, str]:
         """Grow ``name``'s pool by ``n``: ``mover_pool_grow`` (the processes start before it

@@ -9,6 +9,8 @@ and counts the GETs it serves at once, and ``mover autoscale`` run as a subproce
 - ``--dry-run`` changes no pool and launches nothing while chunks wait;
 - a store with ``max_streams = 2`` is never read by more than 2 chunks at once, even with 6
   slots in the fleet (counted by the HTTP server and by the semaphore's high-water mark);
+- a pool whose every child is busy retires children as their chunks finish
+  (``mover_pool_shrink_to``), with no chunk lost;
 - the controller's lines for a grow, a hold, a cap and a shrink state the pool that
   ``inspect().stats()`` showed (docs/AUTOSCALE.md quotes them).
 """
@@ -70,6 +72,7 @@ class _Counting(_Throttled):
         with server.lock:
             server.active += 1
             server.peak = max(server.peak, server.active)
+            server.ranges.append((path.name, self.headers.get("Range", "")))
         counted = True
         try:
             if match:
@@ -107,10 +110,12 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     random_file(root / "flood.bin", 200 * CHUNK)
     random_file(root / "dry.bin", 30 * CHUNK)
     random_file(root / "capped.bin", 16 * CHUNK)
+    random_file(root / "retire.bin", 24 * CHUNK)
     server: Any = ThreadingHTTPServer(("127.0.0.1", 0), _Counting)
     server.daemon_threads = True
     server.root, server.rate, server.seen = root, RATE, set()
     server.lock, server.active, server.peak = threading.Lock(), 0, 0
+    server.ranges = []
     threading.Thread(target=server.serve_forever, daemon=True).start()
     server.url = f"http://127.0.0.1:{server.server_address[1]}"
     yield server
@@ -357,6 +362,59 @@ def test_store_max_streams_holds_across_workers(fleet: Fleet, source: Any, tmp_p
         # One call: a second shrink sent before the first child exited would count it again.
         app.control.pool_shrink(2, destination=[f"{name}@{socket.gethostname()}"], reply=True)
     wait_for(lambda: fleet.pools(app) == {"w1": 1, "w2": 1}, 20, "pools back to 1")
+
+
+def _control(app: Any, command: str, name: str, **arguments: int) -> dict[str, Any]:
+    replies = app.control.broadcast(
+        command,
+        arguments=arguments,
+        destination=[f"{name}@{socket.gethostname()}"],
+        reply=True,
+        timeout=2.0,
+    )
+    assert replies, f"no reply to {command}"
+    return next(iter(replies[0].values()))
+
+
+def _busy(app: Any, name: str) -> int:
+    active = app.control.inspect(timeout=1.0).active() or {}
+    return len(active.get(f"{name}@{socket.gethostname()}", []))
+
+
+def test_busy_pool_retires_children_as_their_chunks_finish(
+    fleet: Fleet, source: Any, tmp_path: Path
+) -> None:
+    """``mover_pool_shrink_to`` on a pool whose every child is on a chunk: nothing is
+    interrupted, the pool keeps its size while they work, then comes down to the size asked
+    for while the job still has chunks to run (``pool_shrink`` would refuse: all busy); a grow
+    sent while retirements are pending takes them back first. The job ends done and its bytes
+    are the source's (compared with the source file, not with mover's digest)."""
+    from mover.workers.pool_control import GROW, SHRINK_TO
+
+    app = fleet.app()
+    assert _control(app, GROW, "w1", n=2)["processes"] == 3
+    wait_for(lambda: fleet.pools(app) == {"w1": 3, "w2": 1}, 20, "w1 at 3")
+    dst = tmp_path / "retire.bin"
+    job_id = fleet.copy("store:capped/retire.bin", dst)  # 24 chunks of about 1 s, 4 slots
+    wait_for(lambda: _busy(app, "w1") == 3, 20, "every child of w1 on a chunk", 0.2)
+    answer = _control(app, SHRINK_TO, "w1", size=1)
+    # A child between two chunks at that instant is taken at once; the busy ones wait.
+    assert answer["retiring"] in (1, 2), answer
+    # A grow of 1 while retirements wait takes one back: the pool ends at 2, not 3 or 4.
+    _control(app, GROW, "w1", n=1)
+    wait_for(lambda: fleet.pools(app)["w1"] == 2, 20, "w1 down to 2 as its chunks finish", 0.2)
+    jobs = fleet.jobs()
+    assert jobs.get(job_id).state == "running", "the pool should shrink during the job"
+    assert _control(app, SHRINK_TO, "w1", size=1)["retiring"] == 1
+    assert _control(app, SHRINK_TO, "w1", size=1)["retiring"] == 1, "a repeat retired twice"
+    wait_for(lambda: fleet.pools(app)["w1"] == 1, 20, "w1 down to 1", 0.2)
+    job = wait_final(jobs, job_id)
+    assert job.state == "done", job.error
+    assert dst.read_bytes() == (source.root / "retire.bin").read_bytes()
+    served = [r for name, r in source.ranges if name == "retire.bin" and r]
+    assert len(served) == len(set(served)) == 24, f"a chunk was cut and read again: {served}"
+    time.sleep(1.0)  # no late retirement: the pool stays where it was asked to be
+    assert fleet.pools(app) == {"w1": 1, "w2": 1}
 
 
 def _pool_total(fleet: Fleet, app: Any) -> int:
