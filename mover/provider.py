@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, BinaryIO, ClassVar
 
-from mover.digests import Digest
-from mover.errors import PluginLoadError, UsageError
+from mover.digests import Digest, digest
+from mover.errors import PluginLoadError, TransferError, UsageError, VerificationFailed
 from mover.location import Location
 from mover.registry import PROVIDERS, Registry
 
@@ -355,6 +355,53 @@ class ChunkWriter(abc.ABC):
     def local_path(self) -> str | None:
         """The file on this host that parts land in, if any (for kernel copies)."""
         return None
+
+
+def confirm_digest(
+    data: memoryview | bytes, expected: Digest, what: str, *, retryable: bool = True
+) -> Digest:
+    """The digest of ``data`` by ``expected``'s algorithm, which must equal ``expected``.
+
+    A writer calls this on exactly the bytes it is about to hand to its store, where the store
+    cannot confirm ``expected`` itself: bytes that changed after they were read (a flipped bit
+    in memory) are then refused before they are stored, as :meth:`ChunkWriter.write_part`
+    requires. Raises :class:`~mover.errors.VerificationFailed` naming ``what`` (retryable by
+    default: the part read again is likely sound).
+    """
+    stored = digest(expected.algorithm, data)
+    if stored != expected:
+        raise VerificationFailed(
+            f"{what}: read {expected}, would store {stored}", retryable=retryable
+        )
+    return stored
+
+
+def digest_for_store(
+    data: memoryview | bytes, expected: Digest, algorithm: str, what: str, *, retryable: bool = True
+) -> Digest:
+    """The ``algorithm`` digest of ``data``, for a store that confirms only that one (S3's
+    crc32c, Swift's md5): ``expected`` itself when it is of that algorithm; otherwise
+    ``expected`` is confirmed here first (:func:`confirm_digest`), since the store cannot."""
+    if expected.algorithm == algorithm:
+        return expected
+    confirm_digest(data, expected, what, retryable=retryable)
+    return digest(algorithm, data)
+
+
+def check_receipts(receipts: list[PartReceipt], size: int, what: str) -> list[PartReceipt]:
+    """Check that ``receipts``, in part order, cover ``size`` bytes from offset 0 without gap
+    or overlap, and return them in that order. :meth:`ChunkWriter.commit` checks this before
+    it makes the object: one built from parts that do not cover it would be wrong yet look
+    whole. Raises :class:`~mover.errors.TransferError` naming ``what``."""
+    ordered = sorted(receipts, key=lambda r: r.part)
+    expect = 0
+    for r in ordered:
+        if r.offset != expect:
+            raise TransferError(f"{what}: parts do not cover the object at {expect}")
+        expect += r.size
+    if expect != size:
+        raise TransferError(f"{what}: parts hold {expect} bytes, expected {size}")
+    return ordered
 
 
 class StoreProvider(abc.ABC):

@@ -38,8 +38,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-# The reader mover's S3 store hands the SDK (a seekable file over the caller's buffer, no copy).
-from mover.providers.s3 import _BufferReader as BufferReader
+# The request start and the reader (a seekable file over the caller's buffer, no copy) of
+# mover's S3 store.
+from mover.providers import s3_crt
 
 MiB = 1 << 20
 
@@ -300,7 +301,7 @@ class Botocore(Threaded):
             Key=key,
             UploadId=upload,
             PartNumber=number,
-            Body=BufferReader(view),
+            Body=s3_crt.BufferReader(view),
             ContentLength=len(view),
             ChecksumCRC32C=crc,
         )
@@ -377,7 +378,6 @@ class AwsCrt(Threaded):
         super().__init__(target)
         from awscrt import auth, io, s3
 
-        self._s3 = s3
         loop = io.EventLoopGroup(event_loop_threads)
         bootstrap = io.ClientBootstrap(loop, io.DefaultHostResolver(loop))
         creds = auth.AwsCredentialsProvider.new_static(target.access_key, target.secret_key)
@@ -422,14 +422,7 @@ class AwsCrt(Threaded):
             http.HttpHeaders([("Host", self.t.host), *headers]),
             body_stream=body,
         )
-        made = self.client.make_request(
-            type=self._s3.S3RequestType.DEFAULT,
-            operation_name=operation,
-            request=request,
-            on_headers=on_headers,
-            on_body=on_body,
-        )
-        return made, answer
+        return s3_crt.start(self.client, operation, request, on_headers, on_body), answer
 
     def _get_into(self, key: str, offset: int, view: memoryview) -> int:
         got = [0]
@@ -457,7 +450,7 @@ class AwsCrt(Threaded):
             f"{key}?partNumber={number}&uploadId={upload}",
             "UploadPart",
             [("Content-Length", str(len(view))), ("x-amz-checksum-crc32c", crc)],
-            body=BufferReader(view),
+            body=s3_crt.BufferReader(view),
         )
         made.finished_future.result()
         return answer["etag"], answer.get("x-amz-checksum-crc32c")

@@ -86,6 +86,8 @@ _HEAD_REFUSED = frozenset({400, 403, 405, 501})
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
 #: Headers sent with every request: the bytes as stored, no compression on the way.
 _HEADERS = {"Accept-Encoding": "identity", "User-Agent": "mover"}
+#: What a request or a body read raises when the connection fails (refused, reset, timed out).
+_NETWORK_ERRORS = (urllib3.exceptions.HTTPError, requests.RequestException, OSError)
 
 
 class HttpProvider(StoreProvider):
@@ -139,14 +141,7 @@ class HttpProvider(StoreProvider):
         if self._ranges is None:
             self._probe()
         return Capabilities(
-            ranged_read=bool(self._ranges),
-            sequential_read=True,
-            listing=False,
-            chunk_writer=None,
-            write_at=False,
-            streaming_write=False,
-            readable=True,
-            writable=False,
+            ranged_read=bool(self._ranges), sequential_read=True, listing=False, writable=False
         )
 
     def _probe(self) -> None:
@@ -412,7 +407,7 @@ class HttpProvider(StoreProvider):
                 if not n:
                     break
                 got += n
-        except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
+        except _NETWORK_ERRORS as exc:
             raise self._body_error(exc, key, got) from None
         return got
 
@@ -491,7 +486,7 @@ class _Body(io.RawIOBase):
     def readinto(self, b: Any) -> int:
         try:
             n = self._resp.raw.readinto(b)
-        except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
+        except _NETWORK_ERRORS as exc:
             raise self._provider._body_error(exc, self._key, self._got) from None
         self._got += n
         return n
@@ -521,7 +516,7 @@ def _finish(resp: requests.Response, limit: int = 64 * 1024) -> None:
     """
     length = 0 if resp.request.method == "HEAD" else _int(resp.headers.get("Content-Length"))
     if length is not None and length <= limit:
-        with contextlib.suppress(requests.RequestException, urllib3.exceptions.HTTPError, OSError):
+        with contextlib.suppress(*_NETWORK_ERRORS):
             _ = resp.content
     resp.close()
 

@@ -12,10 +12,11 @@ import io
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from mover.digests import Digest, digest
-from mover.errors import ObjectNotFound, TransferError, UsageError, VerificationFailed
+from mover.errors import ObjectNotFound, TransferError, UsageError
 from mover.location import Location
 from mover.provider import (
     Capabilities,
@@ -25,6 +26,7 @@ from mover.provider import (
     PartLimits,
     PartReceipt,
     StoreProvider,
+    confirm_digest,
 )
 
 #: store name -> key -> bytes; uploads: store name -> upload id -> {part: bytes}
@@ -52,7 +54,6 @@ class MemoryProvider(StoreProvider):
                 max_parts=int(o.get("max_parts", 10_000)),
                 preferred_part_bytes=int(o.get("preferred_part_bytes", 8 * MiB)),
             ),
-            write_at=False,
             streaming_write=True,
             server_side_copy=bool(o.get("server_side_copy", False)),
             checksum_algorithms=("xxh3_128", "sha256"),
@@ -128,16 +129,14 @@ class MemoryProvider(StoreProvider):
         return self.stat(dst_key)
 
 
+@dataclass(eq=False)
 class _MemoryWriter(ChunkWriter):
-    def __init__(self, provider: MemoryProvider, key: str, upload: str) -> None:
-        self.provider = provider
-        self.key = key
-        self.upload = upload
+    provider: MemoryProvider
+    key: str
+    upload: str
 
     def write_part(self, part: int, offset: int, data: memoryview, expected: Digest) -> PartReceipt:
-        stored = digest(expected.algorithm, data)
-        if stored != expected:
-            raise VerificationFailed(f"part {part}: read {expected}, stored {stored}")
+        stored = confirm_digest(data, expected, f"part {part}", retryable=False)
         parts = self.provider.uploads.get(self.upload)
         if parts is None:
             raise TransferError(f"upload {self.upload} no longer exists")

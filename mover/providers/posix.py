@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO, TypeVar
 
 from mover import osio
-from mover.digests import Digest, digest
+from mover.digests import Digest
 from mover.errors import (
     AccessDenied,
     BadLocation,
@@ -53,7 +53,6 @@ from mover.errors import (
     SourceChanged,
     TransferError,
     UsageError,
-    VerificationFailed,
 )
 from mover.hostid import HOST_TAG, running
 from mover.location import Location
@@ -71,6 +70,8 @@ from mover.provider import (
     PartReceipt,
     SourceCheck,
     StoreProvider,
+    check_receipts,
+    confirm_digest,
 )
 from mover.sparse import ZERO_BLOCK_BYTES, is_zero, nonzero_runs
 
@@ -475,7 +476,7 @@ class FileWriter(ChunkWriter):
         self.temp = temp
 
     def write_part(self, part: int, offset: int, data: memoryview, expected: Digest) -> PartReceipt:
-        stored = _confirm(part, self.path, data, expected)
+        stored = confirm_digest(data, expected, f"part {part} of {self.path}")
         # All-zero blocks are not written: the temporary file reads zeros there already (sized
         # with ftruncate, or extended at commit), so a sparse source's copy stays sparse. A
         # part written again holds the same bytes (a source that changed fails the job).
@@ -505,7 +506,7 @@ class FileWriter(ChunkWriter):
         return PartReceipt(part, offset, length, str(expected))
 
     def commit(self, receipts: list[PartReceipt], size: int) -> ObjectInfo:
-        _check_cover(receipts, size, self.path)
+        check_receipts(receipts, size, self.path)
         provider = self.provider
         if not os.path.exists(self.temp) and os.path.exists(self.path):
             # A commit repeated after its rename (a takeover of an expired commit lease, a
@@ -586,7 +587,7 @@ class DeviceWriter(ChunkWriter):
         return cls(provider, path)
 
     def write_part(self, part: int, offset: int, data: memoryview, expected: Digest) -> PartReceipt:
-        stored = _confirm(part, self.path, data, expected)
+        stored = confirm_digest(data, expected, f"part {part} of {self.path}")
         if is_zero(data):
             return self.write_zeros(part, offset, len(data), expected)
 
@@ -610,7 +611,7 @@ class DeviceWriter(ChunkWriter):
         return PartReceipt(part, offset, length, str(expected))
 
     def commit(self, receipts: list[PartReceipt], size: int) -> ObjectInfo:
-        _check_cover(receipts, size, self.path)
+        check_receipts(receipts, size, self.path)
         _on_fd(self.path, os.O_WRONLY, f"flushing {self.path}", os.fsync)
         return ObjectInfo(key=self.path.lstrip("/"), size=size, kind=DEVICE)
 
@@ -666,17 +667,6 @@ def _committed_already(path: str, receipts: list[PartReceipt], size: int) -> Obj
     )
 
 
-def _confirm(part: int, path: str, data: memoryview, expected: Digest) -> Digest:
-    """The digest of exactly the bytes handed to the kernel: if they differ from what was
-    read (a flipped bit in between), the part is refused before it is written."""
-    stored = digest(expected.algorithm, data)
-    if stored != expected:
-        raise VerificationFailed(
-            f"part {part} of {path}: read {expected}, would store {stored}", retryable=True
-        )
-    return stored
-
-
 def _open_or_raise(path: str, flags: int) -> int:
     try:
         return os.open(path, flags | os.O_CLOEXEC)
@@ -704,17 +694,6 @@ def _pwrite_all(fd: int, data: memoryview, offset: int, device: str | None = Non
         if n == 0:
             raise NotEnoughSpace(f"{device}: the device ends at {offset + done}")
         done += n
-
-
-def _check_cover(receipts: list[PartReceipt], size: int, path: str) -> None:
-    """Refuse a commit whose parts do not cover ``size`` bytes from 0, without gap."""
-    expect = 0
-    for r in sorted(receipts, key=lambda r: r.offset):
-        if r.offset != expect:
-            raise TransferError(f"{path}: parts do not cover the object at {expect}")
-        expect += r.size
-    if expect != size:
-        raise TransferError(f"{path}: parts hold {expect} bytes, expected {size}")
 
 
 def _info(key: str, path: str, st: os.stat_result) -> ObjectInfo:

@@ -76,7 +76,6 @@ from mover.errors import (
     NotWritable,
     ObjectNotFound,
     SourceChanged,
-    TransferError,
     UsageError,
     VerificationFailed,
 )
@@ -94,6 +93,8 @@ from mover.provider import (
     PartReceipt,
     SourceCheck,
     StoreProvider,
+    check_receipts,
+    digest_for_store,
 )
 from mover.providers import s3_crt
 
@@ -204,7 +205,6 @@ class S3Provider(StoreProvider):
             # Uploads are bound by the server; 4 streams of 64 MiB did best here.
             single_put_below_bytes=8 * MiB,
         ),
-        write_at=False,
         streaming_write=True,
         # PutObject is atomic and carries the same server-verified crc32c as a part: objects
         # of one chunk take one request instead of three (create, part, complete).
@@ -877,15 +877,7 @@ class S3Provider(StoreProvider):
 
     def put(self, key: str, data: memoryview, expected: Digest) -> ObjectInfo:
         """PutObject with the object's crc32c, which the server verifies (BadDigest)."""
-        if expected.algorithm == "crc32c":
-            crc = expected
-        else:
-            stored = digest(expected.algorithm, data)
-            if stored != expected:
-                raise VerificationFailed(
-                    f"{self._url(key)}: read {expected}, would send {stored}", retryable=True
-                )
-            crc = digest("crc32c", data)
+        crc = digest_for_store(data, expected, "crc32c", self._url(key))
         lean = self._small(len(data))
         if lean is not None:
             sent = [(_CRC32C_HEADER, crc.b64)]
@@ -1090,18 +1082,9 @@ class S3Writer(ChunkWriter):
 
     def write_part(self, part: int, offset: int, data: memoryview, expected: Digest) -> PartReceipt:
         size = len(data)
-        if expected.algorithm == "crc32c":
-            crc = expected
-        else:
-            # Another algorithm was planned: confirm it over the bytes handed to the SDK here,
-            # and let the server confirm their crc32c.
-            stored = digest(expected.algorithm, data)
-            if stored != expected:
-                raise VerificationFailed(
-                    f"part {part} of {self._where()}: read {expected}, would send {stored}",
-                    retryable=True,
-                )
-            crc = digest("crc32c", data)
+        # Another algorithm planned is confirmed over the bytes handed to the SDK here; the
+        # server confirms their crc32c.
+        crc = digest_for_store(data, expected, "crc32c", f"part {part} of {self._where()}")
         if size == 0:
             # Nothing to carry: the commit writes an empty object (see the module docstring).
             return PartReceipt(part, offset, 0, str(expected), {"empty": True})
@@ -1142,14 +1125,7 @@ class S3Writer(ChunkWriter):
 
     def commit(self, receipts: list[PartReceipt], size: int) -> ObjectInfo:
         p = self.provider
-        ordered = sorted(receipts, key=lambda r: r.part)
-        expect = 0
-        for r in ordered:
-            if r.offset != expect:
-                raise TransferError(f"{self._where()}: parts do not cover the object at {expect}")
-            expect += r.size
-        if expect != size:
-            raise TransferError(f"{self._where()}: parts hold {expect} bytes, expected {size}")
+        ordered = check_receipts(receipts, size, self._where())
         parts = [r for r in ordered if not r.extra.get("empty")]
         if not parts:
             p._call(

@@ -30,6 +30,7 @@ import io
 import os
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -246,13 +247,7 @@ class Engine:
 
         request = http.HttpRequest(method, path, http.HttpHeaders(sent), body_stream=stream)
         try:
-            made = self.client.make_request(
-                type=self._s3.S3RequestType.DEFAULT,
-                operation_name=operation,
-                request=request,
-                on_headers=on_headers,
-                on_body=on_body,
-            )
+            made = start(self.client, operation, request, on_headers, on_body)
         except AwsCrtError as exc:
             raise EngineError(0, exc.name, exc.message) from exc
         future = made.finished_future
@@ -272,6 +267,27 @@ class Engine:
             raise EngineError(0, "BodyTooLong", f"the answer held {got[0]} bytes, {most} asked")
         body_bytes = bytes(received) if received is not None else b""
         return Answer(int(answer["status"]), answer["headers"], body_bytes, got[0])
+
+
+def start(
+    client: Any,
+    operation: str,
+    request: Any,
+    on_headers: Callable[..., None],
+    on_body: Callable[..., None] | None,
+) -> Any:
+    """Start ``request`` on ``client`` (an awscrt ``S3Client``) as one ``DEFAULT`` meta request
+    named for its S3 ``operation``: the CRT signs, sends and retries it as it is, and neither
+    splits it into parts nor adds a checksum of its own. Returns the ``S3Request``."""
+    from awscrt import s3
+
+    return client.make_request(
+        type=s3.S3RequestType.DEFAULT,
+        operation_name=operation,
+        request=request,
+        on_headers=on_headers,
+        on_body=on_body,
+    )
 
 
 def key_count(body: bytes) -> int:

@@ -60,7 +60,7 @@ from typing import Any, BinaryIO, ClassVar, cast
 import smart_open
 import smart_open.transport
 
-from mover.digests import Digest, digest
+from mover.digests import Digest
 from mover.errors import (
     AccessDenied,
     BadLocation,
@@ -71,7 +71,6 @@ from mover.errors import (
     PluginLoadError,
     TransferError,
     UsageError,
-    VerificationFailed,
 )
 from mover.location import Location
 from mover.provider import (
@@ -82,6 +81,8 @@ from mover.provider import (
     PartLimits,
     PartReceipt,
     StoreProvider,
+    check_receipts,
+    confirm_digest,
 )
 
 #: smart_open's extra for each scheme, for the ``pip install`` hint.
@@ -158,7 +159,6 @@ class SmartOpenProvider(StoreProvider):
                 min_part_bytes=1,
                 preferred_part_bytes=8 * MiB,
             ),
-            write_at=False,
             streaming_write=True,
             ordered_parts=True,
             checksum_algorithms=("xxh3_128",),
@@ -297,13 +297,7 @@ class SmartOpenWriter(ChunkWriter):
         return stream
 
     def write_part(self, part: int, offset: int, data: memoryview, expected: Digest) -> PartReceipt:
-        stored = digest(expected.algorithm, data)
-        if stored != expected:
-            raise VerificationFailed(
-                f"part {part} of {self.provider.shown(self.key)}: read {expected}, "
-                f"would store {stored}",
-                retryable=True,
-            )
+        stored = confirm_digest(data, expected, f"part {part} of {self.provider.shown(self.key)}")
         s = self._stream()
         with s.cond:
             self._wait_turn(s, part)
@@ -351,12 +345,8 @@ class SmartOpenWriter(ChunkWriter):
     def commit(self, receipts: list[PartReceipt], size: int) -> ObjectInfo:
         s = self._stream()
         with s.cond:
-            expect = 0
-            for r in sorted(receipts, key=lambda r: r.offset):
-                if r.offset != expect:
-                    raise TransferError(f"{s.shown}: parts do not cover the object at {expect}")
-                expect += r.size
-            if expect != size or s.written != size or s.failed is not None:
+            check_receipts(receipts, size, s.shown)
+            if s.written != size or s.failed is not None:
                 raise TransferError(
                     f"{s.shown}: the stream holds {s.written} bytes, expected {size}"
                 )

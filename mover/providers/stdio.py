@@ -16,8 +16,8 @@ import sys
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
-from mover.digests import Digest, digest
-from mover.errors import UsageError, VerificationFailed
+from mover.digests import Digest
+from mover.errors import UsageError
 from mover.provider import (
     STREAM,
     Capabilities,
@@ -27,6 +27,7 @@ from mover.provider import (
     PartLimits,
     PartReceipt,
     StoreProvider,
+    confirm_digest,
 )
 
 
@@ -41,7 +42,6 @@ class StdioProvider(StoreProvider):
         ranged_read=False,
         sequential_read=True,
         chunk_writer=PartLimits(preferred_part_bytes=8 * MiB),
-        write_at=False,
         streaming_write=True,
         ordered_parts=True,
         checksum_algorithms=("xxh3_128",),
@@ -80,11 +80,7 @@ class StdioProvider(StoreProvider):
 
 class _StdoutWriter(ChunkWriter):
     def write_part(self, part: int, offset: int, data: memoryview, expected: Digest) -> PartReceipt:
-        stored = digest(expected.algorithm, data)
-        if stored != expected:
-            raise VerificationFailed(
-                f"part {part} to standard output: read {expected}, got {stored}"
-            )
+        stored = confirm_digest(data, expected, f"part {part} to standard output", retryable=False)
         sys.stdout.buffer.write(data)
         return PartReceipt(part, offset, len(data), str(stored))
 

@@ -74,12 +74,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, BinaryIO, TypeVar
 from urllib.parse import quote, urlsplit
 
 from mover import retry
-from mover.digests import Digest, digest
+from mover.digests import Digest
 from mover.errors import (
     AccessDenied,
     BadLocation,
@@ -91,7 +92,6 @@ from mover.errors import (
     ObjectNotFound,
     PluginLoadError,
     SourceChanged,
-    TransferError,
     UsageError,
     VerificationFailed,
 )
@@ -108,6 +108,8 @@ from mover.provider import (
     PartReceipt,
     SourceCheck,
     StoreProvider,
+    check_receipts,
+    digest_for_store,
 )
 
 try:
@@ -161,29 +163,17 @@ _RETRYABLE_STATUS = {408, 429, 498, 499}
 # --- credentials ---------------------------------------------------------------------------
 
 
+@dataclass(eq=False, repr=False)
 class _Credentials:
     """Where and as whom to authenticate; the key is kept out of ``repr`` and messages."""
 
-    def __init__(
-        self,
-        auth_url: str,
-        user: str,
-        key: str,
-        auth_version: str,
-        os_options: dict[str, str],
-        source: str,
-    ) -> None:
-        self.auth_url = auth_url
-        self.user = user
-        self._key = key
-        self.auth_version = auth_version
-        self.os_options = os_options
-        #: Where the credentials came from, for messages ("ST_AUTH/ST_USER/ST_KEY").
-        self.source = source
-
-    @property
-    def key(self) -> str:
-        return self._key
+    auth_url: str
+    user: str
+    key: str
+    auth_version: str
+    os_options: dict[str, str]
+    #: Where the credentials came from, for messages ("ST_AUTH/ST_USER/ST_KEY").
+    source: str
 
     def identity(self) -> tuple[str, ...]:
         """What names the account, without the secret: equal identities reach one account."""
@@ -299,6 +289,13 @@ def _endpoint_of(url: str) -> str:
 
 
 _TIMEOUTS = (TimeoutError, requests.Timeout, urllib3.exceptions.TimeoutError)
+#: What a request or a body read raises when the connection fails, at any layer below swiftclient.
+_NETWORK_ERRORS = (
+    requests.RequestException,
+    urllib3.exceptions.HTTPError,
+    http.client.HTTPException,
+    OSError,
+)
 
 
 def _network_error(exc: BaseException, endpoint: str, what: str) -> MoverError:
@@ -355,7 +352,6 @@ class SwiftProvider(StoreProvider):
                 max_parts=int(o.get("max_parts", MAX_MANIFEST_SEGMENTS)),
                 preferred_part_bytes=int(o.get("preferred_part_bytes", 64 * MiB)),
             ),
-            write_at=False,
             streaming_write=True,
             # A plain PUT is atomic and md5-checked by Swift: one request for a small object,
             # where a staged segment takes four (put, copy, delete, check).
@@ -509,12 +505,7 @@ class SwiftProvider(StoreProvider):
                     url, token = self._authenticate(token)
                     continue
                 raise self._translate(exc, what, not_found) from None
-            except (
-                requests.RequestException,
-                urllib3.exceptions.HTTPError,
-                http.client.HTTPException,
-                OSError,
-            ) as exc:
+            except _NETWORK_ERRORS as exc:
                 with contextlib.suppress(Exception):
                     conn.close()  # framing may be broken: the next call opens a fresh one
                 raise _network_error(exc, _endpoint_of(url), what) from None
@@ -801,9 +792,7 @@ class SwiftProvider(StoreProvider):
         are deleted after the PUT succeeds.
         """
         what = self._where(key)
-        md5 = expected.hex if expected.algorithm == "md5" else digest("md5", data).hex
-        if expected.algorithm != "md5" and digest(expected.algorithm, data) != expected:
-            raise VerificationFailed(f"{what}: read {expected}, would store other bytes")
+        md5 = digest_for_store(data, expected, "md5", what, retryable=False).hex
         size = len(data)
 
         def put(headers: dict[str, str]) -> Any:
@@ -887,19 +876,15 @@ class SwiftProvider(StoreProvider):
         A HEAD comes first: a GET of a plain object would fetch its whole body, and only an
         SLO's manifest (at most 8 MiB in Swift) is worth reading into memory.
         """
+        where, query = self._where(key), "multipart-manifest=get"
         try:
             head = self._call(
-                lambda c: c.head_object(self.container, key, query_string="multipart-manifest=get"),
-                self._where(key),
+                lambda c: c.head_object(self.container, key, query_string=query), where
             )
-        except ObjectNotFound:
-            return []
-        if not _is_slo(head):
-            return []
-        try:
+            if not _is_slo(head):
+                return []
             headers, body = self._call(
-                lambda c: c.get_object(self.container, key, query_string="multipart-manifest=get"),
-                self._where(key),
+                lambda c: c.get_object(self.container, key, query_string=query), where
             )
         except ObjectNotFound:
             return []
@@ -1065,12 +1050,7 @@ class _BodyStream(io.RawIOBase):
         view = memoryview(buffer).cast("B")
         try:
             piece = self._body.read(len(view))
-        except (
-            requests.RequestException,
-            urllib3.exceptions.HTTPError,
-            http.client.HTTPException,
-            OSError,
-        ) as exc:
+        except _NETWORK_ERRORS as exc:
             raise _network_error(exc, _endpoint_of(self._conn.url or ""), self._what) from None
         n = len(piece)
         view[:n] = piece
@@ -1127,18 +1107,9 @@ class SwiftWriter(ChunkWriter):
 
     def write_part(self, part: int, offset: int, data: memoryview, expected: Digest) -> PartReceipt:
         size = len(data)
-        if expected.algorithm == "md5":
-            md5 = expected.hex
-        else:
-            # A digest Swift cannot check: check it here, and let Swift check md5.
-            local = digest(expected.algorithm, data)
-            if local != expected:
-                raise VerificationFailed(
-                    f"part {part} of {self.provider._where(self.key)}: read {expected}, "
-                    f"would store {local}",
-                    retryable=True,
-                )
-            md5 = digest("md5", data).hex
+        # A digest Swift cannot check is checked here; Swift checks md5.
+        what = f"part {part} of {self.provider._where(self.key)}"
+        md5 = digest_for_store(data, expected, "md5", what).hex
         if size == 0:
             # Nothing to stage: an empty part adds no segment (SLO refuses empty ones but the
             # last), and the md5 of no bytes needs no server to confirm it.
@@ -1181,14 +1152,7 @@ class SwiftWriter(ChunkWriter):
     def commit(self, receipts: list[PartReceipt], size: int) -> ObjectInfo:
         p = self.provider
         where = p._where(self.key)
-        ordered = sorted(receipts, key=lambda r: r.part)
-        expect = 0
-        for r in ordered:
-            if r.offset != expect:
-                raise TransferError(f"{where}: parts do not cover the object at {expect}")
-            expect += r.size
-        if expect != size:
-            raise TransferError(f"{where}: parts hold {expect} bytes, expected {size}")
+        ordered = check_receipts(receipts, size, where)
         segments = [r for r in ordered if r.size > 0]
         old = p._old_mover_segments(self.key)
         plain = not segments or (len(segments) == 1 and size <= p.plain_max_bytes)
