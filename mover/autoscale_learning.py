@@ -231,8 +231,8 @@ def limit(
             return Limited(current, "; ".join(filter(None, (note, f"hold {current}: {why}"))), True)
         # Into levels never measured: at most half again the highest measured level per
         # decision, so the levels on the way are measured and the knee is found, not jumped
-        # over: a pool that overshot cannot shrink while every slot is busy (pool_shrink
-        # takes idle children only), so an overshoot lasts the whole burst.
+        # over: a slot past the knee is retired only once its chunk is done, and slots far
+        # past it load the store (slowing every chunk) until then.
         known = found.level if found is not None else 0
         if found is None or found.above is None:
             reach = max(math.ceil(1.5 * known), known + 1, current + 1, 2)

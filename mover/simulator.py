@@ -2,7 +2,8 @@
 
 Why: the targets of autoscaling (worker-seconds close to the ideal, reaction within two control
 intervals, no flapping) depend on things a unit test cannot show and a live fleet shows slowly:
-the 2-5 s a grown pool process takes to appear, that a shrink only takes idle processes, and a
+the 2-5 s a grown pool process takes to appear, that a shrink retires a busy process only when
+its chunk is done, and a
 store whose aggregate throughput saturates and then *falls* when given more streams. The
 simulator models exactly those, calls :meth:`AutoscaleStrategy.decide` every control interval
 with the observations the live observer would gather, and measures the outcome.
@@ -12,9 +13,10 @@ The model (all deterministic for a given seed):
 - **work**: chunks of ``chunk_bytes`` arrive at the times of the workload; a FIFO queue.
 - **slots**: pool processes. A slot asked for becomes usable after a grow delay drawn uniformly
   from ``grow_delay_s`` (2-5 s, as measured for ``pool_grow``); a slot costs worker-seconds from
-  the moment it is asked for. A shrink removes only idle, usable slots (``pool_shrink``); the
-  rest stays and the strategy sees it in the next state. A free slot takes the next chunk at
-  once (prefetch 1).
+  the moment it is asked for. A shrink removes idle, usable slots at once and retires busy or
+  starting ones when their chunk is done (``mover_pool_shrink_to``: they take no new chunk);
+  until then they are in the pool the strategy sees. A grow first takes back slots still
+  retiring. A free slot takes the next chunk at once (prefetch 1).
 - **store**: with ``n`` chunks in flight its aggregate throughput is
   ``n * stream_bytes_per_s`` up to ``optimum_streams``, then
   ``optimum_streams * stream_bytes_per_s / (1 + degrade_per_stream * (n - optimum_streams))``:
@@ -355,6 +357,7 @@ class _Slot:
     remaining: float = 0.0  #: bytes left of the chunk in hand; 0 = idle
     burst: int = -1
     started_at: float = 0.0  #: when the chunk in hand started
+    retiring: bool = False  #: leaves the pool when its chunk is done, takes no new one
 
 
 def simulate(
@@ -433,7 +436,7 @@ def simulate(
                     left -= 1
                     spare = -s.remaining
                     s.remaining, s.burst = 0.0, -1
-                    if not pending:
+                    if not pending or s.retiring:
                         break
                     s.burst = pending.popleft()
                     s.remaining = config.chunk_bytes - spare
@@ -458,10 +461,12 @@ def simulate(
 
 
 def _take(slots: list[_Slot], pending: deque[int], t: float, config: SimConfig) -> None:
+    # A retiring slot that is free and usable has exited (mover_pool_shrink_to's timer).
+    slots[:] = [s for s in slots if not (s.retiring and s.remaining <= 0 and s.usable_at <= t)]
     for s in slots:
         if not pending:
             return
-        if s.remaining <= 0 and s.usable_at <= t + 1e-9:
+        if s.remaining <= 0 and s.usable_at <= t + 1e-9 and not s.retiring:
             s.burst = pending.popleft()
             s.remaining = float(config.chunk_bytes)
             s.started_at = t
@@ -524,19 +529,25 @@ def _control(
     history.update(decision.history)
     desired = decision.desired[q]
     current = len(slots)
-    if desired > current:
+    staying = [s for s in slots if not s.retiring]
+    if desired > len(staying):
+        grow = desired - len(staying)
+        for s in slots:  # a grow takes back retirements first: those processes are there
+            if grow and s.retiring:
+                s.retiring, grow = False, grow - 1
         lo, hi = config.grow_delay_s
-        for _ in range(desired - current):
+        for _ in range(grow):
             slots.append(_Slot(usable_at=t + rng.uniform(lo, hi)))
-    elif desired < current:
-        # pool_shrink takes only idle children that exist; a starting one cannot be cancelled.
-        excess = current - desired
-        for s in sorted(slots, key=lambda s: -s.usable_at):
-            if excess == 0:
-                break
-            if s.remaining <= 0 and s.usable_at <= t + 1e-9:
-                slots.remove(s)
-                excess -= 1
+    elif desired < len(staying):
+        # Idle usable children go at once; busy and starting ones retire after their chunk.
+        excess = len(staying) - desired
+        idle = [s for s in staying if s.remaining <= 0 and s.usable_at <= t + 1e-9]
+        for s in idle[:excess]:
+            slots.remove(s)
+        excess -= min(excess, len(idle))
+        for s in sorted(staying, key=lambda s: (-s.usable_at, s.remaining)):
+            if excess and s in slots:
+                s.retiring, excess = True, excess - 1
     direction = (desired > current) - (desired < current)
     return Sample(
         t,

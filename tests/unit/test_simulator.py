@@ -108,10 +108,12 @@ def test_more_streams_make_the_store_slower() -> None:
     assert at8.slow_seconds == pytest.approx(0, abs=1e-6)
 
 
-def test_throughput_strategy_stops_near_the_optimum_where_backlog_strategies_overshoot() -> None:
+def test_overshoot_past_the_optimum_is_given_back_while_the_burst_lasts() -> None:
     """The backlog asks target-tracking for the maximum; the shared rules make it climb
-    through the levels (half again per decision), so it stops short of 16, but the pool it
-    reached past the optimum cannot shrink while every slot is busy."""
+    through the levels (half again per decision), so it stops short of 16 but past the
+    store's optimum of 8; once the level above the optimum is measured, the slots past it are
+    retired as their chunks finish (``mover_pool_shrink_to``), within two ticks, while chunks
+    still wait, so its cost ends near the throughput strategy's, which never went past 9."""
     from mover.simulator import builtin_big
 
     by_name = {
@@ -120,8 +122,12 @@ def test_throughput_strategy_stops_near_the_optimum_where_backlog_strategies_ove
     peak = {n: max(s.slots for s in r.samples) for n, r in by_name.items()}
     assert 9 < peak["target-tracking"] < 16
     assert peak["throughput"] <= 9  # one past the store's optimum of 8 at most
+    samples = by_name["target-tracking"].samples
+    top = next(i for i, s in enumerate(samples) if s.slots == peak["target-tracking"])
+    back = samples[top + 2]
+    assert back.slots <= 9 and back.depth > 100, back
     ratio = {n: r.metrics.ratio for n, r in by_name.items()}
-    assert ratio["throughput"] < 1.3 < 1.5 < ratio["target-tracking"]
+    assert ratio["throughput"] < 1.3 and ratio["target-tracking"] < 1.3, ratio
 
 
 def test_runs_are_deterministic_and_the_same_strategy_code_is_called() -> None:
