@@ -32,8 +32,7 @@ import harness as h
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    h.add_common_args(p)
+    p = h.parser(__doc__)
     p.add_argument("--tasks", type=int, default=10_000, help="tasks of the publish case")
     p.add_argument("--concurrency", type=int, default=2, help="pool size of each fleet worker")
     p.add_argument("--no-swift", action="store_true", help="skip the Swift cases")
@@ -43,35 +42,32 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     args.warmup = args.warmup or not args.quick  # warm rounds: one untimed run per case first
-    try:
-        with h.Bench(args, "mover benchmark, the target table of issue 10") as bench:
-            bench.header()
-            results: dict[str, h.CaseResult] = {}
-            rows: list[h.Row] = []
-            # One group at a time, so the fleet's workers are not running (idle, but there)
-            # during the other groups, and each group's table carries its own load average.
-            groups = (
-                ("local", lambda: bench_local.cases(bench), bench_local.rows),
-                (
-                    "object stores",
-                    lambda: bench_objects.cases(bench, swift=not args.no_swift),
-                    bench_objects.rows,
-                ),
-                ("fleet", lambda: bench_fleet.cases(bench, args.concurrency), bench_fleet.rows),
-            )
-            for title, make, judge in groups:
-                found = bench.run_cases(make())
-                if found:
-                    h.print_details(found, f"{title}: cases")
-                results.update(found)
-                rows += judge(bench, found)
-            rows += bench_fleet.publish_rows(bench, args.tasks)
-            rows.append(h.rss_row(results, bench.chunk, bench.streams))
-            h.print_targets(rows, "targets (issue 10)")
-    except h.BenchError as exc:
-        print(f"bench_all: {exc}", file=sys.stderr)
-        return 1
-    return 0
+
+    def body(bench: h.Bench) -> None:
+        results: dict[str, h.CaseResult] = {}
+        rows: list[h.Row] = []
+        # One group at a time, so the fleet's workers are not running (idle, but there)
+        # during the other groups, and each group's table carries its own load average.
+        groups = (
+            ("local", lambda: bench_local.cases(bench), bench_local.rows),
+            (
+                "object stores",
+                lambda: bench_objects.cases(bench, swift=not args.no_swift),
+                bench_objects.rows,
+            ),
+            ("fleet", lambda: bench_fleet.cases(bench, args.concurrency), bench_fleet.rows),
+        )
+        for title, make, judge in groups:
+            found = bench.run_cases(make())
+            if found:
+                h.print_details(found, f"{title}: cases")
+            results.update(found)
+            rows += judge(bench, found)
+        rows += bench_fleet.publish_rows(bench, args.tasks)
+        rows.append(h.rss_row(results, bench.chunk, bench.streams))
+        h.print_targets(rows, "targets (issue 10)")
+
+    return h.run_bench(args, "mover benchmark, the target table of issue 10", body)
 
 
 if __name__ == "__main__":

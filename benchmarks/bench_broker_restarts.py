@@ -30,7 +30,10 @@ import time
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # harness/, beside this file
+import harness as h
+
+ROOT = h.REPO
 sys.path.insert(0, str(ROOT))
 
 from tests.integration import test_fleet as kit  # noqa: E402 - the fleet test helpers
@@ -127,6 +130,19 @@ def main() -> int:
         server.shutdown()
         shutil.rmtree(folder, ignore_errors=True)
     print(" | ".join(f"{k}: {v}" for k, v in tally.items()))
+    rows = [
+        h.limit_row(
+            f"{args.rounds} restarts: {what}",
+            str(tally[key]),
+            tally[key] == 0,
+            "0 (issue 9)",
+        )
+        for key, what in (
+            ("zombie", "workers alive and not answering"),
+            ("not done", "jobs not done (sha256-equal) within 60 s"),
+        )
+    ]
+    h.print_targets(rows, "targets", note="")
     return 1 if tally["zombie"] or tally["not done"] else 0
 
 

@@ -2,7 +2,7 @@
 """Fleet benchmark: the celery executor on 2 workers against the embedded executor, same machine,
 same S3 server (issues 4 and 10).
 
-Cases (built by :func:`cases`, run by the shared harness, ``benchmarks/harness.py``):
+Cases (built by :func:`cases`, run by the shared harness, ``benchmarks/harness/``):
 
 * ``fleet-large``: a 1 GiB file to S3, ``mover copy --executor celery --wait`` with 2 ``mover
   worker`` processes (prefork, ``-c 2`` each: 4 slots) against ``mover copy --executor
@@ -28,23 +28,20 @@ are stopped by PID at the end, with the workers, also on error or Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import platform
-import signal
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # harness.py, beside this file
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # harness/, beside this file
 import harness as h
 
-#: What the workers consume: not ``mover.memory``, where the submit case parks its job.
-WORKER_QUEUES = "mover,celery,mover.file,mover.s3"
+# The fleet lived here before the harness had it; kept importable from here.
+from harness import WORKER_QUEUES, Fleet  # noqa: F401
+
 #: The queue the publish case fills: no worker consumes ``mover.benchpublish``.
 PUBLISH_DESTINATION = "benchpublish://nowhere/x"
 #: Tasks/s the publish path must reach (issue 4).
@@ -65,105 +62,23 @@ TARGETS = (
 )
 
 
-class Fleet:
-    """Two ``mover worker`` processes on a private Redis, started once, stopped by PID."""
-
-    def __init__(self, bench: h.Bench, count: int, concurrency: int) -> None:
-        self.bench = bench
-        self.broker = bench.redis_url()
-        self.env = {**bench.env, "MOVER_BROKER_URL": self.broker}
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.logs: list[Path] = []
-        bench.stack.callback(self.stop)
-        mover = bench.programs["mover"]
-        assert mover
-        for n in range(1, count + 1):
-            log = bench.work / f"worker{n}.log"
-            self.logs.append(log)
-            with open(log, "wb") as out:
-                self.procs.append(
-                    subprocess.Popen(
-                        [
-                            *(mover, "worker", "-c", str(concurrency), "--pool", "prefork"),
-                            *("-n", f"bench{n}@%h", "-l", "WARNING", "-Q", WORKER_QUEUES),
-                        ],
-                        env=self.env,
-                        stdout=out,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,
-                    )
-                )
-        self._wait_ready({f"bench{n}@{platform.node()}" for n in range(1, count + 1)})
-
-    def _wait_ready(self, want: set[str]) -> None:
-        """-l WARNING keeps per-chunk INFO lines out of the timing; readiness is asked by ping."""
-        from celery import Celery
-
-        app = Celery(broker=self.broker)
-        deadline = time.monotonic() + 60
-        try:
-            while True:
-                for p, log in zip(self.procs, self.logs, strict=True):
-                    if p.poll() is not None:
-                        raise h.BenchError(f"worker died:\n{log.read_text()[-3000:]}")
-                seen = {name for reply in app.control.ping(timeout=1.0) or [] for name in reply}
-                if want <= seen:
-                    return
-                if time.monotonic() > deadline:
-                    raise h.BenchError(f"workers not ready: {sorted(seen)}")
-        finally:
-            app.close()
-
-    def stop(self) -> None:
-        """SIGTERM each worker's process group, SIGKILL after a grace: by PID only."""
-        for p in self.procs:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(p.pid, signal.SIGTERM)
-        for p in self.procs:
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(p.pid, signal.SIGKILL)
-                p.wait(5)
-        self.procs.clear()
-
-
 def cases(bench: h.Bench, concurrency: int = 2) -> list[h.Case]:
     """The fleet cases: embedded and fleet on the same data and server."""
     keys = ("fleet-large", "fleet-small")
     if not any(bench.wants(k) for k in keys):
         return []
-    s3 = bench.s3()
-    s3.ensure_buckets(BUCKETS)
+    bench.s3().ensure_buckets(BUCKETS)
     fleet = Fleet(bench, 2, concurrency)
     movers = (
         ("embedded", ("--executor", "embedded"), {}),
         ("fleet", ("--executor", "celery", "--wait"), {"MOVER_BROKER_URL": fleet.broker}),
     )
-    large, tree = bench.large(), bench.tree()
     return [
-        h.transfer_case(
-            bench,
-            "fleet-large",
-            f"{bench.large_label()} file -> S3, fleet",
-            h.Loc("file", str(large)),
-            lambda t: h.Loc("s3", f"bench-fleet/{t}/large.bin"),
-            (),
-            movers=movers,
-            before=lambda: h.warm(large),
-        ),
-        h.transfer_case(
-            bench,
-            "fleet-small",
-            f"{bench.small_label()} -> S3, fleet",
-            h.Loc("file", str(tree)),
-            lambda t: h.Loc("s3", f"bench-fleetsmall/{t}/"),
-            (),
-            movers=movers,
-            recursive=True,
-            before=lambda: h.warm(tree),
-        ),
+        h.from_local(bench, source, key, "S3, fleet", dst, (), movers=movers)
+        for source, key, dst in (
+            ("large", "fleet-large", h.fresh("s3", "bench-fleet", "large.bin")),
+            ("tree", "fleet-small", h.fresh("s3", "bench-fleetsmall")),
+        )
     ]
 
 
@@ -260,8 +175,7 @@ def rows(bench: h.Bench, results: dict[str, h.CaseResult]) -> list[h.Row]:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    h.add_common_args(p)
+    p = h.parser(__doc__)
     p.add_argument("--tasks", type=int, default=10_000, help="tasks of the publish case")
     p.add_argument("--concurrency", type=int, default=2, help="pool size of each worker")
     return p.parse_args(argv)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Local benchmark: ``mover copy`` against ``cp`` and ``rclone``, file to file on one file system.
 
-Cases (built by :func:`cases`, run by the shared harness, ``benchmarks/harness.py``):
+Cases (built by :func:`cases`, run by the shared harness, ``benchmarks/harness/``):
 
 * ``file-large``: one random file (1 GiB; 256 MiB with ``--quick``) copied file to file;
   target (issue 10) >= 0.9x ``cp``+sync;
@@ -27,7 +27,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # harness.py, beside this file
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # harness/, beside this file
 import harness as h
 
 # Names this script exported before the harness existed, kept importable from here.
@@ -46,6 +46,8 @@ from harness import (  # noqa: F401
     write_random,
 )
 
+#: The peers of every case (each case keeps those that are installed).
+PEERS = ("cp", "rclone")
 #: Targets, as peer seconds / mover seconds of the best rounds.
 TARGETS = (
     h.Target(
@@ -60,37 +62,10 @@ TARGETS = (
 
 def cases(bench: h.Bench) -> list[h.Case]:
     """The local cases with their tools: mover, cp and rclone (when installed)."""
-    large, tree = bench.large(), bench.tree()
-    tiny = bench.work / "tiny.bin"
-    tiny.write_bytes(b"x")
     return [
-        h.transfer_case(
-            bench,
-            "file-large",
-            f"{bench.large_label()} file -> file",
-            h.Loc("file", str(large)),
-            lambda t: h.Loc("file", str(bench.dst(t, "copy.bin"))),
-            ("cp", "rclone"),
-            before=lambda: h.warm(large),
-        ),
-        h.transfer_case(
-            bench,
-            "file-small",
-            f"{bench.small_label()} -> folder",
-            h.Loc("file", str(tree)),
-            lambda t: h.Loc("file", str(bench.dst(t, "tree"))),
-            ("cp", "rclone"),
-            recursive=True,
-            before=lambda: h.warm(tree),
-        ),
-        h.transfer_case(
-            bench,
-            "file-tiny",
-            "1 B file -> file",
-            h.Loc("file", str(tiny)),
-            lambda t: h.Loc("file", str(bench.dst(t, "tiny.bin"))),
-            (),
-        ),
+        h.from_local(bench, "large", "file-large", "file", bench.fresh_local("copy.bin"), PEERS),
+        h.from_local(bench, "tree", "file-small", "folder", bench.fresh_local("tree"), PEERS),
+        h.from_local(bench, "tiny", "file-tiny", "file", bench.fresh_local("tiny.bin"), ()),
     ]
 
 
@@ -100,14 +75,11 @@ def rows(bench: h.Bench, results: dict[str, h.CaseResult]) -> list[h.Row]:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    h.add_common_args(p)
-    return p.parse_args(argv)
+    return h.parser(__doc__).parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    return h.run_script(args, "mover local benchmark", cases, rows)
+    return h.run_script(parse_args(argv), "mover local benchmark", cases, rows)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 ``swift`` CLI, on a local SeaweedFS (S3) and a local OpenStack Swift, side by side in one run.
 
 Cases (1 GiB and 2,000 x 16 KiB by default; 256 MiB and 300 with ``--quick``), built by
-:func:`cases` and run by the shared harness (``benchmarks/harness.py``):
+:func:`cases` and run by the shared harness (``benchmarks/harness/``):
 
 * S3: ``s3-up`` file -> S3, ``s3-down`` S3 -> file, ``s3-copy`` S3 -> S3 (same endpoint, another
   bucket), ``s3-small-up`` a folder of small files -> a prefix, ``s3-small-down`` a prefix -> a
@@ -28,11 +28,12 @@ Swift >= 1.2x rclone and the swift CLI; a 1-byte copy to S3 within 0.2 s.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # harness.py, beside this file
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # harness/, beside this file
 import harness as h
 
 # Names this script exported before the harness existed, kept importable from here.
@@ -61,6 +62,8 @@ SWIFT_CASES = ("sw-up", "sw-down", "sw-small")
 #: The peers tried on every case; each case keeps those that can do it and are installed.
 S3_PEERS = ("s5cmd", "rclone", "boto3", "aws")
 SWIFT_PEERS = ("swift", "rclone")
+#: The peers of the 1-byte case (the whole command of each).
+TINY_PEERS = ("s5cmd", "rclone", "aws")
 #: Seconds a ``mover copy`` of a 1-byte file to S3 may take, whole command (issue 10).
 TINY_MAX_S = 0.2
 
@@ -98,141 +101,119 @@ TARGETS = (
 )
 
 
+def _before_download(
+    bench: h.Bench, side: h.S3Side | h.SwiftSide, source: h.Loc, upload: Callable[[], None]
+) -> Callable[[], None]:
+    """What runs before a download's rounds: its source uploaded (once, untimed), the local
+    reference warmed, and the source read through the server (its caches warm too)."""
+    once = functools.cache(upload)
+
+    def before() -> None:
+        once()
+        h.warm(bench.large())
+        side.read_through(source.store, source.key)
+
+    return before
+
+
+def _up_down_small(
+    bench: h.Bench,
+    store: str,
+    keys: tuple[str, str, str],
+    peers: Sequence[str],
+    base: tuple[str, str],
+    source: h.Loc,
+    before_download: Callable[[], None],
+) -> list[h.Case]:
+    """The cases both stores have: the large file up, the large object down, the tree up.
+
+    ``keys``: those three cases' keys; ``base``: the bucket or container the large file and
+    the tree go to; ``source``: the large object the download reads.
+    """
+    kind = source.kind
+    return [
+        h.from_local(bench, "large", keys[0], store, h.fresh(kind, base[0], "large.bin"), peers),
+        h.transfer_case(
+            bench,
+            keys[1],
+            f"{bench.large_label()} {store} -> file",
+            source,
+            bench.fresh_local("large.bin"),
+            peers,
+            reference=bench.large(),
+            before=before_download,
+        ),
+        h.from_local(bench, "tree", keys[2], store, h.fresh(kind, base[1]), peers),
+    ]
+
+
 def s3_cases(bench: h.Bench) -> list[h.Case]:
     """The S3 cases; the server starts (or ``--s3-endpoint`` is used) on the first call."""
     s3 = bench.s3()
     s3.ensure_buckets(S3_BUCKETS)
     large, tree = bench.large(), bench.tree()
-    size = bench.large_label()
     source = h.Loc("s3", "bench-src/large.bin")
     tree_source = h.Loc("s3", "bench-smallsrc/tree/")
-    state = {"large": False, "tree": False}
-
-    def large_source() -> None:
-        """Upload the download's source once (untimed), then read it through the server."""
-        if not state["large"]:
-            s3.upload(large, source.store, source.key, bench.chunk, bench.streams)
-            state["large"] = True
-        h.warm(large)
-        s3.read_through(source.store, source.key)
-
-    def small_source() -> None:
-        if not state["tree"]:
-            s3.upload_tree(tree, tree_source.store, tree_source.key.rstrip("/"))
-            state["tree"] = True
-
-    tiny = bench.work / "tiny.bin"
-    tiny.write_bytes(b"x")
-    return [
-        h.transfer_case(
-            bench,
-            "s3-up",
-            f"{size} file -> S3",
-            h.Loc("file", str(large)),
-            lambda t: h.Loc("s3", f"bench-up/{t}/large.bin"),
-            S3_PEERS,
-            before=lambda: h.warm(large),
+    from_source = _before_download(
+        bench,
+        s3,
+        source,
+        lambda: s3.upload(large, source.store, source.key, bench.chunk, bench.streams),
+    )
+    up, down, small_up = _up_down_small(
+        bench,
+        "S3",
+        ("s3-up", "s3-down", "s3-small-up"),
+        S3_PEERS,
+        ("bench-up", "bench-small"),
+        source,
+        from_source,
+    )
+    copy = h.transfer_case(
+        bench,
+        "s3-copy",
+        f"{bench.large_label()} S3 -> S3",
+        source,
+        h.fresh("s3", "bench-copy", "large.bin"),
+        S3_PEERS,
+        reference=large,
+        before=from_source,
+    )
+    small_down = h.transfer_case(
+        bench,
+        "s3-small-down",
+        f"{bench.small_label()} S3 -> folder",
+        tree_source,
+        bench.fresh_local("tree"),
+        S3_PEERS,
+        recursive=True,
+        reference=tree,
+        before=functools.cache(
+            lambda: s3.upload_tree(tree, tree_source.store, tree_source.key.rstrip("/"))
         ),
-        h.transfer_case(
-            bench,
-            "s3-down",
-            f"{size} S3 -> file",
-            source,
-            lambda t: h.Loc("file", str(bench.dst(t, "large.bin"))),
-            S3_PEERS,
-            reference=large,
-            before=large_source,
-        ),
-        h.transfer_case(
-            bench,
-            "s3-copy",
-            f"{size} S3 -> S3",
-            source,
-            lambda t: h.Loc("s3", f"bench-copy/{t}/large.bin"),
-            S3_PEERS,
-            reference=large,
-            before=large_source,
-        ),
-        h.transfer_case(
-            bench,
-            "s3-small-up",
-            f"{bench.small_label()} -> S3",
-            h.Loc("file", str(tree)),
-            lambda t: h.Loc("s3", f"bench-small/{t}/"),
-            S3_PEERS,
-            recursive=True,
-            before=lambda: h.warm(tree),
-        ),
-        h.transfer_case(
-            bench,
-            "s3-small-down",
-            f"{bench.small_label()} S3 -> folder",
-            tree_source,
-            lambda t: h.Loc("file", str(bench.dst(t, "tree"))),
-            S3_PEERS,
-            recursive=True,
-            reference=tree,
-            before=small_source,
-        ),
-        h.transfer_case(
-            bench,
-            "s3-tiny",
-            "1 B file -> S3",
-            h.Loc("file", str(tiny)),
-            lambda t: h.Loc("s3", f"bench-tiny/{t}/tiny.bin"),
-            ("s5cmd", "rclone", "aws"),
-        ),
-    ]
+    )
+    tiny = h.from_local(
+        bench, "tiny", "s3-tiny", "S3", h.fresh("s3", "bench-tiny", "tiny.bin"), TINY_PEERS
+    )
+    return [up, down, copy, small_up, small_down, tiny]
 
 
 def swift_cases(bench: h.Bench) -> list[h.Case]:
     """The Swift cases; the server starts (or ``--swift-auth`` is used) on the first call."""
     sw = bench.swift()
     sw.ensure_containers(SWIFT_CONTAINERS)
-    large, tree = bench.large(), bench.tree()
-    size = bench.large_label()
     source = h.Loc("swift", "bench-swsrc/large.bin")
-    state = {"large": False}
-
-    def large_source() -> None:
-        """Upload the download's source once (untimed: mover, checked by the case's readers)."""
-        if not state["large"]:
-            h.run(bench.mover_argv(str(large), source.url()), bench.env)
-            state["large"] = True
-        h.warm(large)
-        sw.read_through(source.store, source.key)
-
-    return [
-        h.transfer_case(
-            bench,
-            "sw-up",
-            f"{size} file -> Swift",
-            h.Loc("file", str(large)),
-            lambda t: h.Loc("swift", f"bench-sw/{t}/large.bin"),
-            SWIFT_PEERS,
-            before=lambda: h.warm(large),
-        ),
-        h.transfer_case(
-            bench,
-            "sw-down",
-            f"{size} Swift -> file",
-            source,
-            lambda t: h.Loc("file", str(bench.dst(t, "large.bin"))),
-            SWIFT_PEERS,
-            reference=large,
-            before=large_source,
-        ),
-        h.transfer_case(
-            bench,
-            "sw-small",
-            f"{bench.small_label()} -> Swift",
-            h.Loc("file", str(tree)),
-            lambda t: h.Loc("swift", f"bench-swsmall/{t}/"),
-            SWIFT_PEERS,
-            recursive=True,
-            before=lambda: h.warm(tree),
-        ),
-    ]
+    # the download's source is uploaded by mover, and checked by the case's readers
+    upload = bench.mover_argv(str(bench.large()), source.url())
+    return _up_down_small(
+        bench,
+        "Swift",
+        ("sw-up", "sw-down", "sw-small"),
+        SWIFT_PEERS,
+        ("bench-sw", "bench-swsmall"),
+        source,
+        _before_download(bench, sw, source, lambda: h.run(upload, bench.env)),
+    )
 
 
 def cases(bench: h.Bench, s3: bool = True, swift: bool = True) -> list[h.Case]:
@@ -274,8 +255,7 @@ def rows(bench: h.Bench, results: dict[str, h.CaseResult]) -> list[h.Row]:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    h.add_common_args(p)
+    p = h.parser(__doc__)
     p.add_argument("--no-s3", action="store_true", help="skip the S3 cases")
     p.add_argument("--no-swift", action="store_true", help="skip the Swift cases")
     return p.parse_args(argv)

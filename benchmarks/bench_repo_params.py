@@ -30,8 +30,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-MiB = 1 << 20
-REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # harness/, beside this file
+from harness import REPO, MiB
 
 
 def rate(fn: Callable[[bytes], object], data: bytes, total: int = 256 * MiB) -> float:

@@ -22,8 +22,9 @@ by each step and in all, peak RSS of mover's processes, and the ratios against t
 * first backup and every incremental: >= 1.5 x restic's speed;
 * restore: >= 1.5 x restic's speed.
 
-Every target is printed PASS or MISS; a miss says its measured cause (the store's raw write or
-read speed measured here, the machine's load), never hidden.
+Every target is a row of the harness's target table (``case  mover  peer  ratio  target
+met/missed``); a miss says its measured cause (the store's raw write or read speed measured
+here, the machine's load), never hidden.
 
 Commands timed: ``mover snapshot backup FILE --to STORE --name NAME --json`` (embedded
 executor, ``--streams``, 4), ``mover snapshot restore NAME OUT --from STORE`` (``--streams``
@@ -55,23 +56,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-KiB = 1024
-MiB = 1024 * KiB
-GiB = 1024 * MiB
-REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # harness/, beside this file
+import harness as h
+from harness import GiB, KiB, MiB, human
+
 BLOCK = 64 * KiB
 PASSPHRASE = "bench-restic passphrase: not a secret"
 TARGET_STORED = 1.1
 TARGET_SPEED = 1.5
 BUCKETS = {"mover": "bench-mover", "restic": "bench-restic"}
-
-
-def human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return str(n)
 
 
 @dataclass
@@ -112,12 +105,6 @@ def sha256sum(path: Path) -> str:
 # --- the data set -----------------------------------------------------------------------------
 
 
-def write_random(path: Path, size: int) -> None:
-    from tests.integration.test_fleet import random_file  # the tests' maker of random files
-
-    random_file(path, size)
-
-
 def rewrite_blocks(path: Path, fraction: float, rng: random.Random) -> int:
     """Rewrite ``fraction`` of the file's 64 KiB blocks with random bytes; return the count."""
     blocks = os.path.getsize(path) // BLOCK
@@ -132,13 +119,10 @@ def rewrite_blocks(path: Path, fraction: float, rng: random.Random) -> int:
 
 
 def make_sparse(path: Path, size: int, data: int, rng: random.Random) -> None:
+    """A sparse image of ``size`` bytes holding ``data`` random bytes in 10 MiB extents."""
     extent = 10 * MiB
-    slots = size // extent
-    with open(path, "wb") as f:
-        f.truncate(size)
-        for slot in sorted(rng.sample(range(slots), max(1, data // extent))):
-            f.seek(slot * extent)
-            f.write(os.urandom(extent))
+    slots = sorted(rng.sample(range(size // extent), max(1, data // extent)))
+    h.write_random(path, size, [(slot * extent, extent) for slot in slots])
 
 
 # --- the tools --------------------------------------------------------------------------------
@@ -260,17 +244,6 @@ class Restic(Tool):
         return r, out / str(path).lstrip("/")
 
 
-def folder_bytes(root: Path) -> int:
-    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
-
-
-def bucket_bytes(client: Any, bucket: str, prefix: str = "") -> int:
-    total = 0
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        total += sum(o["Size"] for o in page.get("Contents", []))
-    return total
-
-
 # --- bounds: what the stores themselves do here ------------------------------------------------
 
 
@@ -349,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("restic is not installed: apt-get install restic")
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     rng = random.Random(args.seed)
-    sys.path.insert(0, str(REPO))
+    sys.path.insert(0, str(h.REPO))  # tests.servers
 
     with ExitStack() as stack:
         work = Path(tempfile.mkdtemp(prefix="bench-restic-", dir=args.dir))
@@ -369,17 +342,14 @@ def main(argv: list[str] | None = None) -> int:
         ]
         (work / "mover-local").mkdir()
         tools: list[Tool] = []
-        client = None
+        side: h.S3Side | None = None
         bounds: dict[str, float] = {}
         if "s3" in targets:
             from tests.servers import SeaweedS3Server
 
             s3 = stack.enter_context(SeaweedS3Server())
-            import boto3
-
-            client = boto3.client("s3", **s3.client_kwargs())
-            for b in BUCKETS.values():
-                client.create_bucket(Bucket=b)
+            side = h.S3Side(s3.endpoint_url, s3.access_key, s3.secret_key, s3.region, s3.pids)
+            side.ensure_buckets(list(BUCKETS.values()))
             config += [
                 "[stores.bench-s3]",
                 f'url = "s3://{BUCKETS["mover"]}/m/"',
@@ -393,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
                 AWS_ACCESS_KEY_ID=s3.access_key,
                 AWS_SECRET_ACCESS_KEY=s3.secret_key,
             )
-            bounds["s3_put"], bounds["s3_get"] = s3_bounds(client, BUCKETS["mover"], 512 * MiB)
+            bounds["s3_put"], bounds["s3_get"] = s3_bounds(side.client, BUCKETS["mover"], 512 * MiB)
         (work / "mover.toml").write_text("\n".join(config) + "\n")
         bounds["disk_write"] = disk_bound(work, 512 * MiB)
         for t in targets:
@@ -412,16 +382,16 @@ def main(argv: list[str] | None = None) -> int:
         def stored(tool: Tool) -> int:
             if tool.target == "local":
                 root = work / ("mover-local/repository" if tool.name == "mover" else "restic-local")
-                return folder_bytes(root)
-            assert client is not None
+                return h.total_of(root)
+            assert side is not None
             prefix = "m/repository/" if tool.name == "mover" else "r/"
-            return bucket_bytes(client, BUCKETS[tool.name], prefix)
+            return side.shape(BUCKETS[tool.name], prefix)[1]
 
         vol = work / "vol.img"
         clone = work / "clone.img"
         sparse = work / "sparse.img"
         print(f"# making the data: {human(args.size)} volume", flush=True)
-        write_random(vol, args.size)
+        h.write_random(vol, args.size)
         steps: list[Step] = []
         totals = {t.label: 0 for t in tools}
         load: list[float] = [os.getloadavg()[0]]
@@ -502,53 +472,64 @@ def report(
         f"on {cores} cores"
     )
     print("bounds measured here: " + ", ".join(f"{k} {v:.0f} MiB/s" for k, v in bounds.items()))
+    speed_target = f">= {TARGET_SPEED}x restic"
+    rows: list[h.Row] = []
+
+    def speed_row(case: str, mover_s: float, restic_s: float, why: str) -> None:
+        ratio = restic_s / mover_s
+        verdict = "met" if ratio >= TARGET_SPEED else f"MISSED: {why}"
+        row = (f"{mover_s:.1f} s", f"restic {restic_s:.1f} s", f"{ratio:.2f}x")
+        rows.append(h.Row(case, *row, speed_target, verdict))
+
     for t in targets:
         m, r = f"mover/{t}", f"restic/{t}"
         print(f"\n### {t}")
         print(
             f"{'step':8s} {'mover s':>8s} {'restic s':>9s} {'speed x':>8s} {'cpu x':>6s} "
-            f"{'mover +':>11s} {'restic +':>11s}  target"
+            f"{'mover +':>11s} {'restic +':>11s}"
         )
-        misses: list[str] = []
         for s in steps:
-            ratio = s.seconds[r] / s.seconds[m]
-            ok = ratio >= TARGET_SPEED
             print(
-                f"{s.name:8s} {s.seconds[m]:8.1f} {s.seconds[r]:9.1f} {ratio:7.2f}x "
-                f"{s.cpu[r] / max(s.cpu[m], 0.01):5.2f}x "
-                f"{human(s.added[m]):>11s} {human(s.added[r]):>11s}  "
-                f"{'PASS' if ok else 'MISS'} (>= {TARGET_SPEED}x)"
+                f"{s.name:8s} {s.seconds[m]:8.1f} {s.seconds[r]:9.1f} "
+                f"{s.seconds[r] / s.seconds[m]:7.2f}x {s.cpu[r] / max(s.cpu[m], 0.01):5.2f}x "
+                f"{human(s.added[m]):>11s} {human(s.added[r]):>11s}"
             )
-            if not ok:
-                misses.append(
-                    cause(t, s.name, s.logical, s.seconds[m], s.added[m], bounds, load, cores)
-                )
+            why = cause(t, s.name, s.logical, s.seconds[m], s.added[m], bounds, load, cores)
+            speed_row(f"{s.name} backup, {t}", s.seconds[m], s.seconds[r], why)
         ratio = totals[m] / totals[r]
-        ok = ratio <= TARGET_STORED
-        print(
-            f"{'stored':8s} {human(totals[m]):>8s} {human(totals[r]):>9s} {ratio:7.2f}x "
-            f"{'':>6s} {'':>11s} {'':>11s}  {'PASS' if ok else 'MISS'} (<= {TARGET_STORED}x)"
+        print(f"{'stored':8s} {human(totals[m]):>8s} {human(totals[r]):>9s} {ratio:7.2f}x")
+        rows.append(
+            h.Row(
+                f"stored bytes, {t}",
+                human(totals[m]),
+                f"restic {human(totals[r])}",
+                f"{ratio:.2f}x",
+                f"<= {TARGET_STORED}x restic",
+                "met" if ratio <= TARGET_STORED else "MISSED: see the per-step growth above",
+            )
         )
-        if not ok:
-            misses.append(f"stored bytes {ratio:.2f}x restic's: see the per-step growth above")
         rr = restores[r] / restores[m]
-        ok = rr >= TARGET_SPEED
         print(
             f"{'restore':8s} {restores[m]:8.1f} {restores[r]:9.1f} {rr:7.2f}x "
-            f"{restore_cpu[r] / max(restore_cpu[m], 0.01):5.2f}x "
-            f"{'':>11s} {'':>11s}  {'PASS' if ok else 'MISS'} (>= {TARGET_SPEED}x)"
+            f"{restore_cpu[r] / max(restore_cpu[m], 0.01):5.2f}x"
         )
-        if not ok:
-            misses.append(
-                cause(t, "restore", args.size, restores[m], 0, bounds, load, cores, reading=True)
-            )
-        for line in misses:
-            print(f"  MISS: {line}")
+        why = cause(t, "restore", args.size, restores[m], 0, bounds, load, cores, reading=True)
+        speed_row(f"restore, {t}", restores[m], restores[r], why)
     rss = max((t.rss for t in tools if isinstance(t, Mover)), default=0)
     bound = args.streams * (8 + 16 + 2) * MiB + 150 * MiB
-    print(
-        f"\nmover peak RSS {human(rss)} (bound streams x (read 8 + pack 16 + 2 chunks) MiB "
-        f"+ 150 MiB = {human(bound)}): {'PASS' if rss <= bound else 'MISS'}"
+    rows.append(
+        h.limit_row(
+            "mover peak RSS",
+            human(rss),
+            rss <= bound,
+            f"<= streams x (read 8 + pack 16 + 2 chunks) MiB + 150 MiB = {human(bound)}",
+        )
+    )
+    h.print_targets(
+        rows,
+        "targets",
+        note="ratio: restic seconds / mover seconds (restic's restore with its `sync -f`); "
+        "stored: mover bytes / restic bytes.",
     )
 
 

@@ -32,8 +32,8 @@ Standard library only at import time; boto3 and swiftclient are imported by the 
 One module per concern: ``base`` (sizes, defaults, BenchError), ``host`` (programs, load,
 revision), ``data``, ``runs`` (measuring and running cases), ``report`` (targets, tables),
 ``stores`` (S3 and Swift from the benchmark's side), ``peers`` (each peer's command), ``bench``
-(one run: options, servers, work folder). Scripts use the names re-exported here: ``import
-harness as h``.
+(one run: options, servers, work folder), ``fleet`` (``mover worker`` processes on the
+bench's Redis). Scripts use the names re-exported here: ``import harness as h``.
 """
 
 from __future__ import annotations
@@ -55,11 +55,13 @@ from .base import (
     GiB,
     KiB,
     MiB,
+    human,
 )
-from .bench import PROGRAMS, Bench, add_common_args, run_script
+from .bench import PROGRAMS, Bench, add_common_args, parser, run_bench, run_script
 from .data import make_tree, same_content, tree_files, tree_shape, warm, write_random
+from .fleet import WORKER_QUEUES, Fleet, stop_groups
 from .host import find_program, fs_type, git_revision, load_average, parse_size, version
-from .peers import Loc, peer_argv, total_of, transfer_case
+from .peers import Loc, fresh, from_local, peer_argv, total_of, transfer_case
 from .report import Row, Target, judge, limit_row, print_details, print_targets, rss_row
 from .runs import Case, CaseResult, Measure, Tool, Usage, process_cpu, run, run_case, run_measured
 from .stores import S3Side, SwiftSide
@@ -77,11 +79,13 @@ __all__ = [
     "RSS_SLACK_BYTES",
     "SMALL_FILE_BYTES",
     "SMALL_FOLDERS",
+    "WORKER_QUEUES",
     "WRITE_SLICE_BYTES",
     "Bench",
     "BenchError",
     "Case",
     "CaseResult",
+    "Fleet",
     "GiB",
     "KiB",
     "Loc",
@@ -95,23 +99,29 @@ __all__ = [
     "Usage",
     "add_common_args",
     "find_program",
+    "fresh",
+    "from_local",
     "fs_type",
     "git_revision",
+    "human",
     "judge",
     "limit_row",
     "load_average",
     "make_tree",
     "parse_size",
+    "parser",
     "peer_argv",
     "print_details",
     "print_targets",
     "process_cpu",
     "rss_row",
     "run",
+    "run_bench",
     "run_case",
     "run_measured",
     "run_script",
     "same_content",
+    "stop_groups",
     "total_of",
     "transfer_case",
     "tree_files",

@@ -32,3 +32,12 @@ QUICK_LEAVES_OUT = ("boto3", "aws")
 
 class BenchError(RuntimeError):
     """Raised when a tool fails or copies something other than its source."""
+
+
+def human(n: float) -> str:
+    """A byte count (or a rate's bytes) in the largest binary unit under 1024: ``1.5 GiB``."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return str(n)

@@ -70,6 +70,14 @@ def add_common_args(p: argparse.ArgumentParser, rounds: int = 3) -> None:
     p.add_argument("--swift-key", default="testing")
 
 
+def parser(doc: str | None, rounds: int = 3) -> argparse.ArgumentParser:
+    """A script's parser: the first paragraph of its docstring as description, and the options
+    every script takes (:func:`add_common_args`); the script adds its own."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0] if doc else None)
+    add_common_args(p, rounds)
+    return p
+
+
 #: Programs the benchmark may run, beside the interpreter first, then on PATH.
 PROGRAMS = ("mover", "cp", "sync", "rclone", "s5cmd", "aws", "swift", "weed")
 
@@ -113,7 +121,10 @@ class Bench:
         self.small_streams: int = int(getattr(args, "small_streams", 32))
         self.chunk_size: str = str(args.chunk_size)
         self.chunk: int = parse_size(self.chunk_size)
-        self.large_bytes = QUICK_LARGE_BYTES if self.quick else FULL_LARGE_BYTES
+        # a script with its own size option passes ``large_bytes`` (bench_metrics)
+        self.large_bytes: int = getattr(args, "large_bytes", None) or (
+            QUICK_LARGE_BYTES if self.quick else FULL_LARGE_BYTES
+        )
         self.small_files = QUICK_SMALL_FILES if self.quick else FULL_SMALL_FILES
         self.only = {k for k in str(getattr(args, "only", "") or "").split(",") if k}
         skip = {k for k in str(getattr(args, "skip", "") or "").split(",") if k}
@@ -144,6 +155,7 @@ class Bench:
         self._redis: Any = None
         self._large: Path | None = None
         self._tree: Path | None = None
+        self._tiny: Path | None = None
         self._tee: _Tee | None = None
         self.load_start = load_average()
 
@@ -244,6 +256,13 @@ class Bench:
             make_tree(self._tree, self.small_files)
         return self._tree
 
+    def tiny(self) -> Path:
+        """A 1-byte file (what a command costs whatever it copies), made once."""
+        if self._tiny is None:
+            self._tiny = self.work / "tiny.bin"
+            self._tiny.write_bytes(b"x")
+        return self._tiny
+
     def large_label(self) -> str:
         n = self.large_bytes
         return f"{n // GiB} GiB" if n % GiB == 0 else f"{n // MiB} MiB"
@@ -254,6 +273,10 @@ class Bench:
     def dst(self, tag: str, name: str) -> Path:
         """A fresh local destination for run ``tag`` (``transfer_case`` makes its folder)."""
         return self.work / "dst" / tag / name
+
+    def fresh_local(self, name: str) -> Callable[[str], Loc]:
+        """Run ``tag``'s local destination ``name`` (a file or folder in :meth:`dst`)."""
+        return lambda tag: Loc("file", str(self.dst(tag, name)))
 
     def clean_dst(self, tag: str) -> None:
         shutil.rmtree(self.work / "dst" / tag, ignore_errors=True)
@@ -346,24 +369,36 @@ class Bench:
         sys.stdout.flush()
 
 
+def run_bench(args: argparse.Namespace, title: str, body: Callable[[Bench], None]) -> int:
+    """``body`` on a :class:`Bench` of ``args``, after the header; servers, workers and the work
+    folder are gone when it returns.
+
+    Returns the exit status: 0, or 1 after a tool failed or copied something wrong (said on
+    stderr, after the script's name).
+    """
+    try:
+        with Bench(args, title) as bench:
+            bench.header()
+            body(bench)
+    except BenchError as exc:
+        print(f"{Path(sys.argv[0]).name}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def run_script(
     args: argparse.Namespace,
     title: str,
     cases: Callable[[Bench], Sequence[Case]],
     rows: Callable[[Bench, dict[str, CaseResult]], Sequence[Row]],
 ) -> int:
-    """A whole benchmark script: header, cases, detail table, target table (with the RSS row).
+    """A whole benchmark script: header, cases, detail table, target table (with the RSS row);
+    the exit status of :func:`run_bench`."""
 
-    Returns the exit status: 0, or 1 after a tool failed or copied something wrong.
-    """
-    try:
-        with Bench(args, title) as bench:
-            bench.header()
-            results = bench.run_cases(cases(bench))
-            print_details(results, "cases")
-            found = [*rows(bench, results), rss_row(results, bench.chunk, bench.streams)]
-            print_targets(found, "targets")
-    except BenchError as exc:
-        print(f"{Path(sys.argv[0]).name}: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    def body(bench: Bench) -> None:
+        results = bench.run_cases(cases(bench))
+        print_details(results, "cases")
+        found = [*rows(bench, results), rss_row(results, bench.chunk, bench.streams)]
+        print_targets(found, "targets")
+
+    return run_bench(args, title, body)

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import filecmp
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from .base import SMALL_FILE_BYTES, SMALL_FOLDERS, WRITE_SLICE_BYTES
 
 
-def write_random(path: Path, size: int) -> None:
-    """Write ``size`` random bytes (incompressible, so no file system or store can cheat)."""
+def write_random(path: Path, size: int, extents: Sequence[tuple[int, int]] | None = None) -> None:
+    """Write ``size`` random bytes (incompressible, so no file system or store can cheat), or
+    only the ``extents`` ``(offset, length)`` of a sparse file of ``size`` bytes: the rest
+    stays holes."""
     with open(path, "wb") as f:
-        left = size
-        while left > 0:
-            step = min(left, WRITE_SLICE_BYTES)
-            f.write(os.urandom(step))
-            left -= step
+        f.truncate(size)
+        for start, length in extents if extents is not None else [(0, size)]:
+            f.seek(start)
+            left = length
+            while left > 0:
+                step = min(left, WRITE_SLICE_BYTES)
+                f.write(os.urandom(step))
+                left -= step
 
 
 def make_tree(tree: Path, files: int, each: int = SMALL_FILE_BYTES) -> None:

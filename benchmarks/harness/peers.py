@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .base import QUICK_LEAVES_OUT, RCLONE_S3, RCLONE_SWIFT, BenchError, MiB
-from .data import tree_shape
+from .data import tree_shape, warm
 from .runs import Case, Tool
 
 if TYPE_CHECKING:
@@ -39,6 +39,12 @@ class Loc:
     def rclone(self) -> str:
         remote = {"file": "", "s3": RCLONE_S3 + ":", "swift": RCLONE_SWIFT + ":"}[self.kind]
         return remote + self.path
+
+
+def fresh(kind: str, base: str, name: str = "") -> Callable[[str], Loc]:
+    """Run ``tag``'s destination on a store: ``base/tag/name`` (``name`` empty: the prefix
+    ``base/tag/`` a tree goes under), so no tool finds an earlier run's copy there."""
+    return lambda tag: Loc(kind, f"{base}/{tag}/{name}")
 
 
 def _boto3_op(src: Loc, dst: Loc, recursive: bool) -> list[str] | None:
@@ -190,6 +196,41 @@ def transfer_case(
         before=before,
         server_pids=bench.server_pids(src, dst("probe")),
         unit="obj/s" if recursive else ("s" if n_bytes < MiB else "MiB/s"),
+    )
+
+
+def from_local(
+    bench: Bench,
+    source: str,
+    key: str,
+    to: str,
+    dst: Callable[[str], Loc],
+    peers: Sequence[str],
+    *,
+    movers: Sequence[tuple[str, Sequence[str], dict[str, str]]] = (("mover", (), {}),),
+) -> Case:
+    """A case copying one of the bench's local sources to a fresh ``dst(tag)`` per run, the
+    source read once first (warm page cache); labelled ``<source> -> <to>``.
+
+    ``source``: ``large`` (the large file), ``tree`` (the small files, copied recursively) or
+    ``tiny`` (1 byte); the others as :func:`transfer_case`.
+    """
+    make, label = {
+        "large": (bench.large, lambda: f"{bench.large_label()} file"),
+        "tree": (bench.tree, bench.small_label),
+        "tiny": (bench.tiny, lambda: "1 B file"),
+    }[source]
+    path = make()
+    return transfer_case(
+        bench,
+        key,
+        f"{label()} -> {to}",
+        Loc("file", str(path)),
+        dst,
+        peers,
+        recursive=source == "tree",
+        before=lambda: warm(path),
+        movers=movers,
     )
 
 

@@ -153,8 +153,19 @@ def print_details(results: dict[str, CaseResult], title: str, out: TextIO | None
     )
 
 
-def print_targets(rows: Sequence[Row], title: str, out: TextIO | None = None) -> None:
-    """The target table: ``case  mover  peer  ratio  target  met/missed``."""
+#: What the ratio column of the peer comparisons means (the default note under the table).
+RATIO_NOTE = (
+    "ratio: peer seconds / mover seconds of the best warm round of each (> 1: mover is "
+    "faster); a peer's +sync\nrow includes a `sync -f` of what it wrote (mover fsyncs, "
+    "peers do not)."
+)
+
+
+def print_targets(
+    rows: Sequence[Row], title: str, out: TextIO | None = None, note: str = RATIO_NOTE
+) -> None:
+    """The target table: ``case  mover  peer  ratio  target  met/missed``, then ``note`` (what
+    the script's ratios are; a script whose ratio is not peer / mover says its own)."""
     out = out or sys.stdout
     print(f"\n{title} (load average {load_average()})", file=out)
     rows = [r for r in rows if r.verdict != NOT_RUN]  # --only left the case out
@@ -166,12 +177,8 @@ def print_targets(rows: Sequence[Row], title: str, out: TextIO | None = None) ->
         cells = (r.case, r.mover, r.peer, r.ratio, r.target)
         line = "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True))
         print(f"{line}  {r.verdict}", file=out)
-    print(
-        "ratio: peer seconds / mover seconds of the best warm round of each (> 1: mover is "
-        "faster); a peer's +sync\nrow includes a `sync -f` of what it wrote (mover fsyncs, "
-        "peers do not).",
-        file=out,
-    )
+    if note:
+        print(note, file=out)
 
 
 _HEADER = Row("case", "mover", "peer", "ratio", "target", "met/missed")

@@ -12,6 +12,12 @@ from .base import RCLONE_S3, RCLONE_SWIFT, BenchError, MiB
 from .data import tree_files
 
 
+def rclone_remote(name: str, **settings: str) -> dict[str, str]:
+    """rclone remote ``name:`` as environment variables (``RCLONE_CONFIG_NAME_TYPE``, ...):
+    the peers run with no config file, so nothing of a user's rclone setup leaks in."""
+    return {f"RCLONE_CONFIG_{name.upper()}_{k.upper()}": v for k, v in settings.items()}
+
+
 @dataclass
 class S3Side:
     """An S3 endpoint the benchmark uses: a boto3 client for checks, peers' environment."""
@@ -37,7 +43,6 @@ class S3Side:
 
     def env(self) -> dict[str, str]:
         """Variables for mover, boto3, the aws CLI, s5cmd and rclone (remote ``bs3:``)."""
-        r = f"RCLONE_CONFIG_{RCLONE_S3.upper()}_"
         return {
             "AWS_ACCESS_KEY_ID": self.access_key,
             "AWS_SECRET_ACCESS_KEY": self.secret_key,
@@ -46,13 +51,16 @@ class S3Side:
             "AWS_ENDPOINT_URL": self.endpoint_url,
             "AWS_EC2_METADATA_DISABLED": "true",
             "S3_ENDPOINT_URL": self.endpoint_url,  # s5cmd
-            r + "TYPE": "s3",
-            r + "PROVIDER": "SeaweedFS",
-            r + "ENDPOINT": self.endpoint_url,
-            r + "ACCESS_KEY_ID": self.access_key,
-            r + "SECRET_ACCESS_KEY": self.secret_key,
-            r + "REGION": self.region,
-            r + "FORCE_PATH_STYLE": "true",
+            **rclone_remote(
+                RCLONE_S3,
+                type="s3",
+                provider="SeaweedFS",
+                endpoint=self.endpoint_url,
+                access_key_id=self.access_key,
+                secret_access_key=self.secret_key,
+                region=self.region,
+                force_path_style="true",
+            ),
         }
 
     def ensure_buckets(self, names: Sequence[str]) -> None:
@@ -134,15 +142,13 @@ class SwiftSide:
 
     def env(self) -> dict[str, str]:
         """Variables for the swift CLI, mover and rclone (remote ``bsw:``)."""
-        r = f"RCLONE_CONFIG_{RCLONE_SWIFT.upper()}_"
         return {
             "ST_AUTH": self.auth_url,
             "ST_USER": self.user,
             "ST_KEY": self.key,
-            r + "TYPE": "swift",
-            r + "AUTH": self.auth_url,
-            r + "USER": self.user,
-            r + "KEY": self.key,
+            **rclone_remote(
+                RCLONE_SWIFT, type="swift", auth=self.auth_url, user=self.user, key=self.key
+            ),
         }
 
     def ensure_containers(self, names: Sequence[str]) -> None:
