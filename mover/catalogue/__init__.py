@@ -76,30 +76,11 @@ def list_zones() -> list[dict[str, Any]]:
     return [z.to_dict() for z in Catalogue().zones()]
 
 
-def add_store(
-    name: str,
-    url: str,
-    *,
-    role: str = "image",
-    scope: str = "",
-    credentials_env: str | None = None,
-    credentials_file: str | None = None,
-    options: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Add a store; a literal secret in ``options`` is refused (give a reference)."""
-    return (
-        Catalogue()
-        .add_store(
-            name,
-            url,
-            role=role,
-            scope=scope,
-            credentials_env=credentials_env,
-            credentials_file=credentials_file,
-            options=options,
-        )
-        .to_dict()
-    )
+def add_store(name: str, url: str, **settings: Any) -> dict[str, Any]:
+    """Add a store; ``settings`` are :meth:`Catalogue.add_store`'s keywords (``role``,
+    ``scope``, ``credentials_env``, ``credentials_file``, ``options``). A literal secret in
+    ``options`` is refused (give a reference)."""
+    return Catalogue().add_store(name, url, **settings).to_dict()
 
 
 def list_stores() -> list[dict[str, Any]]:

@@ -35,6 +35,7 @@ import platformdirs
 
 from mover.errors import ConfigError, MoverError
 from mover.redact import redact
+from mover.sqlrows import transaction
 
 #: Schema migrations, in order: (version, statements). Never edit one that shipped: add one.
 MIGRATIONS: tuple[tuple[int, str], ...] = (
@@ -176,21 +177,11 @@ class SqliteBackend:
             key = str(self.path.resolve())
             if key not in _MIGRATED:
                 conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("BEGIN IMMEDIATE")
-                try:
+                with transaction(conn):
                     _migrate(conn, "REAL", "INTEGER")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
                 _MIGRATED.add(key)
-            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            try:
+            with transaction(conn, "BEGIN IMMEDIATE" if write else "BEGIN"):
                 yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
 
 
 class _PgConnection:

@@ -20,12 +20,13 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from mover.catalogue import snapshots as legacy
-from mover.catalogue.store import CREATING, FAILED, READY, SNAPSHOT, Catalogue, check_name
+from mover.catalogue.snapshots import choose_backup, job_done, job_failed, job_store, open_source
+from mover.catalogue.store import CREATING, FAILED, READY, SNAPSHOT, Catalogue
 from mover.errors import MoverError, ObjectNotFound, UsageError
-from mover.jobs import DONE, RUNNING, Item, Job, JobStore, new_job_id
+from mover.jobs import RUNNING, Item, Job, JobStore, new_job_id
+from mover.lifecycle import error_text
 from mover.repository.layout import PREFIX, manifest_folder
 from mover.repository.retention import Policy, decide
-from mover.resolve import open_location
 from mover.transfer import source_notes
 
 if TYPE_CHECKING:
@@ -54,11 +55,7 @@ def _job(
     streams: int = 4,
     notes: list[str] | None = None,
 ) -> tuple[JobStore, Job]:
-    if jobs is None:
-        from mover.api import default_jobstore
-
-        jobs = default_jobstore()
-    store = jobs
+    store = job_store(jobs)
     job = Job(
         id=job_id or new_job_id(),
         source=source,
@@ -69,19 +66,6 @@ def _job(
     )
     store.create(job)
     return store, job
-
-
-def _finish(
-    store: JobStore, job_id: str, exc: BaseException | None, bytes_through: int = 0
-) -> None:
-    if exc is None:
-        store.update_item(job_id, 0, state=DONE, bytes_through=bytes_through)
-        store.update_job(job_id, state=DONE, finished=time.time())
-    else:
-        message = exc.message if isinstance(exc, MoverError) else f"{type(exc).__name__}: {exc}"
-        store.update_item(job_id, 0, state=FAILED, error=message)
-        store.update_job(job_id, state=FAILED, error=message, finished=time.time())
-    store.flush()
 
 
 def backup_snapshot(
@@ -103,13 +87,8 @@ def backup_snapshot(
     from mover.repository.fleet import runner_for
     from mover.repository.repo import Repository
 
-    cat = catalogue or Catalogue()
-    cat.get_store(to)
-    src_store, src_loc = open_location(source)
-    name = check_name(name or src_loc.basename, "snapshot")
-    if streams < 1:
-        raise UsageError("streams must be at least 1")
-    notes = source_notes(src_loc, src_store.stat(src_loc.full_key))  # a volume read live
+    cat, _src_store, src_loc, info, name = open_source(source, to, name, streams, catalogue)
+    notes = source_notes(src_loc, info)  # a volume read live
     runner = runner_for(executor, streams)
     repo = Repository.open(to, create=True)
     obj = cat.find_object(SNAPSHOT, name) or cat.create_object(SNAPSHOT, name, format="raw")
@@ -137,7 +116,7 @@ def backup_snapshot(
             backup_id=backup_id,
         )
     except BaseException as exc:
-        _finish(jobstore, backup_id, exc)
+        job_failed(jobstore, backup_id, error_text(exc))
         if not has_copy:
             message = exc.message if isinstance(exc, MoverError) else str(exc)
             cat.set_copy(obj.id, to, FAILED, _location(to, name), error=message)
@@ -160,7 +139,7 @@ def backup_snapshot(
     cat.add_backup(obj.id, to, record)
     cat.set_copy(obj.id, to, READY, _location(to, name), job_id=backup_id)
     cat.update_object(obj.id, size=summary["size"])
-    _finish(jobstore, backup_id, None, summary["stored_bytes"])
+    job_done(jobstore, backup_id, bytes_through=summary["stored_bytes"])
     return {
         **record,
         "format": FORMAT,
@@ -174,18 +153,6 @@ def backup_snapshot(
         "seconds": summary["seconds"],
         "executor": runner.name,
     }
-
-
-def _choose(cat: Catalogue, name: str, backup: str | None, store: str | None) -> dict[str, Any]:
-    obj = cat.get_object(SNAPSHOT, name)
-    history = cat.backups(obj.id, store)
-    if backup:
-        history = [b for b in history if b["id"].startswith(backup)]
-        if len(history) != 1:
-            raise UsageError(f"snapshot {name!r}: {len(history)} backups match {backup!r}")
-    if not history:
-        raise ObjectNotFound(f"snapshot {name!r} has no backup" + (f" in {store}" if store else ""))
-    return history[-1]
 
 
 def restore_snapshot(
@@ -209,7 +176,7 @@ def restore_snapshot(
     from mover.repository.repo import Repository
 
     cat = catalogue or Catalogue()
-    chosen = _choose(cat, name, backup, store)
+    chosen = choose_backup(cat, name, backup, store)
     if is_legacy(chosen):
         return legacy.restore_snapshot(
             name,
@@ -237,9 +204,9 @@ def restore_snapshot(
             to_device=to_device,
         )
     except BaseException as exc:
-        _finish(jobstore, job.id, exc)
+        job_failed(jobstore, job.id, error_text(exc))
         raise
-    _finish(jobstore, job.id, None, result["data_bytes"])
+    job_done(jobstore, job.id, bytes_through=result["data_bytes"])
     result.pop("manifest")
     return {
         "snapshot": name,
@@ -280,7 +247,7 @@ def forget_snapshot(
         raise UsageError("forget needs --backup ID or at least one --keep-* option")
     rows = cat.backups(obj.id, store)
     if backup:
-        chosen = _choose(cat, name, backup, store)
+        chosen = choose_backup(cat, name, backup, store)
         if is_legacy(chosen):
             raise UsageError(
                 f"backup {chosen['id']} was made before the repository (its own prefix): "

@@ -48,7 +48,7 @@ import queue
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, NamedTuple
 
 from mover.catalogue.objectio import fill, read_into, read_small, write_whole
 from mover.catalogue.store import (
@@ -68,7 +68,9 @@ from mover.errors import (
     VerificationFailed,
 )
 from mover.jobs import DONE, RUNNING, ChunkRecord, Item, Job, JobStore, new_job_id
-from mover.provider import MiB, StoreProvider
+from mover.lifecycle import error_text
+from mover.location import Location
+from mover.provider import MiB, ObjectInfo, StoreProvider
 from mover.reading import open_sequential
 from mover.resolve import open_location
 from mover.sparse import ExtentMap, fill_zeros, is_zero, read_chunk, sha256_hex, zero_digest
@@ -88,12 +90,68 @@ def _chunk_key(prefix: str, backup: str, index: int) -> str:
     return f"{prefix}{backup}/{index:08d}"
 
 
-def _jobstore(jobs: JobStore | None) -> JobStore:
+def job_store(jobs: JobStore | None) -> JobStore:
+    """``jobs``, or the default job store (where ``mover jobs`` looks)."""
     if jobs is not None:
         return jobs
     from mover.api import default_jobstore
 
     return default_jobstore()
+
+
+def job_done(jobstore: JobStore, job_id: str, **item: Any) -> None:
+    """Record a snapshot job done: its one item (with ``item``'s fields), then the job."""
+    jobstore.update_item(job_id, 0, state=DONE, **item)
+    jobstore.update_job(job_id, state=DONE, finished=time.time())
+    jobstore.flush()
+
+
+def job_failed(jobstore: JobStore, job_id: str, message: str) -> None:
+    """Record a snapshot job failed with ``message``: its one item, then the job."""
+    jobstore.update_item(job_id, 0, state=FAILED, error=message)
+    jobstore.update_job(job_id, state=FAILED, error=message, finished=time.time())
+    jobstore.flush()
+
+
+class BackupSource(NamedTuple):
+    """A backup's request, checked (:func:`open_source`)."""
+
+    catalogue: Catalogue
+    store: StoreProvider
+    location: Location
+    info: ObjectInfo
+    name: str  #: the snapshot's
+
+
+def open_source(
+    source: str, to: str, name: str | None, streams: int, catalogue: Catalogue | None
+) -> BackupSource:
+    """What every backup checks before it writes anything, into the repository or not: store
+    ``to`` is known, the snapshot's name is valid (default: the source's file name), there is
+    at least one stream, and the source exists (its stat)."""
+    cat = catalogue or Catalogue()
+    cat.get_store(to)
+    src_store, src_loc = open_location(source)
+    name = check_name(name or src_loc.basename, "snapshot")
+    if streams < 1:
+        raise UsageError("streams must be at least 1")
+    return BackupSource(cat, src_store, src_loc, src_store.stat(src_loc.full_key), name)
+
+
+def choose_backup(
+    cat: Catalogue, name: str, backup: str | None, store: str | None
+) -> dict[str, Any]:
+    """The backup of snapshot ``name`` a restore reads: the latest (in ``store``, if given),
+    or the one whose id starts with ``backup``."""
+    obj = cat.get_object(SNAPSHOT, name)
+    history = cat.backups(obj.id, store)
+    if backup:
+        history = [b for b in history if b["id"].startswith(backup)]
+        if len(history) != 1:
+            raise UsageError(f"snapshot {name!r}: {len(history)} backups match {backup!r}")
+    if not history:
+        raise ObjectNotFound(f"snapshot {name!r} has no backup" + (f" in {store}" if store else ""))
+    return history[-1]
 
 
 def _read_manifest(location: str) -> dict[str, Any]:
@@ -152,13 +210,7 @@ def backup_snapshot(
     size defaults to the parent's (8 MiB for a first backup). A chunk size other than the
     parent's makes a full backup, said in ``notes``. Returns the backup's record.
     """
-    cat = catalogue or Catalogue()
-    cat.get_store(to)
-    src_store, src_loc = open_location(source)
-    name = check_name(name or src_loc.basename, "snapshot")
-    if streams < 1:
-        raise UsageError("streams must be at least 1")
-    info = src_store.stat(src_loc.full_key)
+    cat, src_store, src_loc, info, name = open_source(source, to, name, streams, catalogue)
     obj = cat.find_object(SNAPSHOT, name) or cat.create_object(SNAPSHOT, name, format="raw")
     history = cat.backups(obj.id, to)
     live = source_notes(src_loc, info)  # a device read live: said in the job record
@@ -184,7 +236,7 @@ def backup_snapshot(
     dst_store.make_parents(manifest_key)
     dst_store.check_writable(manifest_key, None)
 
-    jobstore = _jobstore(jobs)
+    jobstore = job_store(jobs)
     job = Job(
         id=backup_id,
         source=src_loc.url,
@@ -234,10 +286,8 @@ def backup_snapshot(
         for key in written:
             with contextlib.suppress(Exception):
                 dst_store.delete(key)
-        message = exc.message if isinstance(exc, MoverError) else f"{type(exc).__name__}: {exc}"
-        jobstore.update_item(backup_id, 0, state=FAILED, error=message)
-        jobstore.update_job(backup_id, state=FAILED, error=message, finished=time.time())
-        jobstore.flush()
+        message = error_text(exc)
+        job_failed(jobstore, backup_id, message)
         if not history:
             cat.set_copy(obj.id, to, FAILED, copy_location, error=message)
         raise
@@ -273,11 +323,7 @@ def backup_snapshot(
         chunks=sent,
     )
     jobstore.save_item(backup_id, item)
-    jobstore.update_item(
-        backup_id, 0, state=DONE, digest=volume_digest, bytes_through=bytes_sent, size=size
-    )
-    jobstore.update_job(backup_id, state=DONE, finished=time.time())
-    jobstore.flush()
+    job_done(jobstore, backup_id, digest=volume_digest, bytes_through=bytes_sent, size=size)
     return {**record, "full": parent is None, "notes": notes}
 
 
@@ -404,15 +450,7 @@ def restore_snapshot(
     to S3). A block device is written only with ``to_device``, in place.
     """
     cat = catalogue or Catalogue()
-    obj = cat.get_object(SNAPSHOT, name)
-    history = cat.backups(obj.id, store)
-    if backup:
-        history = [b for b in history if b["id"].startswith(backup)]
-        if len(history) != 1:
-            raise UsageError(f"snapshot {name!r}: {len(history)} backups match {backup!r}")
-    if not history:
-        raise ObjectNotFound(f"snapshot {name!r} has no backup" + (f" in {store}" if store else ""))
-    chosen = history[-1]
+    chosen = choose_backup(cat, name, backup, store)
     manifest = _read_manifest(chosen["manifest"])
     src_store, base = open_location(f"store:{chosen['store']}/snapshots/{name}/")
     prefix = base.full_key
@@ -440,7 +478,7 @@ def restore_snapshot(
     data_bytes = sum(c["length"] for c in chunks if not c.get("zero"))
     dst_store.check_writable(key, data_bytes if caps.sparse_write else size)
 
-    jobstore = _jobstore(jobs)
+    jobstore = job_store(jobs)
     job = Job(
         id=new_job_id(),
         source=chosen["manifest"],
@@ -493,17 +531,12 @@ def restore_snapshot(
     except BaseException as exc:
         with contextlib.suppress(Exception):
             writer.abort()
-        message = exc.message if isinstance(exc, MoverError) else f"{type(exc).__name__}: {exc}"
-        message = abort_message(writer.state(), message)
-        jobstore.update_item(job.id, 0, state=FAILED, error=message)
-        jobstore.update_job(job.id, state=FAILED, error=message, finished=time.time())
-        jobstore.flush()
+        message = abort_message(writer.state(), error_text(exc))
+        job_failed(jobstore, job.id, message)
         if isinstance(exc, MoverError) and message != exc.message:
             raise type(exc)(message) from exc
         raise
-    jobstore.update_item(job.id, 0, state=DONE, digest=volume_digest, bytes_through=data_bytes)
-    jobstore.update_job(job.id, state=DONE, finished=time.time())
-    jobstore.flush()
+    job_done(jobstore, job.id, digest=volume_digest, bytes_through=data_bytes)
     return {
         "snapshot": name,
         "backup": chosen["id"],

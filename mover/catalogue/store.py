@@ -35,14 +35,15 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from mover import config as config_mod
-from mover import credentials
+from mover import credentials, sqlrows
 from mover.catalogue.backends import CatalogueBackend, dump, open_backend
 from mover.errors import (
     BadLocation,
     ConfigError,
+    MoverError,
     ObjectNotFound,
     UnknownStore,
     UsageError,
@@ -62,22 +63,34 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 #: Keys of a store record that are not provider options.
 _RESERVED = ("url", "role", "scope")
+#: The columns of the tables ``stores`` and ``objects``, named for their records' fields, in
+#: the tables' order (:mod:`mover.sqlrows`); JSON columns go through ``_ENCODE``/``_DECODE``.
+_STORE_COLUMNS = sqlrows.columns(
+    "name, url, role, scope, credentials_env, credentials_file, options, created"
+)
+_OBJECT_COLUMNS = sqlrows.columns("id, kind, name, format, size, checksum, scope, meta, created")
+_ENCODE: sqlrows.Codec = {"options": json.dumps, "meta": json.dumps}
+_DECODE: sqlrows.Codec = {"options": json.loads, "meta": json.loads}
 
 # --- records --------------------------------------------------------------------------------
 
 
+class _Record:
+    """A catalogue record (a dataclass): ``to_dict()`` is its fields, JSON-able."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+
 @dataclass
-class Zone:
+class Zone(_Record):
     name: str
     description: str = ""
     created: float = 0.0
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass
-class StoreRecord:
+class StoreRecord(_Record):
     """One store: where it is, what it is for, and where its credentials come from."""
 
     name: str
@@ -106,13 +119,11 @@ class StoreRecord:
         return table
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["zone"] = self.zone
-        return d
+        return {**super().to_dict(), "zone": self.zone}
 
 
 @dataclass
-class Copy:
+class Copy(_Record):
     """One copy of a data object in one store, with its state (CloudStack's install path is
     ``location``, written ``store:NAME/key``)."""
 
@@ -124,12 +135,9 @@ class Copy:
     updated: float = 0.0
     scope: str = ""  #: the store's scope, filled in when read
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass
-class DataObject:
+class DataObject(_Record):
     """A template or a snapshot and its copies."""
 
     id: str
@@ -157,9 +165,7 @@ class DataObject:
         return READY
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["state"] = self.state
-        return d
+        return {**super().to_dict(), "state": self.state}
 
 
 def export_credentials_file(store: str, path: str) -> str:
@@ -222,6 +228,18 @@ def parse_scope(scope: str) -> str:
     if scope.startswith("zone:") and _NAME.match(scope[5:]):
         return scope
     raise UsageError(f"scope {scope!r}: write 'region' or 'zone:NAME'")
+
+
+_Named = TypeVar("_Named", Zone, StoreRecord)
+
+
+def _by_name(records: list[_Named], name: str, what: str, error: type[MoverError]) -> _Named:
+    """The record called ``name``; else ``error``, naming the known ones (or how to add one)."""
+    for record in records:
+        if record.name == name:
+            return record
+    known = ", ".join(r.name for r in records) or f"none; add one with mover {what}s add"
+    raise error(f"unknown {what} {name!r} (known: {known})")
 
 
 # --- the catalogue ------------------------------------------------------------------------
@@ -291,11 +309,7 @@ class Catalogue:
             return [Zone(*r) for r in rows.fetchall()]
 
     def get_zone(self, name: str) -> Zone:
-        for zone in self.zones():
-            if zone.name == name:
-                return zone
-        known = ", ".join(z.name for z in self.zones()) or "none; add one with mover zones add"
-        raise UsageError(f"unknown zone {name!r} (known: {known})")
+        return _by_name(self.zones(), name, "zone", UsageError)
 
     # -- stores -----------------------------------------------------------------------------
 
@@ -363,19 +377,8 @@ class Catalogue:
         with self._db() as db:
             if db.execute("SELECT 1 FROM stores WHERE name=?", (name,)).fetchone():
                 raise UsageError(f"store {name!r} already exists (mover stores remove {name})")
-            db.execute(
-                "INSERT INTO stores VALUES (?,?,?,?,?,?,?,?)",
-                (
-                    name,
-                    url,
-                    role,
-                    scope,
-                    credentials_env,
-                    credentials_file,
-                    json.dumps(options),
-                    record.created,
-                ),
-            )
+            row = sqlrows.values(record, _STORE_COLUMNS, _ENCODE)
+            db.execute("INSERT INTO stores VALUES (?,?,?,?,?,?,?,?)", row)
         return record
 
     def set_store_options(self, name: str, options: dict[str, Any]) -> StoreRecord:
@@ -414,19 +417,13 @@ class Catalogue:
         return record
 
     def _catalogue_stores(self, name: str | None = None) -> list[StoreRecord]:
-        sql = (
-            "SELECT name, url, role, scope, credentials_env, credentials_file, options, created "
-            "FROM stores"
-        )
+        sql = f"SELECT {', '.join(_STORE_COLUMNS)} FROM stores"
         args: tuple[str, ...] = ()
         if name is not None:
             sql, args = sql + " WHERE name=?", (name,)
         with self._db(write=False) as db:
             rows = db.execute(sql + " ORDER BY name", args).fetchall()
-        return [
-            StoreRecord(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), "catalogue", r[7])
-            for r in rows
-        ]
+        return [StoreRecord(**sqlrows.fields(_STORE_COLUMNS, r, _DECODE)) for r in rows]
 
     def _config_stores(self) -> list[StoreRecord]:
         out = []
@@ -459,11 +456,7 @@ class Catalogue:
         return sorted(out, key=lambda s: s.name)
 
     def get_store(self, name: str) -> StoreRecord:
-        for record in self.stores():
-            if record.name == name:
-                return record
-        known = ", ".join(s.name for s in self.stores()) or "none; add one with mover stores add"
-        raise UnknownStore(f"unknown store {name!r} (known: {known})")
+        return _by_name(self.stores(), name, "store", UnknownStore)
 
     def find_store_table(self, name: str) -> dict[str, Any] | None:
         """A catalogue store's table for :func:`mover.resolve.resolve`, or None."""
@@ -499,20 +492,8 @@ class Catalogue:
         with self._db() as db:
             if db.execute("SELECT 1 FROM objects WHERE kind=? AND name=?", (kind, name)).fetchone():
                 raise UsageError(f"{kind} {name!r} already exists")
-            db.execute(
-                "INSERT INTO objects VALUES (?,?,?,?,?,?,?,?,?)",
-                (
-                    obj.id,
-                    kind,
-                    name,
-                    format,
-                    size,
-                    checksum,
-                    scope,
-                    json.dumps(obj.meta),
-                    obj.created,
-                ),
-            )
+            row = sqlrows.values(obj, _OBJECT_COLUMNS, _ENCODE)
+            db.execute("INSERT INTO objects VALUES (?,?,?,?,?,?,?,?,?)", row)
         return obj
 
     def update_object(self, obj_id: str, **fields: Any) -> None:
@@ -529,8 +510,7 @@ class Catalogue:
     def find_object(self, kind: str, name: str) -> DataObject | None:
         with self._db(write=False) as db:
             row = db.execute(
-                "SELECT id, kind, name, format, size, checksum, scope, meta, created "
-                "FROM objects WHERE kind=? AND name=?",
+                f"SELECT {', '.join(_OBJECT_COLUMNS)} FROM objects WHERE kind=? AND name=?",
                 (kind, name),
             ).fetchone()
             if row is None:
@@ -540,21 +520,9 @@ class Catalogue:
                 "WHERE object_id=? ORDER BY store",
                 (row[0],),
             ).fetchall()
-        obj = DataObject(
-            id=row[0],
-            kind=row[1],
-            name=row[2],
-            format=row[3],
-            size=row[4],
-            checksum=row[5],
-            scope=row[6],
-            meta=json.loads(row[7]),
-            created=row[8],
-        )
+        obj = DataObject(**sqlrows.fields(_OBJECT_COLUMNS, row, _DECODE))
         scopes = {s.name: s.scope for s in self.stores()}
-        obj.copies = [
-            Copy(c[0], c[1], c[2], c[3], c[4], c[5], scope=scopes.get(c[0], "?")) for c in copies
-        ]
+        obj.copies = [Copy(*c, scope=scopes.get(c[0], "?")) for c in copies]
         return obj
 
     def get_object(self, kind: str, name: str) -> DataObject:
@@ -660,7 +628,7 @@ class Catalogue:
             rows = db.execute(sql + " ORDER BY created, id", args).fetchall()
         out = []
         for row in rows:
-            backup = dict(zip(cols, row, strict=True))
+            backup = sqlrows.fields(cols, row)
             value = backup.pop("sha256")
             # Manifest v1 backups kept the volume's sha256 as bare hex; v2 keep a digest with
             # its algorithm (sha256-chunks:...).

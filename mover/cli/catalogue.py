@@ -4,6 +4,9 @@ Each command is a thin layer over :mod:`mover.catalogue` (the same functions a P
 or a Celery task uses): it parses options, calls one function, and prints either a short
 human line or, with ``--json``, the function's JSON result. Exit codes as everywhere in mover:
 0 done, 1 failed (a failed copy, a store that fails its check), 2 usage.
+
+Options are named as the function's keywords, so a command hands them on as they come
+(``**how``) and takes by name only those it reads itself.
 """
 
 from __future__ import annotations
@@ -71,6 +74,33 @@ def _human(n: int | None) -> str:
     return human(n)
 
 
+def _print_list(
+    fetch: Callable[[], list[dict[str, Any]]], as_json: bool, line: Callable[[dict[str, Any]], str]
+) -> None:
+    """A ``list`` command's output: the JSON list, or one ``line(record)`` per record."""
+    found = _run(fetch)
+    if as_json:
+        _echo_json(found)
+        return
+    for record in found:
+        click.echo(line(record))
+
+
+#: Options several commands share.
+_JSON = click.option("--json", "as_json", is_flag=True)
+_PLACEMENT = click.option("--placement", help="Placement plugin (default: capacity).")
+
+
+def _streams(default: int = 4, help: str | None = None) -> Any:
+    return click.option(
+        "--streams", type=click.IntRange(1, 256), default=default, show_default=True, help=help
+    )
+
+
+def _chunk_size(help: str | None = None) -> Any:
+    return click.option("--chunk-size", callback=_size, help=help)
+
+
 # --- zones ----------------------------------------------------------------------------------
 
 
@@ -91,7 +121,7 @@ def zones_add(name: str, description: str) -> None:
 
 
 @zones.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@_JSON
 def zones_list(as_json: bool) -> None:
     """List zones, each with its image stores."""
     from mover import catalogue
@@ -143,59 +173,40 @@ def stores() -> None:
     help="Provider option (endpoint_url, auth_url, user, region...); repeatable. "
     "Secrets are refused: reference them with --credentials-env/--credentials-file.",
 )
-def stores_add(
-    name: str,
-    url: str,
-    role: str,
-    scope: str,
-    credentials_env: str | None,
-    credentials_file: str | None,
-    pairs: tuple[str, ...],
-) -> None:
+def stores_add(name: str, url: str, pairs: tuple[str, ...], **how: Any) -> None:
     """Add store NAME at URL (s3://bucket/prefix/, swift://container/, file:///srv/images/)."""
     from mover import catalogue
 
     options = _options(pairs)
-    record = _run(
-        lambda: catalogue.add_store(
-            name,
-            url,
-            role=role,
-            scope=scope,
-            credentials_env=credentials_env,
-            credentials_file=credentials_file,
-            options=options,
-        )
-    )
+    record = _run(lambda: catalogue.add_store(name, url, options=options, **how))
     click.echo(
         f"store {record['name']} added: {record['url']} role {record['role']} "
         f"scope {record['scope'] or '-'} (mover stores check {record['name']} tests it)"
     )
 
 
+def _store_line(s: dict[str, Any]) -> str:
+    creds = (
+        f"env {s['credentials_env']}"
+        if s["credentials_env"]
+        else f"file {s['credentials_file']}"
+        if s["credentials_file"]
+        else "provider default (none named)"
+    )
+    origin = "" if s["origin"] == "catalogue" else f"  (from {s['origin']})"
+    return (
+        f"{s['name']:<16} {s['role']:<8} {s['scope'] or '-':<12} {s['url']}  "
+        f"credentials: {creds}{origin}"
+    )
+
+
 @stores.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@_JSON
 def stores_list(as_json: bool) -> None:
     """List stores: the catalogue's and the configuration file's."""
     from mover import catalogue
 
-    found = _run(catalogue.list_stores)
-    if as_json:
-        _echo_json(found)
-        return
-    for s in found:
-        creds = (
-            f"env {s['credentials_env']}"
-            if s["credentials_env"]
-            else f"file {s['credentials_file']}"
-            if s["credentials_file"]
-            else "provider default (none named)"
-        )
-        origin = "" if s["origin"] == "catalogue" else f"  (from {s['origin']})"
-        click.echo(
-            f"{s['name']:<16} {s['role']:<8} {s['scope'] or '-':<12} {s['url']}  "
-            f"credentials: {creds}{origin}"
-        )
+    _print_list(catalogue.list_stores, as_json, _store_line)
 
 
 @stores.command("set")
@@ -232,7 +243,7 @@ def stores_remove(name: str, force: bool) -> None:
 
 @stores.command("check")
 @click.argument("names", nargs=-1)
-@click.option("--json", "as_json", is_flag=True)
+@_JSON
 def stores_check(names: tuple[str, ...], as_json: bool) -> None:
     """Check stores (all if none named): reachable, authenticated, can write, list, read and
     delete a probe object. Exit 1 if any fails."""
@@ -272,49 +283,26 @@ def _copies_line(result: dict[str, Any]) -> str:
     help="region: one copy every zone reads; zone: one copy in each of --zones.",
 )
 @click.option("--zones", "zone_list", help="Comma-separated zones (with --scope zone).")
-@click.option("--format", "fmt", help="Disk format (default: from the file name).")
+@click.option("--format", help="Disk format (default: from the file name).")
 @click.option("--checksum", help="ALGORITHM:HEX, e.g. sha256:...; verified before any copy.")
-@click.option("--streams", type=click.IntRange(1, 256), default=4, show_default=True)
-@click.option("--chunk-size", callback=_size, help="Bytes per chunk (64MiB, 8M ...).")
-@click.option("--placement", help="Placement plugin (default: capacity).")
+@_streams()
+@_chunk_size("Bytes per chunk (64MiB, 8M ...).")
+@_PLACEMENT
 @click.option(
     "--repository",
     is_flag=True,
     help="Keep each copy in the store's backup repository (chunks shared with its snapshots; "
     "copies to other zones move only missing chunks; mover template export writes the image).",
 )
-@click.option("--json", "as_json", is_flag=True)
+@_JSON
 def template_register(
-    name: str,
-    source: str,
-    scope: str,
-    zone_list: str | None,
-    fmt: str | None,
-    checksum: str | None,
-    streams: int,
-    chunk_size: int | None,
-    placement: str | None,
-    repository: bool,
-    as_json: bool,
+    name: str, source: str, zone_list: str | None, as_json: bool, **how: Any
 ) -> None:
     """Register template NAME from SOURCE (any location mover reads)."""
     from mover import catalogue
 
     zone_names = [z.strip() for z in (zone_list or "").split(",") if z.strip()] or None
-    result = _run(
-        lambda: catalogue.register_template(
-            name,
-            source,
-            scope=scope,
-            zones=zone_names,
-            format=fmt,
-            checksum=checksum,
-            streams=streams,
-            chunk_size=chunk_size,
-            placement=placement,
-            repository=repository,
-        )
-    )
+    result = _run(lambda: catalogue.register_template(name, source, zones=zone_names, **how))
     if as_json:
         _echo_json(result)
     else:
@@ -332,26 +320,15 @@ def template_register(
 @template.command("copy")
 @click.argument("name")
 @click.option("--to-zone", required=True, help="The zone that gets its own copy.")
-@click.option("--streams", type=click.IntRange(1, 256), default=4, show_default=True)
-@click.option("--chunk-size", callback=_size)
-@click.option("--placement", help="Placement plugin (default: capacity).")
-@click.option("--json", "as_json", is_flag=True)
-def template_copy(
-    name: str,
-    to_zone: str,
-    streams: int,
-    chunk_size: int | None,
-    placement: str | None,
-    as_json: bool,
-) -> None:
+@_streams()
+@_chunk_size()
+@_PLACEMENT
+@_JSON
+def template_copy(name: str, to_zone: str, as_json: bool, **how: Any) -> None:
     """Copy template NAME into an image store of zone --to-zone."""
     from mover import catalogue
 
-    result = _run(
-        lambda: catalogue.copy_template(
-            name, to_zone, streams=streams, chunk_size=chunk_size, placement=placement
-        )
-    )
+    result = _run(lambda: catalogue.copy_template(name, to_zone, **how))
     if as_json:
         _echo_json(result)
     elif result.get("already"):
@@ -365,7 +342,7 @@ def template_copy(
 @template.command("locate")
 @click.argument("name")
 @click.option("--zone", required=True)
-@click.option("--json", "as_json", is_flag=True)
+@_JSON
 def template_locate(name: str, zone: str, as_json: bool) -> None:
     """Where zone --zone reads template NAME: its own copy, or the region's."""
     from mover import catalogue
@@ -381,36 +358,33 @@ def template_locate(name: str, zone: str, as_json: bool) -> None:
 @click.argument("name")
 @click.argument("destination")
 @click.option("--zone", help="Export the copy this zone reads (default: any ready copy).")
-@click.option("--streams", type=click.IntRange(1, 256), default=4, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
-def template_export(
-    name: str, destination: str, zone: str | None, streams: int, as_json: bool
-) -> None:
+@_streams()
+@_JSON
+def template_export(name: str, destination: str, as_json: bool, **how: Any) -> None:
     """Write template NAME's image to DESTINATION (rebuilt and verified from a repository copy)."""
     from mover import catalogue
 
-    result = _run(lambda: catalogue.export_template(name, destination, zone=zone, streams=streams))
+    result = _run(lambda: catalogue.export_template(name, destination, **how))
     if as_json:
         _echo_json(result)
     else:
         click.echo(f"template {name} exported from {result['from']} to {destination}")
 
 
+def _template_line(t: dict[str, Any]) -> str:
+    return (
+        f"{t['name']:<20} {t['scope']:<7} {t['format'] or '-':<6} {_human(t['size']):>10}  "
+        f"{t['state']:<9} {_copies_line(t)}"
+    )
+
+
 @template.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@_JSON
 def template_list(as_json: bool) -> None:
     """List templates with the state of their copies."""
     from mover import catalogue
 
-    found = _run(catalogue.list_templates)
-    if as_json:
-        _echo_json(found)
-        return
-    for t in found:
-        click.echo(
-            f"{t['name']:<20} {t['scope']:<7} {t['format'] or '-':<6} {_human(t['size']):>10}  "
-            f"{t['state']:<9} {_copies_line(t)}"
-        )
+    _print_list(catalogue.list_templates, as_json, _template_line)
 
 
 @template.command("show")
@@ -453,38 +427,19 @@ _EXECUTOR = click.option(
 @click.argument("source")
 @click.option("--to", "to", required=True, help="The store to back up into.")
 @click.option("--name", help="Snapshot name (default: the source's file name).")
-@click.option("--chunk-size", callback=_size, help="Bytes per chunk (the repository's: 1MiB).")
-@click.option("--streams", type=click.IntRange(1, 256), default=4, show_default=True)
+@_chunk_size("Bytes per chunk (the repository's: 1MiB).")
+@_streams()
 @click.option("--full", is_flag=True, help="Store every chunk again, even those the store has.")
 @_EXECUTOR
-@click.option("--json", "as_json", is_flag=True)
-def snapshot_backup(
-    source: str,
-    to: str,
-    name: str | None,
-    chunk_size: int | None,
-    streams: int,
-    full: bool,
-    executor: str | None,
-    as_json: bool,
-) -> None:
+@_JSON
+def snapshot_backup(source: str, to: str, as_json: bool, **how: Any) -> None:
     """Back SOURCE up into store --to's repository: only chunks the store lacks are stored.
 
     SOURCE may be a file, a block device (snapshot a volume in use first: LVM, the
     hypervisor) or a pipe. Holes and all-zero chunks are stored as nothing."""
     from mover import catalogue
 
-    result = _run(
-        lambda: catalogue.backup_snapshot(
-            source,
-            to,
-            name=name,
-            chunk_size=chunk_size,
-            streams=streams,
-            full=full,
-            executor=executor,
-        )
-    )
+    result = _run(lambda: catalogue.backup_snapshot(source, to, **how))
     if as_json:
         _echo_json(result)
         return
@@ -512,48 +467,23 @@ def snapshot_backup(
 @click.argument("name")
 @click.argument("destination")
 @click.option("--backup", help="A backup id or its prefix (default: the latest).")
-@click.option("--from", "from_store", help="The store to restore from (default: any).")
+@click.option("--from", "store", help="The store to restore from (default: any).")
 @click.option(
     "--to-device",
     is_flag=True,
     help="DESTINATION is a block device, to be overwritten in place (refused without it).",
 )
-@click.option(
-    "--streams",
-    type=click.IntRange(1, 256),
-    default=8,
-    show_default=True,
-    help="Ranges read and written at once (downloads do best with 8 here).",
-)
+@_streams(8, "Ranges read and written at once (downloads do best with 8 here).")
 @_EXECUTOR
-@click.option("--json", "as_json", is_flag=True)
-def snapshot_restore(
-    name: str,
-    destination: str,
-    backup: str | None,
-    from_store: str | None,
-    to_device: bool,
-    streams: int,
-    executor: str | None,
-    as_json: bool,
-) -> None:
+@_JSON
+def snapshot_restore(name: str, destination: str, as_json: bool, **how: Any) -> None:
     """Rebuild snapshot NAME at DESTINATION, every chunk verified before it is written.
 
     A file destination keeps the volume's zeros as holes; a block device (with --to-device)
     is written in place, zeros included."""
     from mover import catalogue
 
-    result = _run(
-        lambda: catalogue.restore_snapshot(
-            name,
-            destination,
-            backup=backup,
-            store=from_store,
-            to_device=to_device,
-            streams=streams,
-            executor=executor,
-        )
-    )
+    result = _run(lambda: catalogue.restore_snapshot(name, destination, **how))
     if as_json:
         _echo_json(result)
         return
@@ -578,32 +508,13 @@ def snapshot_restore(
 @click.option("--backup", help="Forget this one backup (an id or its prefix) instead.")
 @click.option("--store", help="Only the backups in this store.")
 @click.option("--dry-run", is_flag=True, help="Say what would be forgotten; change nothing.")
-@click.option("--json", "as_json", is_flag=True)
-def snapshot_forget(
-    name: str,
-    keep_last: int,
-    keep_daily: int,
-    keep_weekly: int,
-    backup: str | None,
-    store: str | None,
-    dry_run: bool,
-    as_json: bool,
-) -> None:
+@_JSON
+def snapshot_forget(name: str, dry_run: bool, as_json: bool, **how: Any) -> None:
     """Forget backups of NAME (per store) that the policy does not keep, or one --backup.
     Their manifests go now; their chunks when mover repo prune finds them unneeded."""
     from mover import catalogue
 
-    result = _run(
-        lambda: catalogue.forget_snapshot(
-            name,
-            store=store,
-            keep_last=keep_last,
-            keep_daily=keep_daily,
-            keep_weekly=keep_weekly,
-            backup=backup,
-            dry_run=dry_run,
-        )
-    )
+    result = _run(lambda: catalogue.forget_snapshot(name, dry_run=dry_run, **how))
     if as_json:
         _echo_json(result)
         return
@@ -614,21 +525,18 @@ def snapshot_forget(
         click.echo(f"kept   {b['id']} in {b['store']} ({', '.join(b['reasons'])})")
 
 
+def _snapshot_line(s: dict[str, Any]) -> str:
+    stores = ", ".join(c["store"] for c in s["copies"]) or "-"
+    return f"{s['name']:<20} {_human(s['size']):>10}  {len(s['backups'])} backups  in {stores}"
+
+
 @snapshot.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@_JSON
 def snapshot_list(as_json: bool) -> None:
     """List snapshots and their backups."""
     from mover import catalogue
 
-    found = _run(catalogue.list_snapshots)
-    if as_json:
-        _echo_json(found)
-        return
-    for s in found:
-        stores = ", ".join(c["store"] for c in s["copies"]) or "-"
-        click.echo(
-            f"{s['name']:<20} {_human(s['size']):>10}  {len(s['backups'])} backups  in {stores}"
-        )
+    _print_list(catalogue.list_snapshots, as_json, _snapshot_line)
 
 
 @snapshot.command("show")

@@ -62,21 +62,18 @@ def ls_command(
 def sync_command(
     source: str,
     destination: str,
-    delete: bool,
     dry_run: bool,
-    include: tuple[str, ...],
-    exclude: tuple[str, ...],
-    streams: int,
-    chunk_size: int | None,
     quiet: bool,
     as_json: bool,
     executor: str | None,
+    **how: Any,
 ) -> None:
     """Make the folder DESTINATION hold what the folder SOURCE holds.
 
     Copies the objects that are missing or differ (size, then a whole-object digest both
     stores hold, else a newer modification time); with --delete, then deletes the extras.
     A second run copies nothing."""
+    # ``how``: --delete, --include, --exclude, --streams, --chunk-size, named as sync's keywords.
     from mover.cli.progress import ProgressBar
     from mover.syncing import sync
 
@@ -90,16 +87,12 @@ def sync_command(
             return sync(
                 source,
                 destination,
-                delete=delete,
                 dry_run=dry_run,
-                include=include,
-                exclude=exclude,
-                streams=streams,
-                chunk_size=chunk_size,
                 executor="celery" if on_fleet else "embedded",
                 on_progress=bar,
                 on_start=lambda job: bar.set_total(job.size),
                 on_notice=bar.note,
+                **how,
             )
 
     # A failed copy job raises: one line naming the job, exit 1, nothing deleted.

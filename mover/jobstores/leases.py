@@ -32,6 +32,7 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from mover.jobs import COMMITTING, RUNNING
@@ -55,6 +56,20 @@ def _index(jobs: RedisJobStore) -> str:
 
 def _member(job_id: str, item: int) -> str:
     return f"{job_id}:{item}"
+
+
+def _unindex(jobs: RedisJobStore, job_id: str, item: int) -> Callable[[Any], None]:
+    """The pipeline step that takes the item out of the index of commits."""
+
+    def unindex(pipe: Any) -> None:
+        pipe.zrem(_index(jobs), _member(job_id, item))
+
+    return unindex
+
+
+def _expired_at(now: float) -> Callable[[dict[str, Any]], bool]:
+    """Whether an item's fields show a commit whose lease had expired by ``now``."""
+    return lambda f: f["state"] == COMMITTING and float(f["commit_expires"] or 0) <= now
 
 
 def claim(
@@ -98,16 +113,12 @@ def renew(
 def finish(jobs: RedisJobStore, job_id: str, item: int, owner: str, **fields: Any) -> bool:
     """Record the commit's outcome (``state`` and other item fields) if ``owner`` still holds
     the lease, and release it; False (nothing written) for a committer that lost it."""
-
-    def unindex(pipe: Any) -> None:
-        pipe.zrem(_index(jobs), _member(job_id, item))
-
     return jobs.update_if(
         jobs.item_key(job_id, item),
         ("state", "commit_owner"),
         lambda f: f["state"] == COMMITTING and f["commit_owner"] == owner,
         {**fields, "commit_owner": None, "commit_expires": None},
-        unindex,
+        _unindex(jobs, job_id, item),
     )
 
 
@@ -140,7 +151,7 @@ def take_over(
     won = jobs.update_if(
         key,
         ("state", "commit_expires"),
-        lambda f: f["state"] == COMMITTING and float(f["commit_expires"] or 0) <= now,
+        _expired_at(now),
         {"commit_owner": owner, "commit_expires": expires},
         index,
     )
@@ -152,17 +163,12 @@ def take_over(
 def release_expired(jobs: RedisJobStore, job_id: str, item: int) -> bool:
     """Give an expired claim back (``committing`` -> ``running``) so that a resume can claim
     it again; False while a live owner still holds it."""
-    now = server_time(jobs.r)
-
-    def unindex(pipe: Any) -> None:
-        pipe.zrem(_index(jobs), _member(job_id, item))
-
     return jobs.update_if(
         jobs.item_key(job_id, item),
         ("state", "commit_expires"),
-        lambda f: f["state"] == COMMITTING and float(f["commit_expires"] or 0) <= now,
+        _expired_at(server_time(jobs.r)),
         {"state": RUNNING, "commit_owner": None, "commit_expires": None},
-        unindex,
+        _unindex(jobs, job_id, item),
     )
 
 

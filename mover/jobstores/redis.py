@@ -54,6 +54,7 @@ from redis.retry import Retry
 
 from mover.errors import ConfigError, JobNotFound, MoverError
 from mover.jobs import FINAL, ChunkRecord, Item, Job, JobStore
+from mover.jobstores import ITEM_FIELDS, JOB_FIELDS, check_fields
 
 if TYPE_CHECKING:
     from mover.cleanup import PendingAbort
@@ -67,9 +68,6 @@ DEFAULT_PREFIX = "mover"
 #: A job being cancelled: chunks still queued return at once, running ones stop at their
 #: next read; it becomes ``cancelled`` when every chunk has settled.
 CANCELLING = "cancelling"
-
-_JOB_FIELDS = ("state", "error", "finished", "owner")
-_ITEM_FIELDS = ("state", "digest", "error", "bytes_through", "strategy", "size")
 
 
 def _dumps(value: Any) -> str:
@@ -324,18 +322,14 @@ class RedisJobStore(JobStore):
         return bool(added) and int(n_final) >= int(_loads(n_items) or 0)
 
     def update_item(self, job_id: str, item: int, **fields: Any) -> None:
-        bad = set(fields) - set(_ITEM_FIELDS)
-        if bad:
-            raise ValueError(f"unknown item fields {bad}")
+        check_fields(fields, ITEM_FIELDS, "item")
         pipe = self.r.pipeline(transaction=True)
         pipe.hset(self.item_key(job_id, item), mapping={k: _dumps(v) for k, v in fields.items()})
         pipe.hset(self.job_key(job_id), "updated", _dumps(time.time()))
         pipe.execute()
 
     def update_job(self, job_id: str, **fields: Any) -> None:
-        bad = set(fields) - set(_JOB_FIELDS)
-        if bad:
-            raise ValueError(f"unknown job fields {bad}")
+        check_fields(fields, JOB_FIELDS, "job")
         fields["updated"] = time.time()
         n_items = int(_loads(self.r.hget(self.job_key(job_id), "n_items")) or 0)
         pipe = self.r.pipeline(transaction=True)

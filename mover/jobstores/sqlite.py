@@ -25,8 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 import platformdirs
 
+from mover import sqlrows
 from mover.errors import JobNotFound, MoverError
 from mover.jobs import COMMITTING, RUNNING, ChunkRecord, Item, Job, JobStore
+from mover.jobstores import ITEM_FIELDS, JOB_FIELDS, check_fields
 
 if TYPE_CHECKING:
     from mover.cleanup import PendingAbort
@@ -54,9 +56,33 @@ CREATE TABLE IF NOT EXISTS pending_aborts (
 );
 """
 
-_JOB_FIELDS = ("state", "error", "finished", "owner")
-_ITEM_FIELDS = ("state", "digest", "error", "bytes_through", "strategy", "size")
-
+#: The tables' columns, named for the record fields they hold (:mod:`mover.sqlrows`), in the
+#: tables' order; an item's row starts with ``job_id``, a chunk's with ``job_id, item``.
+_JOB_COLUMNS = sqlrows.columns(
+    "id, source, destination, state, recursive, executor, options, error, created, updated, "
+    "finished, owner"
+)
+_ITEM_COLUMNS = sqlrows.columns(
+    "index, source, destination, size, state, strategy, plan, digest, error, bytes_through, "
+    "version, checksum"
+)
+_CHUNK_COLUMNS = sqlrows.columns("index, offset, length, state, digest, error, receipt")
+#: The item columns ``list`` reads, in the order its SELECT names them.
+_LISTED_COLUMNS = sqlrows.columns(
+    "index, source, destination, size, state, strategy, digest, bytes_through"
+)
+_ENCODE: sqlrows.Codec = {
+    "recursive": int,
+    "options": json.dumps,
+    "plan": lambda plan: None if plan is None else json.dumps(plan),
+    "receipt": lambda receipt: json.dumps(receipt) if receipt else None,  # {}: no receipt
+}
+_DECODE: sqlrows.Codec = {
+    "recursive": bool,
+    "options": lambda text: json.loads(text or "{}"),
+    "plan": sqlrows.json_or_none,
+    "receipt": sqlrows.json_or_none,
+}
 
 #: Columns added after the first release: (table, column, type). A store made before them
 #: gets them when it is opened (SQLite appends them, so ``SELECT *`` keeps its order).
@@ -125,11 +151,15 @@ class SqliteJobStore(JobStore):
         with self._cv:
             self._queue.extend(statements)
             self._queued += 1
-            if self._writer is None or not self._writer.is_alive():
-                self._writer = threading.Thread(
-                    target=self._write_loop, name="mover-jobstore", daemon=True
-                )
-                self._writer.start()
+            self._ensure_writer()
+
+    def _ensure_writer(self) -> None:
+        """Start the writer thread unless it runs (it ends when idle); under ``_cv``."""
+        if self._writer is None or not self._writer.is_alive():
+            self._writer = threading.Thread(
+                target=self._write_loop, name="mover-jobstore", daemon=True
+            )
+            self._writer.start()
 
     def _write_loop(self) -> None:
         while True:
@@ -153,11 +183,7 @@ class SqliteJobStore(JobStore):
         with self._cv:
             target = self._queued
             while self._written < target:
-                if self._writer is None or not self._writer.is_alive():
-                    self._writer = threading.Thread(
-                        target=self._write_loop, name="mover-jobstore", daemon=True
-                    )
-                    self._writer.start()
+                self._ensure_writer()
                 self._cv.notify_all()
                 self._cv.wait(0.5)
         if self._writer_error is not None:
@@ -167,74 +193,24 @@ class SqliteJobStore(JobStore):
     # -- writing ----------------------------------------------------------------------------
 
     def _tx(self, statements: list[tuple[str, Any]]) -> None:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                for sql, args in statements:
-                    if isinstance(args, list):
-                        self._db.executemany(sql, args)
-                    else:
-                        self._db.execute(sql, args)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._lock, sqlrows.transaction(self._db):
+            for sql, args in statements:
+                if isinstance(args, list):
+                    self._db.executemany(sql, args)
+                else:
+                    self._db.execute(sql, args)
 
     def create(self, job: Job) -> None:
         self.flush()
-        stmts: list[tuple[str, Any]] = [
-            (
-                "INSERT INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    job.id,
-                    job.source,
-                    job.destination,
-                    job.state,
-                    int(job.recursive),
-                    job.executor,
-                    json.dumps(job.options),
-                    job.error,
-                    job.created,
-                    job.updated,
-                    job.finished,
-                    job.owner,
-                ),
-            )
-        ]
+        row = sqlrows.values(job, _JOB_COLUMNS, _ENCODE)
+        stmts: list[tuple[str, Any]] = [("INSERT INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", row)]
         stmts += self._item_rows(job.id, job.items)
         self._tx(stmts)
 
     def _item_rows(self, job_id: str, items: list[Item]) -> list[tuple[str, Any]]:
-        item_rows = [
-            (
-                job_id,
-                i.index,
-                i.source,
-                i.destination,
-                i.size,
-                i.state,
-                i.strategy,
-                json.dumps(i.plan) if i.plan is not None else None,
-                i.digest,
-                i.error,
-                i.bytes_through,
-                i.version,
-                i.checksum,
-            )
-            for i in items
-        ]
+        item_rows = [(job_id, *sqlrows.values(i, _ITEM_COLUMNS, _ENCODE)) for i in items]
         chunk_rows = [
-            (
-                job_id,
-                i.index,
-                c.index,
-                c.offset,
-                c.length,
-                c.state,
-                c.digest,
-                c.error,
-                json.dumps(c.receipt) if c.receipt else None,
-            )
+            (job_id, i.index, *sqlrows.values(c, _CHUNK_COLUMNS, _ENCODE))
             for i in items
             for c in i.chunks
         ]
@@ -283,9 +259,7 @@ class SqliteJobStore(JobStore):
         )
 
     def update_item(self, job_id: str, item: int, **fields: Any) -> None:
-        bad = set(fields) - set(_ITEM_FIELDS)
-        if bad:
-            raise ValueError(f"unknown item fields {bad}")
+        check_fields(fields, ITEM_FIELDS, "item")
         sets = ", ".join(f"{k}=?" for k in fields)
         self._submit(
             [
@@ -297,9 +271,7 @@ class SqliteJobStore(JobStore):
         )
 
     def update_job(self, job_id: str, **fields: Any) -> None:
-        bad = set(fields) - set(_JOB_FIELDS)
-        if bad:
-            raise ValueError(f"unknown job fields {bad}")
+        check_fields(fields, JOB_FIELDS, "job")
         fields["updated"] = time.time()
         sets = ", ".join(f"{k}=?" for k in fields)
         self._submit([(f"UPDATE jobs SET {sets} WHERE id=?", (*fields.values(), job_id))])
@@ -307,16 +279,11 @@ class SqliteJobStore(JobStore):
     def claim_commit(self, job_id: str, item: int) -> bool:
         self.flush()
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
+            with sqlrows.transaction(self._db):
                 cur = self._db.execute(
                     "UPDATE items SET state=? WHERE job_id=? AND idx=? AND state=?",
                     (COMMITTING, job_id, item, RUNNING),
                 )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
             return cur.rowcount == 1
 
     # -- reading ----------------------------------------------------------------------------
@@ -332,20 +299,7 @@ class SqliteJobStore(JobStore):
         return rows[0][0]
 
     def _job_from_row(self, row: tuple) -> Job:
-        return Job(
-            id=row[0],
-            source=row[1],
-            destination=row[2],
-            state=row[3],
-            recursive=bool(row[4]),
-            executor=row[5],
-            options=json.loads(row[6] or "{}"),
-            error=row[7],
-            created=row[8],
-            updated=row[9],
-            finished=row[10],
-            owner=row[11],
-        )
+        return Job(**sqlrows.fields(_JOB_COLUMNS, row, _DECODE))
 
     def get(self, job_id: str) -> Job:
         self.flush()
@@ -361,36 +315,12 @@ class SqliteJobStore(JobStore):
                 "SELECT * FROM chunks WHERE job_id=? ORDER BY item, idx", (jid,)
             ).fetchall()
         by_item: dict[int, list[ChunkRecord]] = {}
-        for c in chunks:
-            by_item.setdefault(c[1], []).append(
-                ChunkRecord(
-                    index=c[2],
-                    offset=c[3],
-                    length=c[4],
-                    state=c[5],
-                    digest=c[6],
-                    error=c[7],
-                    receipt=json.loads(c[8]) if c[8] else None,
-                )
-            )
-        for r in items:
-            job.items.append(
-                Item(
-                    index=r[1],
-                    source=r[2],
-                    destination=r[3],
-                    size=r[4],
-                    state=r[5],
-                    strategy=r[6],
-                    plan=json.loads(r[7]) if r[7] else None,
-                    digest=r[8],
-                    error=r[9],
-                    bytes_through=r[10],
-                    chunks=by_item.get(r[1], []),
-                    version=r[11],
-                    checksum=r[12],
-                )
-            )
+        for c in chunks:  # job_id, item, then the chunk's columns
+            record = ChunkRecord(**sqlrows.fields(_CHUNK_COLUMNS, c[2:], _DECODE))
+            by_item.setdefault(c[1], []).append(record)
+        for r in items:  # job_id, then the item's columns
+            fields = sqlrows.fields(_ITEM_COLUMNS, r[1:], _DECODE)
+            job.items.append(Item(**fields, chunks=by_item.get(r[1], [])))
         return job
 
     def list(self, limit: int = 20) -> list[Job]:
@@ -406,18 +336,7 @@ class SqliteJobStore(JobStore):
                     "bytes_through FROM items WHERE job_id=? ORDER BY idx",
                     (job.id,),
                 ):
-                    job.items.append(
-                        Item(
-                            index=r[0],
-                            source=r[1],
-                            destination=r[2],
-                            size=r[3],
-                            state=r[4],
-                            strategy=r[5],
-                            digest=r[6],
-                            bytes_through=r[7],
-                        )
-                    )
+                    job.items.append(Item(**sqlrows.fields(_LISTED_COLUMNS, r)))
         return jobs
 
     # -- pending aborts (mover.cleanup) -------------------------------------------------------

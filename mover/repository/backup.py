@@ -106,14 +106,10 @@ def run_range(payload: dict[str, Any]) -> dict[str, Any]:
             entries.append([off, size, None])
 
     def flush() -> None:
-        if not len(builder):
-            return
-        pid, data, written = builder.finish()
-        repo.put(pack_key(pid), data)
-        packs[pid] = [len(data), [[e.id.hex(), e.offset, e.length, e.raw_length] for e in written]]
-        n["stored_bytes"] += len(data)
-        n["packs"] += 1
-        builder.reset()
+        stored = upload_pack(repo, builder, packs)
+        if stored:
+            n["stored_bytes"] += stored
+            n["packs"] += 1
 
     def one(off: int, size: int, data: memoryview) -> None:
         """A chunk read: zeros, known (by id), or new (into the pack)."""
@@ -189,6 +185,20 @@ def run_range(payload: dict[str, Any]) -> dict[str, Any]:
         "counters": n,
         "end": pos,
     }
+
+
+def upload_pack(repo: Repository, builder: PackBuilder, packs: dict[str, Any]) -> int:
+    """Store the pack ``builder`` holds (none if it holds nothing) and note it in ``packs`` as
+    a range task's result carries it (:func:`packs_of` reads it back); the builder is then
+    empty. Returns the pack's size in bytes (0: no pack)."""
+    if not len(builder):
+        return 0
+    pid, data, written = builder.finish()
+    repo.put(pack_key(pid), data)
+    size = len(data)
+    packs[pid] = [size, [[e.id.hex(), e.offset, e.length, e.raw_length] for e in written]]
+    builder.reset()
+    return size
 
 
 def packs_of(results: list[dict[str, Any]]) -> Packs:

@@ -15,11 +15,12 @@ destination, and writes the destination's index, then its manifest, last.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 from mover.errors import ObjectNotFound, VerificationFailed
 from mover.repository import manifests
-from mover.repository.backup import packs_of
+from mover.repository.backup import packs_of, upload_pack
 from mover.repository.crypto import Corrupt
 from mover.repository.index import View, locations, survey, write_index
 from mover.repository.layout import pack_key
@@ -51,14 +52,6 @@ def run_copy(payload: dict[str, Any]) -> dict[str, Any]:
     renamed: dict[str, str] = {}
     copied = copied_bytes = 0
 
-    def flush() -> None:
-        if not len(builder):
-            return
-        pid, data, written = builder.finish()
-        dst.put(pack_key(pid), data)
-        packs[pid] = [len(data), [[e.id.hex(), e.offset, e.length, e.raw_length] for e in written]]
-        builder.reset()
-
     groups = read_groups(payload["entries"])
     buf = bytearray(max((g[-1][5] + g[-1][6] - g[0][5] for g in groups), default=0))
     for group in groups:
@@ -85,8 +78,8 @@ def run_copy(payload: dict[str, Any]) -> dict[str, Any]:
             copied += 1
             copied_bytes += len(stored)
             if builder.full:
-                flush()
-    flush()
+                upload_pack(dst, builder, packs)
+    upload_pack(dst, builder, packs)
     return {"packs": packs, "renamed": renamed, "copied": copied, "copied_bytes": copied_bytes}
 
 
@@ -144,18 +137,8 @@ def copy(
         chunks = [
             [o, n, c if c is None or same_keys else renamed[c]] for o, n, c in manifest.chunks
         ]
-        copy_of = manifests.Manifest(
-            kind=kind,
-            name=name,
-            backup=backup,
-            size=manifest.size,
-            chunk_size=manifest.chunk_size,
-            chunks=chunks,
-            created=manifest.created,
-            source=manifest.source,
-            parent=manifest.parent,
-            meta={**manifest.meta, "copied_from": src.store_name},
-        )
+        meta = {**manifest.meta, "copied_from": src.store_name}
+        copy_of = replace(manifest, chunks=chunks, meta=meta)
         lease.check()
         manifests.write(dst, copy_of)
     copied = sum(r["copied"] for r in results)
