@@ -549,57 +549,87 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def target_rows(verdicts: Sequence[Verdict]) -> list[h.Row]:
+    """The shared target table's rows: one per strategy, workload and criterion."""
+    rows = []
+    for v in verdicts:
+        figures = {
+            "drain": (f"{v.drain_ratio:.2f}", "best fixed", f"<= {DRAIN_RATIO}x"),
+            "slot-seconds": (f"{v.slot_ratio:.2f}", v.reference, f"<= {SLOT_RATIO}x"),
+            "reaction": (
+                "-" if v.reaction is None else f"{v.reaction:.1f} s",
+                "-",
+                f"<= {REACTION_S:g} s",
+            ),
+            "reversals": (str(v.reversals), "-", f"<= {REVERSALS} per burst"),
+        }
+        for criterion, ok in v.passed.items():
+            value, peer, target = figures[criterion]
+            ratio = value if peer != "-" else "-"
+            mover = "-" if peer != "-" else value
+            rows.append(
+                h.Row(
+                    f"{v.workload} {v.strategy} {criterion}",
+                    mover,
+                    peer,
+                    ratio,
+                    target,
+                    "met" if ok else "MISSED: see the run's lines above",
+                )
+            )
+    return rows
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     wanted = set(args.workloads.split(","))
     strategies = [s for s in args.strategies.split(",") if s]
     fixed = [int(n) for n in args.fixed.split(",") if n]
-    try:
-        with h.Bench(args, "mover autoscale benchmark (issue 16)") as bench:
-            bench.header()
-            print(
-                f"  worker -c 1 + mover autoscale --interval 5 --min-per-worker 1 "
-                f"--max-per-worker 8 (poll 0.5 s), against fixed -c {', '.join(map(str, fixed))}"
-                f"; chunks {args.chunk_size}; pool looked at every {args.sample:g} s"
-            )
-            print(
-                "  measured under the load printed beside each run: on a shared machine the "
-                "figures move from run to run; read them as this run's, not as the machine's"
-            )
-            driver = Driver(bench, args)
-            verdicts: list[Verdict] = []
-            for workload in workloads(bench.quick):
-                if workload.name not in wanted:
-                    continue
-                runs = [Run(f"fixed {n}", None, n) for n in fixed]
-                runs += [Run(s, s, None) for s in strategies]
-                for run in runs:
-                    driver.run(workload, run)
-                    print(
-                        f"  ran {workload.name:<6} {run.label:<16} "
-                        f"{'FAILED ' + run.failed if run.failed else f'{run.drain_s:.1f} s'}",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                found = judge(workload.name, runs)
-                verdicts += found
-                print_workload(workload, runs, found)
-            if verdicts:
-                best, lines = best_live(verdicts)
+
+    def body(bench: h.Bench) -> None:
+        print(
+            f"  worker -c 1 + mover autoscale --interval 5 --min-per-worker 1 "
+            f"--max-per-worker 8 (poll 0.5 s), against fixed -c {', '.join(map(str, fixed))}"
+            f"; chunks {args.chunk_size}; pool looked at every {args.sample:g} s"
+        )
+        print(
+            "  measured under the load printed beside each run: on a shared machine the "
+            "figures move from run to run; read them as this run's, not as the machine's"
+        )
+        driver = Driver(bench, args)
+        verdicts: list[Verdict] = []
+        for workload in workloads(bench.quick):
+            if workload.name not in wanted:
+                continue
+            runs = [Run(f"fixed {n}", None, n) for n in fixed]
+            runs += [Run(s, s, None) for s in strategies]
+            for run in runs:
+                driver.run(workload, run)
                 print(
-                    "\nscore (criteria passed over every workload; fewer slot-seconds breaks ties):"
+                    f"  ran {workload.name:<6} {run.label:<16} "
+                    f"{'FAILED ' + run.failed if run.failed else f'{run.drain_s:.1f} s'}",
+                    file=sys.stderr,
+                    flush=True,
                 )
-                print("\n".join(lines))
-                print(f"best live: {best}")
-                missed = [f"{v.strategy}/{v.workload}" for v in verdicts if not v.ok]
-                print(
-                    f"all criteria met: {'yes' if not missed else 'no (' + ', '.join(missed) + ')'}"
-                )
-            print(f"load average at the end: {h.load_average()}")
-    except h.BenchError as exc:
-        print(f"bench_autoscale.py: {exc}", file=sys.stderr)
-        return 1
-    return 0
+            found = judge(workload.name, runs)
+            verdicts += found
+            print_workload(workload, runs, found)
+        if not verdicts:
+            return
+        h.print_targets(
+            target_rows(verdicts),
+            "targets (issue 16)",
+            note="ratio: the strategy's drain time over the best fixed pool's, or its "
+            "slot-seconds over those of the smallest fixed pool within 10 % of the best",
+        )
+        best, lines = best_live(verdicts)
+        print("\nscore (criteria passed over every workload; fewer slot-seconds breaks ties):")
+        print("\n".join(lines))
+        print(f"best live: {best}")
+        missed = [f"{v.strategy}/{v.workload}" for v in verdicts if not v.ok]
+        print(f"all criteria met: {'yes' if not missed else 'no (' + ', '.join(missed) + ')'}")
+
+    return h.run_bench(args, "mover autoscale benchmark (issue 16)", body)
 
 
 if __name__ == "__main__":
