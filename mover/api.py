@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Unpack
 
 from mover.errors import MoverError, UsageError
-from mover.executors.embedded import EmbeddedExecutor
+from mover.executors.contract import Follow, open_executor
+from mover.executors.embedded import EmbeddedExecutor, forget_sources
 from mover.jobs import DONE, Job, JobStore
 from mover.jobstores.sqlite import SqliteJobStore
 from mover.location import parse
-from mover.options import copy_request
-from mover.redact import forget, recalled, redact, remember
-from mover.transfer import Request, prepare
+from mover.options import CopyOptions, request_for
+from mover.redact import recalled, redact, remember
 
 
 def default_jobstore() -> JobStore:
@@ -23,59 +23,39 @@ def copy(
     source: str,
     destination: str,
     *,
-    recursive: bool = False,
-    streams: int | str = 4,
-    chunk_size: int | str | None = None,
-    to_device: bool = False,
     jobs: JobStore | None = None,
     on_progress: Callable[[int], None] | None = None,
     on_start: Callable[[Job], None] | None = None,
     raise_on_failure: bool = True,
-    include: Any = None,
-    exclude: Any = None,
+    **options: Unpack[CopyOptions],
 ) -> Job:
     """Copy ``source`` to ``destination`` in this process and return the finished job.
 
-    Options are checked as every door checks them (:mod:`mover.options`): ``chunk_size`` in
-    bytes or as text such as ``"8MiB"``, ``streams`` from 1 to 256.
+    Options (:class:`~mover.options.CopyOptions`) are checked as every door checks them
+    (:mod:`mover.options`): ``recursive``; ``chunk_size`` in bytes or as text such as
+    ``"8MiB"``; ``streams`` from 1 to 256.
 
     ``source`` may be a file, a block device (a volume), a pipe, a socket or a character
     device; ``destination`` a block device only with ``to_device=True`` (it is overwritten in
     place, and must be at least as large as the source). ``include`` / ``exclude``: globs (one
     or a list) selecting the objects of a recursive copy, as rclone's (:mod:`mover.filters`).
+    ``on_start`` is given the job, planned, before it runs.
 
     Raises the :class:`~mover.errors.MoverError` that stopped it (with ``raise_on_failure``),
     after recording it on the job: bad input before anything moves, or a failed transfer.
     """
-    options, recursive, filters = copy_request(
-        {
-            "streams": streams,
-            "chunk_size": chunk_size,
-            "recursive": recursive,
-            "to_device": to_device,
-            "include": include,
-            "exclude": exclude,
-        }
-    )
-    jobs = jobs or default_jobstore()
-    request = Request(source, destination, recursive, options, filters)
-    job = prepare(request)
-    jobs.create(job)
+    request = request_for(source, destination, options)
+    executor = open_executor("embedded", jobs, streams=request.options.streams)
+    job = executor.prepare(request)
     if on_start is not None:
         on_start(job)
-    executor = EmbeddedExecutor(jobs, streams=options.streams, on_progress=on_progress)
-    try:
-        done = executor.run(job)
-    finally:
-        _forget_sources(job)  # a signed URL lives in memory for this run only
+    return _outcome(executor.complete(job, Follow(on_progress=on_progress)), raise_on_failure)
+
+
+def _outcome(done: Job, raise_on_failure: bool) -> Job:
     if raise_on_failure and done.state != DONE:
         raise MoverError(f"job {done.id} {done.state}: {done.error}")
     return done
-
-
-def _forget_sources(job: Job) -> None:
-    for url in {job.source, *(i.source for i in job.items)}:
-        forget(url)
 
 
 def _recall_source(job: Job, source: str | None) -> None:
@@ -110,8 +90,8 @@ def resume(
     from its done chunks; a failed one, whose partial data was cleaned, starts over. A job
     whose source was a signed URL needs it again as ``source`` (it was recorded redacted).
     """
-    jobs = jobs or default_jobstore()
-    executor = EmbeddedExecutor(jobs, on_progress=on_progress)
+    executor = EmbeddedExecutor.open(jobs)
+    executor.on_progress = on_progress
     job = executor.reopen(job_id)
     _recall_source(job, source)
     if on_start is not None:
@@ -120,7 +100,5 @@ def resume(
     try:
         done = executor.run(job)
     finally:
-        _forget_sources(job)
-    if raise_on_failure and done.state != DONE:
-        raise MoverError(f"job {done.id} {done.state}: {done.error}")
-    return done
+        forget_sources(job)  # a signed URL lives in memory for this run only
+    return _outcome(done, raise_on_failure)

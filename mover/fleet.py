@@ -15,10 +15,12 @@ the workers (see :mod:`mover.executors.celery`). For a copy in this process, use
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Unpack
 
+from mover.executors.contract import open_executor
 from mover.jobs import Job
 from mover.jobstores.redis import RedisJobStore
+from mover.options import CopyOptions, request_for
 
 
 @dataclass
@@ -47,43 +49,25 @@ class JobHandle:
 
 
 def _executor(jobs: RedisJobStore) -> Any:
-    from mover.executors.celery import CeleryExecutor
-
-    return CeleryExecutor(jobs)
+    return open_executor("celery", jobs)
 
 
 def submit(
     source: str,
     destination: str,
     *,
-    recursive: bool = False,
-    streams: int | str = 4,
-    chunk_size: int | str | None = None,
     jobs: RedisJobStore | None = None,
-    include: Any = None,
-    exclude: Any = None,
+    **options: Unpack[CopyOptions],
 ) -> JobHandle:
     """Validate and plan a copy here, publish its chunks to the fleet, return a handle.
+    ``options`` as :func:`mover.copy` takes them, checked alike (:mod:`mover.options`).
 
     Raises the :class:`~mover.errors.MoverError` of a bad request before anything is
     enqueued (unknown store, missing object, a device or pipe of this host, which workers
     elsewhere cannot reach: :func:`mover.transfer.check_fleet`)."""
-    from mover.options import copy_request
-    from mover.transfer import Request
-
-    options, recursive, filters = copy_request(
-        {
-            "streams": streams,
-            "chunk_size": chunk_size,
-            "recursive": recursive,
-            "include": include,
-            "exclude": exclude,
-        }
-    )
-    jobs = jobs or RedisJobStore()
-    request = Request(source, destination, recursive, options, filters)
-    job = _executor(jobs).submit(request)
-    return JobHandle(job.id, jobs)
+    executor = open_executor("celery", jobs)
+    job = executor.submit(request_for(source, destination, options))
+    return JobHandle(job.id, executor.jobs)
 
 
 def handle(job_id: str, jobs: RedisJobStore | None = None) -> JobHandle:

@@ -22,17 +22,34 @@ Names and values:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from mover.config import parse_size
 from mover.errors import MoverError, UsageError
 from mover.filters import Filters
 from mover.motion import Options
 
+if TYPE_CHECKING:
+    from mover.transfer import Request
+
+
+class CopyOptions(TypedDict, total=False):
+    """The options of a copy as keyword arguments (``mover.copy(..., **options)``, typed with
+    ``Unpack``): declared once here for every door that takes them, checked by
+    :func:`copy_request`."""
+
+    chunk_size: int | str | None
+    exclude: Any
+    include: Any
+    recursive: bool
+    streams: int | str
+    to_device: bool
+
+
 #: The most streams one job may ask for.
 MAX_STREAMS = 256
 #: Every option name a copy accepts.
-NAMES = ("chunk_size", "exclude", "include", "recursive", "streams", "to_device")
+NAMES = tuple(sorted(CopyOptions.__annotations__))
 
 
 def _bad(name: str, value: Any, problem: str) -> UsageError:
@@ -84,6 +101,16 @@ def copy_request(options: Mapping[str, Any]) -> tuple[Options, bool, Filters | N
     )
     filters = Filters.of(options.get("include") or (), options.get("exclude") or ()) or None
     return planned, _flag("recursive", options.get("recursive", False)), filters
+
+
+def request_for(source: str, destination: str, options: Mapping[str, Any]) -> Request:
+    """The copy request of ``source`` to ``destination`` with ``options`` checked by
+    :func:`copy_request`: what the CLI, ``mover.copy`` and ``mover.submit`` hand their
+    executor."""
+    from mover.transfer import Request
+
+    planned, recursive, filters = copy_request(options)
+    return Request(source, destination, recursive, planned, filters)
 
 
 def normalize(options: Mapping[str, Any]) -> dict[str, Any]:

@@ -22,10 +22,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from mover import config as config_mod
 from mover.errors import MoverError, UsageError
+from mover.executors.contract import Follow, open_executor
 from mover.filters import Filters
 from mover.jobs import DONE, Job
 from mover.listing import objects_under
@@ -125,19 +126,38 @@ class SyncPlan:
     delete: Callable[[], list[str]]
 
 
+class SyncOptions(TypedDict, total=False):
+    """What :func:`plan` and :func:`sync` take as keyword arguments (declared once, typed
+    with ``Unpack``).
+
+    Attributes:
+        delete: also delete the destination's objects the source lacks (default False).
+        include, exclude: globs selecting the objects (:mod:`mover.filters`).
+        streams: chunks in flight at once (default 4).
+        chunk_size: bytes per chunk (default: the strategy's choice).
+    """
+
+    delete: bool
+    include: Any
+    exclude: Any
+    streams: int
+    chunk_size: int | None
+
+
 def plan(
     source: str,
     destination: str,
     *,
-    delete: bool = False,
-    include: Any = None,
-    exclude: Any = None,
-    streams: int = 4,
-    chunk_size: int | None = None,
     config: config_mod.Config | None = None,
+    **options: Unpack[SyncOptions],
 ) -> SyncPlan:
     """Compare the two folders and prepare the copy job of what differs; change nothing."""
-    filters = Filters.of(include, exclude)
+    unknown = sorted(set(options) - set(SyncOptions.__annotations__))
+    if unknown:
+        raise UsageError(
+            f"sync: unknown option {unknown[0]!r} (known: {', '.join(SyncOptions.__annotations__)})"
+        )
+    filters = Filters.of(options.get("include"), options.get("exclude"))
     src_store, src_loc = open_location(source, config)
     dst_store, dst_loc = open_location(destination, config)
     if dst_loc.key and not dst_loc.is_prefix:
@@ -163,7 +183,7 @@ def plan(
         selection.append((rel, info))
         result.actions.append(Action(COPY, rel, reason, info.size))
     extras: list[tuple[str, ObjectInfo]] = []
-    if delete:
+    if options.get("delete", False):
         wanted = {rel for rel, _ in src_objects}
         extras = [(rel, info) for rel, info in dst_objects if rel not in wanted]
         result.actions += [Action(DELETE, rel, "extra", info.size) for rel, info in extras]
@@ -173,7 +193,7 @@ def plan(
             source,
             dst_loc.url,
             recursive=True,
-            options=Options(streams, chunk_size),
+            options=Options(options.get("streams", 4), options.get("chunk_size")),
             filters=filters or None,
             selection=selection,
         )
@@ -201,66 +221,34 @@ def finish(sync_plan: SyncPlan, job: Job | None) -> SyncResult:
     return result
 
 
-def run_job(
-    job: Job,
-    *,
-    executor: str = "embedded",
-    streams: int = 4,
-    on_progress: Callable[[int], None] | None = None,
-    on_notice: Callable[[str], None] | None = None,
-) -> Job:
-    """Run a sync's copy job to its end, in this process or on the fleet (``celery``: the
-    job is published as ``mover copy`` publishes one, then followed); the final job."""
-    if executor == "celery":
-        from mover.executors import celery as fleet
-        from mover.jobstores.redis import RedisJobStore
-        from mover.transfer import check_fleet
-
-        check_fleet(job.source, job.destination, recursive=True)
-        redis_jobs = RedisJobStore()
-        redis_jobs.check()
-        fleet.start(job, redis_jobs)
-        return fleet.follow(job.id, redis_jobs, on_progress=on_progress, on_notice=on_notice)
-    if executor != "embedded":
-        raise UsageError(f"unknown executor {executor!r} (known: celery, embedded)")
-    from mover.api import default_jobstore
-    from mover.executors.embedded import EmbeddedExecutor
-
-    jobs = default_jobstore()
-    jobs.create(job)
-    return EmbeddedExecutor(jobs, streams=streams, on_progress=on_progress).run(job)
+def run_job(job: Job, executor: str = "embedded", how: Follow | None = None) -> Job:
+    """Run a sync's copy job to its end with the executor called ``executor`` (``embedded``:
+    in this process; ``celery``: published as ``mover copy`` publishes one, then followed);
+    the final job."""
+    runner = open_executor(executor, streams=int(job.options.get("streams") or 4))
+    runner.refuse(job.source, job.destination, job.recursive)
+    return runner.complete(job, how)
 
 
 def sync(
     source: str,
     destination: str,
     *,
-    delete: bool = False,
     dry_run: bool = False,
-    include: Any = None,
-    exclude: Any = None,
-    streams: int = 4,
-    chunk_size: int | None = None,
     executor: str = "embedded",
     on_progress: Callable[[int], None] | None = None,
     on_start: Callable[[Job], None] | None = None,
     on_notice: Callable[[str], None] | None = None,
+    **options: Unpack[SyncOptions],
 ) -> SyncResult:
     """Sync ``source`` to ``destination`` and return what was done (``mover.sync``); the copy
-    job runs in this process, or on the fleet with ``executor="celery"``. ``on_start`` is
-    given the copy job before it runs (not called when nothing needs copying).
+    job runs in this process, or on the fleet with ``executor="celery"``. ``options``:
+    :class:`SyncOptions`. ``on_start`` is given the copy job before it runs (not called when
+    nothing needs copying).
 
     Raises the :class:`~mover.errors.MoverError` of bad input before anything changes, or of
     a failed copy (then nothing is deleted)."""
-    sync_plan = plan(
-        source,
-        destination,
-        delete=delete,
-        include=include,
-        exclude=exclude,
-        streams=streams,
-        chunk_size=chunk_size,
-    )
+    sync_plan = plan(source, destination, **options)
     if dry_run:
         sync_plan.result.dry_run = True
         return sync_plan.result
@@ -268,7 +256,5 @@ def sync(
     if job is not None:
         if on_start is not None:
             on_start(job)
-        job = run_job(
-            job, executor=executor, streams=streams, on_progress=on_progress, on_notice=on_notice
-        )
+        job = run_job(job, executor, Follow(on_progress=on_progress, on_notice=on_notice))
     return finish(sync_plan, job)

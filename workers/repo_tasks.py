@@ -36,6 +36,7 @@ from celery import Celery, Task
 from mover import lifecycle, retry
 from mover.executors.celery_app import broker_url, transport_options
 from mover.executors.names import REPO_TASK_PREFIX as PREFIX
+from mover.fleetstate.perprocess import PerProcess, every
 from mover.repository.runner import TASKS, Payload, Result, task_function
 
 log = logging.getLogger("mover.worker.repo")
@@ -53,13 +54,12 @@ class _Leases:
         self.tags: dict[str, int] = {}
         self.lock = threading.Lock()
         self.every_s = max(1.0, transport_options()["visibility_timeout"] / 3)
-        self.pid = os.getpid()
         self.redis: Any = None
         if broker_url().startswith("redis"):
             from mover.jobstores.redis import client_from_url
 
             self.redis = client_from_url(broker_url())
-        threading.Thread(target=self._loop, name="mover-repo-leases", daemon=True).start()
+        every(self.every_s, self.renew_now, "mover-repo-leases")
 
     @contextlib.contextmanager
     def held(self, tag: str | None) -> Iterator[None]:
@@ -77,26 +77,18 @@ class _Leases:
                 else:
                     self.tags[tag] -= 1
 
-    def _loop(self) -> None:
-        while True:
-            time.sleep(self.every_s)
-            with self.lock:
-                tags = list(self.tags)
-            if tags:
-                try:  # XX: renew only leases that still exist, never resurrect an acked one
-                    self.redis.zadd("unacked_index", dict.fromkeys(tags, time.time()), xx=True)
-                except Exception as exc:  # a Redis hiccup must not kill the thread
-                    log.warning("lease renewal: %s", exc)
+    def renew_now(self) -> None:
+        with self.lock:
+            tags = list(self.tags)
+        if tags:
+            try:  # XX: renew only leases that still exist, never resurrect an acked one
+                self.redis.zadd("unacked_index", dict.fromkeys(tags, time.time()), xx=True)
+            except Exception as exc:  # a Redis hiccup must not kill the thread
+                log.warning("lease renewal: %s", exc)
 
 
-_leases: _Leases | None = None
-
-
-def leases() -> _Leases:
-    global _leases
-    if _leases is None or _leases.pid != os.getpid():
-        _leases = _Leases()
-    return _leases
+#: This worker process's renewer.
+leases = PerProcess(_Leases).get
 
 
 def _register(app: Celery, name: str) -> None:

@@ -526,7 +526,6 @@ def submit(self: Task, request: dict[str, Any] | None = None, **fields: Any) -> 
         check_fleet(source, destination, recursive)
         job = prepare(Request(source, destination, recursive, options, filters))
         job.id = job_id
-        job.options["recursive"] = recursive
     except (MoverError, ValueError, TypeError) as exc:
         message = error_text(exc) if isinstance(exc, MoverError) else str(exc)
         failed = Job(

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import click
 
+from mover.cli.params import count, seconds, stacked
 from mover.errors import EXIT_USAGE, MoverError, UsageError
 
 
@@ -56,32 +57,12 @@ def _params(items: Sequence[str], names: Sequence[str]) -> dict[str, dict[str, A
     return out
 
 
-def _control_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """--interval, --min and --max: the same for the live controller and the simulator."""
-    fn = click.option(
-        "--max",
-        "max_slots",
-        type=int,
-        default=16,
-        show_default=True,
-        help="Most slots a queue has.",
-    )(fn)
-    fn = click.option(
-        "--min",
-        "min_slots",
-        type=int,
-        default=0,
-        show_default=True,
-        help="Fewest slots a queue has.",
-    )(fn)
-    return click.option(
-        "--interval",
-        "interval_s",
-        type=float,
-        default=5.0,
-        show_default=True,
-        help="Seconds between control decisions.",
-    )(fn)
+#: --interval, --min and --max: the same for the live controller and the simulator.
+_control_options = stacked(
+    seconds("--interval", "interval_s", default=5.0, help="Seconds between control decisions."),
+    count("--min", "min_slots", default=0, help="Fewest slots a queue has."),
+    count("--max", "max_slots", default=16, help="Most slots a queue has."),
+)
 
 
 @click.group(
@@ -105,12 +86,8 @@ def _control_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     help="A strategy parameter (repeatable), e.g. -p target_backlog_per_slot=20.",
 )
 @_control_options
-@click.option(
-    "--min-per-worker", type=int, default=1, show_default=True, help="Smallest pool of a worker."
-)
-@click.option(
-    "--max-per-worker", type=int, default=8, show_default=True, help="Largest pool of a worker."
-)
+@count("--min-per-worker", default=1, help="Smallest pool of a worker.")
+@count("--max-per-worker", default=8, help="Largest pool of a worker.")
 @click.option(
     "-Q",
     "--queue",
@@ -118,12 +95,10 @@ def _control_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     multiple=True,
     help="A queue to manage (repeatable; default: every queue a worker consumes, but celery).",
 )
-@click.option(
+@seconds(
     "--poll",
     "poll_s",
-    type=float,
     default=0.5,
-    show_default=True,
     help="Seconds between looks at the queues' lengths between decisions; new work is "
     "decided on at once (0: only every --interval).",
 )
@@ -137,37 +112,29 @@ def _control_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     help="Starts more worker processes when every pool is full: none, local, command, or a "
     "plugin of mover.launchers.",
 )
-@click.option(
-    "--max-workers", type=int, default=4, show_default=True, help="Most launched workers."
-)
-@click.option(
+@count("--max-workers", default=4, help="Most launched workers.")
+@seconds(
     "--idle",
     "idle_s",
-    type=float,
     default=30.0,
-    show_default=True,
     help="Seconds the fleet must do without a launched worker before it is stopped.",
 )
 @click.option(
     "--keep-workers", is_flag=True, help="Leave launched workers running when this exits."
 )
-@click.option(
+@count(
     "--worker-concurrency",
-    type=int,
     default=1,
-    show_default=True,
     help="local launcher: the pool size a new worker starts with.",
 )
 @click.option("--worker-queues", default=None, help="local launcher: -Q of new workers.")
 @click.option(
     "--worker-arg", "worker_args", multiple=True, help="local launcher: an extra worker argument."
 )
-@click.option(
+@seconds(
     "--grace",
     "grace_s",
-    type=float,
     default=30.0,
-    show_default=True,
     help="local launcher: seconds between SIGTERM and SIGKILL when stopping a worker.",
 )
 @click.option("--start-command", default=None, help="command launcher: starts worker {name}.")
@@ -342,7 +309,7 @@ def strategies_cmd() -> None:
     metavar="[STRATEGY.]KEY=VALUE",
     help="A strategy parameter (repeatable), e.g. -p target_backlog_per_slot=20.",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the grow delays.")
+@count("--seed", default=0, help="Seed of the grow delays.")
 @click.option(
     "--plot",
     "plot_path",

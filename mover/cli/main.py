@@ -19,7 +19,8 @@ from typing import Any
 
 import click
 
-from mover.errors import EXIT_FAILED, EXIT_USAGE, BrokerError, MoverError, UsageError
+from mover.errors import EXIT_FAILED, EXIT_USAGE, MoverError, UsageError
+from mover.executors.contract import EXECUTORS
 
 _debug = False
 
@@ -154,22 +155,15 @@ def cli(debug: bool, log_format: str | None) -> None:
     install_log_filter()  # a signed URL's credential never reaches a log line
 
 
-def _print_plan(
-    source: str,
-    destination: str,
-    recursive: bool,
-    streams: int,
-    chunk: int | None,
-    to_device: bool = False,
-    filters: Any = None,
-):
+def _print_plan(request: Any) -> None:
     from mover import dispatcher
-    from mover.motion import Endpoint, Options
+    from mover.motion import Endpoint
     from mover.planning import choose_chunk_size, human
-    from mover.transfer import Request, endpoints, prepare
+    from mover.transfer import endpoints, prepare
 
-    options = Options(streams, chunk, to_device=to_device)
-    job = prepare(Request(source, destination, recursive, options, filters))
+    recursive, options = request.recursive, request.options
+    chunk, streams = options.chunk_size, options.streams
+    job = prepare(request)
     for item in job.items[:50]:
         src, dst = endpoints(item)
         if not recursive:  # what the source is (a device, a stream) decides the strategy too
@@ -234,78 +228,10 @@ def _source_checked(job: Any) -> str:
     return "source not checked (its store keeps no digest or version)"
 
 
-def _copy_on_fleet(
-    source: str,
-    destination: str,
-    recursive: bool,
-    streams: int,
-    chunk_size: int | None,
-    quiet: bool,
-    as_json: bool,
-    wait: bool,
-    bar_on: bool,
-    filters: Any = None,
-) -> None:
-    """``mover copy`` with the celery executor: plan here, publish, then follow or return."""
-    from mover.cli.progress import ProgressBar
-
-    if destination == "-" or source == "-":
-        _fail(str(UsageError("standard input/output cannot go through the fleet")), EXIT_USAGE)
-
-    def submit() -> Any:
-        from mover.executors import celery as fleet
-        from mover.jobstores.redis import RedisJobStore
-
-        jobs = RedisJobStore()
-        jobs.check()
-        # The fleet's checks (device, pipe, signed URL; a broker that cannot work) run in
-        # submit, before anything is recorded or published.
-        try:
-            job = fleet.submit(
-                source,
-                destination,
-                recursive=recursive,
-                streams=streams,
-                chunk_size=chunk_size,
-                jobs=jobs,
-                include=filters.include if filters else None,
-                exclude=filters.exclude if filters else None,
-            )
-        except BrokerError as exc:
-            kept = getattr(exc, "job_id", None)
-            if not wait or kept is None or not getattr(exc, "transient", False):
-                raise
-            # The broker went away while the job was enqueued: a command that waits for its
-            # job rides it out (as a worker does) and resumes the job once the broker is back.
-            if not quiet:
-                click.echo(f"mover: {exc.message}; resuming it when the broker is back", err=True)
-            job = fleet.resume_when_back(kept, jobs)
-        return jobs, job
-
-    jobs, job = _run(submit)
-    if not wait:
-        if as_json:
-            click.echo(json.dumps(jobs.get(job.id).summary(), indent=2))
-        else:
-            click.echo(job.id)
-        return
-
-    def follow() -> Any:
-        from mover.executors import celery as fleet
-
-        with ProgressBar("copying", job.size, enabled=bar_on) as bar:
-            try:
-                return fleet.follow(job.id, jobs, on_progress=bar, on_notice=bar.note)
-            except KeyboardInterrupt:
-                _fail(f"stopped following; job {job.id} goes on (mover cancel {job.id})", 130)
-
-    _report(_run(follow), as_json, quiet)
-
-
 #: ``--executor``, for every command that runs a copy job (copy, sync).
 executor_option = click.option(
     "--executor",
-    type=click.Choice(["embedded", "celery"]),
+    type=click.Choice(list(EXECUTORS)),
     default=None,
     help="Where chunks run: in this process, or on the Celery fleet "
     "(default: celery when MOVER_BROKER_URL is set, else embedded).",
@@ -363,77 +289,56 @@ def copy(
     SOURCE may be a file, an object, a block device (a volume: snapshot it first if it is in
     use), a pipe or a socket; DESTINATION a block device only with --to-device."""
     from mover.cli.progress import ProgressBar
-    from mover.options import copy_request
+    from mover.executors.contract import Follow, executor_class
+    from mover.options import request_for
 
-    options, recursive, filters = _run(
-        lambda: copy_request(
-            {
-                "streams": streams,
-                "chunk_size": chunk_size,
-                "recursive": recursive,
-                "to_device": to_device,
-                "include": include,
-                "exclude": exclude,
-            }
-        )
-    )
-    streams, chunk_size = options.streams, options.chunk_size
+    options = {
+        "streams": streams,
+        "chunk_size": chunk_size,
+        "recursive": recursive,
+        "to_device": to_device,
+        "include": include,
+        "exclude": exclude,
+    }
+    request = _run(lambda: request_for(source, destination, options))
     if dry_run:
-        _run(
-            lambda: _print_plan(
-                source, destination, recursive, streams, chunk_size, to_device, filters
-            )
-        )
+        _run(lambda: _print_plan(request))
         return
-    bar_on = not quiet and not as_json and destination != "-"
-    detach = detach or wait is False
-    if (executor or ("celery" if _fleet_configured() else "embedded")) == "celery":
-        _copy_on_fleet(
-            source,
-            destination,
-            recursive,
-            streams,
-            chunk_size,
-            quiet,
-            as_json,
-            not detach,
-            bar_on,
-            filters,
-        )
-        return
-    if detach:
+    kind = _run(lambda: executor_class(executor))
+    if (detach or wait is False) and not kind.detachable:
         _fail(
             "--detach leaves a job to the fleet; an embedded copy runs in this process "
             "(set MOVER_BROKER_URL or add --executor celery)",
             EXIT_USAGE,
         )
-    from mover import api
+    runner = _run(lambda: kind.open(streams=request.options.streams))
+    # The executor's own checks (the fleet: device, pipe, signed URL, a broker that cannot
+    # work) run before anything is planned, recorded or published.
+    job = _run(lambda: runner.prepare(request))
+    if detach or wait is False:
+        job = _run(lambda: runner.start(job))
+        click.echo(json.dumps(runner.status(job.id).summary(), indent=2) if as_json else job.id)
+        return
+    bar_on = not quiet and not as_json and destination != "-"
 
     def body() -> Any:
-        with ProgressBar("copying", None, enabled=bar_on) as bar:
-            return api.copy(
-                source,
-                destination,
-                recursive=recursive,
-                streams=streams,
-                chunk_size=chunk_size,
-                to_device=to_device,
-                on_progress=bar,
-                on_start=lambda job: bar.set_total(job.size),
-                raise_on_failure=False,
-                include=include,
-                exclude=exclude,
-            )
+        with ProgressBar("copying", job.size, enabled=bar_on) as bar:
+            try:
+                return runner.complete(job, Follow(on_progress=bar, on_notice=bar.note))
+            except KeyboardInterrupt:
+                if not runner.detachable:
+                    raise  # the job stopped with this process, its partial data cleaned
+                _fail(f"stopped following; job {job.id} goes on (mover cancel {job.id})", 130)
 
-    job = _run(body)
-    _report(job, as_json, quiet)
+    _report(_run(body), as_json, quiet)
 
 
-def _resume_on_fleet(store: Any, job: Any, quiet: bool, as_json: bool, wait: bool) -> None:
+def _resume_elsewhere(runner: Any, job: Any, quiet: bool, as_json: bool, wait: bool) -> None:
+    """Resume a job of an executor whose jobs go on without this process (the fleet): it
+    enqueues what is not done; then follow it, or return at once."""
     from mover.cli.progress import ProgressBar
-    from mover.executors import celery as fleet
 
-    resumed = _run(lambda: fleet.resume(job.id, store))
+    resumed = _run(lambda: runner.resume(job.id))
     if not wait:
         click.echo(resumed.id)
         return
@@ -441,7 +346,7 @@ def _resume_on_fleet(store: Any, job: Any, quiet: bool, as_json: bool, wait: boo
     def follow() -> Any:
         enabled = not quiet and not as_json
         with ProgressBar("resuming", resumed.size, enabled=enabled) as bar:
-            return fleet.follow(resumed.id, store, on_progress=bar, on_notice=bar.note)
+            return runner.wait(resumed.id, on_progress=bar, on_notice=bar.note)
 
     _report(_run(follow), as_json, quiet)
 
@@ -460,18 +365,17 @@ def _resume_on_fleet(store: Any, job: Any, quiet: bool, as_json: bool, wait: boo
 def cancel(job_id: str, wait_s: float) -> None:
     """Cancel a job of the fleet: queued chunks are dropped, running ones stop at their next
     read, uploads are aborted and temporary data removed; the job ends cancelled."""
-    from mover.executors import celery as fleet
+    from mover.executors.contract import open_executor
 
     def body() -> Any:
         store = _jobstore()
         if not hasattr(store, "transition"):
-            from mover.errors import UsageError
-
             raise UsageError(
                 "mover cancel acts on fleet jobs: set MOVER_BROKER_URL (an embedded copy "
                 "stops with Ctrl-C)"
             )
-        return fleet.cancel(job_id, store, wait_s=wait_s or None)
+        fleet: Any = open_executor("celery", store)
+        return fleet.cancel(job_id, wait_s=wait_s or None)
 
     job = _run(body)
     click.echo(f"job {job.id}: {job.state}")
@@ -513,9 +417,13 @@ def resume(
                 return None  # not a fleet job: perhaps an embedded one, in SQLite
 
         job = _run(find)
-        if job is not None and job.executor == "celery":
-            _resume_on_fleet(store, job, quiet, as_json, wait)
-            return
+        if job is not None:
+            from mover.executors.contract import open_executor
+
+            runner = _run(lambda: open_executor(job.executor, store))
+            if runner.detachable:  # resumed where it runs; an embedded one runs again here
+                _resume_elsewhere(runner, job, quiet, as_json, wait)
+                return
 
     def body() -> Any:
         with ProgressBar("resuming", None, enabled=not quiet and not as_json) as bar:

@@ -20,12 +20,12 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Callable
 from typing import Any
 
 import click
 
 from mover.cli.flower import check_credentials
+from mover.cli.params import count, port, seconds, stacked
 from mover.errors import MoverError
 
 METRICS_AUTH_ENV = "MOVER_METRICS_AUTH"
@@ -39,72 +39,61 @@ def _fail(message: str) -> None:
     sys.exit(1)
 
 
-def _reader_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Options of the look at the fleet, the same for metrics and the dashboard."""
-    options = [
-        click.option(
-            "--address",
-            default="127.0.0.1",
-            show_default=True,
-            help="Address to bind (0.0.0.0 exposes it to the network).",
-        ),
-        click.option(
-            "--basic-auth",
-            "basic_auth",
-            metavar="USER:PASS",
-            help="Credentials (several: comma-separated). Prefer the environment variable: "
-            "a command-line argument is visible in ps.",
-        ),
-        click.option(
-            "--max-jobs",
-            type=click.IntRange(0, 10_000),
-            default=50,
-            show_default=True,
-            help="Newest jobs looked at; only those not finished, or finished within "
-            "--recent, are shown (this bounds the job_id label).",
-        ),
-        click.option(
-            "--recent",
-            "recent_s",
-            type=click.FloatRange(0),
-            default=900.0,
-            show_default=True,
-            help="Seconds a finished job stays shown.",
-        ),
-        click.option(
-            "--rate-window",
-            "rate_window_s",
-            type=click.FloatRange(1),
-            default=10.0,
-            show_default=True,
-            help="Seconds of recent chunks that bytes/s figures cover.",
-        ),
-        click.option(
-            "--inspect-interval",
-            "inspect_interval_s",
-            type=click.FloatRange(0),
-            default=5.0,
-            show_default=True,
-            help="Seconds between two inspect() of the workers (pools, busy slots); 0: none.",
-        ),
-        click.option(
-            "-Q",
-            "--queue",
-            "queues",
-            multiple=True,
-            help="A queue to show even when idle (repeatable; default: the workers' default "
-            "queues). Queues that workers consume or that hold messages always show.",
-        ),
-        click.option(
-            "--local-jobs/--no-local-jobs",
-            default=False,
-            show_default=True,
-            help="Also show this host's embedded jobs (the SQLite job store).",
-        ),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
+#: Options of the look at the fleet, the same for metrics and the dashboard.
+_reader_options = stacked(
+    click.option(
+        "--address",
+        default="127.0.0.1",
+        show_default=True,
+        help="Address to bind (0.0.0.0 exposes it to the network).",
+    ),
+    click.option(
+        "--basic-auth",
+        "basic_auth",
+        metavar="USER:PASS",
+        help="Credentials (several: comma-separated). Prefer the environment variable: "
+        "a command-line argument is visible in ps.",
+    ),
+    count(
+        "--max-jobs",
+        default=50,
+        low=0,
+        high=10_000,
+        help="Newest jobs looked at; only those not finished, or finished within "
+        "--recent, are shown (this bounds the job_id label).",
+    ),
+    seconds(
+        "--recent", "recent_s", default=900.0, minimum=0, help="Seconds a finished job stays shown."
+    ),
+    seconds(
+        "--rate-window",
+        "rate_window_s",
+        default=10.0,
+        minimum=1,
+        help="Seconds of recent chunks that bytes/s figures cover.",
+    ),
+    seconds(
+        "--inspect-interval",
+        "inspect_interval_s",
+        default=5.0,
+        minimum=0,
+        help="Seconds between two inspect() of the workers (pools, busy slots); 0: none.",
+    ),
+    click.option(
+        "-Q",
+        "--queue",
+        "queues",
+        multiple=True,
+        help="A queue to show even when idle (repeatable; default: the workers' default "
+        "queues). Queues that workers consume or that hold messages always show.",
+    ),
+    click.option(
+        "--local-jobs/--no-local-jobs",
+        default=False,
+        show_default=True,
+        help="Also show this host's embedded jobs (the SQLite job store).",
+    ),
+)
 
 
 def credentials_for(basic_auth: str | None, env: str, no_auth: bool, required: bool) -> str | None:
@@ -175,13 +164,7 @@ def serve(name: str, address: str, port: int, routes: dict[str, Any], credential
 
 
 @click.command("metrics", context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--port",
-    type=click.IntRange(0, 65535),
-    default=DEFAULT_METRICS_PORT,
-    show_default=True,
-    help="Port (0: any free one).",
-)
+@port(DEFAULT_METRICS_PORT)
 @_reader_options
 def metrics_command(port: int, address: str, basic_auth: str | None, **options: Any) -> None:
     """Serve the fleet's Prometheus metrics on /metrics.
@@ -211,13 +194,7 @@ def metrics_command(port: int, address: str, basic_auth: str | None, **options: 
 
 
 @click.command("dashboard", context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--port",
-    type=click.IntRange(0, 65535),
-    default=DEFAULT_DASHBOARD_PORT,
-    show_default=True,
-    help="Port (0: any free one).",
-)
+@port(DEFAULT_DASHBOARD_PORT)
 @click.option(
     "--no-auth", is_flag=True, help="Serve without authentication (refused unless given)."
 )
@@ -227,12 +204,11 @@ def metrics_command(port: int, address: str, basic_auth: str | None, **options: 
     show_default=True,
     help="Where the page links for task detail (mover flower).",
 )
-@click.option(
+@seconds(
     "--refresh",
     "refresh_s",
-    type=click.FloatRange(0.2),
     default=1.0,
-    show_default=True,
+    minimum=0.2,
     help="Seconds between two looks at the fleet (and two updates of the page).",
 )
 @_reader_options

@@ -23,11 +23,11 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 from mover import cleanup, lifecycle, transfer
-from mover.errors import BrokerError, JobStateError, MoverError
-from mover.executors.contract import Executor
+from mover.errors import BrokerError, JobStateError, MoverError, UsageError
+from mover.executors.contract import Executor, Follow
 from mover.executors.names import (  # noqa: F401  (the fleet's names, re-exported)
     BATCH_MAX_BYTES,
     BATCH_OBJECTS,
@@ -48,10 +48,11 @@ from mover.jobs import (
     RUNNING,
     Item,
     Job,
+    JobStore,
 )
 from mover.jobstores import leases
 from mover.jobstores.redis import CANCELLING, RedisJobStore
-from mover.transfer import Request, prepare
+from mover.options import CopyOptions, request_for
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -281,6 +282,7 @@ def finish_job(jobs: RedisJobStore, job_id: str) -> Job:
 def start(job: Job, jobs: RedisJobStore, app: Celery | None = None) -> Job:
     """Plan a prepared job, record it and publish its chunks. Returns the job as recorded."""
     job.executor = "celery"
+    job.options["recursive"] = job.recursive
     job.state = RUNNING
     planned = plan_job(job, jobs)
     try:
@@ -308,29 +310,14 @@ def submit(
     source: str,
     destination: str,
     *,
-    recursive: bool = False,
-    streams: int = 4,
-    chunk_size: int | None = None,
     jobs: RedisJobStore | None = None,
     app: Celery | None = None,
-    include: Any = None,
-    exclude: Any = None,
+    **options: Unpack[CopyOptions],
 ) -> Job:
     """Validate, plan, record and publish a copy; return the job (running on the fleet).
-    ``include`` / ``exclude`` select a recursive copy's objects here, before publishing."""
-    from mover.options import copy_request
-
-    options, recursive, filters = copy_request(
-        {
-            "streams": streams,
-            "chunk_size": chunk_size,
-            "recursive": recursive,
-            "include": include,
-            "exclude": exclude,
-        }
-    )
-    request = Request(source, destination, recursive, options, filters)
-    return CeleryExecutor(jobs, app).submit(request)
+    ``options`` as :mod:`mover.options` checks them (``include`` / ``exclude`` select a
+    recursive copy's objects here, before publishing)."""
+    return CeleryExecutor(jobs, app).submit(request_for(source, destination, options))
 
 
 def follow(
@@ -485,30 +472,58 @@ class CeleryExecutor(Executor):
     """
 
     name = "celery"
+    detachable = True
 
     def __init__(self, jobs: RedisJobStore | None = None, app: Celery | None = None) -> None:
         self.jobs = jobs or RedisJobStore()
         self.app = app
 
-    def submit(self, request: Request) -> Job:
+    @classmethod
+    def open(cls, jobs: JobStore | None = None, streams: int = 4) -> CeleryExecutor:
+        """On ``jobs``, or the fleet's Redis once it answers (``streams`` travel in each
+        job's options: the workers' pools run the chunks)."""
+        if jobs is None:
+            jobs = RedisJobStore()
+            jobs.check()
+        assert isinstance(jobs, RedisJobStore)
+        return cls(jobs)
+
+    def refuse(self, source: str, destination: str, recursive: bool) -> None:
+        """What the workers cannot reach (this host's streams, devices, pipes; a signed URL:
+        :func:`mover.transfer.check_fleet`), and a broker that cannot work: one line, no job
+        recorded."""
         from mover.executors.celery_app import check_broker
 
-        transfer.check_fleet(request.source, request.destination, request.recursive)
-        # A broker that cannot work (down, wrong password, no vhost): one line, no job recorded.
+        if "-" in (source, destination):
+            raise UsageError("standard input/output cannot go through the fleet")
+        transfer.check_fleet(source, destination, recursive)
         check_broker(self.app or get_app())
-        job = prepare(request)
-        job.options["recursive"] = request.recursive
+
+    def start(self, job: Job) -> Job:
         return start(job, self.jobs, self.app)
 
-    def wait(
-        self,
-        job_id: str,
-        timeout_s: float | None = None,
-        on_progress: Callable[[int], None] | None = None,
-        on_notice: Callable[[str], None] | None = None,
-    ) -> Job:
+    def complete(self, job: Job, how: Follow | None = None) -> Job:
+        """Start ``job`` and follow it; a broker that goes away while it is enqueued is
+        ridden out, as a worker does: the job is resumed once the broker is back."""
+        how = how or Follow()
+        try:
+            started = self.start(job)
+        except BrokerError as exc:
+            kept = getattr(exc, "job_id", None)
+            if kept is None or not getattr(exc, "transient", False):
+                raise
+            if how.on_notice is not None:
+                how.on_notice(f"mover: {exc.message}; resuming it when the broker is back")
+            started = resume_when_back(kept, self.jobs, app=self.app)
+        return self._follow(started.id, how)
+
+    def _follow(self, job_id: str, how: Follow) -> Job:
         return follow(
-            job_id, self.jobs, on_progress=on_progress, timeout_s=timeout_s, on_notice=on_notice
+            job_id,
+            self.jobs,
+            on_progress=how.on_progress,
+            timeout_s=how.timeout_s,
+            on_notice=how.on_notice,
         )
 
     def status(self, job_id: str) -> Job:

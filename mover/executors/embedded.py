@@ -27,7 +27,7 @@ from typing import Any
 from mover import cleanup, lifecycle, retry
 from mover.buffers import release
 from mover.errors import Cancelled, JobStateError, MoverError, UsageError
-from mover.executors.contract import Executor, poll_until_final
+from mover.executors.contract import Executor, Follow, poll_until_final
 from mover.jobs import (
     CANCELLED,
     COMMITTING,
@@ -42,7 +42,8 @@ from mover.jobs import (
 from mover.lifecycle import Planned
 from mover.motion import Chunk, ChunkContext
 from mover.provider import PartReceipt, StoreProvider
-from mover.transfer import Request, endpoints, prepare
+from mover.redact import forget
+from mover.transfer import endpoints
 
 log = logging.getLogger("mover.executor")
 
@@ -107,32 +108,46 @@ class EmbeddedExecutor(Executor):
 
     # -- the executor contract ------------------------------------------------------------------
 
-    def submit(self, request: Request) -> Job:
-        """Validate, record and start ``request`` in a thread of this process."""
-        job = prepare(request)
+    @classmethod
+    def open(cls, jobs: JobStore | None = None, streams: int = 4) -> EmbeddedExecutor:
+        """On ``jobs``, or this host's SQLite file."""
+        if jobs is None:
+            from mover.jobstores.sqlite import SqliteJobStore
+
+            jobs = SqliteJobStore()
+        return cls(jobs, streams=streams)
+
+    def start(self, job: Job) -> Job:
+        """Record ``job`` and run it in a thread of this process."""
         self.jobs.create(job)
         return self._start_thread(job)
+
+    def complete(self, job: Job, how: Follow | None = None) -> Job:
+        """Record ``job`` and run it in the calling thread: Ctrl-C there cancels it and
+        cleans its partial data before the KeyboardInterrupt goes on. A signed URL's
+        credential, in this process's memory for the run, is forgotten at its end."""
+        self.jobs.create(job)
+        if how is not None and how.on_progress is not None:
+            self.on_progress = how.on_progress
+        try:
+            return self.run(job)
+        finally:
+            forget_sources(job)
 
     def resume(self, job_id: str) -> Job:
         """Start again, in a thread of this process, what the job did not finish."""
         return self._start_thread(self.reopen(job_id))
 
-    def wait(
-        self,
-        job_id: str,
-        timeout_s: float | None = None,
-        on_progress: Callable[[int], None] | None = None,
-        on_notice: Callable[[str], None] | None = None,
-    ) -> Job:
+    def _follow(self, job_id: str, how: Follow) -> Job:
         """Wait for the job this executor runs (or, run elsewhere, poll its record)."""
-        if on_progress is not None:
-            self.on_progress = on_progress
+        if how.on_progress is not None:
+            self.on_progress = how.on_progress
         thread = self._thread
         if thread is None or self._job is None or self._job.id != self.jobs.get(job_id).id:
-            return poll_until_final(self.jobs, job_id, timeout_s, 0.2)
-        thread.join(timeout_s)
+            return poll_until_final(self.jobs, job_id, how.timeout_s, 0.2)
+        thread.join(how.timeout_s)
         if thread.is_alive():
-            raise TimeoutError(f"job {job_id} still running after {timeout_s} s")
+            raise TimeoutError(f"job {job_id} still running after {how.timeout_s} s")
         return self.jobs.get(job_id)
 
     def cancel(self, job_id: str | None = None) -> Job | None:  # type: ignore[override]
@@ -418,6 +433,13 @@ class EmbeddedExecutor(Executor):
         assert state in FINAL
         self.jobs.update_job(job_id, state=state, error=error, finished=time.time())
         return self.jobs.get(job_id)
+
+
+def forget_sources(job: Job) -> None:
+    """Forget the signed URLs of ``job``'s sources (:mod:`mover.redact`): they live in memory
+    for one run only."""
+    for url in {job.source, *(i.source for i in job.items)}:
+        forget(url)
 
 
 def _small(item: Item) -> bool:

@@ -58,6 +58,7 @@ import redis
 from mover import config as config_mod
 from mover.config import parse_size
 from mover.errors import ConfigError
+from mover.fleetstate.perprocess import PerProcess, every
 from mover.location import Location
 from mover.resolve import store_table
 
@@ -251,8 +252,7 @@ class _Renewer:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._held: dict[tuple[int, str, str], redis.Redis] = {}
-        self.pid = os.getpid()
-        threading.Thread(target=self._loop, name="mover-leases", daemon=True).start()
+        every(max(0.5, LEASE_S / 3), self.renew_now, "mover-leases")
 
     def add(self, r: redis.Redis, key: str, token: str) -> None:
         with self._lock:
@@ -273,20 +273,9 @@ class _Renewer:
             except redis.RedisError as exc:
                 log.warning("cannot renew the lease on %s: %s", key, exc)
 
-    def _loop(self) -> None:
-        while True:
-            time.sleep(max(0.5, LEASE_S / 3))
-            self.renew_now()
 
-
-_renewer: _Renewer | None = None
-
-
-def _get_renewer() -> _Renewer:
-    global _renewer
-    if _renewer is None or _renewer.pid != os.getpid():
-        _renewer = _Renewer()
-    return _renewer
+#: This process's renewer.
+_get_renewer = PerProcess(_Renewer).get
 
 
 @dataclass

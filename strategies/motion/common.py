@@ -11,7 +11,7 @@ from mover import verify
 from mover.buffers import chunk_buffer
 from mover.digests import Digest, digest
 from mover.errors import ChunkFailed, VerificationFailed
-from mover.motion import Chunk, ChunkContext, Endpoint, Options, Plan
+from mover.motion import Chunk, ChunkContext, Endpoint, Options, Plan, Priority
 from mover.planning import aligned_chunks, choose_chunk_size, make_chunks, slice_lengths
 from mover.provider import MiB, ObjectInfo, PartLimits, PartReceipt, SourceCheck
 from mover.sparse import bytes_to_store
@@ -21,6 +21,22 @@ log = logging.getLogger("mover.verify")
 #: A chunk is read in slices of at most this much, so that progress and cancellation are
 #: seen within a slice rather than a whole part.
 READ_SLICE_BYTES = 16 * MiB
+
+
+def when(priority: Priority, *needs: bool) -> Priority:
+    """``priority`` if every one of ``needs`` holds, else ``CANT_HANDLE``: a strategy's
+    ``can_handle`` written as the list of what it needs of the pair."""
+    return priority if all(needs) else Priority.CANT_HANDLE
+
+
+def known_size(endpoint: Endpoint) -> int | None:
+    """The size of the endpoint's object; None when unknown (not stat'ed, or a stream)."""
+    return endpoint.info.size if endpoint.info is not None else None
+
+
+def writes_chunks(destination: Endpoint) -> bool:
+    """Whether ``destination`` takes an object written in chunks (parts)."""
+    return bool(destination.caps.writable and destination.caps.chunk_writer)
 
 
 def pick_algorithm(destination: Endpoint) -> str:

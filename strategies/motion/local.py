@@ -32,7 +32,13 @@ from mover.motion import Chunk, ChunkContext, Endpoint, MotionStrategy, Options,
 from mover.osio import start_writeback
 from mover.provider import OBJECT, MiB, ObjectInfo, PartReceipt
 from mover.sparse import feed_zeros, is_zero, zero_digest
-from mover.strategies.motion.common import abort_writer, chunked_plan, commit_writer
+from mover.strategies.motion.common import (
+    abort_writer,
+    chunked_plan,
+    commit_writer,
+    known_size,
+    when,
+)
 
 #: Chunks are copied and verified in slices of this size, so that memory stays bounded (two
 #: slices per thread: the source's and the read-back destination's).
@@ -45,13 +51,13 @@ class LocalStrategy(MotionStrategy):
     summary = "kernel copy (copy_file_range, reflink where offered) between files on one host"
 
     def can_handle(self, source: Endpoint, destination: Endpoint) -> Priority:
-        if not (source.caps.local_path and destination.caps.local_path):
-            return Priority.CANT_HANDLE
-        if not (destination.caps.chunk_writer and destination.caps.write_at):
-            return Priority.CANT_HANDLE
-        if source.info is None or source.info.size is None or source.info.kind != OBJECT:
-            return Priority.CANT_HANDLE
-        return Priority.OPTIMIZED
+        return when(
+            Priority.OPTIMIZED,
+            source.caps.local_path and destination.caps.local_path,
+            destination.caps.chunk_writer and destination.caps.write_at,
+            source.info is not None and source.info.kind == OBJECT,
+            known_size(source) is not None,
+        )
 
     def plan(self, source: Endpoint, destination: Endpoint, options: Options) -> Plan:
         assert source.info is not None

@@ -17,7 +17,7 @@ from __future__ import annotations
 from mover.errors import VerificationFailed
 from mover.motion import Chunk, ChunkContext, Endpoint, MotionStrategy, Options, Plan, Priority
 from mover.provider import ObjectInfo, PartReceipt
-from mover.strategies.motion.common import pick_algorithm
+from mover.strategies.motion.common import known_size, pick_algorithm
 
 
 class ServerSideCopyStrategy(MotionStrategy):
@@ -25,13 +25,15 @@ class ServerSideCopyStrategy(MotionStrategy):
     summary = "the destination store copies the object itself (no bytes through mover)"
 
     def can_handle(self, source: Endpoint, destination: Endpoint) -> Priority:
-        if not (destination.caps.server_side_copy and destination.caps.writable):
-            return Priority.CANT_HANDLE
-        if not source.caps.readable or source.info is None or source.info.size is None:
-            return Priority.CANT_HANDLE
-        if not destination.store.can_copy_from(source.store):
-            return Priority.CANT_HANDLE
-        return Priority.SERVER_SIDE
+        able = (
+            destination.caps.server_side_copy
+            and destination.caps.writable
+            and source.caps.readable
+            and known_size(source) is not None
+            # asked last, of a pair that could copy: the store compares its configuration
+            and destination.store.can_copy_from(source.store)
+        )
+        return Priority.SERVER_SIDE if able else Priority.CANT_HANDLE
 
     def plan(self, source: Endpoint, destination: Endpoint, options: Options) -> Plan:
         assert source.info is not None and source.info.size is not None

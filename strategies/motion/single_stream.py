@@ -23,9 +23,12 @@ from mover.strategies.motion.common import (
     chunked_plan,
     confirm,
     flatten,
+    known_size,
     read_source,
     source_check,
     source_where,
+    when,
+    writes_chunks,
 )
 
 
@@ -34,18 +37,17 @@ class SingleStreamStrategy(MotionStrategy):
     summary = "one sequential read, parts written in order (sources that cannot seek)"
 
     def can_handle(self, source: Endpoint, destination: Endpoint) -> Priority:
-        size = source.info.size if source.info else None
-        # A sequential reader of its own, or ranged reads in order (S3): never assumed.
-        if not can_read_sequentially(source.caps, size):
-            return Priority.CANT_HANDLE
-        if not (destination.caps.writable and destination.caps.chunk_writer):
-            return Priority.CANT_HANDLE
-        if size is None and not destination.caps.streaming_write:
-            return Priority.CANT_HANDLE
-        return Priority.FALLBACK
+        size = known_size(source)
+        return when(
+            Priority.FALLBACK,
+            # A sequential reader of its own, or ranged reads in order (S3): never assumed.
+            can_read_sequentially(source.caps, size),
+            writes_chunks(destination),
+            size is not None or destination.caps.streaming_write,
+        )
 
     def plan(self, source: Endpoint, destination: Endpoint, options: Options) -> Plan:
-        size = source.info.size if source.info else None
+        size = known_size(source)
         plan = chunked_plan(self.name, source, destination, options, size)
         # One chunk covers the whole stream; its parts are plan.chunk_size each.
         plan.chunks = [Chunk(0, 0, size)]

@@ -21,11 +21,14 @@ from mover.strategies.motion.common import (
     commit_writer,
     confirm,
     digest_source,
+    known_size,
     move_sliced,
     read_source,
     short_read,
     source_check,
+    when,
     with_pieces,
+    writes_chunks,
 )
 
 
@@ -34,15 +37,13 @@ class StreamingStrategy(MotionStrategy):
     summary = "chunks read by range and written as parts, in parallel"
 
     def can_handle(self, source: Endpoint, destination: Endpoint) -> Priority:
-        if not (source.caps.readable and source.caps.ranged_read):
-            return Priority.CANT_HANDLE
-        if source.info is None or source.info.size is None:
-            return Priority.CANT_HANDLE
-        if not (destination.caps.writable and destination.caps.chunk_writer):
-            return Priority.CANT_HANDLE
-        if destination.caps.ordered_parts:  # parallel chunks would arrive out of order
-            return Priority.CANT_HANDLE
-        return Priority.DEFAULT
+        return when(
+            Priority.DEFAULT,
+            source.caps.readable and source.caps.ranged_read,
+            known_size(source) is not None,
+            writes_chunks(destination),
+            not destination.caps.ordered_parts,  # parallel chunks would arrive out of order
+        )
 
     def plan(self, source: Endpoint, destination: Endpoint, options: Options) -> Plan:
         assert source.info is not None

@@ -25,7 +25,6 @@ really exist, one a line; with it, workers that vanished on their own are forgot
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shlex
@@ -37,7 +36,7 @@ from pathlib import Path
 
 from mover.errors import UsageError
 from mover.launcher import Launcher
-from mover.workers.launchers.local import default_state_dir
+from mover.workers.launchers.local import default_state_dir, read_state, write_state
 
 log = logging.getLogger("mover.autoscale.launcher")
 
@@ -88,19 +87,11 @@ class CommandLauncher(Launcher):
         return self.state_dir / "launcher-command.json"
 
     def _load(self) -> list[dict[str, object]]:
-        try:
-            data = json.loads(self.state_file.read_text())
-        except FileNotFoundError:
-            return []
-        except (OSError, ValueError) as exc:
-            log.warning("command launcher: unreadable state file %s: %s", self.state_file, exc)
-            return []
+        data = read_state(self.state_file, self.name)
         return [e for e in data if isinstance(e, dict) and isinstance(e.get("name"), str)]
 
     def _save(self, entries: list[dict[str, object]]) -> None:
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(entries, indent=1))
-        os.replace(tmp, self.state_file)
+        write_state(self.state_file, entries)
 
     def _run(self, template: str, name: str | None, what: str) -> subprocess.CompletedProcess[str]:
         command = template.replace("{name}", shlex.quote(name)) if name else template
@@ -128,12 +119,7 @@ class CommandLauncher(Launcher):
                 log.error("command launcher: start of %s failed: %s", name, exc)
                 break
             if out.returncode != 0:
-                log.error(
-                    "command launcher: start of %s exited %d: %s",
-                    name,
-                    out.returncode,
-                    (out.stderr or out.stdout).strip()[-500:],
-                )
+                _log_exit("start", name, out)
                 break
             entries = self._load()
             entries.append({"name": name, "started": time.time()})
@@ -168,14 +154,20 @@ class CommandLauncher(Launcher):
             try:
                 out = self._run(self.stop_command, name, f"stop {name}")
                 if out.returncode != 0:
-                    log.error(
-                        "command launcher: stop of %s exited %d: %s",
-                        name,
-                        out.returncode,
-                        (out.stderr or out.stdout).strip()[-500:],
-                    )
+                    _log_exit("stop", name, out)
             except (OSError, subprocess.TimeoutExpired) as exc:
                 log.error("command launcher: stop of %s failed: %s", name, exc)
             stopped.append(name)
             self._save([e for e in self._load() if e["name"] != name])
         return stopped
+
+
+def _log_exit(action: str, name: str, out: subprocess.CompletedProcess[str]) -> None:
+    """Log a command that exited non-zero, with the end of what it printed."""
+    log.error(
+        "command launcher: %s of %s exited %d: %s",
+        action,
+        name,
+        out.returncode,
+        (out.stderr or out.stdout).strip()[-500:],
+    )

@@ -53,6 +53,27 @@ def default_state_dir() -> Path:
     return Path(platformdirs.user_state_dir("mover")) / "launcher"
 
 
+def read_state(path: Path, launcher: str) -> Any:
+    """What a launcher's state file holds (a JSON list of what it started); none when the
+    file does not exist, or cannot be read (logged): the launcher starts afresh rather than
+    stopping the controller."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError) as exc:
+        log.warning("%s launcher: unreadable state file %s: %s", launcher, path, exc)
+        return []
+
+
+def write_state(path: Path, entries: list[Any]) -> None:
+    """Replace a launcher's state file whole (through a rename: a crash leaves the old file
+    or the new one, never half of one)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(entries, indent=1))
+    os.replace(tmp, path)
+
+
 def process_start_time(pid: int) -> int | None:
     """The start time of process ``pid`` in clock ticks since boot (``/proc/PID/stat`` field
     22), or None when there is no such live process. Together with the PID it names one
@@ -165,19 +186,10 @@ class LocalLauncher(Launcher):
     # -- the state file ---------------------------------------------------------------------
 
     def _load(self) -> list[Started]:
-        try:
-            raw = json.loads(self.state_file.read_text())
-        except FileNotFoundError:
-            return []
-        except (OSError, ValueError) as exc:
-            log.warning("local launcher: unreadable state file %s: %s", self.state_file, exc)
-            return []
-        return [Started(**entry) for entry in raw]
+        return [Started(**entry) for entry in read_state(self.state_file, self.name)]
 
     def _save(self, entries: list[Started]) -> None:
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps([asdict(e) for e in entries], indent=1))
-        os.replace(tmp, self.state_file)
+        write_state(self.state_file, [asdict(e) for e in entries])
 
     def _reap(self) -> None:
         """Collect the exit status of children that ended (no zombies left behind)."""
