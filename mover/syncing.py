@@ -221,10 +221,10 @@ def finish(sync_plan: SyncPlan, job: Job | None) -> SyncResult:
     return result
 
 
-def run_job(job: Job, executor: str = "embedded", how: Follow | None = None) -> Job:
+def run_job(job: Job, executor: str | None = "embedded", how: Follow | None = None) -> Job:
     """Run a sync's copy job to its end with the executor called ``executor`` (``embedded``:
-    in this process; ``celery``: published as ``mover copy`` publishes one, then followed);
-    the final job."""
+    in this process; ``celery``: published as ``mover copy`` publishes one, then followed;
+    None: the default, celery when a broker is configured); the final job."""
     runner = open_executor(executor, streams=int(job.options.get("streams") or 4))
     runner.refuse(job.source, job.destination, job.recursive)
     return runner.complete(job, how)
@@ -235,7 +235,7 @@ def sync(
     destination: str,
     *,
     dry_run: bool = False,
-    executor: str = "embedded",
+    executor: str | None = "embedded",
     on_progress: Callable[[int], None] | None = None,
     on_start: Callable[[Job], None] | None = None,
     on_notice: Callable[[str], None] | None = None,

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from mover.cli.main import _fail, _fleet_configured, _run, _size, executor_option
+from mover.cli.main import _fail, _run, _size, executor_option
 from mover.errors import EXIT_USAGE
 
 #: ``--include`` / ``--exclude``, shared by ``copy``, ``sync`` and ``ls`` (docs: mover.filters).
@@ -79,7 +79,6 @@ def sync_command(
 
     if "-" in (source, destination):
         _fail("sync works on folders: standard input/output cannot be synced", EXIT_USAGE)
-    on_fleet = (executor or ("celery" if _fleet_configured() else "embedded")) == "celery"
     bar_on = not (quiet or as_json or dry_run)
 
     def body() -> Any:
@@ -88,7 +87,7 @@ def sync_command(
                 source,
                 destination,
                 dry_run=dry_run,
-                executor="celery" if on_fleet else "embedded",
+                executor=executor,
                 on_progress=bar,
                 on_start=lambda job: bar.set_total(job.size),
                 on_notice=bar.note,

@@ -57,6 +57,8 @@ from mover.options import CopyOptions, request_for
 if TYPE_CHECKING:
     from celery import Celery
 
+    from mover.repository.runner import Runner
+
 log = logging.getLogger("mover.executor.celery")
 
 
@@ -487,6 +489,13 @@ class CeleryExecutor(Executor):
             jobs.check()
         assert isinstance(jobs, RedisJobStore)
         return cls(jobs)
+
+    @classmethod
+    def range_runner(cls, streams: int) -> Runner:
+        """``mover.repo.*`` tasks to the fleet's workers (their pools set the parallelism)."""
+        from mover.repository.fleet import CeleryRunner
+
+        return CeleryRunner()
 
     def refuse(self, source: str, destination: str, recursive: bool) -> None:
         """What the workers cannot reach (this host's streams, devices, pipes; a signed URL:

@@ -22,6 +22,7 @@ from mover.errors import UsageError
 from mover.jobs import FINAL, Job, JobStore
 
 if TYPE_CHECKING:
+    from mover.repository.runner import Runner
     from mover.transfer import Request
 
 #: Each executor's name -> ``module:class``, imported only when asked for (an embedded copy
@@ -68,6 +69,12 @@ class Executor(abc.ABC):
     def open(cls, jobs: JobStore | None = None, streams: int = 4) -> Executor:
         """This executor on ``jobs`` (default: its own store, checked); ``streams`` is the
         chunks in flight of an executor that runs them in this process."""
+
+    @classmethod
+    @abc.abstractmethod
+    def range_runner(cls, streams: int) -> Runner:
+        """What runs a backup's or a restore's range tasks (:mod:`mover.repository.runner`)
+        where this executor runs chunks: threads here, or the fleet's workers."""
 
     def refuse(self, source: str, destination: str, recursive: bool) -> None:
         """Raise the MoverError of a copy this executor cannot run, before anything is

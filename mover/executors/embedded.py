@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mover import cleanup, lifecycle, retry
 from mover.buffers import release
@@ -44,6 +44,9 @@ from mover.motion import Chunk, ChunkContext
 from mover.provider import PartReceipt, StoreProvider
 from mover.redact import forget
 from mover.transfer import endpoints
+
+if TYPE_CHECKING:
+    from mover.repository.runner import Runner
 
 log = logging.getLogger("mover.executor")
 
@@ -116,6 +119,13 @@ class EmbeddedExecutor(Executor):
 
             jobs = SqliteJobStore()
         return cls(jobs, streams=streams)
+
+    @classmethod
+    def range_runner(cls, streams: int) -> Runner:
+        """Threads in this process."""
+        from mover.repository.runner import ThreadRunner
+
+        return ThreadRunner(streams)
 
     def start(self, job: Job) -> Job:
         """Record ``job`` and run it in a thread of this process."""

@@ -13,10 +13,10 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 
-from mover.errors import ConfigError, TransferError, UsageError
+from mover.errors import ConfigError, TransferError
 from mover.executors.names import DEFAULT_QUEUE
 from mover.executors.names import REPO_TASK_PREFIX as PREFIX
-from mover.repository.runner import Payload, Result, Runner, ThreadRunner, task_function
+from mover.repository.runner import Payload, Result, Runner, task_function
 
 
 class CeleryRunner:
@@ -74,11 +74,9 @@ class CeleryRunner:
 
 
 def runner_for(executor: str | None, streams: int) -> Runner:
-    """The runner of ``executor``: ``embedded`` (default: threads here,
-    :class:`~mover.repository.runner.ThreadRunner`) or ``celery`` (the fleet:
-    ``MOVER_BROKER_URL``)."""
-    if executor in (None, "embedded"):
-        return ThreadRunner(streams)
-    if executor == "celery":
-        return CeleryRunner()
-    raise UsageError(f"executor {executor!r}: embedded or celery")
+    """The runner of ``executor`` (None: ``embedded``, threads here; ``celery``: the fleet,
+    ``MOVER_BROKER_URL``), looked up with every other executor's in
+    :mod:`mover.executors.contract`."""
+    from mover.executors.contract import executor_class
+
+    return executor_class(executor or "embedded").range_runner(streams)
