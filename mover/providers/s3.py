@@ -96,7 +96,7 @@ from mover.provider import (
     check_receipts,
     digest_for_store,
 )
-from mover.providers import s3_crt
+from mover.providers import s3_crt, s3_http
 
 T = TypeVar("T")
 log = logging.getLogger("mover.s3")
@@ -140,17 +140,6 @@ _DENIED_CODES = {
     "401",
 }
 _DIGEST_CODES = {"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch", "InvalidChecksum"}
-_RETRY_CODES = {
-    "SlowDown",
-    "ServiceUnavailable",
-    "InternalError",
-    "RequestTimeout",
-    "RequestTimeTooSkewed",
-    "Throttling",
-    "ThrottlingException",
-    "TooManyRequests",
-    "OperationAborted",
-}
 _NOT_FOUND_CODES = {"NoSuchKey", "NotFound", "404", "NoSuchVersion"}
 #: Checksums an object may carry in HEAD, mapped to mover's digest names.
 _CHECKSUM_FIELDS = (("ChecksumCRC32C", "crc32c"), ("ChecksumSHA256", "sha256"))
@@ -224,7 +213,8 @@ class S3Provider(StoreProvider):
         self._bucket_seen_until = 0.0
         #: the lean engine's settings (None: every request on botocore); computed once
         self._lean_settings: s3_crt.Settings | bool | None = False
-        self._engine: s3_crt.Engine | None = None
+        self._engine: s3_crt.Lean | None = None
+        self._http: s3_http.Client | None = None
 
     @classmethod
     def open(cls, location: Location, options: dict[str, Any] | None = None) -> S3Provider:
@@ -254,8 +244,8 @@ class S3Provider(StoreProvider):
     @property
     def endpoint(self) -> str:
         """The endpoint URL this store talks to, for messages; creates no connection."""
-        if self._endpoint is None and self._lean() is not None:
-            self._endpoint = self._lean().settings.endpoint_url  # type: ignore[union-attr]
+        if self._endpoint is None and self._settings() is not None:
+            self._endpoint = self._settings().endpoint_url  # type: ignore[union-attr]
         if self._endpoint is None:
             try:
                 self._endpoint = str(self.client.meta.endpoint_url)
@@ -272,9 +262,8 @@ class S3Provider(StoreProvider):
                     self._client = self._make_client()
         return self._client
 
-    def _lean(self) -> s3_crt.Engine | None:
-        """The awscrt engine for small requests (:mod:`mover.providers.s3_crt`), or None when
-        this store's requests all stay on botocore."""
+    def _settings(self) -> s3_crt.Settings | None:
+        """The lean engines' settings (None: every request on botocore), computed once."""
         if self._lean_settings is False:
             o = self.options
             attempts = o.get("max_attempts") or os.environ.get("AWS_MAX_ATTEMPTS")
@@ -286,11 +275,31 @@ class S3Provider(StoreProvider):
             )
         if self._lean_settings is None or self._lean_settings is True:
             return None
-        if self._engine is None:
-            self._engine = s3_crt.engine_for(self._lean_settings)
-        return self._engine
+        return self._lean_settings  # type: ignore[return-value]
 
-    def _small(self, length: int) -> s3_crt.Engine | None:
+    def _plain(self) -> s3_http.Client | None:
+        """The standard-library client (:mod:`mover.providers.s3_http`), or None when this
+        store's requests all stay on botocore."""
+        s = self._settings()
+        if s is None:
+            return None
+        if self._http is None:
+            self._http = s3_http.client_for(s)
+        return self._http
+
+    def _lean(self) -> s3_crt.Lean | None:
+        """The engine for a small request, or None when this store's requests all stay on
+        botocore: the standard-library client (:mod:`mover.providers.s3_http`), or the awscrt
+        engine (:mod:`mover.providers.s3_crt`) with ``engine = "awscrt"``."""
+        if self._engine is not None:
+            return self._engine
+        plain = self._plain()
+        if plain is not None and plain.settings.engine == "awscrt":
+            self._engine = s3_crt.engine_for(plain.settings)
+            return self._engine
+        return plain
+
+    def _small(self, length: int) -> s3_crt.Lean | None:
         """The engine for a request whose body is ``length`` bytes, if it takes it."""
         return self._lean() if length <= s3_crt.MAX_BODY_BYTES else None
 
@@ -481,7 +490,7 @@ class S3Provider(StoreProvider):
                 f"from the one mover read ({code})",
                 retryable=True,
             )
-        retryable = code in _RETRY_CODES or status >= 500 or status == 429
+        retryable = s3_http.is_transient(status, code)
         detail = f"{code}: {message}" if message else code or f"HTTP {status}"
         return ChunkFailed(f"{where}: {action} failed: {detail}", retryable=retryable)
 
@@ -552,7 +561,7 @@ class S3Provider(StoreProvider):
         want = len(buf)
         if want == 0:
             return 0
-        lean = self._small(want)
+        lean = self._small(want) or self._plain()
         if lean is not None:
             return self._read_lean(lean, key, offset, buf, etag)
         import botocore.exceptions as bex
@@ -601,9 +610,9 @@ class S3Provider(StoreProvider):
         return got
 
     def _read_lean(
-        self, lean: s3_crt.Engine, key: str, offset: int, buf: memoryview, etag: str | None
+        self, lean: s3_crt.Lean, key: str, offset: int, buf: memoryview, etag: str | None
     ) -> int:
-        """A small ranged GET on the lean engine, its body landing in ``buf``."""
+        """A ranged GET on a lean engine, its body landing in ``buf``."""
         want = len(buf)
         headers = [("Range", f"bytes={offset}-{offset + want - 1}")]
         if etag:
@@ -716,12 +725,26 @@ class S3Provider(StoreProvider):
 
     def _head_source(self, key: str, etag: str | None, part: int | None = None) -> dict[str, Any]:
         """HEAD (of one part) with the stored checksums, held to ``etag`` (412: changed)."""
+        what = "HEAD" if part is None else f"HEAD of part {part}"
+        lean = self._lean()
+        if lean is not None:
+            headers = [_CHECKSUM_MODE]
+            if etag:
+                headers.append(("If-Match", f'"{etag}"'))
+            query = f"partNumber={part}" if part is not None else ""
+            answer = self._call(
+                what,
+                key,
+                lambda: lean.request(
+                    "HeadObject", "HEAD", self.bucket, key, query=query, headers=headers
+                ),
+            )
+            return _head_fields(answer.headers)
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "ChecksumMode": "ENABLED"}
         if etag:
             kwargs["IfMatch"] = f'"{etag}"'
         if part is not None:
             kwargs["PartNumber"] = part
-        what = "HEAD" if part is None else f"HEAD of part {part}"
         return self._call(what, key, lambda: self.client.head_object(**kwargs))
 
     def _part_layout(
@@ -752,21 +775,12 @@ class S3Provider(StoreProvider):
     ) -> tuple[list[int], dict[str, list[str]]] | None:
         """Part sizes and checksums from GetObjectAttributes (1,000 parts a page), or None
         where the server does not answer it (or the answer does not list every part)."""
-        import botocore.exceptions as bex
-
         sizes: list[int] = []
         sums: dict[str, list[str]] = {}
         marker = 0
         while True:
-            try:
-                answer = self.client.get_object_attributes(
-                    Bucket=self.bucket,
-                    Key=key,
-                    ObjectAttributes=["ETag", "ObjectParts"],
-                    MaxParts=1000,
-                    PartNumberMarker=marker,
-                )
-            except (bex.ClientError, bex.BotoCoreError):
+            answer = self._object_attributes(key, marker)
+            if answer is None:
                 return None  # not implemented, not permitted: the HEADs will do
             if _etag(answer.get("ETag")) != etag:
                 raise SourceChanged(
@@ -786,6 +800,41 @@ class S3Provider(StoreProvider):
         if len(sizes) != count:
             return None
         return sizes, {a: v for a, v in sums.items() if len(v) == count}
+
+    def _object_attributes(self, key: str, marker: int) -> dict[str, Any] | None:
+        """One page of GetObjectAttributes (ETag, ObjectParts) as botocore shapes it, or None
+        where the server refuses it."""
+        lean = self._lean()
+        if lean is not None:
+            headers = [
+                ("x-amz-object-attributes", "ETag,ObjectParts"),
+                ("x-amz-max-parts", "1000"),
+                ("x-amz-part-number-marker", str(marker)),
+            ]
+            try:
+                answer = lean.request(
+                    "GetObjectAttributes",
+                    "GET",
+                    self.bucket,
+                    key,
+                    query="attributes",
+                    headers=headers,
+                )
+                return s3_crt.parse_attributes(answer.body)
+            except (s3_crt.EngineError, ValueError):
+                return None
+        import botocore.exceptions as bex
+
+        try:
+            return self.client.get_object_attributes(  # type: ignore[no-any-return]
+                Bucket=self.bucket,
+                Key=key,
+                ObjectAttributes=["ETag", "ObjectParts"],
+                MaxParts=1000,
+                PartNumberMarker=marker,
+            )
+        except (bex.ClientError, bex.BotoCoreError):
+            return None
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         lean = self._lean()
@@ -809,7 +858,7 @@ class S3Provider(StoreProvider):
                     mtime=obj["LastModified"].timestamp() if obj.get("LastModified") else None,
                 )
 
-    def _list_lean(self, lean: s3_crt.Engine, prefix: str) -> Iterator[ObjectInfo]:
+    def _list_lean(self, lean: s3_crt.Lean, prefix: str) -> Iterator[ObjectInfo]:
         """ListObjectsV2 pages on the lean engine; each page's objects are yielded while the
         next is not yet asked (a listing feeds the transfers as it goes)."""
         token: str | None = None
