@@ -48,6 +48,8 @@ def _crc32c(data: memoryview | bytes, value: int = 0) -> int:
     """
     global _py_crc32c_left
     size = len(data)
+    if not size:
+        return value  # nothing carried: the running value is the checksum
     with _crc32c_lock:
         python = size <= _py_crc32c_left
         if python:

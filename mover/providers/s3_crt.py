@@ -33,7 +33,6 @@ import io
 import os
 import re
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -86,15 +85,16 @@ class EngineError(Exception):
         self.connect = connect
 
 
-@dataclass(frozen=True)
-class Answer:
+class Answer(NamedTuple):
     """One response: status, lower-case headers, body (empty for HEAD and PUT, and when it
-    went into the caller's buffer), and the body's length."""
+    went into the caller's buffer), the body's length, and how many attempts it took (1 where
+    the engine does not say)."""
 
     status: int
     headers: dict[str, str]
     body: bytes
     length: int
+    attempts: int = 1
 
 
 @dataclass(frozen=True)
@@ -238,47 +238,6 @@ def provider(s: Settings, bootstrap: Any) -> Any:
     if s.profile:
         return auth.AwsCredentialsProvider.new_profile(bootstrap, profile_name=s.profile)
     return auth.AwsCredentialsProvider.new_default_chain(bootstrap)
-
-
-def credentials_for(s: Settings) -> Callable[[], Any]:
-    """A function returning ``s3_http.Credentials`` for ``s``: the static keys as they are,
-    else those of awscrt's provider (profile or default chain), asked once and again only when
-    they near their expiry. awscrt is imported only in the second case."""
-    from mover.providers.s3_http import CREDENTIALS_MARGIN_S, Credentials
-
-    if s.static is not None:
-        fixed = Credentials(*s.static)
-        return lambda: fixed
-    lock = threading.Lock()
-    held: list[Any] = []  # [Credentials]
-    source: list[Any] = []  # [provider]
-
-    def fetch() -> Credentials:
-        with lock:
-            if held and (
-                held[0].expires is None or held[0].expires - time.time() > CREDENTIALS_MARGIN_S
-            ):
-                return held[0]
-            if not source:
-                from awscrt import io
-
-                loop = io.EventLoopGroup(1)
-                source.append(provider(s, io.ClientBootstrap(loop, io.DefaultHostResolver(loop))))
-            try:
-                got = source[0].get_credentials().result(timeout=s.request_timeout_s)
-            except Exception as exc:
-                raise EngineError(0, NO_CREDENTIALS, str(exc) or type(exc).__name__) from exc
-            expires = got.expiration
-            creds = Credentials(
-                got.access_key_id,
-                got.secret_access_key,
-                got.session_token or None,
-                expires.timestamp() if expires is not None else None,
-            )
-            held[:] = [creds]
-            return creds
-
-    return fetch
 
 
 class Call(NamedTuple):
@@ -451,32 +410,70 @@ class Listing:
     next_token: str | None
 
 
-def parse_listing(body: bytes) -> Listing:
-    """A ListObjectsV2 answer's objects (key, size, ETag, mtime) and continuation token."""
-    from datetime import datetime
+def _root(body: bytes) -> tuple[Any, str]:
+    """An XML answer's root element and its namespace prefix (``{uri}`` or "")."""
     from xml.etree import ElementTree
 
     root = ElementTree.fromstring(body)
-    ns = root.tag.partition("}")[0] + "}" if root.tag.startswith("{") else ""
+    return root, root.tag.partition("}")[0] + "}" if root.tag.startswith("{") else ""
+
+
+def _when(text: str | None) -> Any:
+    """An ISO 8601 time of an S3 answer as an aware datetime, or None."""
+    from datetime import datetime
+
+    if text:
+        with contextlib.suppress(ValueError):
+            return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return None
+
+
+def parse_listing(body: bytes) -> Listing:
+    """A ListObjectsV2 answer's objects (key, size, ETag, mtime) and continuation token."""
+    root, ns = _root(body)
     objects = []
     for item in root.iter(f"{ns}Contents"):
-        modified = item.findtext(f"{ns}LastModified")
-        mtime = None
-        if modified:
-            with contextlib.suppress(ValueError):
-                mtime = datetime.fromisoformat(modified.replace("Z", "+00:00")).timestamp()
+        modified = _when(item.findtext(f"{ns}LastModified"))
         etag = item.findtext(f"{ns}ETag")
         objects.append(
             ObjectInfo(
                 key=item.findtext(f"{ns}Key") or "",
                 size=int(item.findtext(f"{ns}Size") or 0),
                 etag=etag.strip('"') if etag else None,
-                mtime=mtime,
+                mtime=modified.timestamp() if modified is not None else None,
             )
         )
     truncated = (root.findtext(f"{ns}IsTruncated") or "").lower() == "true"
     token = root.findtext(f"{ns}NextContinuationToken") if truncated else None
     return Listing(objects, token or None)
+
+
+def xml_text(body: bytes, tag: str) -> str:
+    """The text of the first ``tag`` element of an S3 answer; ValueError if there is none."""
+    from xml.etree import ElementTree
+
+    try:
+        root, _ = _root(body)
+    except ElementTree.ParseError as exc:
+        raise ValueError(f"the answer is no XML: {exc}") from exc
+    for element in root.iter():
+        if element.tag.rpartition("}")[2] == tag and element.text:
+            return element.text
+    raise ValueError(f"the answer holds no {tag}")
+
+
+def parse_uploads(body: bytes) -> list[dict[str, Any]]:
+    """A ListMultipartUploads answer's uploads as botocore shapes them: ``Key``,
+    ``UploadId``, ``Initiated`` (an aware datetime, or None)."""
+    root, ns = _root(body)
+    return [
+        {
+            "Key": item.findtext(f"{ns}Key") or "",
+            "UploadId": item.findtext(f"{ns}UploadId") or "",
+            "Initiated": _when(item.findtext(f"{ns}Initiated")),
+        }
+        for item in root.iter(f"{ns}Upload")
+    ]
 
 
 def parse_attributes(body: bytes) -> dict[str, Any]:
@@ -486,10 +483,9 @@ def parse_attributes(body: bytes) -> dict[str, Any]:
     from xml.etree import ElementTree
 
     try:
-        root = ElementTree.fromstring(body)
+        root, ns = _root(body)
     except ElementTree.ParseError as exc:
         raise ValueError(f"GetObjectAttributes answer is no XML: {exc}") from exc
-    ns = root.tag.partition("}")[0] + "}" if root.tag.startswith("{") else ""
     out: dict[str, Any] = {}
     etag = root.findtext(f"{ns}ETag")
     if etag is not None:

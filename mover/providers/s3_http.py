@@ -33,6 +33,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
+from mover.providers import s3_crt
 from mover.providers.s3_crt import (
     NO_CREDENTIALS,
     Answer,
@@ -189,6 +190,10 @@ class Client(Lean):
         self._idle: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
         self._tls: Any = None
+        #: requests in flight now, and the most seen at once (``peak`` may be reset by a
+        #: caller that watches a stretch of work)
+        self.in_flight = 0
+        self.peak = 0
 
     # -- connections ------------------------------------------------------------------------
 
@@ -232,18 +237,27 @@ class Client(Lean):
 
     def _send(self, call: Call) -> Answer:
         """Send with retries: ``max_attempts`` in all, for transient failures only."""
-        attempts = self.settings.max_attempts
-        attempt = 0
-        while True:
-            try:
-                return self._once(call)
-            except _Stale:
-                continue  # the server closed an idle connection: not an attempt
-            except EngineError as exc:
-                attempt += 1
-                if not _retry(exc) or attempt >= attempts:
-                    raise
-                time.sleep(random.uniform(0, min(MAX_BACKOFF_S, BACKOFF_BASE_S * 2**attempt)))
+        with self._lock:
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+        try:
+            attempts = self.settings.max_attempts
+            attempt = 0
+            while True:
+                try:
+                    answer = self._once(call)
+                    return answer._replace(attempts=attempt + 1) if attempt else answer
+                except _Stale:
+                    continue  # the server closed an idle connection: not an attempt
+                except EngineError as exc:
+                    attempt += 1
+                    if not _retry(exc) or attempt >= attempts:
+                        raise
+                    pause = min(MAX_BACKOFF_S, BACKOFF_BASE_S * 2**attempt)
+                    time.sleep(random.uniform(0, pause))
+        finally:
+            with self._lock:
+                self.in_flight -= 1
 
     def _once(self, call: Call) -> Answer:
         method, path, query, body = call.method, call.path, call.query, call.body
@@ -297,6 +311,11 @@ class Client(Lean):
             raise EngineError(status, code or str(status), message)
         if into is None:
             data = response.read()
+            if b"<Error>" in data[:512]:
+                # CompleteMultipartUpload (and copies) may fail after a 200: the error is in
+                # the body. As botocore does, it counts as a server error (retried).
+                code, message = error_fields(data)
+                raise EngineError(500, code or "InternalError", message)
             return Answer(status, headers, data, len(data))
         length = response.length
         if length is not None and length > len(into):
@@ -342,6 +361,55 @@ def _transport_error(exc: BaseException, connecting: bool) -> EngineError:
     return EngineError(0, name, str(exc) or name, connect=connect)
 
 
+def credentials_for(s: Settings) -> Callable[[], Credentials]:
+    """What a client calls for its keys: the static keys of ``s`` as they are, else
+    :class:`ChainCredentials` (awscrt imported only then)."""
+    if s.static is not None:
+        fixed = Credentials(*s.static)
+        return lambda: fixed
+    return ChainCredentials(s)
+
+
+class ChainCredentials:
+    """Credentials from awscrt's provider for ``s`` (a profile with a role, SSO or a process;
+    the default chain's web identity, container or instance role): asked on first use, and
+    again only when they come within ``CREDENTIALS_MARGIN_S`` of their expiry."""
+
+    def __init__(self, s: Settings) -> None:
+        self.settings = s
+        self._lock = threading.Lock()
+        self._held: Credentials | None = None
+        self._provider: Any = None
+
+    def __call__(self) -> Credentials:
+        with self._lock:
+            held = self._held
+            if held is not None and (
+                held.expires is None or held.expires - time.time() > CREDENTIALS_MARGIN_S
+            ):
+                return held
+            if self._provider is None:
+                from awscrt import io
+
+                loop = io.EventLoopGroup(1)
+                bootstrap = io.ClientBootstrap(loop, io.DefaultHostResolver(loop))
+                self._provider = s3_crt.provider(self.settings, bootstrap)
+            try:
+                got = self._provider.get_credentials().result(
+                    timeout=self.settings.request_timeout_s
+                )
+            except Exception as exc:
+                raise EngineError(0, NO_CREDENTIALS, str(exc) or type(exc).__name__) from exc
+            expires = got.expiration
+            self._held = Credentials(
+                got.access_key_id,
+                got.secret_access_key,
+                got.session_token or None,
+                expires.timestamp() if expires is not None else None,
+            )
+            return self._held
+
+
 _CLIENTS: dict[Settings, Client] = {}
 _CLIENTS_LOCK = threading.Lock()
 
@@ -349,8 +417,6 @@ _CLIENTS_LOCK = threading.Lock()
 def client_for(s: Settings) -> Client:
     """One client per distinct settings for the process, as for the awscrt engines: S3 to S3
     opens two stores on one endpoint, a recursive copy a store per object."""
-    from mover.providers.s3_crt import credentials_for
-
     with _CLIENTS_LOCK:
         client = _CLIENTS.get(s)
         if client is None:

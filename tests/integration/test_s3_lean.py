@@ -111,6 +111,7 @@ def test_one_byte_copies_import_no_sdk(
     assert (tmp_path / "b").read_bytes() == b"z"
     for modules in (up, down):
         assert not _top(modules) & HEAVY, sorted(_top(modules) & HEAVY)
+        assert "importlib.metadata" not in modules
         assert len(modules) < S3_COPY_BUDGET, f"{len(modules)} modules for a 1-byte S3 copy"
 
 

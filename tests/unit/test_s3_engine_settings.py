@@ -161,3 +161,21 @@ def test_object_attributes_are_shaped_as_botocore_returns_them() -> None:
     }
     with pytest.raises(ValueError):
         s3_crt.parse_attributes(b"not xml")
+
+
+def test_upload_listings_and_single_values_are_read() -> None:
+    body = (
+        b'<?xml version="1.0" encoding="UTF-8"?>'
+        b'<ListMultipartUploadsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+        b"<Bucket>b</Bucket><Upload><Key>k</Key><UploadId>u1</UploadId>"
+        b"<Initiated>2026-11-27T10:00:00.000Z</Initiated></Upload>"
+        b"<Upload><Key>k2</Key><UploadId>u2</UploadId></Upload></ListMultipartUploadsResult>"
+    )
+    uploads = s3_crt.parse_uploads(body)
+    assert [(u["Key"], u["UploadId"]) for u in uploads] == [("k", "u1"), ("k2", "u2")]
+    assert uploads[0]["Initiated"].timestamp() == 1795773600.0 and uploads[1]["Initiated"] is None
+    assert s3_crt.xml_text(body, "UploadId") == "u1"
+    with pytest.raises(ValueError, match="no Part"):
+        s3_crt.xml_text(body, "Part")
+    with pytest.raises(ValueError, match="no XML"):
+        s3_crt.xml_text(b"<half", "UploadId")

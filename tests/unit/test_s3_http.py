@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import datetime
 import os
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -94,7 +97,7 @@ def test_crc_combine_agrees_with_awscrt_and_with_hashing_again(algorithm: str) -
         assert int.from_bytes(got, "big") == combine(x, y, length)
 
 
-def test_crc32_is_awscrts_and_crc32c_the_packages_on_both_sides_of_the_budget(
+def test_crc32_agrees_with_awscrt_and_crc32c_with_the_package_on_both_sides_of_the_budget(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import crc32c
@@ -108,3 +111,36 @@ def test_crc32_is_awscrts_and_crc32c_the_packages_on_both_sides_of_the_budget(
     assert digests._crc32c(data[100:], digests._crc32c(data[:100])) == crc32c.crc32c(data)
     assert digests._py_crc32c_left < 10_000 - 4999
     assert digests._crc32c(data) == crc32c.crc32c(data)  # past the budget: the package
+
+
+@pytest.mark.parametrize(("lifetime_s", "asked"), [(3600, 1), (60, 3)])
+def test_chain_credentials_are_asked_again_only_near_their_expiry(
+    lifetime_s: int, asked: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A profile's credential_process, through awscrt's profile provider: keys that expire
+    in an hour are asked once; keys within the refresh margin are asked on every use."""
+    from mover.providers import s3_crt
+    from mover.providers.s3_http import CREDENTIALS_MARGIN_S, credentials_for
+
+    assert 60 < CREDENTIALS_MARGIN_S < 3600
+    calls = tmp_path / "calls"
+    script = tmp_path / "creds.py"
+    script.write_text(
+        "import datetime, json, sys\n"
+        f"open({str(calls)!r}, 'a').write('x')\n"
+        "end = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=int(sys.argv[1]))\n"
+        "print(json.dumps({'Version': 1, 'AccessKeyId': 'AK', 'SecretAccessKey': 'SK',\n"
+        "    'SessionToken': 'TOK', 'Expiration': end.strftime('%Y-%m-%dT%H:%M:%SZ')}))\n"
+    )
+    (tmp_path / "config").write_text(
+        f"[profile p]\ncredential_process = {sys.executable} {script} {lifetime_s}\n"
+    )
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    s = s3_crt.settings({"endpoint_url": "http://127.0.0.1:1", "profile": "p"}, 1, 1.0, 10.0)
+    assert s is not None and s.static is None
+    fetch = credentials_for(s)
+    got = [fetch() for _ in range(3)]
+    assert {(c.access_key, c.secret_key, c.token) for c in got} == {("AK", "SK", "TOK")}
+    assert got[0].expires is not None and abs(got[0].expires - time.time() - lifetime_s) < 60
+    assert len(calls.read_text()) == asked
