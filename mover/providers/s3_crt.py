@@ -134,6 +134,8 @@ def settings(
     )
     if not endpoint or urlsplit(str(endpoint)).scheme not in ("http", "https"):
         return None
+    if _proxied(str(endpoint)):
+        return None  # the lean engines speak to the endpoint directly; botocore uses proxies
     if options.get("request_checksum_calculation") or options.get("payload_signing_enabled"):
         return None  # the store asked for botocore's own body handling
     explicit = options.get("profile") or None
@@ -164,6 +166,20 @@ def settings(
         engine=engine,
         env=tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_"))),
     )
+
+
+def _proxied(endpoint: str) -> bool:
+    """Whether the environment routes ``endpoint`` through a proxy (``HTTPS_PROXY`` and its
+    kin, less ``NO_PROXY``), as botocore would read it."""
+    if not any(k.lower().endswith("_proxy") and k.lower() != "no_proxy" for k in os.environ):
+        return False
+    from urllib.request import getproxies_environment, proxy_bypass_environment
+
+    parts = urlsplit(endpoint)
+    proxies = getproxies_environment()
+    if not (proxies.get(parts.scheme) or proxies.get("all")):
+        return False
+    return not proxy_bypass_environment(parts.netloc, proxies)
 
 
 def _env_keys(prefix: str) -> tuple[str, str, str | None] | None:

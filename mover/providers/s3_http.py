@@ -242,13 +242,15 @@ class Client(Lean):
             self.peak = max(self.peak, self.in_flight)
         try:
             attempts = self.settings.max_attempts
-            attempt = 0
+            attempt = stale = 0
             while True:
                 try:
                     answer = self._once(call)
-                    return answer._replace(attempts=attempt + 1) if attempt else answer
+                    sent = attempt + stale + 1  # the server may have seen every one of them
+                    return answer._replace(attempts=sent) if sent > 1 else answer
                 except _Stale:
-                    continue  # the server closed an idle connection: not an attempt
+                    stale += 1  # the server closed an idle connection: not counted as a try
+                    continue
                 except EngineError as exc:
                     attempt += 1
                     if not _retry(exc) or attempt >= attempts:
@@ -296,6 +298,9 @@ class Client(Lean):
             if reused and not answered and isinstance(exc, _STALE_ERRORS):
                 raise _Stale() from exc
             raise _transport_error(exc, connecting) from exc
+        except BaseException:
+            conn.close()  # in an unknown state: never back to the pool
+            raise
         if response.will_close:
             conn.close()
         else:

@@ -270,3 +270,27 @@ def test_large_reads_land_in_the_buffer_and_hold_the_version(
     s3_client.put_object(Bucket=s3_bucket, Key="big", Body=data[::-1])
     with pytest.raises(SourceChanged):
         store.read_version_into("big", info.etag or "", 0, memoryview(buf))
+
+
+def test_a_connection_closed_while_idle_is_replaced_not_counted_as_an_attempt(
+    s3_env: dict[str, str], s3_bucket: str, s3_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A keep-alive connection the other end closed while it sat in the pool fails on reuse;
+    the request goes again on a new connection without spending an attempt (one allowed)."""
+    import socket
+
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    clear_cache()
+    s3_client.put_object(Bucket=s3_bucket, Key="k", Body=b"abc")
+    store = _store(s3_bucket)
+    plain = store._plain()
+    assert plain is not None
+    assert store.stat("k").size == 3
+    idle = list(plain._idle)
+    assert idle, "the connection went back to the pool"
+    for conn in idle:
+        assert conn.sock is not None
+        conn.sock.shutdown(socket.SHUT_RDWR)  # as a server's idle time-out leaves it
+    buf = bytearray(3)
+    assert store.read_into("k", 0, memoryview(buf)) == 3 and bytes(buf) == b"abc"
+    assert store.stat("k").size == 3

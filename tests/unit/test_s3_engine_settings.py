@@ -9,6 +9,7 @@ no server, no client.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         "AWS_SESSION_TOKEN",
         "AWS_WEB_IDENTITY_TOKEN_FILE",
         "AWS_ROLE_ARN",
+        *(n for n in os.environ if n.lower().endswith("_proxy")),
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
@@ -65,6 +67,13 @@ def test_aws_itself_virtual_addressing_and_the_fallback_stay_on_botocore(
     assert _settings({**endpoint, "payload_signing_enabled": True}) is None
     monkeypatch.setenv("MOVER_S3_ENGINE", "botocore")
     assert _settings(endpoint) is None
+    monkeypatch.delenv("MOVER_S3_ENGINE")
+    # A proxy for the endpoint: botocore goes through it, the lean engines would not.
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
+    assert _settings(endpoint) is None
+    assert _settings({"endpoint_url": "https://s3.example"}) is not None  # HTTPS: no proxy set
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    assert _settings(endpoint) is not None
 
 
 def test_region_from_the_profile_and_credentials_from_named_variables(
