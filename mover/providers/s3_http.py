@@ -25,10 +25,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import http.client
+import os
 import random
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
@@ -194,6 +196,14 @@ class Client(Lean):
         #: caller that watches a stretch of work)
         self.in_flight = 0
         self.peak = 0
+        _LIVE.add(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child (a prefork worker): the parent's connections are its own, never
+        to be shared; the lock may have been held by a thread that does not exist here."""
+        self._lock = threading.Lock()
+        self._idle = []
+        self.in_flight = 0
 
     # -- connections ------------------------------------------------------------------------
 
@@ -214,7 +224,6 @@ class Client(Lean):
 
     def _context(self) -> Any:
         if self._tls is None:
-            import os
             import ssl
 
             self._tls = ssl.create_default_context(cafile=os.environ.get("AWS_CA_BUNDLE") or None)
@@ -417,6 +426,17 @@ class ChainCredentials:
 
 _CLIENTS: dict[Settings, Client] = {}
 _CLIENTS_LOCK = threading.Lock()
+_LIVE: weakref.WeakSet[Client] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    global _CLIENTS_LOCK
+    _CLIENTS_LOCK = threading.Lock()
+    for client in list(_LIVE):
+        client._after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def client_for(s: Settings) -> Client:

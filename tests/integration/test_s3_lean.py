@@ -294,3 +294,26 @@ def test_a_connection_closed_while_idle_is_replaced_not_counted_as_an_attempt(
     buf = bytearray(3)
     assert store.read_into("k", 0, memoryview(buf)) == 3 and bytes(buf) == b"abc"
     assert store.stat("k").size == 3
+
+
+def test_a_forked_child_opens_its_own_connections(
+    s3_env: dict[str, str], s3_bucket: str, s3_client: Any
+) -> None:
+    """A prefork worker's child must not speak on its parent's pooled connections: after a
+    fork the child starts with an empty pool, and both processes go on reading."""
+    s3_client.put_object(Bucket=s3_bucket, Key="k", Body=b"abc")
+    store = _store(s3_bucket)
+    plain = store._plain()
+    assert plain is not None and store.stat("k").size == 3 and plain._idle
+    pid = os.fork()
+    if pid == 0:  # the child: report through the exit status only
+        code = 1
+        try:
+            if not plain._idle:
+                buf = bytearray(3)
+                code = 0 if store.read_into("k", 0, memoryview(buf)) == 3 else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert store.stat("k").size == 3 and plain._idle  # the parent's pool still serves it
