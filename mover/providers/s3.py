@@ -35,19 +35,26 @@ Configuration comes from boto3's standard chain (``AWS_ACCESS_KEY_ID``, ``AWS_EN
     copy_cutoff_bytes = 5368709120          # server-side copies above: UploadPartCopy parts
     copy_part_bytes = 536870912             # part size of those (raised to fit 10,000 parts)
     copy_streams = 4                        # part copies in parallel
-    engine = "awscrt"                       # small requests on awscrt; "botocore": all on boto3
+    engine = "http"                         # or "awscrt" (small requests), "botocore" (all)
 
-Small requests (PutObject and GETs up to 8 MiB, HEAD, HeadBucket, listings) go through a lean
-engine on ``awscrt`` (:mod:`mover.providers.s3_crt`: 8x fewer instructions per request than
-botocore, and no boto3 import for a command that moves only small objects) when the endpoint
-is known without boto3 (``endpoint_url`` or ``AWS_ENDPOINT_URL``, path-style); large ranged
-GETs, parts, multipart control and copies stay on boto3. ``engine = "botocore"`` (or
-``MOVER_S3_ENGINE=botocore``) keeps every request on boto3.
+Where the endpoint is known without boto3 (``endpoint_url`` or ``AWS_ENDPOINT_URL``, path-style)
+every request but server-side copies goes on the standard library
+(:mod:`mover.providers.s3_http`: SigV4 signed in Python, ``http.client``, bodies sent from and
+read into the caller's buffers): GETs and parts of any size, PutObject, HEAD, HeadBucket,
+listings, multipart control, deletes. boto3 costs 0.3 s of CPU to import and set up, awscrt
+40 ms; this client a few milliseconds, and per request less CPU than awscrt when many small
+objects move. So a copy between files and S3 imports neither. With ``engine = "awscrt"`` the
+small requests go on awscrt (:mod:`mover.providers.s3_crt`) instead. CopyObject and
+UploadPartCopy, AWS itself (virtual-hosted buckets, boto3's endpoint rules), and ``engine =
+"botocore"`` (or ``MOVER_S3_ENGINE=botocore``) use boto3. The lean engines read ``max_attempts``,
+``connect_timeout`` and ``read_timeout``; credentials come from the same chain (static keys read
+from the environment or the profile files, anything more through awscrt's providers).
 
-Retries of single requests are botocore's own retry modes; mover's chunk retry
-(:mod:`mover.retry`) sits above them and re-runs a whole chunk only for errors this module marks
-``retryable`` after botocore gave up. One boto3 client per store, shared by every thread
-(clients are thread-safe), with a connection pool large enough for every stream.
+Retries of single requests are the engine's (botocore's retry modes; the lean engines retry
+transient failures, ``max_attempts`` in all); mover's chunk retry (:mod:`mover.retry`) sits
+above them and re-runs a whole chunk only for errors this module marks ``retryable`` after the
+engine gave up. One client per store and engine, shared by every thread, with connections
+enough for every stream.
 """
 
 from __future__ import annotations
@@ -96,7 +103,7 @@ from mover.provider import (
     check_receipts,
     digest_for_store,
 )
-from mover.providers import s3_crt
+from mover.providers import s3_crt, s3_http
 
 T = TypeVar("T")
 log = logging.getLogger("mover.s3")
@@ -123,8 +130,10 @@ DEFAULT_MAX_ATTEMPTS = 3
 
 #: Bucket names boto3 accepts (AWS is stricter; S3-compatible servers may be looser).
 _BUCKET = re.compile(r"^[A-Za-z0-9._-]{1,255}$")
-#: crc32c of zero bytes, base64, for the empty object.
-_EMPTY_CRC32C_B64 = digest("crc32c", b"").b64
+#: The namespace of S3's XML documents.
+_S3_XMLNS = "http://s3.amazonaws.com/doc/2006-03-01/"
+#: crc32c of zero bytes, for the empty object.
+_EMPTY_CRC32C = digest("crc32c", b"")
 
 _DENIED_CODES = {
     "AccessDenied",
@@ -140,17 +149,6 @@ _DENIED_CODES = {
     "401",
 }
 _DIGEST_CODES = {"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch", "InvalidChecksum"}
-_RETRY_CODES = {
-    "SlowDown",
-    "ServiceUnavailable",
-    "InternalError",
-    "RequestTimeout",
-    "RequestTimeTooSkewed",
-    "Throttling",
-    "ThrottlingException",
-    "TooManyRequests",
-    "OperationAborted",
-}
 _NOT_FOUND_CODES = {"NoSuchKey", "NotFound", "404", "NoSuchVersion"}
 #: Checksums an object may carry in HEAD, mapped to mover's digest names.
 _CHECKSUM_FIELDS = (("ChecksumCRC32C", "crc32c"), ("ChecksumSHA256", "sha256"))
@@ -224,7 +222,8 @@ class S3Provider(StoreProvider):
         self._bucket_seen_until = 0.0
         #: the lean engine's settings (None: every request on botocore); computed once
         self._lean_settings: s3_crt.Settings | bool | None = False
-        self._engine: s3_crt.Engine | None = None
+        self._engine: s3_crt.Lean | None = None
+        self._http: s3_http.Client | None = None
 
     @classmethod
     def open(cls, location: Location, options: dict[str, Any] | None = None) -> S3Provider:
@@ -254,8 +253,8 @@ class S3Provider(StoreProvider):
     @property
     def endpoint(self) -> str:
         """The endpoint URL this store talks to, for messages; creates no connection."""
-        if self._endpoint is None and self._lean() is not None:
-            self._endpoint = self._lean().settings.endpoint_url  # type: ignore[union-attr]
+        if self._endpoint is None and self._settings() is not None:
+            self._endpoint = self._settings().endpoint_url  # type: ignore[union-attr]
         if self._endpoint is None:
             try:
                 self._endpoint = str(self.client.meta.endpoint_url)
@@ -272,9 +271,8 @@ class S3Provider(StoreProvider):
                     self._client = self._make_client()
         return self._client
 
-    def _lean(self) -> s3_crt.Engine | None:
-        """The awscrt engine for small requests (:mod:`mover.providers.s3_crt`), or None when
-        this store's requests all stay on botocore."""
+    def _settings(self) -> s3_crt.Settings | None:
+        """The lean engines' settings (None: every request on botocore), computed once."""
         if self._lean_settings is False:
             o = self.options
             attempts = o.get("max_attempts") or os.environ.get("AWS_MAX_ATTEMPTS")
@@ -286,11 +284,31 @@ class S3Provider(StoreProvider):
             )
         if self._lean_settings is None or self._lean_settings is True:
             return None
-        if self._engine is None:
-            self._engine = s3_crt.engine_for(self._lean_settings)
-        return self._engine
+        return self._lean_settings  # type: ignore[return-value]
 
-    def _small(self, length: int) -> s3_crt.Engine | None:
+    def _plain(self) -> s3_http.Client | None:
+        """The standard-library client (:mod:`mover.providers.s3_http`), or None when this
+        store's requests all stay on botocore."""
+        s = self._settings()
+        if s is None:
+            return None
+        if self._http is None:
+            self._http = s3_http.client_for(s)
+        return self._http
+
+    def _lean(self) -> s3_crt.Lean | None:
+        """The engine for a small request, or None when this store's requests all stay on
+        botocore: the standard-library client (:mod:`mover.providers.s3_http`), or the awscrt
+        engine (:mod:`mover.providers.s3_crt`) with ``engine = "awscrt"``."""
+        if self._engine is not None:
+            return self._engine
+        plain = self._plain()
+        if plain is not None and plain.settings.engine == "awscrt":
+            self._engine = s3_crt.engine_for(plain.settings)
+            return self._engine
+        return plain
+
+    def _small(self, length: int) -> s3_crt.Lean | None:
         """The engine for a request whose body is ``length`` bytes, if it takes it."""
         return self._lean() if length <= s3_crt.MAX_BODY_BYTES else None
 
@@ -481,7 +499,7 @@ class S3Provider(StoreProvider):
                 f"from the one mover read ({code})",
                 retryable=True,
             )
-        retryable = code in _RETRY_CODES or status >= 500 or status == 429
+        retryable = s3_http.is_transient(status, code)
         detail = f"{code}: {message}" if message else code or f"HTTP {status}"
         return ChunkFailed(f"{where}: {action} failed: {detail}", retryable=retryable)
 
@@ -552,7 +570,7 @@ class S3Provider(StoreProvider):
         want = len(buf)
         if want == 0:
             return 0
-        lean = self._small(want)
+        lean = self._small(want) or self._plain()
         if lean is not None:
             return self._read_lean(lean, key, offset, buf, etag)
         import botocore.exceptions as bex
@@ -601,9 +619,9 @@ class S3Provider(StoreProvider):
         return got
 
     def _read_lean(
-        self, lean: s3_crt.Engine, key: str, offset: int, buf: memoryview, etag: str | None
+        self, lean: s3_crt.Lean, key: str, offset: int, buf: memoryview, etag: str | None
     ) -> int:
-        """A small ranged GET on the lean engine, its body landing in ``buf``."""
+        """A ranged GET on a lean engine, its body landing in ``buf``."""
         want = len(buf)
         headers = [("Range", f"bytes={offset}-{offset + want - 1}")]
         if etag:
@@ -716,12 +734,26 @@ class S3Provider(StoreProvider):
 
     def _head_source(self, key: str, etag: str | None, part: int | None = None) -> dict[str, Any]:
         """HEAD (of one part) with the stored checksums, held to ``etag`` (412: changed)."""
+        what = "HEAD" if part is None else f"HEAD of part {part}"
+        lean = self._lean()
+        if lean is not None:
+            headers = [_CHECKSUM_MODE]
+            if etag:
+                headers.append(("If-Match", f'"{etag}"'))
+            query = f"partNumber={part}" if part is not None else ""
+            answer = self._call(
+                what,
+                key,
+                lambda: lean.request(
+                    "HeadObject", "HEAD", self.bucket, key, query=query, headers=headers
+                ),
+            )
+            return _head_fields(answer.headers)
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "ChecksumMode": "ENABLED"}
         if etag:
             kwargs["IfMatch"] = f'"{etag}"'
         if part is not None:
             kwargs["PartNumber"] = part
-        what = "HEAD" if part is None else f"HEAD of part {part}"
         return self._call(what, key, lambda: self.client.head_object(**kwargs))
 
     def _part_layout(
@@ -752,21 +784,12 @@ class S3Provider(StoreProvider):
     ) -> tuple[list[int], dict[str, list[str]]] | None:
         """Part sizes and checksums from GetObjectAttributes (1,000 parts a page), or None
         where the server does not answer it (or the answer does not list every part)."""
-        import botocore.exceptions as bex
-
         sizes: list[int] = []
         sums: dict[str, list[str]] = {}
         marker = 0
         while True:
-            try:
-                answer = self.client.get_object_attributes(
-                    Bucket=self.bucket,
-                    Key=key,
-                    ObjectAttributes=["ETag", "ObjectParts"],
-                    MaxParts=1000,
-                    PartNumberMarker=marker,
-                )
-            except (bex.ClientError, bex.BotoCoreError):
+            answer = self._object_attributes(key, marker)
+            if answer is None:
                 return None  # not implemented, not permitted: the HEADs will do
             if _etag(answer.get("ETag")) != etag:
                 raise SourceChanged(
@@ -786,6 +809,41 @@ class S3Provider(StoreProvider):
         if len(sizes) != count:
             return None
         return sizes, {a: v for a, v in sums.items() if len(v) == count}
+
+    def _object_attributes(self, key: str, marker: int) -> dict[str, Any] | None:
+        """One page of GetObjectAttributes (ETag, ObjectParts) as botocore shapes it, or None
+        where the server refuses it."""
+        lean = self._lean()
+        if lean is not None:
+            headers = [
+                ("x-amz-object-attributes", "ETag,ObjectParts"),
+                ("x-amz-max-parts", "1000"),
+                ("x-amz-part-number-marker", str(marker)),
+            ]
+            try:
+                answer = lean.request(
+                    "GetObjectAttributes",
+                    "GET",
+                    self.bucket,
+                    key,
+                    query="attributes",
+                    headers=headers,
+                )
+                return s3_crt.parse_attributes(answer.body)
+            except (s3_crt.EngineError, ValueError):
+                return None
+        import botocore.exceptions as bex
+
+        try:
+            return self.client.get_object_attributes(  # type: ignore[no-any-return]
+                Bucket=self.bucket,
+                Key=key,
+                ObjectAttributes=["ETag", "ObjectParts"],
+                MaxParts=1000,
+                PartNumberMarker=marker,
+            )
+        except (bex.ClientError, bex.BotoCoreError):
+            return None
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         lean = self._lean()
@@ -809,7 +867,7 @@ class S3Provider(StoreProvider):
                     mtime=obj["LastModified"].timestamp() if obj.get("LastModified") else None,
                 )
 
-    def _list_lean(self, lean: s3_crt.Engine, prefix: str) -> Iterator[ObjectInfo]:
+    def _list_lean(self, lean: s3_crt.Lean, prefix: str) -> Iterator[ObjectInfo]:
         """ListObjectsV2 pages on the lean engine; each page's objects are yielded while the
         next is not yet asked (a listing feeds the transfers as it goes)."""
         token: str | None = None
@@ -914,21 +972,59 @@ class S3Provider(StoreProvider):
 
     def open_writer(self, key: str, size: int | None) -> ChunkWriter:
         started = time.monotonic()
+        plain = self._plain()
         try:
-            answer = self._call(
-                "creating a multipart upload",
-                key,
-                lambda: self.client.create_multipart_upload(
-                    Bucket=self.bucket, Key=key, ChecksumAlgorithm="CRC32C"
-                ),
-            )
+            if plain is not None:
+                made = self._call(
+                    "creating a multipart upload",
+                    key,
+                    lambda: plain.request(
+                        "CreateMultipartUpload",
+                        "POST",
+                        self.bucket,
+                        key,
+                        query="uploads",
+                        headers=[("x-amz-checksum-algorithm", "CRC32C")],
+                    ),
+                )
+                upload = self._xml(made.body, "UploadId", "creating a multipart upload", key)
+                retried = made.attempts > 1
+            else:
+                answer = self._call(
+                    "creating a multipart upload",
+                    key,
+                    lambda: self.client.create_multipart_upload(
+                        Bucket=self.bucket, Key=key, ChecksumAlgorithm="CRC32C"
+                    ),
+                )
+                upload = answer["UploadId"]
+                retried = bool((answer.get("ResponseMetadata") or {}).get("RetryAttempts"))
         except MoverError:
             self._abort_strays(key, None, time.monotonic() - started)
             raise
-        upload = answer["UploadId"]
-        if (answer.get("ResponseMetadata") or {}).get("RetryAttempts"):
+        if retried:
             self._abort_strays(key, upload, time.monotonic() - started)
         return S3Writer(self, key, upload)
+
+    def _xml(self, body: bytes, tag: str, action: str, key: str) -> str:
+        """``tag``'s text in an answer, or a retryable failure naming what lacks it."""
+        try:
+            return s3_crt.xml_text(body, tag)
+        except ValueError as exc:
+            raise ChunkFailed(
+                f"{self._url(key)} at {self.endpoint}: {action}: {exc}", retryable=True
+            ) from exc
+
+    def _uploads(self, key: str) -> tuple[list[dict[str, Any]], str]:
+        """The multipart uploads under ``key`` (Key, UploadId, Initiated) and the server's
+        ``Date`` of the answer."""
+        plain = self._plain()
+        if plain is not None:
+            query = f"prefix={quote(key, safe='')}&uploads"
+            answer = plain.request("ListMultipartUploads", "GET", self.bucket, query=query)
+            return s3_crt.parse_uploads(answer.body), answer.headers["date"]
+        listing = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
+        return listing.get("Uploads") or [], listing["ResponseMetadata"]["HTTPHeaders"]["date"]
 
     def _abort_strays(self, key: str, keep: str | None, elapsed_s: float) -> None:
         """Abort the uploads of ``key`` that a retried CreateMultipartUpload left: an attempt
@@ -940,10 +1036,9 @@ class S3Provider(StoreProvider):
         from email.utils import parsedate_to_datetime
 
         try:
-            listing = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
-            now = parsedate_to_datetime(listing["ResponseMetadata"]["HTTPHeaders"]["date"])
-            since = now - timedelta(seconds=elapsed_s + 2)
-            for upload in listing.get("Uploads") or []:
+            uploads, date = self._uploads(key)
+            since = parsedate_to_datetime(date) - timedelta(seconds=elapsed_s + 2)
+            for upload in uploads:
                 if upload["Key"] != key or upload["UploadId"] == keep:
                     continue
                 if upload.get("Initiated") is None or upload["Initiated"] < since:
@@ -961,6 +1056,12 @@ class S3Provider(StoreProvider):
 
     def delete(self, key: str) -> None:
         self.stat(key)  # S3 answers a DELETE of a missing key with success
+        plain = self._plain()
+        if plain is not None:
+            self._call(
+                "DELETE", key, lambda: plain.request("DeleteObject", "DELETE", self.bucket, key)
+            )
+            return
         self._call("DELETE", key, lambda: self.client.delete_object(Bucket=self.bucket, Key=key))
 
     # -- server-side copy -----------------------------------------------------------------------
@@ -1076,6 +1177,7 @@ class S3Writer(ChunkWriter):
         self.provider = provider
         self.key = key
         self.upload_id = upload_id
+        self._upload_query = quote(upload_id, safe="")
 
     def _where(self) -> str:
         return f"{self.provider._url(self.key)} at {self.provider.endpoint}"
@@ -1089,21 +1191,39 @@ class S3Writer(ChunkWriter):
             # Nothing to carry: the commit writes an empty object (see the module docstring).
             return PartReceipt(part, offset, 0, str(expected), {"empty": True})
         p = self.provider
-        answer = p._call(
-            f"UploadPart {part + 1}",
-            self.key,
-            lambda: p.client.upload_part(
-                Bucket=p.bucket,
-                Key=self.key,
-                UploadId=self.upload_id,
-                PartNumber=part + 1,
-                Body=s3_crt.BufferReader(data),
-                ContentLength=size,
-                ChecksumCRC32C=crc.b64,
-            ),
-        )
-        confirmed = answer.get("ChecksumCRC32C")
-        etag = str(answer.get("ETag") or "")
+        plain = p._plain()
+        if plain is not None:
+            done = p._call(
+                f"UploadPart {part + 1}",
+                self.key,
+                lambda: plain.request(
+                    "UploadPart",
+                    "PUT",
+                    p.bucket,
+                    self.key,
+                    query=f"partNumber={part + 1}&uploadId={self._upload_query}",
+                    headers=[(_CRC32C_HEADER, crc.b64)],
+                    body=data,
+                ),
+            )
+            confirmed = done.headers.get(_CRC32C_HEADER)
+            etag = done.headers.get("etag") or ""
+        else:
+            answer = p._call(
+                f"UploadPart {part + 1}",
+                self.key,
+                lambda: p.client.upload_part(
+                    Bucket=p.bucket,
+                    Key=self.key,
+                    UploadId=self.upload_id,
+                    PartNumber=part + 1,
+                    Body=s3_crt.BufferReader(data),
+                    ContentLength=size,
+                    ChecksumCRC32C=crc.b64,
+                ),
+            )
+            confirmed = answer.get("ChecksumCRC32C")
+            etag = str(answer.get("ETag") or "")
         if confirmed is not None and confirmed != crc.b64:
             raise VerificationFailed(
                 f"part {part} of {self._where()}: sent crc32c {crc.b64}, server stored {confirmed}",
@@ -1128,20 +1248,34 @@ class S3Writer(ChunkWriter):
         ordered = check_receipts(receipts, size, self._where())
         parts = [r for r in ordered if not r.extra.get("empty")]
         if not parts:
-            p._call(
-                "PutObject (empty)",
-                self.key,
-                lambda: p.client.put_object(
-                    Bucket=p.bucket, Key=self.key, Body=b"", ChecksumCRC32C=_EMPTY_CRC32C_B64
-                ),
-            )
+            p.put(self.key, memoryview(b""), _EMPTY_CRC32C)
             self.abort_quietly()
             return p.stat(self.key)
-        listing = [
-            {"PartNumber": r.part + 1, "ETag": r.extra["etag"], "ChecksumCRC32C": r.extra["crc32c"]}
-            for r in parts
-        ]
         try:
+            self._complete(parts)
+        except ChunkFailed:
+            # A complete whose answer was lost and retried finds no upload: it succeeded if the
+            # object now has exactly the multipart ETag these parts make.
+            if not self._completed_before(parts):
+                raise
+        info = p.stat(self.key)
+        if info.size != size:
+            raise VerificationFailed(f"{self._where()}: holds {info.size} bytes, expected {size}")
+        return info
+
+    def _complete(self, parts: list[PartReceipt]) -> None:
+        """CompleteMultipartUpload with every part's ETag and crc32c."""
+        p = self.provider
+        plain = p._plain()
+        if plain is None:
+            listing = [
+                {
+                    "PartNumber": r.part + 1,
+                    "ETag": r.extra["etag"],
+                    "ChecksumCRC32C": r.extra["crc32c"],
+                }
+                for r in parts
+            ]
             p._call(
                 "CompleteMultipartUpload",
                 self.key,
@@ -1152,15 +1286,28 @@ class S3Writer(ChunkWriter):
                     MultipartUpload={"Parts": listing},
                 ),
             )
-        except ChunkFailed:
-            # A complete whose answer was lost and retried finds no upload: it succeeded if the
-            # object now has exactly the multipart ETag these parts make.
-            if not self._completed_before(parts):
-                raise
-        info = p.stat(self.key)
-        if info.size != size:
-            raise VerificationFailed(f"{self._where()}: holds {info.size} bytes, expected {size}")
-        return info
+            return
+        from xml.sax.saxutils import escape
+
+        body = "".join(
+            f"<Part><PartNumber>{r.part + 1}</PartNumber><ETag>{escape(r.extra['etag'])}</ETag>"
+            f"<ChecksumCRC32C>{escape(r.extra['crc32c'])}</ChecksumCRC32C></Part>"
+            for r in parts
+        )
+        document = f'<CompleteMultipartUpload xmlns="{_S3_XMLNS}">{body}</CompleteMultipartUpload>'
+        document_bytes = document.encode()
+        p._call(
+            "CompleteMultipartUpload",
+            self.key,
+            lambda: plain.request(
+                "CompleteMultipartUpload",
+                "POST",
+                p.bucket,
+                self.key,
+                query=f"uploadId={self._upload_query}",
+                body=memoryview(document_bytes),
+            ),
+        )
 
     def _completed_before(self, parts: list[PartReceipt]) -> bool:
         try:
@@ -1174,9 +1321,24 @@ class S3Writer(ChunkWriter):
         return info.etag == f"{expected}-{len(parts)}"
 
     def abort(self) -> None:
+        p = self.provider
+        plain = p._plain()
+        if plain is not None:
+            try:
+                plain.request(
+                    "AbortMultipartUpload",
+                    "DELETE",
+                    p.bucket,
+                    self.key,
+                    query=f"uploadId={self._upload_query}",
+                )
+            except s3_crt.EngineError as exc:
+                if exc.code == "NoSuchUpload" or exc.status == 404:
+                    return  # already aborted or completed: nothing partial is left
+                raise p._error(exc, "AbortMultipartUpload", self.key) from exc
+            return
         import botocore.exceptions as bex
 
-        p = self.provider
         try:
             p.client.abort_multipart_upload(Bucket=p.bucket, Key=self.key, UploadId=self.upload_id)
         except bex.ClientError as exc:

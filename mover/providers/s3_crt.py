@@ -1,12 +1,14 @@
-"""The S3 store's lean request engine: small data-plane requests on ``awscrt`` (issue 10).
+"""The S3 store's lean engines: what they share, and the awscrt one (issue 10).
 
 Why: botocore costs about 4.5 M instructions per small request and 0.35 s to import and build a
-Session; awscrt's ``S3Client`` (HTTP, connection pool, SigV4 and retries in C, already a
-dependency) costs 0.54 M and 66 ms (benchmarks/spike/RESULTS.md). So the requests a store makes
-once per small object (PutObject, a whole small GetObject, HeadObject, HeadBucket, a one-key
-listing) go through this engine, and a command that only moves small objects never imports
-boto3. Large ranged GETs and UploadPart stay on botocore, whose ``readinto`` path costs the
-least CPU per GiB, and so do control calls (multipart, copies, deletes, paginated listings).
+Session. awscrt's ``S3Client`` (HTTP, connection pool, SigV4 and retries in C, already a
+dependency) costs 0.54 M and 66 ms (benchmarks/spike/RESULTS.md); the standard-library client
+of :mod:`mover.providers.s3_http` costs 0.66 M and a few milliseconds, and moved small objects
+with less CPU than awscrt here, so it is the default (``engine = "http"``) and this engine is
+the choice of ``engine = "awscrt"``. Both send the small data-plane requests (PutObject, GETs,
+HeadObject, HeadBucket, listings); every ranged GET goes on the standard-library client, and
+multipart uploads, copies and deletes stay on botocore. A command that downloads, or uploads
+objects up to 8 MiB, never imports boto3.
 
 What the store promises is kept: the caller's crc32c goes as ``x-amz-checksum-crc32c`` (signed,
 checked by the server: BadDigest), the engine computes no checksum of its own and signs no
@@ -14,17 +16,18 @@ payload (``UNSIGNED-PAYLOAD``, as botocore is configured); retries of single req
 engine's (``max_attempts`` - 1, like botocore's), and the final error is classified once, by the
 store, from the HTTP status and the S3 error ``Code``.
 
-The engine is built only from what is known without boto3: an endpoint URL (store option
-``endpoint_url`` or ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``), path-style addressing, a
-region (option, ``AWS_DEFAULT_REGION``, the profile's ``region`` in ``~/.aws/config``, else
-``us-east-1``), and credentials from awscrt's own default chain (environment, ``~/.aws``
-profiles, web identity, ECS, IMDS), a named profile, or ``credentials_env``. AWS itself
+The engines are built only from what is known without boto3 (:func:`settings`): an endpoint URL
+(store option ``endpoint_url`` or ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``), path-style
+addressing, a region (option, ``AWS_DEFAULT_REGION``, the profile's ``region`` in
+``~/.aws/config``, else ``us-east-1``), and credentials: static keys where the chain would find
+them without a request (``credentials_env``; ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY``;
+a profile's keys in ``~/.aws/credentials`` or ``~/.aws/config``), else awscrt's own providers
+(a named profile with roles, SSO or a process; web identity, ECS, IMDS). AWS itself
 (virtual-hosted buckets) and ``engine = "botocore"`` keep every request on botocore.
 """
 
 from __future__ import annotations
 
-import configparser
 import contextlib
 import io
 import os
@@ -32,7 +35,7 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote, urlsplit
 
 from mover.provider import ObjectInfo
@@ -43,6 +46,23 @@ MAX_BODY_BYTES = 8 * 1024 * 1024
 EVENT_LOOP_THREADS = 2
 #: Connections the engine may keep open to the endpoint.
 MAX_CONNECTIONS = 64
+#: The ``code`` of an EngineError for credentials that could not be had (no request was sent).
+NO_CREDENTIALS = "NO_CREDENTIALS"
+#: Lean engines a store may ask for (option ``engine``, ``MOVER_S3_ENGINE``; the first is the
+#: default); "botocore" (or any other value) keeps every request on botocore.
+ENGINES = ("http", "awscrt")
+#: Profile settings that make its credentials more than the keys it holds (a role, SSO, a
+#: process, web identity): those are left to awscrt's profile provider.
+_NOT_STATIC = (
+    "role_arn",
+    "source_profile",
+    "credential_source",
+    "credential_process",
+    "web_identity_token_file",
+    "sso_start_url",
+    "sso_session",
+    "sso_account_id",
+)
 
 _CODE = re.compile(rb"<Code>([^<]*)</Code>")
 _MESSAGE = re.compile(rb"<Message>([^<]*)</Message>")
@@ -65,15 +85,16 @@ class EngineError(Exception):
         self.connect = connect
 
 
-@dataclass(frozen=True)
-class Answer:
+class Answer(NamedTuple):
     """One response: status, lower-case headers, body (empty for HEAD and PUT, and when it
-    went into the caller's buffer), and the body's length."""
+    went into the caller's buffer), the body's length, and how many attempts it took (1 where
+    the engine does not say)."""
 
     status: int
     headers: dict[str, str]
     body: bytes
     length: int
+    attempts: int = 1
 
 
 @dataclass(frozen=True)
@@ -87,6 +108,8 @@ class Settings:
     max_attempts: int
     connect_timeout_s: float
     request_timeout_s: float
+    #: small requests on "http" (mover.providers.s3_http) or "awscrt" (this module)
+    engine: str = "http"
     #: the AWS_* environment the default chain reads (credentials): part of the engine's
     #: identity, so a changed environment gets a new engine, as boto3 Sessions are keyed
     env: tuple[tuple[str, str], ...] = field(default=(), repr=False)
@@ -95,36 +118,37 @@ class Settings:
 def settings(
     options: dict[str, Any], max_attempts: int, connect_s: float, read_s: float
 ) -> Settings | None:
-    """The engine's settings for a store's ``options``, or None when it must stay on botocore
-    (no endpoint URL known without boto3, virtual addressing asked, ``engine = "botocore"``,
-    ``MOVER_S3_ENGINE=botocore``, or credentials_env naming unset variables: botocore then
-    gives the precise error)."""
-    engine = str(options.get("engine") or os.environ.get("MOVER_S3_ENGINE") or "awscrt").lower()
-    if engine != "awscrt":
+    """The lean engines' settings for a store's ``options``, or None when it must stay on
+    botocore (no endpoint URL known without boto3, virtual addressing asked, ``engine =
+    "botocore"``, ``MOVER_S3_ENGINE=botocore``, or credentials_env naming unset variables:
+    botocore then gives the precise error)."""
+    engine = str(options.get("engine") or os.environ.get("MOVER_S3_ENGINE") or ENGINES[0]).lower()
+    if engine not in ENGINES:
         return None
     if str(options.get("addressing_style") or "path") != "path":
         return None
-    profile = options.get("profile") or os.environ.get("AWS_PROFILE") or None
     endpoint = (
         options.get("endpoint_url")
         or os.environ.get("AWS_ENDPOINT_URL_S3")
         or os.environ.get("AWS_ENDPOINT_URL")
     )
-    config = _profile_config(profile)
     if not endpoint or urlsplit(str(endpoint)).scheme not in ("http", "https"):
         return None
+    if _proxied(str(endpoint)):
+        return None  # the lean engines speak to the endpoint directly; botocore uses proxies
     if options.get("request_checksum_calculation") or options.get("payload_signing_enabled"):
         return None  # the store asked for botocore's own body handling
-    static = None
+    explicit = options.get("profile") or None
+    profile = explicit or os.environ.get("AWS_PROFILE") or None
+    config = _profile_config(profile)
     prefix = options.get("credentials_env")
+    static: tuple[str, str, str | None] | None
     if prefix:
-        key, secret = (
-            os.environ.get(f"{prefix}_ACCESS_KEY_ID"),
-            os.environ.get(f"{prefix}_SECRET_ACCESS_KEY"),
-        )
-        if not key or not secret:
+        static = _env_keys(str(prefix))
+        if static is None:
             return None
-        static = (key, secret, os.environ.get(f"{prefix}_SESSION_TOKEN") or None)
+    else:
+        static = _static_keys(explicit, profile)
     region = (
         options.get("region")
         or os.environ.get("AWS_DEFAULT_REGION")
@@ -139,44 +163,159 @@ def settings(
         max_attempts=max(1, max_attempts),
         connect_timeout_s=connect_s,
         request_timeout_s=read_s,
+        engine=engine,
         env=tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_"))),
     )
 
 
+def _proxied(endpoint: str) -> bool:
+    """Whether the environment routes ``endpoint`` through a proxy (``HTTPS_PROXY`` and its
+    kin, less ``NO_PROXY``), as botocore would read it."""
+    if not any(k.lower().endswith("_proxy") and k.lower() != "no_proxy" for k in os.environ):
+        return False
+    from urllib.request import getproxies_environment, proxy_bypass_environment
+
+    parts = urlsplit(endpoint)
+    proxies = getproxies_environment()
+    if not (proxies.get(parts.scheme) or proxies.get("all")):
+        return False
+    return not proxy_bypass_environment(parts.netloc, proxies)
+
+
+def _env_keys(prefix: str) -> tuple[str, str, str | None] | None:
+    """``PREFIX_ACCESS_KEY_ID``, ``PREFIX_SECRET_ACCESS_KEY`` (and ``PREFIX_SESSION_TOKEN``)."""
+    key = os.environ.get(f"{prefix}_ACCESS_KEY_ID")
+    secret = os.environ.get(f"{prefix}_SECRET_ACCESS_KEY")
+    if not key or not secret:
+        return None
+    return key, secret, os.environ.get(f"{prefix}_SESSION_TOKEN") or None
+
+
+def _static_keys(explicit: str | None, profile: str | None) -> tuple[str, str, str | None] | None:
+    """The keys the standard chain would settle on without a request, or None when it would
+    go further (a role, SSO, a process, web identity, a container or instance role).
+
+    In the chain's order: the environment's keys (unless a profile was named in the store's
+    options, as boto3 skips them for a Session given a profile), web identity from the
+    environment (not static), then the profile's keys (``~/.aws/credentials``, then
+    ``~/.aws/config``) when the profile holds nothing that outranks them.
+    """
+    if not explicit:
+        keys = _env_keys("AWS")
+        if keys is not None:
+            return keys
+        if os.environ.get("AWS_WEB_IDENTITY_TOKEN_FILE") and os.environ.get("AWS_ROLE_ARN"):
+            return None
+    name = profile or "default"
+    shared = _ini_section(
+        os.environ.get("AWS_SHARED_CREDENTIALS_FILE") or "~/.aws/credentials", name
+    )
+    config = _profile_config(name)
+    if any(k in shared or k in config for k in _NOT_STATIC):
+        return None
+    for section in (shared, config):
+        key, secret = section.get("aws_access_key_id"), section.get("aws_secret_access_key")
+        if key and secret:
+            return key, secret, section.get("aws_session_token") or None
+    return None
+
+
 def _profile_config(profile: str | None) -> dict[str, str]:
-    """The profile's section of the AWS config file (only ``region`` is used); empty when
-    there is none. A few lines of INI: far cheaper than building a boto3 Session."""
-    path = os.environ.get("AWS_CONFIG_FILE") or os.path.expanduser("~/.aws/config")
+    """The profile's section of the AWS config file; empty when there is none. A few lines of
+    INI: far cheaper than building a boto3 Session."""
+    path = os.environ.get("AWS_CONFIG_FILE") or "~/.aws/config"
+    section = "default" if not profile or profile == "default" else f"profile {profile}"
+    return _ini_section(path, section)
+
+
+def _ini_section(path: str, section: str) -> dict[str, str]:
+    """One section of an INI file (``~`` expanded); empty when the file or section is not
+    there or the file does not parse."""
+    path = os.path.expanduser(path)
     if not os.path.isfile(path):
         return {}
+    import configparser
+
     parser = configparser.RawConfigParser()
     try:
         parser.read(path)
     except configparser.Error:
         return {}
-    section = "default" if not profile or profile == "default" else f"profile {profile}"
     return dict(parser[section]) if parser.has_section(section) else {}
 
 
-class Engine:
+def provider(s: Settings, bootstrap: Any) -> Any:
+    """The awscrt credentials provider for ``s``: its static keys, its profile, or the
+    default chain."""
+    from awscrt import auth
+
+    if s.static is not None:
+        return auth.AwsCredentialsProvider.new_static(*s.static)
+    if s.profile:
+        return auth.AwsCredentialsProvider.new_profile(bootstrap, profile_name=s.profile)
+    return auth.AwsCredentialsProvider.new_default_chain(bootstrap)
+
+
+class Call(NamedTuple):
+    """One request as a lean engine sends it: the path encoded, the query URI-encoded."""
+
+    operation: str
+    method: str
+    path: str
+    query: str
+    headers: list[tuple[str, str]]
+    body: memoryview | None
+    into: memoryview | None
+
+
+class Lean:
+    """What a lean engine offers the store: one request, waited for, answered with an
+    :class:`Answer` or failed with an :class:`EngineError` (after the engine's own retries).
+    Path-style addressing: ``/BUCKET/KEY`` under the endpoint's path."""
+
+    def __init__(self, s: Settings) -> None:
+        self.settings = s
+        parts = urlsplit(s.endpoint_url)
+        self.host = parts.netloc
+        self.base = parts.path.rstrip("/")
+
+    def request(
+        self,
+        operation: str,
+        method: str,
+        bucket: str,
+        key: str | None = None,
+        *,
+        query: str = "",
+        headers: list[tuple[str, str]] | None = None,
+        body: memoryview | None = None,
+        into: memoryview | None = None,
+    ) -> Answer:
+        """Send one request and wait for it. ``operation`` names it (S3's name); ``query`` is
+        URI-encoded already; ``body`` is sent from the caller's buffer; ``into`` receives the
+        response body in place (its length is the most it takes: a longer body fails with
+        ``BodyTooLong``). Raises :class:`EngineError`."""
+        path = f"{self.base}/{quote(bucket, safe='')}"
+        if key is not None:
+            path += "/" + quote(key, safe="/~")
+        return self._send(Call(operation, method, path, query, headers or [], body, into))
+
+    def _send(self, call: Call) -> Answer:
+        raise NotImplementedError
+
+
+class Engine(Lean):
     """One awscrt ``S3Client`` for one endpoint, shared by every thread of the store."""
 
     def __init__(self, s: Settings) -> None:
         from awscrt import auth, io, s3
 
-        self.settings = s
+        super().__init__(s)
         parts = urlsplit(s.endpoint_url)
-        self.host = parts.netloc
-        self.base = parts.path.rstrip("/")
         self._s3 = s3
         loop = io.EventLoopGroup(EVENT_LOOP_THREADS)
         bootstrap = io.ClientBootstrap(loop, io.DefaultHostResolver(loop))
-        if s.static is not None:
-            creds = auth.AwsCredentialsProvider.new_static(*s.static)
-        elif s.profile:
-            creds = auth.AwsCredentialsProvider.new_profile(bootstrap, profile_name=s.profile)
-        else:
-            creds = auth.AwsCredentialsProvider.new_default_chain(bootstrap)
+        creds = provider(s, bootstrap)
         signing = s3.create_default_s3_signing_config(region=s.region, credential_provider=creds)
         # No payload hash: the crc32c header (signed) is what proves the body, as with botocore.
         signing = signing.replace(signed_body_value=auth.AwsSignedBodyValue.UNSIGNED_PAYLOAD)
@@ -196,30 +335,13 @@ class Engine:
             connect_timeout_ms=int(s.connect_timeout_s * 1000),
         )
 
-    def request(
-        self,
-        operation: str,
-        method: str,
-        bucket: str,
-        key: str | None = None,
-        *,
-        query: str = "",
-        headers: list[tuple[str, str]] | None = None,
-        body: memoryview | None = None,
-        into: memoryview | None = None,
-    ) -> Answer:
-        """Send one request and wait for it. ``body`` is sent from the caller's buffer;
-        ``into`` receives the response body in place (its length is the most it takes: a
-        longer body fails). Raises :class:`EngineError`."""
+    def _send(self, call: Call) -> Answer:
         from awscrt import http
         from awscrt.exceptions import AwsCrtError
 
-        path = f"{self.base}/{quote(bucket, safe='')}"
-        if key is not None:
-            path += "/" + quote(key, safe="/~")
-        if query:
-            path += "?" + query
-        sent = [("Host", self.host), *(headers or [])]
+        method, body, into = call.method, call.body, call.into
+        path = call.path + ("?" + call.query if call.query else "")
+        sent = [("Host", self.host), *call.headers]
         stream = None
         if body is not None:
             sent.append(("Content-Length", str(len(body))))
@@ -247,7 +369,7 @@ class Engine:
 
         request = http.HttpRequest(method, path, http.HttpHeaders(sent), body_stream=stream)
         try:
-            made = start(self.client, operation, request, on_headers, on_body)
+            made = start(self.client, call.operation, request, on_headers, on_body)
         except AwsCrtError as exc:
             raise EngineError(0, exc.name, exc.message) from exc
         future = made.finished_future
@@ -304,27 +426,37 @@ class Listing:
     next_token: str | None
 
 
-def parse_listing(body: bytes) -> Listing:
-    """A ListObjectsV2 answer's objects (key, size, ETag, mtime) and continuation token."""
-    from datetime import datetime
+def _root(body: bytes) -> tuple[Any, str]:
+    """An XML answer's root element and its namespace prefix (``{uri}`` or "")."""
     from xml.etree import ElementTree
 
     root = ElementTree.fromstring(body)
-    ns = root.tag.partition("}")[0] + "}" if root.tag.startswith("{") else ""
+    return root, root.tag.partition("}")[0] + "}" if root.tag.startswith("{") else ""
+
+
+def _when(text: str | None) -> Any:
+    """An ISO 8601 time of an S3 answer as an aware datetime, or None."""
+    from datetime import datetime
+
+    if text:
+        with contextlib.suppress(ValueError):
+            return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return None
+
+
+def parse_listing(body: bytes) -> Listing:
+    """A ListObjectsV2 answer's objects (key, size, ETag, mtime) and continuation token."""
+    root, ns = _root(body)
     objects = []
     for item in root.iter(f"{ns}Contents"):
-        modified = item.findtext(f"{ns}LastModified")
-        mtime = None
-        if modified:
-            with contextlib.suppress(ValueError):
-                mtime = datetime.fromisoformat(modified.replace("Z", "+00:00")).timestamp()
+        modified = _when(item.findtext(f"{ns}LastModified"))
         etag = item.findtext(f"{ns}ETag")
         objects.append(
             ObjectInfo(
                 key=item.findtext(f"{ns}Key") or "",
                 size=int(item.findtext(f"{ns}Size") or 0),
                 etag=etag.strip('"') if etag else None,
-                mtime=mtime,
+                mtime=modified.timestamp() if modified is not None else None,
             )
         )
     truncated = (root.findtext(f"{ns}IsTruncated") or "").lower() == "true"
@@ -332,14 +464,78 @@ def parse_listing(body: bytes) -> Listing:
     return Listing(objects, token or None)
 
 
+def xml_text(body: bytes, tag: str) -> str:
+    """The text of the first ``tag`` element of an S3 answer; ValueError if there is none."""
+    from xml.etree import ElementTree
+
+    try:
+        root, _ = _root(body)
+    except ElementTree.ParseError as exc:
+        raise ValueError(f"the answer is no XML: {exc}") from exc
+    for element in root.iter():
+        if element.tag.rpartition("}")[2] == tag and element.text:
+            return element.text
+    raise ValueError(f"the answer holds no {tag}")
+
+
+def parse_uploads(body: bytes) -> list[dict[str, Any]]:
+    """A ListMultipartUploads answer's uploads as botocore shapes them: ``Key``,
+    ``UploadId``, ``Initiated`` (an aware datetime, or None)."""
+    root, ns = _root(body)
+    return [
+        {
+            "Key": item.findtext(f"{ns}Key") or "",
+            "UploadId": item.findtext(f"{ns}UploadId") or "",
+            "Initiated": _when(item.findtext(f"{ns}Initiated")),
+        }
+        for item in root.iter(f"{ns}Upload")
+    ]
+
+
+def parse_attributes(body: bytes) -> dict[str, Any]:
+    """A GetObjectAttributes answer (``ETag``, ``ObjectParts``) shaped as botocore returns it:
+    ``{"ETag", "ObjectParts": {"Parts": [{"PartNumber", "Size", "Checksum...": ...}],
+    "IsTruncated", "NextPartNumberMarker"}}``. Raises ValueError on a malformed answer."""
+    from xml.etree import ElementTree
+
+    try:
+        root, ns = _root(body)
+    except ElementTree.ParseError as exc:
+        raise ValueError(f"GetObjectAttributes answer is no XML: {exc}") from exc
+    out: dict[str, Any] = {}
+    etag = root.findtext(f"{ns}ETag")
+    if etag is not None:
+        out["ETag"] = etag
+    listing = root.find(f"{ns}ObjectParts")
+    if listing is not None:
+        parts = []
+        for item in listing.iter(f"{ns}Part"):
+            part: dict[str, Any] = {}
+            for child in item:
+                name = child.tag[len(ns) :]
+                text = child.text or ""
+                part[name] = int(text) if name in ("PartNumber", "Size") else text
+            parts.append(part)
+        out["ObjectParts"] = {
+            "Parts": parts,
+            "IsTruncated": (listing.findtext(f"{ns}IsTruncated") or "").lower() == "true",
+            "NextPartNumberMarker": int(listing.findtext(f"{ns}NextPartNumberMarker") or 0),
+        }
+    return out
+
+
 def _response_error(exc: Any) -> EngineError:
-    body = exc.body or b""
+    code, message = error_fields(exc.body or b"")
+    status = int(exc.status_code or 0)
+    return EngineError(status, code or str(status), message)
+
+
+def error_fields(body: bytes) -> tuple[str, str]:
+    """The ``Code`` and ``Message`` of an S3 error answer's XML (empty where absent)."""
     code = _CODE.search(body)
     message = _MESSAGE.search(body)
-    status = int(exc.status_code or 0)
-    return EngineError(
-        status,
-        code.group(1).decode() if code else str(status),
+    return (
+        code.group(1).decode(errors="replace") if code else "",
         message.group(1).decode(errors="replace") if message else "",
     )
 

@@ -16,11 +16,22 @@ import sys
 from pathlib import Path
 
 #: Libraries that none of the checked commands needs.
-HEAVY = ("boto3", "botocore", "awscrt", "celery", "kombu", "redis", "swiftclient", "requests")
-#: Module budgets (today: about 140 for ``--help``, 250 for a file copy, 110 for the import).
-IMPORT_BUDGET = 200
-HELP_BUDGET = 220
-FILE_COPY_BUDGET = 350
+HEAVY = (
+    "boto3",
+    "botocore",
+    "awscrt",
+    "celery",
+    "kombu",
+    "redis",
+    "swiftclient",
+    "requests",
+    "crc32c",  # 15 ms: it reads its own version from the installed metadata
+)
+#: Module budgets, about 10 % above today's counts (122 for the import, 137 for ``--help``,
+#: 225 for a file copy: the plugin registry reads entry points without importlib.metadata).
+IMPORT_BUDGET = 135
+HELP_BUDGET = 150
+FILE_COPY_BUDGET = 250
 
 _PROBE = """
 import json, sys
@@ -77,6 +88,8 @@ def test_file_copy_loads_no_sdk_and_no_broker(tmp_path: Path) -> None:
     modules = _loaded(["copy", str(source), str(tmp_path / "copy.bin")], tmp_path)
     assert (tmp_path / "copy.bin").read_bytes() == b"x"
     assert _heavy(modules) == []
+    # the plugin registry reads entry points itself (importlib.metadata: 10 ms and more)
+    assert "importlib.metadata" not in modules
     assert len(modules) < FILE_COPY_BUDGET, f"{len(modules)} modules for a file copy"
 
 
