@@ -71,12 +71,15 @@ class _Retirements:
         if self.pending <= 0:
             self._stop()
             return
+        maintain = getattr(self.consumer.pool, "maintain_pool", None)
+        if maintain is not None:
+            maintain()  # join children that have exited, as billiard's own timer would
         pool = self.consumer.pool._pool
         children = list(pool._pool)
-        if any(
-            getattr(c, "_controlled_termination", False) and c.exitcode is None for c in children
-        ):
-            return  # the last one taken has not exited yet: billiard still counts it idle
+        if any(getattr(c, "_controlled_termination", False) for c in children):
+            # The last one taken is still listed (running, or exited and not yet joined):
+            # billiard counts it idle, and its shrink would take it again.
+            return
         if not any(not pool._worker_active(c) for c in children):
             return  # every child is still on its chunk
         try:

@@ -415,6 +415,17 @@ def test_busy_pool_retires_children_as_their_chunks_finish(
     assert len(served) == len(set(served)) == 24, f"a chunk was cut and read again: {served}"
     time.sleep(1.0)  # no late retirement: the pool stays where it was asked to be
     assert fleet.pools(app) == {"w1": 1, "w2": 1}
+    # Idle children go one after another, each taken only once it has left billiard's list
+    # (a second shrink meanwhile would take the dying one again and lower the pool's hidden
+    # target twice: the grow below would then fall short).
+    assert _control(app, GROW, "w1", n=3)["processes"] == 4
+    _control(app, SHRINK_TO, "w1", size=1)
+    wait_for(lambda: fleet.pools(app)["w1"] == 1, 20, "idle w1 from 4 to 1", 0.2)
+    assert _control(app, GROW, "w1", n=2)["processes"] == 3
+    time.sleep(1.0)
+    assert fleet.pools(app)["w1"] == 3
+    _control(app, SHRINK_TO, "w1", size=1)
+    wait_for(lambda: fleet.pools(app)["w1"] == 1, 20, "w1 back to 1", 0.2)
 
 
 def _pool_total(fleet: Fleet, app: Any) -> int:
