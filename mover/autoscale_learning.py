@@ -75,7 +75,10 @@ def learn(
         # A window mostly idle (a burst just began or ended) measures no level: its bytes/s
         # is diluted by the idle time and would make one slot look slow.
         if obs.bytes_per_s > 0 and busy >= IDLE_BELOW:
-            level = round(busy)
+            # Never more than the slots that exist: chunks that began before the window and
+            # ended in it bring their whole duration, which can read as slots never there.
+            pool = sum(obs.pool_sizes.values())
+            level = min(round(busy), pool) if pool > 0 else round(busy)
             bytes_per_chunk = obs.bytes_per_s / obs.chunks_per_s
             cps = level / obs.chunk_s
             bps = cps * bytes_per_chunk

@@ -127,3 +127,18 @@ def test_throughput_goes_back_to_the_best_level_it_remembers() -> None:
     second = [s for s in result.samples if s.time_s > 130 and (s.depth or s.in_flight)]
     assert second[0].slots == 2, [(s.slots, s.reason) for s in second[:2]]
     assert "best level remembered 2" in second[0].reason
+
+
+def test_a_window_never_measures_more_slots_than_the_pool_has() -> None:
+    """Chunks that began before the window bring their whole duration into it, so Little's law
+    can read 2.4 busy slots off a pool of one (seen live: a first decision that jumped to 3
+    slots as if 2 had been measured); the level is capped at the real pool."""
+    obs = QueueObservation(
+        Q, 83, 1, 1, {"w1": 1}, bytes_per_s=19.2 * MiB, chunks_per_s=2.4, chunk_s=1.0,
+        busy=1, window_s=5, time_s=100.0,
+    )  # fmt: skip
+    learned = learning.learn({}, Observations.of(100.0, obs), 5)
+    assert set(learned[Q]["levels"]) == {"1"}
+    state = ScaleState({Q: 1}, 1, 8, grow_s=0.5, interval_s=5, learned=learned)
+    decision = get_strategy("target-tracking").decide(Observations.of(100.0, obs), state)
+    assert decision.desired[Q] == 2, decision.reasons  # climbs to the next level, not past it
