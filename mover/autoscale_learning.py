@@ -20,7 +20,6 @@ Redis, the simulator in a dict) and handed to strategies as :attr:`ScaleState.le
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -218,7 +217,7 @@ def limit(
     state: ScaleState, obs: QueueObservation, queue: str, current: int, desired: int
 ) -> Limited:
     """``desired`` with the shared rules applied (no growth that cannot pay, none past the
-    knee, unmeasured levels climbed by half again)."""
+    knee, known levels first, then unmeasured ones climbed by half again)."""
     lo, _ = state.bounds(queue)
     note = ""
     found = knee(state, queue)
@@ -233,12 +232,15 @@ def limit(
         if not pays:
             return Limited(current, "; ".join(filter(None, (note, f"hold {current}: {why}"))), True)
         # Into levels never measured: at most half again the highest measured level per
-        # decision, so the levels on the way are measured and the knee is found, not jumped
-        # over: a slot past the knee is retired only once its chunk is done, and slots far
-        # past it load the store (slowing every chunk) until then.
+        # decision (one step while it is small), so the levels on the way are measured and
+        # the knee is found, not jumped over: a slot past the knee is retired only once its
+        # chunk is done, and slots far past it load the store (slowing every chunk) until
+        # then. A pool below the highest level measured to pay goes there first (known ground),
+        # and probes above it only from there: one decision per probe, so a probe that does
+        # not pay costs one step of slots for one interval, not a jump past the knee.
         known = found.level if found is not None else 0
         if found is None or found.above is None:
-            reach = max(math.ceil(1.5 * known), known + 1, current + 1, 2)
+            reach = known if current < known else max(known + max(1, known // 2), current + 1, 2)
             if desired > reach:
                 desired = max(reach, lo)
                 note = "; ".join(
