@@ -160,11 +160,19 @@ def chunks_per_s(state: ScaleState, obs: QueueObservation, slots: int) -> float:
     return obs.chunks_per_s
 
 
+def pay_s(state: ScaleState) -> float:
+    """Seconds of work a slot asked for now must find for it to pay: it starts ``grow_s``
+    later, and once the work is gone it sits idle until the decision that removes it, up to
+    an interval later; with two intervals of work it is busy at least two thirds of what it
+    costs (one interval made a slot for a 7 s burst cost as much idle as it worked)."""
+    return state.grow_s + 2 * state.interval_s
+
+
 def slots_that_pay(state: ScaleState, obs: QueueObservation, upto: int) -> int:
-    """The most slots, up to ``upto``, that would each still have a decision interval of work
-    once started: ``n`` such that the backlog lasts ``grow_s + interval_s`` at ``n`` slots'
-    rate (at least 1; ``upto`` when no rate is known)."""
-    need_s = state.grow_s + state.interval_s
+    """The most slots, up to ``upto``, that would each still find :func:`pay_s` seconds of
+    work once started: ``n`` such that the backlog lasts that long at ``n`` slots' rate (at
+    least 1; ``upto`` when no rate is known)."""
+    need_s = pay_s(state)
     best = 1
     for n in range(1, max(1, upto) + 1):
         rate = chunks_per_s(state, obs, n)
@@ -176,8 +184,8 @@ def slots_that_pay(state: ScaleState, obs: QueueObservation, upto: int) -> int:
 
 
 def growth_pays(state: ScaleState, obs: QueueObservation, current: int) -> tuple[bool, str]:
-    """Whether a slot asked for now would still find work for a decision interval once it has
-    started; the reason when it would not.
+    """Whether a slot asked for now would still find :func:`pay_s` seconds of work once it
+    has started; the reason when it would not.
 
     With no rate known at all (the queue's first burst, before any chunk finished) a pool
     that is already busy waits for the next look (the controller looks again within seconds
@@ -190,12 +198,11 @@ def growth_pays(state: ScaleState, obs: QueueObservation, current: int) -> tuple
             return False, "no chunk of this queue finished yet: its rate is unknown"
         return True, ""
     drain_s = obs.depth / rate
-    need_s = state.grow_s + state.interval_s
-    if drain_s >= need_s:
+    if drain_s >= pay_s(state):
         return True, ""
     return False, (
         f"the {obs.depth} waiting drain in {drain_s:.1f} s at {current} slots, before a new "
-        f"slot (starts in {state.grow_s:.1f} s) could work {state.interval_s:g} s"
+        f"slot (starts in {state.grow_s:.1f} s) could work {2 * state.interval_s:g} s"
     )
 
 

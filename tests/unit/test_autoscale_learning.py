@@ -43,7 +43,8 @@ def remembered(best: int) -> dict[str, Any]:
 @pytest.mark.parametrize("name", sorted(EAGER))
 def test_a_short_burst_that_one_slot_drains_first_adds_no_slot(name: str) -> None:
     """20 chunks behind one slot that does 3.4 a second: gone in 6 s, before a slot asked
-    now (2.5 s to start) could work a 5 s interval. Every strategy holds; 200 chunks grow."""
+    now (2.5 s to start) could work two 5 s intervals. Every strategy holds; 200 chunks
+    grow."""
     strategy = get_strategy(name, **EAGER[name])
     learned = remembered(2) if name == "throughput" else ONE_SLOT
     observations, state = busy_queue(100.0, 20, learned)
