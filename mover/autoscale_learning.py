@@ -20,7 +20,6 @@ Redis, the simulator in a dict) and handed to strategies as :attr:`ScaleState.le
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -161,11 +160,19 @@ def chunks_per_s(state: ScaleState, obs: QueueObservation, slots: int) -> float:
     return obs.chunks_per_s
 
 
+def pay_s(state: ScaleState) -> float:
+    """Seconds of work a slot asked for now must find for it to pay: it starts ``grow_s``
+    later, and once the work is gone it sits idle until the decision that removes it, up to
+    an interval later; with two intervals of work it is busy at least two thirds of what it
+    costs (one interval made a slot for a 7 s burst cost as much idle as it worked)."""
+    return state.grow_s + 2 * state.interval_s
+
+
 def slots_that_pay(state: ScaleState, obs: QueueObservation, upto: int) -> int:
-    """The most slots, up to ``upto``, that would each still have a decision interval of work
-    once started: ``n`` such that the backlog lasts ``grow_s + interval_s`` at ``n`` slots'
-    rate (at least 1; ``upto`` when no rate is known)."""
-    need_s = state.grow_s + state.interval_s
+    """The most slots, up to ``upto``, that would each still find :func:`pay_s` seconds of
+    work once started: ``n`` such that the backlog lasts that long at ``n`` slots' rate (at
+    least 1; ``upto`` when no rate is known)."""
+    need_s = pay_s(state)
     best = 1
     for n in range(1, max(1, upto) + 1):
         rate = chunks_per_s(state, obs, n)
@@ -177,8 +184,8 @@ def slots_that_pay(state: ScaleState, obs: QueueObservation, upto: int) -> int:
 
 
 def growth_pays(state: ScaleState, obs: QueueObservation, current: int) -> tuple[bool, str]:
-    """Whether a slot asked for now would still find work for a decision interval once it has
-    started; the reason when it would not.
+    """Whether a slot asked for now would still find :func:`pay_s` seconds of work once it
+    has started; the reason when it would not.
 
     With no rate known at all (the queue's first burst, before any chunk finished) a pool
     that is already busy waits for the next look (the controller looks again within seconds
@@ -191,12 +198,11 @@ def growth_pays(state: ScaleState, obs: QueueObservation, current: int) -> tuple
             return False, "no chunk of this queue finished yet: its rate is unknown"
         return True, ""
     drain_s = obs.depth / rate
-    need_s = state.grow_s + state.interval_s
-    if drain_s >= need_s:
+    if drain_s >= pay_s(state):
         return True, ""
     return False, (
         f"the {obs.depth} waiting drain in {drain_s:.1f} s at {current} slots, before a new "
-        f"slot (starts in {state.grow_s:.1f} s) could work {state.interval_s:g} s"
+        f"slot (starts in {state.grow_s:.1f} s) could work {2 * state.interval_s:g} s"
     )
 
 
@@ -218,7 +224,7 @@ def limit(
     state: ScaleState, obs: QueueObservation, queue: str, current: int, desired: int
 ) -> Limited:
     """``desired`` with the shared rules applied (no growth that cannot pay, none past the
-    knee, unmeasured levels climbed by half again)."""
+    knee, known levels first, then unmeasured ones climbed by half again)."""
     lo, _ = state.bounds(queue)
     note = ""
     found = knee(state, queue)
@@ -233,12 +239,15 @@ def limit(
         if not pays:
             return Limited(current, "; ".join(filter(None, (note, f"hold {current}: {why}"))), True)
         # Into levels never measured: at most half again the highest measured level per
-        # decision, so the levels on the way are measured and the knee is found, not jumped
-        # over: a slot past the knee is retired only once its chunk is done, and slots far
-        # past it load the store (slowing every chunk) until then.
+        # decision (one step while it is small), so the levels on the way are measured and
+        # the knee is found, not jumped over: a slot past the knee is retired only once its
+        # chunk is done, and slots far past it load the store (slowing every chunk) until
+        # then. A pool below the highest level measured to pay goes there first (known ground),
+        # and probes above it only from there: one decision per probe, so a probe that does
+        # not pay costs one step of slots for one interval, not a jump past the knee.
         known = found.level if found is not None else 0
         if found is None or found.above is None:
-            reach = max(math.ceil(1.5 * known), known + 1, current + 1, 2)
+            reach = known if current < known else max(known + max(1, known // 2), current + 1, 2)
             if desired > reach:
                 desired = max(reach, lo)
                 note = "; ".join(

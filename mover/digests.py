@@ -67,6 +67,16 @@ def _crc32c(data: memoryview | bytes, value: int = 0) -> int:
     return crc ^ 0xFFFFFFFF
 
 
+def warm() -> None:
+    """For a long-lived process (a worker): import the ``crc32c`` package now and use it for
+    every byte, the start-up saving of the Python table being worth nothing there."""
+    global _py_crc32c_left
+    import crc32c  # noqa: F401
+
+    with _crc32c_lock:
+        _py_crc32c_left = 0
+
+
 def _reflected_table(poly: int) -> list[int]:
     """The byte-at-a-time table of a reflected 32-bit CRC."""
     table = []

@@ -85,3 +85,19 @@ app = make_app()
 from mover.fleetstate import metrics_recorder as _metrics_recorder  # noqa: E402, F401
 from mover.workers import logcontext as _logcontext  # noqa: E402, F401
 from mover.workers import pool_control as _pool_control  # noqa: E402, F401  (mover_pool_grow)
+
+
+@signals.worker_init.connect
+def _warm(**_: object) -> None:
+    """Import every provider and motion strategy, and the checksum libraries, in the worker's
+    main process before it forks its pool: each child (and each child a ``pool_grow`` adds)
+    inherits them, so a burst's first chunks do not pay the imports (they ran several times
+    slower than the next ones and made one slot look slow to the autoscale controller)."""
+    from mover import digests
+    from mover.motion import strategies
+    from mover.provider import providers
+
+    for registry in (providers, strategies):
+        for _name, _plugin, _error in registry.load_all():
+            pass  # a provider whose optional dependency is missing fails later, by name
+    digests.warm()

@@ -43,7 +43,8 @@ def remembered(best: int) -> dict[str, Any]:
 @pytest.mark.parametrize("name", sorted(EAGER))
 def test_a_short_burst_that_one_slot_drains_first_adds_no_slot(name: str) -> None:
     """20 chunks behind one slot that does 3.4 a second: gone in 6 s, before a slot asked
-    now (2.5 s to start) could work a 5 s interval. Every strategy holds; 200 chunks grow."""
+    now (2.5 s to start) could work two 5 s intervals. Every strategy holds; 200 chunks
+    grow."""
     strategy = get_strategy(name, **EAGER[name])
     learned = remembered(2) if name == "throughput" else ONE_SLOT
     observations, state = busy_queue(100.0, 20, learned)
@@ -142,3 +143,19 @@ def test_a_window_never_measures_more_slots_than_the_pool_has() -> None:
     state = ScaleState({Q: 1}, 1, 8, grow_s=0.5, interval_s=5, learned=learned)
     decision = get_strategy("target-tracking").decide(Observations.of(100.0, obs), state)
     assert decision.desired[Q] == 2, decision.reasons  # climbs to the next level, not past it
+
+
+def test_a_new_burst_goes_to_the_best_known_level_first_then_probes_one_step() -> None:
+    """Levels 1..3 measured to pay: a burst met by one slot climbs to 3 at once (known
+    ground), and from 3 probes 4, not 5 (seen live: 1 -> 5 -> 6 before the knee at 3 showed,
+    1.4x the slot-seconds of the reference pool)."""
+    levels = {str(n): [rate * MiB, rate / 32, 0.0] for n, rate in ((1, 100), (2, 190), (3, 270))}
+    learned = {Q: {"levels": levels}}
+    strategy = get_strategy("target-tracking")
+    for current, want in ((1, 3), (3, 4)):
+        obs = QueueObservation(
+            Q, 370, current, 1, {"w1": current}, busy=current, window_s=5, time_s=1.0
+        )
+        state = ScaleState({Q: current}, 1, 8, grow_s=0.5, interval_s=5, learned=learned)
+        decision = strategy.decide(Observations.of(1.0, obs), state)
+        assert decision.desired[Q] == want, decision.reasons
