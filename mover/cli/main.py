@@ -20,7 +20,7 @@ from typing import Any
 import click
 
 from mover.errors import EXIT_FAILED, EXIT_USAGE, MoverError, UsageError
-from mover.executors.contract import EXECUTORS
+from mover.executors import EXECUTORS
 
 _debug = False
 

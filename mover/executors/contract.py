@@ -19,18 +19,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from mover.errors import UsageError
+from mover.executors import EXECUTORS
 from mover.jobs import FINAL, Job, JobStore
 
 if TYPE_CHECKING:
     from mover.repository.runner import Runner
     from mover.transfer import Request
-
-#: Each executor's name -> ``module:class``, imported only when asked for (an embedded copy
-#: never loads Celery).
-EXECUTORS = {
-    "embedded": "mover.executors.embedded:EmbeddedExecutor",
-    "celery": "mover.executors.celery:CeleryExecutor",
-}
 
 
 @dataclass(frozen=True)
