@@ -300,7 +300,7 @@ autoscale_strategies: Registry[type[AutoscaleStrategy] | AutoscaleStrategy] = Re
 
 #: What ``mover autoscale`` runs without ``--strategy``: the strategy that scored best live
 #: (``benchmarks/bench_autoscale.py``; the README gives the run and why).
-DEFAULT_STRATEGY = "step"
+DEFAULT_STRATEGY = "throughput"
 
 
 def get_strategy(name: str, **params: Any) -> AutoscaleStrategy:
