@@ -169,12 +169,14 @@ def test_autoscale_grows_pools_from_rabbitmq_depth(
     slow_http: Any,  # noqa: F811
     tmp_path: Path,
 ) -> None:
-    """A backlog of 32 one-second chunks in RabbitMQ: ``mover autoscale`` reads the queue's
-    depth by passive declare and grows the -c 2 pools to 4; the job then completes."""
+    """A backlog of 64 one-second chunks in RabbitMQ: ``mover autoscale`` reads the queue's
+    depth by passive declare and grows the -c 2 pools to 4; the job then completes. (64: a
+    slot is added only with two intervals of work ahead once it has started, which 32 chunks
+    on 4 slots barely had.)"""
     from mover.broker_queues import AmqpQueues
 
     app = _app(rabbit_fleet)
-    random_file(Path(slow_http.root) / "flood.bin", 32 * 3 * MiB)
+    random_file(Path(slow_http.root) / "flood.bin", 64 * 3 * MiB)
     log = rabbit_fleet.folder / "controller.log"
     controller = subprocess.Popen(
         [*MOVER, "autoscale", "--strategy", "target-tracking", "--interval", "1",
