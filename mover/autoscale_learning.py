@@ -238,13 +238,11 @@ def limit(
         pays, why = growth_pays(state, obs, current)
         if not pays:
             return Limited(current, "; ".join(filter(None, (note, f"hold {current}: {why}"))), True)
-        # Into levels never measured: at most half again the highest measured level per
-        # decision (one step while it is small), so the levels on the way are measured and
-        # the knee is found, not jumped over: a slot past the knee is retired only once its
-        # chunk is done, and slots far past it load the store (slowing every chunk) until
-        # then. A pool below the highest level measured to pay goes there first (known ground),
-        # and probes above it only from there: one decision per probe, so a probe that does
-        # not pay costs one step of slots for one interval, not a jump past the knee.
+        # A pool below the highest level measured to pay goes there first (known ground).
+        # From there, levels never measured are probed one decision at a time, by half again
+        # the highest measured level (one step while it is small), so each level on the way
+        # is measured and the knee is found, not jumped over: a slot past the knee is retired
+        # only once its chunk is done, and until then it loads the store.
         known = found.level if found is not None else 0
         if found is None or found.above is None:
             reach = known if current < known else max(known + max(1, known // 2), current + 1, 2)

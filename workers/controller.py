@@ -227,6 +227,12 @@ def _replies_ok(replies: Any) -> tuple[bool, str]:
     return True, ""
 
 
+def _unknown_command(error: str) -> bool:
+    """Whether a control reply's error says the worker lacks the command (an older mover):
+    then the controller falls back to Celery's own."""
+    return any(w in error.lower() for w in ("no such", "keyerror"))
+
+
 class Controller:
     """The control loop; see the module docstring.
 
@@ -398,14 +404,12 @@ class Controller:
     def _act_on_pools(self, tick: Tick, now: float) -> None:
         """Grow or shrink each worker's pool toward its target.
 
-        A pool change is remembered until ``inspect`` shows it (or ``settle_s`` passed):
-        grows land after 2-5 s, and a shrunk child stays in the pool until it has exited,
-        during which billiard still counts it idle, so a second shrink sent meanwhile would
-        "remove" the same child again and lower the pool's hidden target twice (seen here:
-        a pool that then refused to grow). So: more grows may follow a grow in flight, but
-        a shrink is only sent to a pool whose last change has landed, once, for at most the
-        children idle at the last look (``inspect().active()``); billiard refuses a shrink of N
-        when fewer than N are idle, after removing the idle ones.
+        A pool change is remembered until ``inspect`` shows it (or ``settle_s`` passed, for
+        a grow): more grows may follow a grow in flight. A shrink names the size wanted
+        (``mover_pool_shrink_to``), so it is sent again each tick until the pool shows it: a
+        repeat retires nothing twice, and a retirement waiting for long chunks never expires.
+        A worker without that command gets one ``pool_shrink`` per landed change, for at most
+        the children idle at the last look (see :meth:`_shrink`).
         """
         changes = self.state.changes
         for name, target in tick.targets.items():
@@ -429,9 +433,7 @@ class Controller:
                         tick.grown[name] = target - expected
                     else:
                         log.warning("autoscale: %s refused to grow: %s", name, error)
-                elif (target < expected and (pending is None or retiring)) or (
-                    retiring and target < real
-                ):
+                elif (pending is None and target < expected) or (retiring and target < real):
                     k = self._shrink(tick, name, real, expected, target)
                     if k:
                         changes[name] = [
@@ -459,7 +461,7 @@ class Controller:
                 if expected > target:
                     tick.shrunk[name] = expected - target
                 return expected - target
-            if not any(w in error.lower() for w in ("no such", "keyerror")):
+            if not _unknown_command(error):
                 log.warning("autoscale: %s refused to shrink: %s", name, error)
                 return 0
             self._plain_shrinks.add(name)
@@ -490,7 +492,7 @@ class Controller:
             if isinstance(size, int) and size >= target:
                 self._measured_grow(time.monotonic() - started)
             return True, ""
-        if not any(w in error.lower() for w in ("no such", "keyerror")):
+        if not _unknown_command(error):
             return False, error  # no reply: never send a second grow that might add twice
         self._plain_grows.add(name)  # a worker without mover_pool_grow
         replies = control.pool_grow(n, destination=[name], reply=True, timeout=1.0)
