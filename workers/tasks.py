@@ -595,6 +595,10 @@ def register(app: Celery) -> None:
 
 def sweep() -> None:
     """Periodic work of a healthy worker's main process (see :mod:`mover.workers.health`):
-    take over commits whose lease expired, and retry the aborts that met a dead store."""
+    take over commits whose lease expired, retry the aborts that met a dead store, and publish
+    again the work of jobs whose messages the broker lost (:mod:`mover.workers.rescue`)."""
+    from mover.workers import rescue
+
     _take_over_commits()
     cleanup.retry_due(_jobs())
+    rescue.sweep_lost(_jobs())

@@ -44,6 +44,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.redis, pytest.mark.celery]
 MiB = 1 << 20
 #: MOVER_WORKER_STALL_S of this module's workers.
 STALL_S = 5
+#: MOVER_RESCUE_STALL_S of this module's workers: a job without progress is looked for on the
+#: broker after this long.
+RESCUE_STALL_S = 6
 #: The throttled HTTP source of test_fleet (a module-scoped fixture, shared).
 slow_http = test_fleet.slow_http
 
@@ -69,6 +72,7 @@ def faults_fleet(
         MOVER_HEARTBEAT_S="1",
         MOVER_SWEEP_S="1",
         MOVER_COMMIT_LEASE_S="3",
+        MOVER_RESCUE_STALL_S=str(RESCUE_STALL_S),
     )
 
 
@@ -273,6 +277,50 @@ def test_publish_error_is_one_line_and_the_job_resumable(faults: Fleet, tmp_path
     assert resumed.returncode == 0, resumed.stderr
     assert sha256(tmp_path / "dst.bin") == sha256(src)
     assert faults.jobs().commits(job_id, 0) == 1
+
+
+# -- messages the broker lost ----------------------------------------------------------------
+
+
+def test_a_job_whose_messages_the_broker_lost_is_published_again(faults: Fleet, tmp_path: Path):
+    """Every chunk message of a detached job vanishes from the broker before any worker takes
+    it (what a Redis killed between kombu's BRPOP and its ``unacked`` bookkeeping does to one
+    message): a worker started afterwards finds the job stalled with no message anywhere,
+    publishes its unfinished chunks again (once, though two workers sweep), and the job ends
+    done with the source's bytes (sha256 of both files), committed once. A job that only
+    waits its turn in the queue is left alone (the second job, queued behind the first on a
+    queue no worker consumes yet, is never published again)."""
+    (faults.folder / "config.toml").write_text(
+        f'[stores.lonely]\nurl = "file://{tmp_path}/lonely/"\n'
+    )
+    (tmp_path / "lonely").mkdir()
+    src = random_file(tmp_path / "src.bin", 6 * MiB)
+    dst = tmp_path / "dst.bin"
+    jobs = faults.jobs()
+    job_id = copy_on_fleet(faults, str(src), str(dst), "--chunk-size", "1MiB")
+    faults.purge("mover.file")  # the loss
+    waiting = copy_on_fleet(faults, str(src), "store:lonely/dst.bin", "--chunk-size", "2MiB")
+    try:
+        a = faults.start_worker("lost-a", "-Q", "mover,mover.file")
+        b = faults.start_worker("lost-b", "-Q", "mover,mover.file")
+        faults.wait_ready(a, b)
+        job = wait_final(jobs, job_id, RESCUE_STALL_S + 40, poll_s=0.5)
+        assert job.state == "done", job.error
+        assert sha256(dst) == sha256(src)
+        assert jobs.commits(job_id, 0) == 1
+        said = [w.text().count(f"job {job_id}: no progress for") for w in (a, b)]
+        assert sorted(said) == [0, 1], said
+        assert "published its 6 unfinished task(s) again" in a.text() + b.text()
+        time.sleep(RESCUE_STALL_S + 3)  # the waiting job has been stalled long enough by now
+        assert f"job {waiting}" not in a.text() + b.text()
+        assert faults.jobs().get(waiting).state == "running"
+        import redis
+
+        assert redis.Redis.from_url(faults.redis.url).llen("mover.store.lonely") == 3
+    finally:
+        faults.purge("mover.store.lonely")
+        jobs.update_job(waiting, state="cancelled", finished=time.time())
+        (faults.folder / "config.toml").unlink()
 
 
 # -- a worker killed during a commit ---------------------------------------------------------

@@ -1,0 +1,165 @@
+"""Jobs whose messages the broker lost: found by the workers' sweep and published again.
+
+kombu's Redis transport takes a message off its queue (``BRPOP``) and then, in a second
+command, files it in the ``unacked`` hash from which a dead worker's messages are restored. A
+Redis that dies between the two (a ``kill -9``, a crash, a fail-over) loses that message: it is
+neither waiting nor in flight, and nothing will ever run it. A chunk lost so leaves its job
+``running`` for ever (the CI met it once in a few hundred broker restarts; the fault suite met
+it as "stuck, resumed by the harness"). ``mover resume`` repairs it, but a service that
+submitted the job without waiting does not know it should, so the fleet repairs it itself.
+
+Every live worker's sweep (:mod:`mover.workers.health`, every ``MOVER_SWEEP_S``) calls
+:func:`sweep_lost`, which:
+
+1. reads the recent ``running`` jobs (the newest :data:`RECENT_JOBS`) and remembers, per job,
+   since when its progress (state, bytes done, objects final) has not changed;
+2. for a job stalled :data:`STALL_S` seconds, looks on the broker for any message that names
+   the job: in every priority band of the queues its objects use (and ``mover``, ``celery``),
+   and in the ``unacked`` hash (chunks running, waiting for a retry or for a store's limit).
+   A job waiting behind other jobs' work is found there and left alone;
+3. a job with no message on two looks :data:`SWEEP_S` apart (a message between ``BRPOP`` and
+   the ``unacked`` hash is in a worker's hands for milliseconds, not seconds) is published
+   again: the chunks of its running objects that are not done (or their commit), under a
+   per-job lock so that one sweeper does it. Chunks are idempotent (see
+   :mod:`mover.workers.tasks`), so a chunk that was only slow runs once more at worst.
+
+On RabbitMQ (publisher confirms, acknowledgements on the broker) a consumed message cannot
+vanish this way, and the broker's queues cannot be read without consuming them: nothing is done.
+
+Settings: ``MOVER_RESCUE_STALL_S`` (120; above the visibility timeout plus one restore sweep,
+so kombu's own redelivery comes first).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+from mover.executors import celery as fleet_exec
+from mover.executors.celery_app import broker_url, is_amqp
+from mover.executors.names import DEFAULT_QUEUE, queue_for
+from mover.fleetstate.observer import band_keys
+from mover.jobs import DONE, FINAL, RUNNING, Item, Job
+from mover.jobstores.redis import RedisJobStore
+
+log = logging.getLogger("mover.worker")
+
+#: Seconds without progress before a running job's messages are looked for
+#: (``MOVER_RESCUE_STALL_S``).
+STALL_S = float(os.environ.get("MOVER_RESCUE_STALL_S") or 120)
+#: Seconds between the two looks that must both find nothing.
+SWEEP_S = float(os.environ.get("MOVER_SWEEP_S") or 5)
+#: How many of the newest jobs are watched.
+RECENT_JOBS = 500
+#: Messages read per ``LRANGE`` while a queue is searched (newest first: where a stalled
+#: job's messages would be, had they not been lost).
+PAGE = 1000
+
+#: job id -> (progress fingerprint, since when unchanged, when its messages were last missed).
+_stalls: dict[str, tuple[tuple[Any, ...], float, float | None]] = {}
+_broker: dict[str, Any] = {}
+
+
+def _broker_client() -> Any | None:
+    """A Redis client on the broker, or None on RabbitMQ."""
+    url = broker_url()
+    if is_amqp(url):
+        return None
+    if "client" not in _broker:
+        from mover.jobstores.redis import client_from_url
+
+        _broker["client"] = client_from_url(url)
+    return _broker["client"]
+
+
+def _fingerprint(jobs: RedisJobStore, job_id: str) -> tuple[Any, ...]:
+    pipe = jobs.r.pipeline(transaction=False)
+    pipe.hmget(jobs.job_key(job_id), ["state", "bytes_done"])
+    pipe.scard(f"{jobs.job_key(job_id)}:final")
+    (state, done), final = pipe.execute()
+    return (state, done, final)
+
+
+def _queues(job: Job) -> set[str]:
+    return {DEFAULT_QUEUE, "celery"} | {queue_for(i.destination) for i in job.items}
+
+
+def has_messages(broker: Any, job_id: str, queues: set[str]) -> bool:
+    """Whether any message on the broker names ``job_id``: waiting in a queue (every priority
+    band) or delivered and not acknowledged. Task arguments start with the job id, which kombu
+    keeps readable in the message's ``argsrepr`` header."""
+    needle = job_id.encode()
+    for raw in broker.hvals("unacked"):
+        if needle in raw:
+            return True
+    for queue in sorted(queues):
+        for key in band_keys(queue):
+            start = 0
+            while True:
+                page = broker.lrange(key, start, start + PAGE - 1)
+                if any(needle in raw for raw in page):
+                    return True
+                if len(page) < PAGE:
+                    break
+                start += PAGE
+    return False
+
+
+def lost_work(job: Job) -> list[tuple[Item, list[int]]]:
+    """What to publish again for a job whose messages are lost: per running object, the
+    chunks not done (an empty list: its commit)."""
+    return [
+        (item, [c.index for c in item.chunks if c.state != DONE])
+        for item in job.items
+        if item.state == RUNNING
+    ]
+
+
+def sweep_lost(jobs: RedisJobStore, now: float | None = None) -> list[str]:
+    """One look (see the module docstring); returns the ids of the jobs published again."""
+    broker = _broker_client()
+    if broker is None:
+        return []
+    now = time.monotonic() if now is None else now
+    running = [j for j in jobs.list(limit=RECENT_JOBS) if j.state == RUNNING]
+    for gone in set(_stalls) - {j.id for j in running}:
+        del _stalls[gone]
+    rescued: list[str] = []
+    for summary in running:
+        mark = _fingerprint(jobs, summary.id)
+        seen = _stalls.get(summary.id)
+        if seen is None or seen[0] != mark:
+            _stalls[summary.id] = (mark, now, None)
+            continue
+        _, since, missed = seen
+        if now - since < STALL_S:
+            continue
+        job = jobs.get(summary.id)
+        if has_messages(broker, job.id, _queues(job)):
+            _stalls[summary.id] = (mark, now, None)  # waiting its turn: look again later
+            continue
+        if missed is None or now - missed < SWEEP_S:
+            _stalls[summary.id] = (mark, since, missed if missed is not None else now)
+            continue
+        work = lost_work(job)
+        if not work:  # objects committing (their leases' sweep) or all settled
+            if all(i.state in FINAL for i in job.items):
+                fleet_exec.finish_job(jobs, job.id)  # the job was never closed
+            continue
+        if not jobs.r.set(f"{jobs.prefix}:rescue:{job.id}", "1", nx=True, ex=int(STALL_S)):
+            continue  # another worker's sweep is publishing it
+        for item, pending in work:
+            jobs.unsettle(job.id, item.index, pending)
+        sent = fleet_exec.publish(jobs, job.id, work)
+        log.warning(
+            "job %s: no progress for %.0f s and none of its messages on the broker (lost in "
+            "a broker crash?); published its %d unfinished task(s) again",
+            job.id,
+            now - since,
+            sent,
+        )
+        _stalls[summary.id] = (mark, now, None)
+        rescued.append(job.id)
+    return rescued
