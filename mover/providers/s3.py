@@ -1087,7 +1087,25 @@ class S3Provider(StoreProvider):
             raise UsageError(f"{self.describe()} cannot copy from {source.describe()} itself")
         src = {"Bucket": source.bucket, "Key": src_key}
         cutoff = int(self.options.get("copy_cutoff_bytes") or MAX_COPY_OBJECT_BYTES)
-        if size <= min(cutoff, MAX_COPY_OBJECT_BYTES):
+        plain = self._plain()
+        if size <= min(cutoff, MAX_COPY_OBJECT_BYTES) and plain is not None:
+            # One signed PUT on the standard-library engine: no botocore to import and build
+            # (about 0.6 s of CPU, a quarter of a 256 MiB copy's time). A failure the server
+            # reports after its 200 (an ``<Error>`` body) is an error there too.
+            copy_source = quote(f"{source.bucket}/{src_key}", safe="/~")
+            self._call(
+                f"CopyObject from {source._url(src_key)}",
+                dst_key,
+                lambda: plain.request(
+                    "CopyObject",
+                    "PUT",
+                    self.bucket,
+                    dst_key,
+                    headers=[("x-amz-copy-source", copy_source)],
+                    body=memoryview(b""),
+                ),
+            )
+        elif size <= min(cutoff, MAX_COPY_OBJECT_BYTES):
             self._call(
                 f"CopyObject from {source._url(src_key)}",
                 dst_key,
