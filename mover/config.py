@@ -37,10 +37,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
-import platformdirs
-
 from mover import credentials
 from mover.credentials import check_not_url_with_secret  # noqa: F401  (its old home)
+from mover.dirs import user_dir
 from mover.errors import ConfigError, UsageError
 from mover.redact import redact
 
@@ -68,7 +67,7 @@ def config_path() -> Path:
     env = os.environ.get("MOVER_CONFIG")
     if env:
         return Path(env)
-    return Path(platformdirs.user_config_dir("mover")) / "config.toml"
+    return Path(user_dir("config")) / "config.toml"
 
 
 def load(path: Path | None = None) -> Config:

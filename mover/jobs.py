@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import abc
 import os
-import secrets
 import socket
 import time
 from dataclasses import asdict, dataclass, field
@@ -38,7 +37,7 @@ FINAL = frozenset({DONE, FAILED, CANCELLED})
 
 def new_job_id() -> str:
     """A short, sortable, unique id: time in hex then random bits."""
-    return f"{int(time.time()):x}{secrets.token_hex(4)}"
+    return f"{int(time.time()):x}{os.urandom(4).hex()}"
 
 
 @dataclass

@@ -4,10 +4,9 @@ device sizes, holes (``SEEK_DATA``/``SEEK_HOLE``) and zeroing ranges (``fallocat
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import errno
 import os
+from typing import Any
 
 
 def start_writeback(fd: int, offset: int, length: int) -> None:
@@ -75,10 +74,13 @@ def data_extents(fd: int, offset: int, length: int) -> list[tuple[int, int]] | N
 def _fallocate(fd: int, mode: int, offset: int, length: int) -> bool:
     """fallocate(2) through the C library; False where the file system or device refuses the
     mode (the caller falls back), an OSError for a real failure."""
-    if _LIBC is None or length <= 0:
+    libc = _libc()
+    if libc is None or length <= 0:
         return length <= 0
-    if _LIBC.fallocate(fd, mode, offset, length) == 0:
+    if libc.fallocate(fd, mode, offset, length) == 0:
         return True
+    import ctypes
+
     err = ctypes.get_errno()
     if err in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL, errno.ENODEV):
         return False
@@ -98,18 +100,33 @@ def zero_range(fd: int, offset: int, length: int) -> bool:
 
 def syncfs(fd: int) -> bool:
     """Flush the file system holding ``fd`` (syncfs(2)); False where the C library has none."""
-    return _LIBC is not None and _LIBC.syncfs(fd) == 0
+    libc = _libc()
+    return libc is not None and libc.syncfs(fd) == 0
 
 
-def _load_libc() -> ctypes.CDLL | None:
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.syncfs.argtypes = [ctypes.c_int]
-        libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
-        libc.fallocate.restype = ctypes.c_int
-        return libc
-    except (OSError, AttributeError):
-        return None
+_LIBC: list[Any] = []
 
 
-_LIBC = _load_libc()
+def _libc() -> Any:
+    """The C library, loaded at first use: ``ctypes`` costs import time, and
+    ``ctypes.util.find_library`` runs ``ldconfig -p`` in a subprocess, so neither is paid by
+    a command that never punches a hole or syncs a file system. The process's own symbols
+    (``CDLL(None)``) hold the C library on Linux; ``libc.so.6`` by name otherwise."""
+    if not _LIBC:
+        _LIBC.append(_load_libc())
+    return _LIBC[0]
+
+
+def _load_libc() -> Any:
+    import ctypes
+
+    for name in (None, "libc.so.6"):
+        try:
+            libc = ctypes.CDLL(name, use_errno=True)
+            libc.syncfs.argtypes = [ctypes.c_int]
+            libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+            libc.fallocate.restype = ctypes.c_int
+            return libc
+        except (OSError, AttributeError):
+            continue
+    return None

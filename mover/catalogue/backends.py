@@ -31,8 +31,7 @@ from contextlib import AbstractContextManager, closing, contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-import platformdirs
-
+from mover.dirs import state_dir
 from mover.errors import ConfigError, MoverError
 from mover.redact import redact
 from mover.sqlrows import transaction
@@ -115,7 +114,7 @@ def default_target() -> str:
     env = os.environ.get("MOVER_CATALOGUE")
     if env:
         return env
-    base = os.environ.get("MOVER_STATE_DIR") or platformdirs.user_state_dir("mover")
+    base = state_dir()
     return str(Path(base) / "catalogue.sqlite3")
 
 

@@ -437,12 +437,15 @@ class EmbeddedExecutor(Executor):
             except MoverError as exc:
                 flush_error = flush_error or f"{store.describe()}: {exc.message}"
         self.jobs.flush()
-        state, error = lifecycle.final_state(self.jobs.get(job_id), self.cancelled.is_set())
+        job = self.jobs.get(job_id)  # read once: a tree's job holds thousands of objects
+        state, error = lifecycle.final_state(job, self.cancelled.is_set())
         if flush_error is not None and state == DONE:
             state, error = FAILED, f"objects written but not made durable: {flush_error}"
         assert state in FINAL
-        self.jobs.update_job(job_id, state=state, error=error, finished=time.time())
-        return self.jobs.get(job_id)
+        now = time.time()
+        self.jobs.update_job(job_id, state=state, error=error, finished=now)
+        job.state, job.error, job.finished, job.updated = state, error, now, now
+        return job
 
 
 def forget_sources(job: Job) -> None:

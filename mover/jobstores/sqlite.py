@@ -16,16 +16,14 @@ its temporary file behind.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import platformdirs
-
 from mover import sqlrows
+from mover.dirs import state_dir
 from mover.errors import JobNotFound, MoverError
 from mover.jobs import COMMITTING, RUNNING, ChunkRecord, Item, Job, JobStore
 from mover.jobstores import ITEM_FIELDS, JOB_FIELDS, check_fields
@@ -101,7 +99,7 @@ def _add_missing_columns(db: sqlite3.Connection) -> None:
 
 
 def default_path() -> Path:
-    base = os.environ.get("MOVER_STATE_DIR") or platformdirs.user_state_dir("mover")
+    base = state_dir()
     return Path(base) / "jobs.sqlite3"
 
 

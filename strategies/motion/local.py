@@ -25,7 +25,7 @@ import os
 import stat
 
 from mover import osio
-from mover.buffers import chunk_buffer
+from mover.buffers import chunk_buffer, starts_with
 from mover.digests import Digest, Hasher
 from mover.errors import CannotHandle, ChunkFailed, VerificationFailed
 from mover.motion import Chunk, ChunkContext, Endpoint, MotionStrategy, Options, Plan, Priority
@@ -139,10 +139,9 @@ def _copy_extents(
     buf = chunk_buffer(2 * min(max(length, 1), VERIFY_SLICE_BYTES))
     half = len(buf) // 2
     read, back = buf[:half], buf[half:]
-    # ``read`` starts the thread's bytearray, so ``owner.startswith(back[:n])`` compares
-    # read[:n] with back[:n] by memcmp (a memoryview ``==`` goes item by item, 20x slower).
+    # ``read`` starts the thread's buffer, so ``starts_with(owner, back[:n])`` compares
+    # read[:n] with back[:n] by memcmp.
     owner = buf.obj
-    assert isinstance(owner, bytearray)
     pos = offset
     for start, end in extents:
         if start > pos:
@@ -157,7 +156,7 @@ def _copy_extents(
             if not is_zero(read[:step]):  # zeros read from data stay a hole
                 _kernel_copy(fin, fout, pos, read[:step])
                 _read_exactly(fout, back[:step], pos, offset + length)
-                if not owner.startswith(back[:step]):
+                if not starts_with(owner, back[:step]):
                     raise VerificationFailed(
                         f"the copy differs from the source in {step} bytes at {pos}",
                         retryable=True,

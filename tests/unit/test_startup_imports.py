@@ -26,6 +26,8 @@ HEAVY = (
     "swiftclient",
     "requests",
     "crc32c",  # 15 ms: it reads its own version from the installed metadata
+    "ctypes",  # loading the C library by name ran `ldconfig -p` in a subprocess
+    "platformdirs",  # 10 ms for two environment variables (mover.dirs)
 )
 #: Module budgets, about 10 % above today's counts (122 for the import, 137 for ``--help``,
 #: 225 for a file copy: the plugin registry reads entry points without importlib.metadata).
