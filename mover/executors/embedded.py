@@ -444,6 +444,7 @@ class EmbeddedExecutor(Executor):
         assert state in FINAL
         now = time.time()
         self.jobs.update_job(job_id, state=state, error=error, finished=now)
+        self.jobs.flush()  # the final state on disk before anyone is told the job ended
         job.state, job.error, job.finished, job.updated = state, error, now, now
         return job
 
