@@ -64,7 +64,7 @@ def check_credentials(value: str) -> str:
 
 def flower_argv(port: int, address: str, extra: tuple[str, ...] = ()) -> list[str]:
     """The argv of the Flower process: no credential in it, ever."""
-    argv = [sys.executable, "-m", "celery", "-A", "workers.app", "flower"]
+    argv = [sys.executable, "-m", "celery", "-A", "mover.workers.app", "flower"]
     argv += [f"--port={port}", f"--address={address}", *extra]
     return argv
 

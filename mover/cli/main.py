@@ -668,7 +668,7 @@ def worker(
         config_mod.broker_url(), config_mod.jobs_url(), config_mod.result_backend()
     except MoverError as exc:
         _fail(exc.message, exc.exit_code)
-    argv = [sys.executable, "-m", "celery", "-A", "workers.app", "worker"]
+    argv = [sys.executable, "-m", "celery", "-A", "mover.workers.app", "worker"]
     argv += ["-Q", queues or ",".join(default_queues()), "--pool", pool, "-l", loglevel, "-E"]
     if concurrency:
         argv += ["-c", str(concurrency)]

@@ -203,7 +203,7 @@ class Fleet:
             stdout=open(log, "wb"),  # noqa: SIM115 - closed with the process
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            cwd=ROOT,
+            cwd=self.folder,  # not the checkout: `mover worker` must work from anywhere
         )
         worker = Worker(name, proc, log)
         self.workers.append(worker)
