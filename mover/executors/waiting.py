@@ -28,7 +28,14 @@ CHECK_S = 2.0
 def needed_queues(job: Job) -> list[str]:
     """The queues the unfinished objects of ``job`` still need a worker on: their chunk queue
     while a chunk is not done, else the commit queue. An object being committed needs no
-    queue (its committer, or any live worker's sweep, finishes it)."""
+    queue (its committer, or any live worker's sweep, finishes it).
+
+    A job read without its objects (:meth:`~mover.jobstores.redis.RedisJobStore.head`)
+    needs its destination's queue: every object of a job is written under its destination,
+    so they share one chunk queue. The follower asks this way, and reads the objects only
+    to confirm a wait (a whole record of 10,000 objects is seconds of CPU)."""
+    if not job.items:
+        return [] if job.state in FINAL else [queue_for(job.destination)]
     needed: set[str] = set()
     for item in job.items:
         if item.state in FINAL or item.state == COMMITTING:
@@ -75,7 +82,7 @@ class WorkerWatch:
         self._next = 0.0
         self._waiting: list[str] = []
         self._unreachable = False
-        self._job: Job | None = None  # read once; read again only to confirm a wait
+        self._job: Job | None = None  # its head read once; the whole only to confirm a wait
 
     def check(self) -> None:
         """Look again if :data:`CHECK_S` passed since the last look."""
@@ -84,7 +91,7 @@ class WorkerWatch:
             return
         self._next = now + CHECK_S
         if self._job is None:
-            self._job = self.jobs.get(self.job_id)
+            self._job = self.jobs.head(self.job_id)
         waiting = unserved(self.jobs, self._job)
         if waiting:
             # A job's record can be large (10,000 chunks): read it again only to confirm.
