@@ -51,6 +51,8 @@ log = logging.getLogger("mover.worker")
 STALL_S = float(os.environ.get("MOVER_RESCUE_STALL_S") or 120)
 #: Seconds between the two looks that must both find nothing.
 SWEEP_S = float(os.environ.get("MOVER_SWEEP_S") or 5)
+#: Seconds between two looks at the running jobs: an eighth of the stall, at least a sweep.
+EVERY_S = max(SWEEP_S, STALL_S / 8)
 #: How many of the newest jobs are watched.
 RECENT_JOBS = 500
 #: Messages read per ``LRANGE`` while a queue is searched (newest first: where a stalled
@@ -60,6 +62,7 @@ PAGE = 1000
 #: job id -> (progress fingerprint, since when unchanged, when its messages were last missed).
 _stalls: dict[str, tuple[tuple[Any, ...], float, float | None]] = {}
 _broker: dict[str, Any] = {}
+_last_look: list[float] = []
 
 
 def _broker_client() -> Any | None:
@@ -137,6 +140,9 @@ def sweep_lost(jobs: RedisJobStore, now: float | None = None) -> list[str]:
     if broker is None:
         return []
     now = time.monotonic() if now is None else now
+    if _last_look and now - _last_look[0] < EVERY_S:
+        return []
+    _last_look[:] = [now]
     running = _running(jobs)
     for gone in set(_stalls) - set(running):
         del _stalls[gone]
