@@ -1188,6 +1188,11 @@ class S3Provider(StoreProvider):
             client.close()
 
 
+#: Seconds a commit that found its upload gone waits for the object another complete of the
+#: same upload may still be assembling on the server.
+COMPLETE_RACE_S = 10.0
+
+
 class S3Writer(ChunkWriter):
     """One multipart upload: parts carry their crc32c, commit completes, abort aborts."""
 
@@ -1273,8 +1278,11 @@ class S3Writer(ChunkWriter):
             self._complete(parts)
         except ChunkFailed:
             # A complete whose answer was lost and retried finds no upload: it succeeded if the
-            # object now has exactly the multipart ETag these parts make.
-            if not self._completed_before(parts):
+            # object now has exactly the multipart ETag these parts make. The first complete
+            # may still be running on the server (a process killed while its complete was in
+            # flight, resumed at once): the upload is gone before the object appears, so the
+            # object is looked for a few times before the commit is called failed.
+            if not self._completed_elsewhere(parts):
                 raise
         info = p.stat(self.key)
         if info.size != size:
@@ -1326,6 +1334,18 @@ class S3Writer(ChunkWriter):
                 body=memoryview(document_bytes),
             ),
         )
+
+    def _completed_elsewhere(self, parts: list[PartReceipt]) -> bool:
+        """Whether these parts' object appears within :data:`COMPLETE_RACE_S` seconds."""
+        deadline = time.monotonic() + COMPLETE_RACE_S
+        pause = 0.2
+        while True:
+            if self._completed_before(parts):
+                return True
+            if time.monotonic() + pause > deadline:
+                return False
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
 
     def _completed_before(self, parts: list[PartReceipt]) -> bool:
         try:
