@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 from typing import Any
 
@@ -104,17 +105,13 @@ def syncfs(fd: int) -> bool:
     return libc is not None and libc.syncfs(fd) == 0
 
 
-_LIBC: list[Any] = []
-
-
+@functools.cache
 def _libc() -> Any:
     """The C library, loaded at first use: ``ctypes`` costs import time, and
     ``ctypes.util.find_library`` runs ``ldconfig -p`` in a subprocess, so neither is paid by
     a command that never punches a hole or syncs a file system. The process's own symbols
     (``CDLL(None)``) hold the C library on Linux; ``libc.so.6`` by name otherwise."""
-    if not _LIBC:
-        _LIBC.append(_load_libc())
-    return _LIBC[0]
+    return _load_libc()
 
 
 def _load_libc() -> Any:

@@ -17,7 +17,7 @@ Every live worker's sweep (:mod:`mover.workers.health`, every ``MOVER_SWEEP_S``)
    the job: in every priority band of the queues its objects use (and ``mover``, ``celery``),
    and in the ``unacked`` hash (chunks running, waiting for a retry or for a store's limit).
    A job waiting behind other jobs' work is found there and left alone;
-3. a job with no message on two looks :data:`SWEEP_S` apart (a message between ``BRPOP`` and
+3. a job with no message on two looks :data:`EVERY_S` apart (a message between ``BRPOP`` and
    the ``unacked`` hash is in a worker's hands for milliseconds, not seconds) is published
    again: the chunks of its running objects that are not done (or their commit), under a
    per-job lock so that one sweeper does it. Chunks are idempotent (see
@@ -49,9 +49,10 @@ log = logging.getLogger("mover.worker")
 #: Seconds without progress before a running job's messages are looked for
 #: (``MOVER_RESCUE_STALL_S``).
 STALL_S = float(os.environ.get("MOVER_RESCUE_STALL_S") or 120)
-#: Seconds between the two looks that must both find nothing.
+#: Seconds between two sweeps of the worker (``MOVER_SWEEP_S``).
 SWEEP_S = float(os.environ.get("MOVER_SWEEP_S") or 5)
-#: Seconds between two looks at the running jobs: an eighth of the stall, at least a sweep.
+#: Seconds between two looks at the running jobs (an eighth of the stall, at least a sweep);
+#: a job's messages must be missing on two looks this far apart.
 EVERY_S = max(SWEEP_S, STALL_S / 8)
 #: How many of the newest jobs are watched.
 RECENT_JOBS = 500
@@ -158,8 +159,8 @@ def sweep_lost(jobs: RedisJobStore, now: float | None = None) -> list[str]:
         if has_messages(broker, job_id, _queues(jobs.head(job_id))):
             _stalls[job_id] = (mark, now, None)  # waiting its turn: look again later
             continue
-        if missed is None or now - missed < SWEEP_S:
-            _stalls[job_id] = (mark, since, missed if missed is not None else now)
+        if missed is None:  # the first look that found nothing: the next one decides
+            _stalls[job_id] = (mark, since, now)
             continue
         job = jobs.get(job_id)  # the whole record, only for a job whose messages are gone
         work = lost_work(job)
@@ -167,7 +168,7 @@ def sweep_lost(jobs: RedisJobStore, now: float | None = None) -> list[str]:
             if all(i.state in FINAL for i in job.items):
                 fleet_exec.finish_job(jobs, job.id)  # the job was never closed
             continue
-        if not jobs.r.set(f"{jobs.prefix}:rescue:{job.id}", "1", nx=True, ex=int(STALL_S)):
+        if not jobs.r.set(f"{jobs.prefix}:rescue:{job.id}", "1", nx=True, ex=max(1, int(STALL_S))):
             continue  # another worker's sweep is publishing it
         for item, pending in work:
             jobs.unsettle(job.id, item.index, pending)

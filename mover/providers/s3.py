@@ -1088,7 +1088,9 @@ class S3Provider(StoreProvider):
         src = {"Bucket": source.bucket, "Key": src_key}
         cutoff = int(self.options.get("copy_cutoff_bytes") or MAX_COPY_OBJECT_BYTES)
         plain = self._plain()
-        if size <= min(cutoff, MAX_COPY_OBJECT_BYTES) and plain is not None:
+        if size > min(cutoff, MAX_COPY_OBJECT_BYTES):
+            self._multipart_copy(source, src, dst_key, size)
+        elif plain is not None:
             # One signed PUT on the standard-library engine: no botocore to import and build
             # (about 0.6 s of CPU, a quarter of a 256 MiB copy's time). A failure the server
             # reports after its 200 (an ``<Error>`` body) is an error there too.
@@ -1105,14 +1107,12 @@ class S3Provider(StoreProvider):
                     body=memoryview(b""),
                 ),
             )
-        elif size <= min(cutoff, MAX_COPY_OBJECT_BYTES):
+        else:
             self._call(
                 f"CopyObject from {source._url(src_key)}",
                 dst_key,
                 lambda: self.client.copy_object(Bucket=self.bucket, Key=dst_key, CopySource=src),
             )
-        else:
-            self._multipart_copy(source, src, dst_key, size)
         info = self.stat(dst_key)
         if info.size != size:
             raise VerificationFailed(

@@ -77,9 +77,6 @@ class Response:
         self._chunk_left = 0
         self.done = self.length == 0
 
-    def getheaders(self) -> list[tuple[str, str]]:
-        return list(self.headers.items())
-
     def readinto(self, view: memoryview) -> int:
         """Read up to ``len(view)`` body bytes into ``view``; 0 at the body's end. A body cut
         short by the connection's end returns what came (the caller compares with ``length``)."""
