@@ -257,7 +257,7 @@ def _prepared(jobs: RedisJobStore, job_id: str, item: int) -> tuple[str | None, 
     return state, prepared
 
 
-def _abort(jobs: RedisJobStore, job_id: str, item: int, prepared: _Prepared | None) -> None:
+def _abort(jobs: RedisJobStore, job_id: str, item: int, prepared: Planned | None) -> None:
     """Remove the object's partial data; a store that fails gets the abort retried later
     (:mod:`mover.cleanup`)."""
     if prepared is None:
@@ -271,7 +271,7 @@ def _abort(jobs: RedisJobStore, job_id: str, item: int, prepared: _Prepared | No
     cleanup.abort_or_defer(jobs, job_id, item, urls, p.strategy, p.source, p.destination, p.plan)
 
 
-def _item_settled(jobs: RedisJobStore, job_id: str, item: int, prepared: _Prepared | None) -> None:
+def _item_settled(jobs: RedisJobStore, job_id: str, item: int, prepared: Planned | None) -> None:
     """Every chunk of a failed or cancelled object has settled: clean once more, then count
     the object final (and finish the job if it was the last)."""
     _abort(jobs, job_id, item, prepared)
@@ -285,7 +285,7 @@ def _give_up(
     job_id: str,
     item: int,
     chunk: int,
-    prepared: _Prepared | None,
+    prepared: Planned | None,
     error: BaseException | str | None,
 ) -> None:
     """This chunk will not run (job cancelled, object failed): stop the object once, settle."""
@@ -367,6 +367,66 @@ def _take_over_commits() -> None:
             _run_commit(jobs, job_id, item, owner)
 
 
+def _chunk_failed(
+    task: Task,
+    jobs: RedisJobStore,
+    job_id: str,
+    item: int,
+    chunk: int,
+    prepared: Planned,
+    exc: Exception,
+    queue: str,
+    seen: dict[str, Any],
+) -> None:
+    """An attempt at a chunk raised ``exc``: retry it through Celery (raises ``Retry``: the
+    chunk's own task is sent again after its back-off) or give the object up. ``task`` is the
+    chunk's task with its request (a batch entry runs under a request of its own)."""
+    now_state = jobs.item_state(job_id, item)
+    if now_state in (DONE, COMMITTING):
+        return  # the object was committed by another delivery meanwhile
+    if isinstance(exc, Cancelled) or jobs.job_state(job_id) in _STOP_JOB:
+        _give_up(jobs, job_id, item, chunk, prepared, exc)
+        return
+    if isinstance(exc, SoftTimeLimitExceeded):  # a stuck chunk: run it again
+        exc = TransferError(f"chunk ran over {CHUNK_TIME_LIMIT_S:g} s", retryable=True)
+    retryable = retry.is_retryable(exc)
+    jobs.chunk_failed(job_id, item, chunk, error_text(exc))
+    record_chunk(jobs.r, queue, 0, ok=False, error=exc, retryable=retryable, **seen)
+    countdown = FLEET_RETRY.next_delay(exc, task.request.retries)
+    if countdown is not None:
+        log.warning(
+            "job %s object %d chunk %d: retry %d in %.1f s after %s",
+            job_id,
+            item,
+            chunk,
+            task.request.retries + 1,
+            countdown,
+            error_text(exc),
+        )
+        raise task.retry(exc=exc, countdown=countdown) from None
+    log.warning("job %s object %d chunk %d failed: %s", job_id, item, chunk, error_text(exc))
+    _give_up(jobs, job_id, item, chunk, prepared, exc)
+
+
+def _after_done(
+    jobs: RedisJobStore,
+    job_id: str,
+    item: int,
+    chunk: int,
+    prepared: Planned | None,
+    remaining: int,
+) -> None:
+    """A chunk was recorded done with ``remaining`` chunks of its object left: the last one
+    commits; otherwise, if the object failed or was cancelled while this chunk ran and this
+    chunk was the last to settle, nobody else is left to clean up and count the object final."""
+    if remaining == 0:
+        _commit(jobs, job_id, item)
+        return
+    state = jobs.item_state(job_id, item)
+    if state in (FAILED, CANCELLED) and jobs.settle(job_id, item, chunk) == 0:
+        _item_settled(jobs, job_id, item, prepared)
+
+
 # -- tasks ---------------------------------------------------------------------------------
 
 
@@ -409,31 +469,7 @@ def chunk_copy(self: Task, job_id: str, item: int, chunk: int) -> None:
             ctx.check()
             receipt = prepared.run_chunk(spec, ctx)
     except Exception as exc:
-        now_state = jobs.item_state(job_id, item)
-        if now_state in (DONE, COMMITTING):
-            return  # the object was committed by another delivery meanwhile
-        if isinstance(exc, Cancelled) or jobs.job_state(job_id) in _STOP_JOB:
-            _give_up(jobs, job_id, item, chunk, prepared, exc)
-            return
-        if isinstance(exc, SoftTimeLimitExceeded):  # a stuck chunk: run it again
-            exc = TransferError(f"chunk ran over {CHUNK_TIME_LIMIT_S:g} s", retryable=True)
-        retryable = retry.is_retryable(exc)
-        jobs.chunk_failed(job_id, item, chunk, error_text(exc))
-        record_chunk(jobs.r, queue, 0, ok=False, error=exc, retryable=retryable, **seen)
-        countdown = FLEET_RETRY.next_delay(exc, self.request.retries)
-        if countdown is not None:
-            log.warning(
-                "job %s object %d chunk %d: retry %d in %.1f s after %s",
-                job_id,
-                item,
-                chunk,
-                self.request.retries + 1,
-                countdown,
-                error_text(exc),
-            )
-            raise self.retry(exc=exc, countdown=countdown) from None
-        log.warning("job %s object %d chunk %d failed: %s", job_id, item, chunk, error_text(exc))
-        _give_up(jobs, job_id, item, chunk, prepared, exc)
+        _chunk_failed(self, jobs, job_id, item, chunk, prepared, exc, queue, seen)
         return
     remaining = jobs.chunk_done(job_id, item, chunk, receipt.to_dict())
     record_chunk(jobs.r, queue, receipt.size, ok=True, **seen)
@@ -446,14 +482,7 @@ def chunk_copy(self: Task, job_id: str, item: int, chunk: int) -> None:
         time.monotonic() - started,
         " (redelivered)" if (self.request.delivery_info or {}).get("redelivered") else "",
     )
-    if remaining == 0:
-        _commit(jobs, job_id, item)
-        return
-    # The object may have failed or been cancelled while this chunk ran: if this chunk was
-    # the last to settle, nobody else is left to clean up and count the object final.
-    state = jobs.item_state(job_id, item)
-    if state in (FAILED, CANCELLED) and jobs.settle(job_id, item, chunk) == 0:
-        _item_settled(jobs, job_id, item, prepared)
+    _after_done(jobs, job_id, item, chunk, prepared, remaining)
 
 
 def job_commit(job_id: str, item: int) -> None:

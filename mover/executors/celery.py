@@ -273,11 +273,18 @@ def _send_tasks(job_id: str, work: Iterable[tuple[Item, list[int]]], app: Celery
     return sent
 
 
-def finish_job(jobs: RedisJobStore, job_id: str) -> Job:
-    """Set the job's final state from its items' (once every item is final)."""
-    job = jobs.get(job_id)
+def close_job(jobs: RedisJobStore, job_id: str) -> str:
+    """Set the job's final state from its items' (once every item is final) and return it;
+    reads only the items' states and errors (a worker closes jobs of thousands of objects)."""
+    job = jobs.outcomes(job_id)
     state, error = lifecycle.final_state(job, cancelled=job.state in (CANCELLING, CANCELLED))
     jobs.update_job(job_id, state=state, error=error, finished=time.time())
+    return state
+
+
+def finish_job(jobs: RedisJobStore, job_id: str) -> Job:
+    """:func:`close_job`, then the whole job as recorded (for a caller that shows it)."""
+    close_job(jobs, job_id)
     return jobs.get(job_id)
 
 

@@ -70,25 +70,104 @@ def record_chunk(
     round trip. Never raises: statistics must not fail a chunk.
     """
     now = time.time() if now is None else now
-    key = stats_key(queue, int(now))
-    started = detail.get("started")
     try:
         pipe = r.pipeline(transaction=False)
-        if ok:
-            pipe.hincrby(key, "bytes", int(nbytes))
-            pipe.hincrby(key, "chunks", 1)
-            if isinstance(started, int | float):  # time.monotonic() at the chunk's start
-                pipe.hincrbyfloat(key, "seconds", max(0.0, time.monotonic() - started))
-        else:
-            pipe.hincrby(key, "errors", 1)
-        pipe.expire(key, STATS_TTL_S)
-        try:
-            metrics_recorder.add_chunk(r, pipe, queue, ok=ok, nbytes=nbytes, now=now, **detail)
-        except Exception as exc:  # metrics are never worth a failed chunk
-            log.warning("cannot record chunk metrics of %s: %s", queue, exc)
+        _queue_chunk(r, pipe, queue, nbytes, ok, now, detail)
         pipe.execute()
     except redis.RedisError as exc:
         log.warning("cannot record chunk statistics of %s: %s", queue, exc)
+
+
+def record_chunks(
+    r: redis.Redis, queue: str, chunks: list[tuple[int, dict[str, Any]]], **common: Any
+) -> None:
+    """Count several chunks of ``queue`` that succeeded, in one round trip (a
+    ``mover.batch.copy``): each ``(nbytes, detail)`` as :func:`record_chunk` counts one;
+    ``common`` is detail they share (``request``). Never raises."""
+    if not chunks:
+        return
+    now = time.time()
+    try:
+        merged = _Merged()
+        for nbytes, detail in chunks:
+            _queue_chunk(r, merged, queue, nbytes, True, now, {**common, **detail})
+        pipe = r.pipeline(transaction=False)
+        merged.write(pipe)
+        pipe.execute()
+    except redis.RedisError as exc:
+        log.warning("cannot record chunk statistics of %s: %s", queue, exc)
+
+
+class _Merged:
+    """Stands in for a pipeline while many chunks are counted: increments of one field are
+    summed, sets and expiries written once, so that 64 chunks cost a few dozen commands
+    instead of about a thousand (the counters come out the same)."""
+
+    def __init__(self) -> None:
+        self.incr: dict[tuple[str, str | None], int] = {}
+        self.incr_float: dict[tuple[str, str], float] = {}
+        self.members: dict[str, set[Any]] = {}
+        self.fields: dict[str, dict[str, Any]] = {}
+        self.ttl: dict[str, int] = {}
+
+    def hincrby(self, key: str, name: str, amount: int = 1) -> None:
+        self.incr[key, name] = self.incr.get((key, name), 0) + amount
+
+    def incrby(self, key: str, amount: int = 1) -> None:
+        self.incr[key, None] = self.incr.get((key, None), 0) + amount
+
+    def hincrbyfloat(self, key: str, name: str, amount: float = 1.0) -> None:
+        self.incr_float[key, name] = self.incr_float.get((key, name), 0.0) + amount
+
+    def sadd(self, key: str, *values: Any) -> None:
+        self.members.setdefault(key, set()).update(values)
+
+    def hset(self, key: str, name: str, value: Any) -> None:
+        self.fields.setdefault(key, {})[name] = value
+
+    def expire(self, key: str, seconds: int) -> None:
+        self.ttl[key] = seconds
+
+    def write(self, pipe: Any) -> None:
+        for (key, name), amount in self.incr.items():
+            if name is None:
+                pipe.incrby(key, amount)
+            else:
+                pipe.hincrby(key, name, amount)
+        for (key, name), value in self.incr_float.items():
+            pipe.hincrbyfloat(key, name, value)
+        for key, members in self.members.items():
+            pipe.sadd(key, *members)
+        for key, mapping in self.fields.items():
+            pipe.hset(key, mapping=mapping)
+        for key, seconds in self.ttl.items():  # last: the keys exist by now
+            pipe.expire(key, seconds)
+
+
+def _queue_chunk(
+    r: redis.Redis,
+    pipe: Any,
+    queue: str,
+    nbytes: int,
+    ok: bool,
+    now: float,
+    detail: dict[str, Any],
+) -> None:
+    """Queue in ``pipe`` what one finished chunk attempt adds (see :func:`record_chunk`)."""
+    key = stats_key(queue, int(now))
+    started = detail.get("started")
+    if ok:
+        pipe.hincrby(key, "bytes", int(nbytes))
+        pipe.hincrby(key, "chunks", 1)
+        if isinstance(started, int | float):  # time.monotonic() at the chunk's start
+            pipe.hincrbyfloat(key, "seconds", max(0.0, time.monotonic() - started))
+    else:
+        pipe.hincrby(key, "errors", 1)
+    pipe.expire(key, STATS_TTL_S)
+    try:
+        metrics_recorder.add_chunk(r, pipe, queue, ok=ok, nbytes=nbytes, now=now, **detail)
+    except Exception as exc:  # metrics are never worth a failed chunk
+        log.warning("cannot record chunk metrics of %s: %s", queue, exc)
 
 
 @dataclass(frozen=True)

@@ -485,6 +485,25 @@ class RedisJobStore(JobStore):
             raise JobNotFound(f"job {job_id!r} is unknown (see mover jobs)")
         return self._job_from(_decode(raw))
 
+    def outcomes(self, job_id: str) -> Job:
+        """Job ``job_id`` (a full id) with each object's state and error only, in one
+        pipeline: what deciding the job's final state needs (:meth:`get` reads every plan
+        and receipt: seconds for 10,000 objects)."""
+        raw = self.r.hgetall(self.job_key(job_id))
+        if not raw:
+            raise JobNotFound(f"job {job_id!r} is unknown (see mover jobs)")
+        fields = _decode(raw)
+        job, n_items = self._job_from(fields), int(fields.get("n_items") or 0)
+        pipe = self.r.pipeline(transaction=False)
+        for i in range(n_items):
+            pipe.hmget(self.item_key(job.id, i), ["state", "error"])
+        for i, (state, error) in enumerate(pipe.execute()):
+            if state is not None:
+                job.items.append(
+                    Item(i, "", "", state=_loads(state) or "pending", error=_loads(error))
+                )
+        return job
+
     def job_state(self, job_id: str) -> str | None:
         """The job's state alone: one HGET, cheap enough to poll while a chunk runs."""
         return _loads(self.r.hget(self.job_key(job_id), "state"))
