@@ -62,7 +62,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-import http.client
 import logging
 import os
 import re
@@ -437,6 +436,8 @@ class S3Provider(StoreProvider):
             return self._unreachable(action, what)
         if isinstance(exc, bex.ParamValidationError):
             return UsageError(f"{where}: {action}: {exc}")
+        import http.client  # botocore's path only (urllib3 has it loaded)
+
         if isinstance(exc, (bex.BotoCoreError, OSError, http.client.HTTPException)):
             return ChunkFailed(
                 f"{where}: {action} failed: {type(exc).__name__}: {exc}", retryable=True
@@ -1407,6 +1408,8 @@ def _read_body_into(body: Any, view: memoryview) -> int:
     which receives straight into the buffer); botocore asks urllib3 for undecoded bytes, so both
     paths see the same bytes. Falls back to ``StreamingBody.readinto`` where that is absent.
     """
+    import http.client  # botocore's path only (urllib3 has it loaded)
+
     raw = getattr(body, "_raw_stream", None)
     fp = getattr(raw, "_fp", None)
     reader = fp.readinto if isinstance(fp, http.client.HTTPResponse) else body.readinto
@@ -1477,13 +1480,13 @@ def _info(key: str, head: dict[str, Any]) -> ObjectInfo:
 
 def _head_fields(headers: dict[str, str]) -> dict[str, Any]:
     """A HEAD's headers (lower-case names) as botocore's ``head_object`` fields."""
-    from email.utils import parsedate_to_datetime
+    from mover import httpdate
 
     head: dict[str, Any] = {field: headers[h] for h, field in _HEAD_HEADERS if h in headers}
     modified = headers.get("last-modified")
     if modified:
         with contextlib.suppress(TypeError, ValueError):
-            head["LastModified"] = parsedate_to_datetime(modified)
+            head["LastModified"] = httpdate.parse(modified)
     return head
 
 

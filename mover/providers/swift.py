@@ -75,11 +75,10 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Any, BinaryIO, TypeVar
 from urllib.parse import quote, urlsplit
 
-from mover import retry
+from mover import httpdate, retry
 from mover.digests import Digest
 from mover.errors import (
     AccessDenied,
@@ -1337,7 +1336,7 @@ def _info_from_headers(key: str, headers: dict[str, str]) -> ObjectInfo:
             mtime = None
     if mtime is None and headers.get("last-modified"):
         try:
-            mtime = parsedate_to_datetime(headers["last-modified"]).timestamp()
+            mtime = httpdate.parse(headers["last-modified"]).timestamp()
         except (TypeError, ValueError):
             mtime = None
     return ObjectInfo(
