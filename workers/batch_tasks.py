@@ -241,9 +241,6 @@ def batch_copy(self: Task, job_id: str, entries: list[Any]) -> None:
     if not pairs:
         return
     parent = self.request
-    # The worker process's job store and watcher are made on first use, without a lock:
-    # make them here, in one thread, before the entries' threads use them.
-    tasks._watcher()
     jobs = tasks._jobs()
     job_state, found = batchrecords.read(jobs, job_id, pairs)
     if job_state is None:

@@ -101,15 +101,28 @@ _STOP_JOB = (CANCELLING, CANCELLED, FAILED)
 # -- per-process state (created lazily: prefork children each get their own) ----------------
 
 _pid_state: dict[str, Any] = {}
+#: Guards the making of ``_pid_state``'s store and watcher: a batch's threads may ask at once.
+#: Re-entrant: the watcher is made with the store. A child forked while another thread held it
+#: makes its state afresh (its pid differs) under a lock of its own.
+_pid_lock = threading.RLock()
+_pid_lock_pid = os.getpid()
+
+
+def _state_lock() -> threading.RLock:
+    global _pid_lock, _pid_lock_pid
+    if _pid_lock_pid != os.getpid():  # a prefork child: the parent's lock may be held
+        _pid_lock, _pid_lock_pid = threading.RLock(), os.getpid()
+    return _pid_lock
 
 
 def _jobs() -> RedisJobStore:
     """This process's job store (one Redis connection pool per process)."""
-    if _pid_state.get("pid") != os.getpid():
-        _pid_state.clear()
-        _pid_state["pid"] = os.getpid()
-        _pid_state["jobs"] = RedisJobStore()
-    return _pid_state["jobs"]
+    with _state_lock():
+        if _pid_state.get("pid") != os.getpid():
+            _pid_state.clear()
+            _pid_state["pid"] = os.getpid()
+            _pid_state["jobs"] = RedisJobStore()
+        return _pid_state["jobs"]
 
 
 @dataclass
@@ -213,12 +226,14 @@ class _Watcher:
 
 
 def _watcher() -> _Watcher:
-    w = _pid_state.get("watcher")
-    if w is None or _pid_state.get("pid") != os.getpid():
-        jobs = _jobs()
-        w = _Watcher(jobs)
-        _pid_state["watcher"] = w
-    return w
+    """This process's watcher thread (made once, whichever thread asks first)."""
+    with _state_lock():
+        w = _pid_state.get("watcher")
+        if w is None or _pid_state.get("pid") != os.getpid():
+            jobs = _jobs()
+            w = _Watcher(jobs)
+            _pid_state["watcher"] = w
+        return w
 
 
 @dataclass

@@ -72,6 +72,20 @@ class Fleet:
         finally:
             app.close()
 
+    def pids(self) -> list[int]:
+        """The workers' processes (main and pool children) and the private Redis's: what a
+        fleet run costs beyond the command, charged to every run of a fleet case so that the
+        CPU columns compare the whole of each executor."""
+        pids = [p.pid for p in self.procs]
+        for pid in list(pids):
+            try:
+                with open(f"/proc/{pid}/task/{pid}/children") as f:
+                    pids += [int(x) for x in f.read().split()]
+            except OSError:
+                continue
+        redis = self.bench._redis
+        return pids + (list(redis.pids) if redis is not None else [])
+
     def stop(self) -> None:
         """Stop the workers (see :func:`stop_groups`)."""
         stop_groups(self.procs)

@@ -236,6 +236,27 @@ def fleet(
             stop(w.proc, timeout_s=10)
 
 
+@pytest.fixture(autouse=True)
+def pools_of_one(fleet: Fleet) -> None:
+    """Each test starts from two pools of one with nothing queued, whatever the test before
+    it left: a failed test (pools still grown, chunks still queued) must not fail the ones
+    after it. Children busy on a chunk refuse to shrink, so the shrink is asked again until
+    they are done."""
+    app = fleet.app()
+    app.control.purge()
+
+    def of_one() -> bool:
+        pools = fleet.pools(app)
+        for name in ("w1", "w2"):
+            if pools.get(name, 1) > 1:
+                app.control.pool_shrink(
+                    pools[name] - 1, destination=[f"{name}@{socket.gethostname()}"], reply=True
+                )
+        return pools.get("w1") == 1 and pools.get("w2") == 1
+
+    wait_for(of_one, 90, "pools of one before the test", 1.0)
+
+
 def launched(state_dir: Path) -> list[dict[str, Any]]:
     try:
         return json.loads((state_dir / "launcher-local.json").read_text())
