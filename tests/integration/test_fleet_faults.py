@@ -368,6 +368,50 @@ def test_commit_of_a_killed_worker_is_taken_over_once(faults: Fleet, tmp_path: P
     assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
 
 
+def test_a_worker_killed_mid_batch_leaves_every_small_object_once(faults: Fleet, tmp_path: Path):
+    """A worker killed with SIGKILL in the middle of its ``mover.batch.copy`` tasks (some of
+    its small objects uploaded, one PUT held by a fault proxy, nothing of the batch recorded
+    yet): the batches come back to another worker after the visibility timeout; every object
+    ends in S3 with its source's bytes (read back with boto3, not through mover), each
+    committed once, the job done."""
+    if faults.s3 is None:
+        pytest.skip("no S3 server")
+    import boto3
+
+    from tests.faultproxy import FaultProxy, Rule
+
+    s3 = boto3.client("s3", **faults.s3.client_kwargs())
+    bucket = f"midbatch-{os.getpid()}-{int(time.time())}"
+    s3.create_bucket(Bucket=bucket)
+    src = tmp_path / "small"
+    src.mkdir()
+    for n in range(100):  # two batches (64 objects at most in one)
+        (src / f"f{n:03d}.bin").write_bytes(os.urandom(2000 + n))
+    host, port = faults.s3.endpoint_url.split("//")[1].split(":")
+    with FaultProxy(host, int(port)) as proxy:
+        proxy.add(Rule("stall", method="PUT", path=r"/f05\d\.bin", stall_s=30, after=2))
+        victim = faults.start_worker(
+            "victim", "-Q", "mover.s3", env={"AWS_ENDPOINT_URL": proxy.url}
+        )
+        faults.wait_ready(victim)
+        job_id = copy_on_fleet(faults, f"{src}/", f"s3://{bucket}/t/", "-r")
+        wait_for(lambda: proxy.fired, 30, "a PUT held mid-batch")
+        victim.kill()
+        victim.proc.wait(10)
+        jobs = faults.jobs()
+        assert jobs.progress(job_id)[0] == "running"
+        rescuer = faults.start_worker("rescuer", "-Q", "mover,mover.s3")
+        faults.wait_ready(rescuer)
+        job = wait_final(jobs, job_id, 90, poll_s=0.5)
+    assert job.state == "done", job.error
+    assert len(job.items) == 100
+    for n in range(100):
+        body = s3.get_object(Bucket=bucket, Key=f"t/f{n:03d}.bin")["Body"].read()
+        assert body == (src / f"f{n:03d}.bin").read_bytes(), n
+    assert all(jobs.commits(job_id, i.index) == 1 for i in job.items)
+    assert "mover.batch.copy" in rescuer.text()  # the batches came back to the rescuer
+
+
 # -- a signed URL never reaches the fleet ---------------------------------------------------
 
 
