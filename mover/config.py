@@ -29,6 +29,7 @@ process's memory).
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass, field
@@ -63,7 +64,18 @@ class Config:
 
 
 def config_path() -> Path:
-    env = os.environ.get("MOVER_CONFIG")
+    """``MOVER_CONFIG``, else ``config.toml`` in the user's configuration directory.
+
+    Asked per chunk on the fleet (store limits, metrics labels): the answer is kept per value
+    of the variables it depends on, so a changed environment still gives a changed path."""
+    environ = os.environ
+    return _config_path(
+        environ.get("MOVER_CONFIG"), environ.get("XDG_CONFIG_HOME"), environ.get("HOME")
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _config_path(env: str | None, xdg: str | None, home: str | None) -> Path:
     if env:
         return Path(env)
     return Path(user_dir("config")) / "config.toml"

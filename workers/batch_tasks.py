@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -56,6 +57,22 @@ log = logging.getLogger("mover.workers.batch")
 
 #: Entries of one batch in flight at once, in threads of the worker process.
 BATCH_STREAMS = int(os.environ.get("MOVER_BATCH_STREAMS") or 8)
+
+
+_pools: dict[int, ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    """This process's threads for batch entries (made once per process: a pool per batch
+    started and stopped eight threads for every 64 objects)."""
+    pid = os.getpid()
+    with _pools_lock:
+        pool = _pools.get(pid)
+        if pool is None:
+            _pools.clear()  # a forked child does not own its parent's threads
+            pool = _pools[pid] = ThreadPoolExecutor(BATCH_STREAMS, thread_name_prefix="mover-batch")
+        return pool
 
 
 def _as_chunk_task(
@@ -249,18 +266,17 @@ def batch_copy(self: Task, job_id: str, entries: list[Any]) -> None:
     fast, slow = _fast_entries(job_id, job_state, found)
     tag = (parent.properties or {}).get("delivery_tag")
     queue = (parent.delivery_info or {}).get("routing_key") or "mover"
-    streams = min(BATCH_STREAMS, len(pairs))
-    with ThreadPoolExecutor(streams, thread_name_prefix="mover-batch") as pool:
-        waits = [pool.submit(_run_entry, self.app, parent, job_id, e.item, e.chunk) for e in slow]
-        for _ in pool.map(lambda f: _move(jobs, job_id, tag, f), fast):
-            pass
-        for f in fast:
-            if f.failed is not None:
-                _failed(self.app, parent, jobs, job_id, queue, f)
-        moved = [f for f in fast if f.receipt is not None]
-        made_final = _record(pool, jobs, job_id, queue, parent, moved) if moved else False
-        for w in waits:
-            w.result()
+    pool = _pool()
+    waits = [pool.submit(_run_entry, self.app, parent, job_id, e.item, e.chunk) for e in slow]
+    for _ in pool.map(lambda f: _move(jobs, job_id, tag, f), fast):
+        pass
+    for f in fast:
+        if f.failed is not None:
+            _failed(self.app, parent, jobs, job_id, queue, f)
+    moved = [f for f in fast if f.receipt is not None]
+    made_final = _record(pool, jobs, job_id, queue, parent, moved) if moved else False
+    for w in waits:
+        w.result()
     if made_final:
         log.info("job %s %s", job_id, fleet_exec.close_job(jobs, job_id))
 

@@ -123,6 +123,11 @@ return out
 """
 
 
+#: The item fields a batch entry needs: where it goes, its state and its plan (not its chunks,
+#: digest, error or lease: decoding every field was most of a worker's reading time).
+_READ = ("source", "destination", "size", "state", "strategy", "plan", "version", "checksum")
+
+
 @dataclass(frozen=True)
 class Entry:
     """One object of a batch as Redis holds it when the batch starts."""
@@ -139,13 +144,26 @@ def read(jobs: RedisJobStore, job_id: str, pairs: list[tuple[int, int]]) -> tupl
     pipe = jobs.r.pipeline(transaction=False)
     pipe.hget(jobs.job_key(job_id), "state")
     for item, chunk in pairs:
-        pipe.hgetall(jobs.item_key(job_id, item))
+        pipe.hmget(jobs.item_key(job_id, item), _READ)
         pipe.sismember(jobs.item_key(job_id, item, "done"), chunk)
     raw = pipe.execute()
     entries = []
     for n, (item, chunk) in enumerate(pairs):
-        fields, done = raw[1 + 2 * n], raw[2 + 2 * n]
-        record = jobs._item_from([fields], with_chunks=False) if fields else None
+        values, done = raw[1 + 2 * n], raw[2 + 2 * n]
+        record = None
+        if values[0] is not None:  # the item exists (its source is always set)
+            f = dict(zip(_READ, map(_loads, values), strict=True))
+            record = Item(
+                index=item,
+                source=f["source"],
+                destination=f["destination"],
+                size=f["size"],
+                state=f["state"] or "pending",
+                strategy=f["strategy"],
+                plan=f["plan"],
+                version=f["version"],
+                checksum=f["checksum"],
+            )
         entries.append(Entry(item, chunk, record, bool(done)))
     return _loads(raw[0]), entries
 

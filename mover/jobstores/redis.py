@@ -70,6 +70,24 @@ DEFAULT_PREFIX = "mover"
 CANCELLING = "cancelling"
 
 
+#: Set (ARGV[2] > 0) or remove the TTL of every key of job KEYS[1] with ARGV[1] objects: the
+#: same keys as ``RedisJobStore._all_keys``.
+_EXPIRE_JOB = """
+local job, n, ttl = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
+local function each(key)
+  if ttl > 0 then redis.call('EXPIRE', key, ttl) else redis.call('PERSIST', key) end
+end
+each(job)
+each(job .. ':final')
+for i = 0, n - 1 do
+  local item = job .. ':item:' .. i
+  each(item)
+  for _, part in ipairs({'done', 'settled', 'receipts', 'errors'}) do each(item .. ':' .. part) end
+end
+return n
+"""
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
@@ -141,6 +159,7 @@ class RedisJobStore(JobStore):
         self.url = url or ""
         self.prefix = prefix or os.environ.get("MOVER_REDIS_PREFIX") or DEFAULT_PREFIX
         self.ttl_s = int(ttl_s or os.environ.get("MOVER_JOB_TTL_S") or DEFAULT_TTL_S)
+        self._lua: bool | None = None  # whether the server runs scripts (asked once)
 
     def check(self, timeout_s: float = 3.0) -> None:
         """Fail fast, with a clear error, when Redis cannot be reached (the client itself
@@ -338,13 +357,35 @@ class RedisJobStore(JobStore):
         if state in FINAL:
             self._expire(pipe, job_id, n_items)
         elif state is not None:
-            for key in self._all_keys(job_id, n_items):
-                pipe.persist(key)
+            self._expire(pipe, job_id, n_items, persist=True)
         pipe.execute()
 
-    def _expire(self, pipe: Any, job_id: str, n_items: int) -> None:
+    def _expire(self, pipe: Any, job_id: str, n_items: int, persist: bool = False) -> None:
+        """Queue in ``pipe`` the TTL of every key of the job (or its removal: ``persist``).
+
+        Five keys an object: one script the server runs instead of 50,000 commands for a job
+        of 10,000 objects (a worker closing such a job spent seconds packing them); a client
+        without Lua (fakeredis in unit tests) gets the commands."""
+        if self._has_lua():
+            ttl = 0 if persist else self.ttl_s
+            pipe.eval(_EXPIRE_JOB, 1, self.job_key(job_id), n_items, ttl)
+            return
         for key in self._all_keys(job_id, n_items):
-            pipe.expire(key, self.ttl_s)
+            if persist:
+                pipe.persist(key)
+            else:
+                pipe.expire(key, self.ttl_s)
+
+    def _has_lua(self) -> bool:
+        """Whether the server runs scripts (a real Redis does; fakeredis without lupa not)."""
+        known = self._lua
+        if known is None:
+            try:
+                known = self.r.eval("return 1", 0) == 1
+            except (redis.ResponseError, NotImplementedError, ImportError):
+                known = False
+            self._lua = known
+        return known
 
     def transition(
         self, key: str, from_states: Iterable[str], to_state: str, **fields: Any
