@@ -362,7 +362,7 @@ def follow(
                 on_progress(done - seen)
                 seen = done
             if state in FINAL:
-                return jobs.get(job_id)
+                return jobs.finished(job_id)
             if watch is not None:
                 watch.check()
         except redis.RedisError as exc:

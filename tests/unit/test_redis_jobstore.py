@@ -186,3 +186,36 @@ def test_executor_module_does_not_import_celery() -> None:
         "assert 'celery' not in sys.modules, 'celery imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_a_finished_job_reads_as_get_without_done_objects_receipts(store: RedisJobStore) -> None:
+    """``finished`` (what a follower reports) gives what ``get`` gives, except that a done
+    object's chunks are marked done without their receipts being read; an object not done
+    keeps its chunks' real states and errors."""
+    job = make_job(n_chunks=2)
+    second = Item(1, "file:///src2", "file:///dst2", size=20, state="running", strategy="s")
+    second.plan = {"strategy": "s", "source": {"what": "etag"}}
+    second.chunks = [ChunkRecord(0, 0, 10), ChunkRecord(1, 10, 10)]
+    job.items.append(second)
+    store.create(job)
+    for item in (0, 1):
+        store.chunk_done(job.id, item, 0, {"part": 1, "size": 10, "digest": "x:1"})
+    store.chunk_done(job.id, 0, 1, {"part": 2, "size": 10, "digest": "x:2"})
+    store.chunk_failed(job.id, 1, 1, "boom")
+    store.update_item(job.id, 0, state="done", digest="x:whole")
+    store.update_item(job.id, 1, state="failed", error="boom")
+    full, light = store.get(job.id), store.finished(job.id)
+    assert [(i.index, i.state, i.digest, i.error, i.plan) for i in light.items] == [
+        (i.index, i.state, i.digest, i.error, i.plan) for i in full.items
+    ]
+    assert [c.state for c in light.items[0].chunks] == ["done", "done"]
+    assert light.items[0].chunks[0].receipt is None  # not read for a done object
+    assert full.items[0].chunks[0].receipt == {"part": 1, "size": 10, "digest": "x:1"}
+    assert (
+        [(c.state, c.error) for c in light.items[1].chunks]
+        == [(c.state, c.error) for c in full.items[1].chunks]
+        == [("done", None), ("failed", "boom")]
+    )
+    assert light.summary() == {**full.summary(), "seconds": light.summary()["seconds"]}
+    with pytest.raises(JobNotFound):
+        store.finished("nope")
