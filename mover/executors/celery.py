@@ -214,27 +214,36 @@ def _batchable(item: Item, chunks: list[int]) -> bool:
     )
 
 
+#: The longest ``argsrepr`` header a message gets (Celery's own limit).
+ARGSREPR_MAX = 1024
+
+
+def _send(app: Celery, producer: Any, name: str, args: tuple[Any, ...], queue: str) -> None:
+    """Publish task ``name`` with ``args`` (ids and indexes only) on ``queue``.
+
+    ``argsrepr`` is given, not left to Celery: its ``saferepr`` walks the arguments in Python
+    for every message, a tenth of the publish time of a 10,000-chunk job; ``repr`` of ids and
+    integers says the same. The rescue sweep finds a job's messages by the id in it."""
+    app.send_task(
+        name,
+        args=args,
+        queue=queue,
+        producer=producer,
+        ignore_result=True,
+        argsrepr=repr(args)[:ARGSREPR_MAX],
+        kwargsrepr="{}",
+    )
+
+
 def _send_tasks(job_id: str, work: Iterable[tuple[Item, list[int]]], app: Celery) -> int:
     sent = 0
     batches: dict[str, list[list[int]]] = {}
 
     def send_batch(queue: str, entries: list[list[int]]) -> None:
         if len(entries) == 1:  # alone: the chunk's own task
-            app.send_task(
-                CHUNK_TASK,
-                args=(job_id, *entries[0]),
-                queue=queue,
-                producer=producer,
-                ignore_result=True,
-            )
+            _send(app, producer, CHUNK_TASK, (job_id, *entries[0]), queue)
         else:
-            app.send_task(
-                BATCH_TASK,
-                args=(job_id, entries),
-                queue=queue,
-                producer=producer,
-                ignore_result=True,
-            )
+            _send(app, producer, BATCH_TASK, (job_id, entries), queue)
 
     with app.producer_or_acquire() as producer, _batch(producer):
         for item, chunks in work:
@@ -248,23 +257,11 @@ def _send_tasks(job_id: str, work: Iterable[tuple[Item, list[int]]], app: Celery
                     batches[queue] = []
                 continue
             if not chunks:
-                app.send_task(
-                    COMMIT_TASK,
-                    args=(job_id, item.index),
-                    queue=DEFAULT_QUEUE,
-                    producer=producer,
-                    ignore_result=True,
-                )
+                _send(app, producer, COMMIT_TASK, (job_id, item.index), DEFAULT_QUEUE)
                 sent += 1
                 continue
             for index in chunks:
-                app.send_task(
-                    CHUNK_TASK,
-                    args=(job_id, item.index, index),
-                    queue=queue,
-                    producer=producer,
-                    ignore_result=True,
-                )
+                _send(app, producer, CHUNK_TASK, (job_id, item.index, index), queue)
                 sent += 1
         for queue, entries in batches.items():
             if entries:
