@@ -59,7 +59,7 @@ TARGETS = (
         subject="fleet",
         cause=(
             "every object's plan goes through Redis (written by the command, read by a worker,"
-            " read back for the report) and a worker reopens each; records are three round"
+            " read back for the report) and a worker reopens each; records are a few round"
             " trips per 64-object batch since issue 10; srv cpu counts workers and Redis"
         ),
     ),

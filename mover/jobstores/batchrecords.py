@@ -1,4 +1,4 @@
-"""The records of a ``mover.batch.copy`` in three round trips instead of twenty per object.
+"""The records of a ``mover.batch.copy`` in a few round trips instead of twenty per object.
 
 A small object moved on the fleet costs one request to its store and, done one object at a
 time, about twenty Redis round trips: the job's state, the item's plan, "is this chunk done?",
@@ -8,7 +8,7 @@ with two workers, the workers spent 70 % of their time waiting for Redis and 16 
 the fleet ran at a third of the embedded executor's speed (benchmarks/bench_fleet.py).
 
 A batch of one-chunk objects (:mod:`mover.workers.batch_tasks`) keeps the same records with the
-same guarantees, for all its objects at once:
+same guarantees, for many objects at once (the batch's entries, or a group of them):
 
 :func:`read`
     one pipeline: the job's state, each item's record and whether its chunk is done already.
@@ -32,6 +32,7 @@ fleet always has one.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -128,6 +129,24 @@ return out
 _READ = ("source", "destination", "size", "state", "strategy", "plan", "version", "checksum")
 
 
+#: Registered scripts per client: EVALSHA sends 40 bytes where EVAL sent the script (redis-py
+#: loads it again by itself after a server restart that forgot it).
+_scripts: dict[int, tuple[Any, dict[str, Any]]] = {}
+_scripts_lock = threading.Lock()
+
+
+def _run(jobs: RedisJobStore, text: str, keys: list[str], args: list[Any]) -> Any:
+    with _scripts_lock:
+        client, known = _scripts.get(id(jobs.r), (None, {}))
+        if client is not jobs.r:
+            client, known = jobs.r, {}
+            _scripts[id(jobs.r)] = (client, known)
+        script = known.get(text)
+        if script is None:
+            script = known[text] = jobs.r.register_script(text)
+    return script(keys=keys, args=args)
+
+
 @dataclass(frozen=True)
 class Entry:
     """One object of a batch as Redis holds it when the batch starts."""
@@ -197,7 +216,7 @@ def record_done_and_claim(
         keys.append(jobs.item_key(job_id, d.item))
         size = int(d.receipt.get("size") or 0)
         args += [d.chunk, _dumps(d.receipt), size, f"{job_id}:{d.item}"]
-    out = jobs.r.eval(_DONE_AND_CLAIM, len(keys), *keys, *args)
+    out = _run(jobs, _DONE_AND_CLAIM, keys, args)
     return [(int(left), bool(claimed)) for left, claimed in out]
 
 
@@ -225,5 +244,5 @@ def finish_commits(
         args += [_dumps(o.owner), f"{job_id}:{o.item}", o.item, len(o.fields)]
         for name, value in o.fields.items():
             args += [name, _dumps(value)]
-    out = jobs.r.eval(_FINISH, len(keys), *keys, *args)
+    out = _run(jobs, _FINISH, keys, args)
     return [bool(x) for x in out[:-1]], bool(out[-1])

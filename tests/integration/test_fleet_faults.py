@@ -370,9 +370,9 @@ def test_commit_of_a_killed_worker_is_taken_over_once(faults: Fleet, tmp_path: P
 
 def test_a_worker_killed_mid_batch_leaves_every_small_object_once(faults: Fleet, tmp_path: Path):
     """A worker killed with SIGKILL in the middle of its ``mover.batch.copy`` tasks (some of
-    its small objects uploaded, one PUT held by a fault proxy, nothing of the batch recorded
-    yet): the batches come back to another worker after the visibility timeout; every object
-    ends in S3 with its source's bytes (read back with boto3, not through mover), each
+    its small objects uploaded and maybe recorded and committed in groups, one PUT held by a
+    fault proxy): the batches come back to another worker after the visibility timeout; every
+    object ends in S3 with its source's bytes (read back with boto3, not through mover), each
     committed once, the job done."""
     if faults.s3 is None:
         pytest.skip("no S3 server")
@@ -410,6 +410,51 @@ def test_a_worker_killed_mid_batch_leaves_every_small_object_once(faults: Fleet,
         assert body == (src / f"f{n:03d}.bin").read_bytes(), n
     assert all(jobs.commits(job_id, i.index) == 1 for i in job.items)
     assert "mover.batch.copy" in rescuer.text()  # the batches came back to the rescuer
+
+
+def test_a_slow_object_does_not_hold_back_the_rest_of_its_batch(faults: Fleet, tmp_path: Path):
+    """One PUT of a ``mover.batch.copy`` held 20 s by a fault proxy: the batch's other objects
+    are recorded done (and counted in the job's progress) while it is held, so a follower sees
+    them and a worker dying now would not redo them; then the job ends done, every object read
+    back with boto3 equal to its source."""
+    if faults.s3 is None:
+        pytest.skip("no S3 server")
+    import boto3
+
+    from tests.faultproxy import FaultProxy, Rule
+
+    s3 = boto3.client("s3", **faults.s3.client_kwargs())
+    bucket = f"slowone-{os.getpid()}-{int(time.time())}"
+    s3.create_bucket(Bucket=bucket)
+    src = tmp_path / "small"
+    src.mkdir()
+    for n in range(60):  # one batch
+        (src / f"f{n:03d}.bin").write_bytes(os.urandom(1500 + n))
+    host, port = faults.s3.endpoint_url.split("//")[1].split(":")
+    with FaultProxy(host, int(port)) as proxy:
+        proxy.add(Rule("stall", method="PUT", path=r"/f030\.bin", stall_s=20))
+        worker = faults.start_worker(
+            "slowone", "-Q", "mover,mover.s3", env={"AWS_ENDPOINT_URL": proxy.url}
+        )
+        faults.wait_ready(worker)
+        job_id = copy_on_fleet(faults, f"{src}/", f"s3://{bucket}/t/", "-r")
+        wait_for(lambda: proxy.fired, 30, "the PUT of f030 held")
+        jobs = faults.jobs()
+        held_at = time.monotonic()
+
+        def others_done() -> bool:
+            return sum(jobs.item_state(job_id, i) == "done" for i in range(60)) == 59
+
+        wait_for(others_done, 15, "the other 59 objects recorded while one is held")
+        assert time.monotonic() - held_at < 20  # before the held PUT was let go
+        assert jobs.item_state(job_id, 30) == "running"
+        assert jobs.progress(job_id)[1] >= sum(1500 + n for n in range(60) if n != 30)
+        job = wait_final(jobs, job_id, 90, poll_s=0.5)
+    assert job.state == "done", job.error
+    for n in range(60):
+        body = s3.get_object(Bucket=bucket, Key=f"t/f{n:03d}.bin")["Body"].read()
+        assert body == (src / f"f{n:03d}.bin").read_bytes(), n
+    assert all(jobs.commits(job_id, i.index) == 1 for i in job.items)
 
 
 # -- a signed URL never reaches the fleet ---------------------------------------------------
