@@ -368,25 +368,42 @@ def test_commit_of_a_killed_worker_is_taken_over_once(faults: Fleet, tmp_path: P
     assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
 
 
+def _small_objects_on_s3(
+    faults: Fleet, tmp_path: Path, tag: str, count: int
+) -> tuple[Any, str, Path]:
+    """A boto3 client, a fresh bucket and a folder of ``count`` small random files (the
+    sizes differ, so that a swapped object shows)."""
+    if faults.s3 is None:
+        pytest.skip("no S3 server")
+    import boto3
+
+    s3 = boto3.client("s3", **faults.s3.client_kwargs())
+    bucket = f"{tag}-{os.getpid()}-{int(time.time())}"
+    s3.create_bucket(Bucket=bucket)
+    src = tmp_path / "small"
+    src.mkdir()
+    for n in range(count):
+        (src / f"f{n:03d}.bin").write_bytes(os.urandom(1500 + 7 * n))
+    return s3, bucket, src
+
+
+def _read_back_equal(s3: Any, bucket: str, src: Path, count: int) -> None:
+    """Every object read back with boto3 (not through mover) equals its source file."""
+    for n in range(count):
+        body = s3.get_object(Bucket=bucket, Key=f"t/f{n:03d}.bin")["Body"].read()
+        assert body == (src / f"f{n:03d}.bin").read_bytes(), n
+
+
 def test_a_worker_killed_mid_batch_leaves_every_small_object_once(faults: Fleet, tmp_path: Path):
     """A worker killed with SIGKILL in the middle of its ``mover.batch.copy`` tasks (some of
     its small objects uploaded and maybe recorded and committed in groups, one PUT held by a
     fault proxy): the batches come back to another worker after the visibility timeout; every
     object ends in S3 with its source's bytes (read back with boto3, not through mover), each
     committed once, the job done."""
-    if faults.s3 is None:
-        pytest.skip("no S3 server")
-    import boto3
-
     from tests.faultproxy import FaultProxy, Rule
 
-    s3 = boto3.client("s3", **faults.s3.client_kwargs())
-    bucket = f"midbatch-{os.getpid()}-{int(time.time())}"
-    s3.create_bucket(Bucket=bucket)
-    src = tmp_path / "small"
-    src.mkdir()
-    for n in range(100):  # two batches (64 objects at most in one)
-        (src / f"f{n:03d}.bin").write_bytes(os.urandom(2000 + n))
+    # 100 objects: two batches (64 objects at most in one).
+    s3, bucket, src = _small_objects_on_s3(faults, tmp_path, "midbatch", 100)
     host, port = faults.s3.endpoint_url.split("//")[1].split(":")
     with FaultProxy(host, int(port)) as proxy:
         proxy.add(Rule("stall", method="PUT", path=r"/f05\d\.bin", stall_s=30, after=2))
@@ -405,9 +422,7 @@ def test_a_worker_killed_mid_batch_leaves_every_small_object_once(faults: Fleet,
         job = wait_final(jobs, job_id, 90, poll_s=0.5)
     assert job.state == "done", job.error
     assert len(job.items) == 100
-    for n in range(100):
-        body = s3.get_object(Bucket=bucket, Key=f"t/f{n:03d}.bin")["Body"].read()
-        assert body == (src / f"f{n:03d}.bin").read_bytes(), n
+    _read_back_equal(s3, bucket, src, 100)
     assert all(jobs.commits(job_id, i.index) == 1 for i in job.items)
     assert "mover.batch.copy" in rescuer.text()  # the batches came back to the rescuer
 
@@ -417,19 +432,9 @@ def test_a_slow_object_does_not_hold_back_the_rest_of_its_batch(faults: Fleet, t
     are recorded done (and counted in the job's progress) while it is held, so a follower sees
     them and a worker dying now would not redo them; then the job ends done, every object read
     back with boto3 equal to its source."""
-    if faults.s3 is None:
-        pytest.skip("no S3 server")
-    import boto3
-
     from tests.faultproxy import FaultProxy, Rule
 
-    s3 = boto3.client("s3", **faults.s3.client_kwargs())
-    bucket = f"slowone-{os.getpid()}-{int(time.time())}"
-    s3.create_bucket(Bucket=bucket)
-    src = tmp_path / "small"
-    src.mkdir()
-    for n in range(60):  # one batch
-        (src / f"f{n:03d}.bin").write_bytes(os.urandom(1500 + n))
+    s3, bucket, src = _small_objects_on_s3(faults, tmp_path, "slowone", 60)  # one batch
     host, port = faults.s3.endpoint_url.split("//")[1].split(":")
     with FaultProxy(host, int(port)) as proxy:
         proxy.add(Rule("stall", method="PUT", path=r"/f030\.bin", stall_s=20))
@@ -448,12 +453,10 @@ def test_a_slow_object_does_not_hold_back_the_rest_of_its_batch(faults: Fleet, t
         wait_for(others_done, 15, "the other 59 objects recorded while one is held")
         assert time.monotonic() - held_at < 20  # before the held PUT was let go
         assert jobs.item_state(job_id, 30) == "running"
-        assert jobs.progress(job_id)[1] >= sum(1500 + n for n in range(60) if n != 30)
+        assert jobs.progress(job_id)[1] >= sum(1500 + 7 * n for n in range(60) if n != 30)
         job = wait_final(jobs, job_id, 90, poll_s=0.5)
     assert job.state == "done", job.error
-    for n in range(60):
-        body = s3.get_object(Bucket=bucket, Key=f"t/f{n:03d}.bin")["Body"].read()
-        assert body == (src / f"f{n:03d}.bin").read_bytes(), n
+    _read_back_equal(s3, bucket, src, 60)
     assert all(jobs.commits(job_id, i.index) == 1 for i in job.items)
 
 
