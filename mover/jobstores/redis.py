@@ -100,6 +100,11 @@ def _decode(mapping: dict[bytes, bytes]) -> dict[str, Any]:
     return {k.decode(): _loads(v) for k, v in mapping.items()}
 
 
+def _unknown(job_id: str) -> JobNotFound:
+    """The one wording of a job id that names no job."""
+    return JobNotFound(f"job {job_id!r} is unknown (see mover jobs)")
+
+
 def client_from_url(url: str) -> redis.Redis:
     """A Redis client that rides out a short outage (a restart of the server) by retrying
     each command with back-off for about half a minute, instead of failing the chunk."""
@@ -527,7 +532,7 @@ class RedisJobStore(JobStore):
         know where the job goes; :meth:`get` reads every object (seconds for 10,000)."""
         raw = self.r.hgetall(self.job_key(self.resolve(job_id)))
         if not raw:
-            raise JobNotFound(f"job {job_id!r} is unknown (see mover jobs)")
+            raise _unknown(job_id)
         return self._job_from(_decode(raw))
 
     def outcomes(self, job_id: str) -> Job:
@@ -536,7 +541,7 @@ class RedisJobStore(JobStore):
         and receipt: seconds for 10,000 objects)."""
         raw = self.r.hgetall(self.job_key(job_id))
         if not raw:
-            raise JobNotFound(f"job {job_id!r} is unknown (see mover jobs)")
+            raise _unknown(job_id)
         fields = _decode(raw)
         job, n_items = self._job_from(fields), int(fields.get("n_items") or 0)
         pipe = self.r.pipeline(transaction=False)
@@ -675,7 +680,7 @@ class RedisJobStore(JobStore):
         thousands of objects were most of a follower's last read). :meth:`get` has them."""
         raw = self.r.hgetall(self.job_key(job_id))
         if not raw:
-            raise JobNotFound(f"job {job_id!r} is unknown (see mover jobs)")
+            raise _unknown(job_id)
         fields = _decode(raw)
         job, n_items = self._job_from(fields), int(fields.get("n_items") or 0)
         pipe = self.r.pipeline(transaction=False)
@@ -718,7 +723,7 @@ class RedisJobStore(JobStore):
         jid = self.resolve(job_id)
         job = self._read_jobs([jid], with_chunks=True)[0]
         if job is None:
-            raise JobNotFound(f"job {job_id!r} is unknown (see mover jobs)")
+            raise _unknown(job_id)
         return job
 
     def list(self, limit: int = 20) -> list[Job]:
