@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -62,28 +61,19 @@ log = logging.getLogger("mover.workers.batch")
 
 #: Entries of one batch in flight at once, in threads of the worker process.
 BATCH_STREAMS = int(os.environ.get("MOVER_BATCH_STREAMS") or 8)
-#: Moved entries are recorded together when the batch's entries have all moved, or in groups
-#: of this many, or as they are whenever no other entry has finished for
-#: :data:`RECORD_AFTER_S` seconds (one is slow). Each group costs a few round trips and some
-#: CPU (groups of 16 cost the fleet about 20 % more CPU on 16 KiB objects than whole batches).
-RECORD_EVERY = 64
+#: Moved entries are recorded together when the batch's entries have all moved, or as they
+#: are whenever no entry has finished for this many seconds (one is slow). Each recording
+#: costs a few round trips and some CPU (groups of 16 cost the fleet about 20 % more CPU on
+#: 16 KiB objects than whole batches).
 RECORD_AFTER_S = 1.0
-
-
-_pools: dict[int, ThreadPoolExecutor] = {}
-_pools_lock = threading.Lock()
 
 
 def _pool() -> ThreadPoolExecutor:
     """This process's threads for batch entries (made once per process: a pool per batch
     started and stopped eight threads for every 64 objects)."""
-    pid = os.getpid()
-    with _pools_lock:
-        pool = _pools.get(pid)
-        if pool is None:
-            _pools.clear()  # a forked child does not own its parent's threads
-            pool = _pools[pid] = ThreadPoolExecutor(BATCH_STREAMS, thread_name_prefix="mover-batch")
-        return pool
+    return tasks.per_process(
+        "batch_pool", lambda: ThreadPoolExecutor(BATCH_STREAMS, thread_name_prefix="mover-batch")
+    )
 
 
 def _as_chunk_task(
@@ -151,7 +141,9 @@ def _fast_entries(
             planned = lifecycle.reopen(e.record)
         except MoverError:
             planned = None
-        spec = {c.index: c for c in planned.plan.chunks}.get(e.chunk) if planned else None
+        spec = (
+            next((c for c in planned.plan.chunks if c.index == e.chunk), None) if planned else None
+        )
         if planned is None or spec is None:
             slow.append(e)
             continue
@@ -181,7 +173,11 @@ def _failed(
     give the object up); a store at its limit sends the chunk back without counting a try."""
     exc = f.failed
     assert exc is not None
-    seen = {"job": job_id, "endpoints": (f.planned.source, f.planned.destination)}
+    seen = {
+        "job": job_id,
+        "endpoints": (f.planned.source, f.planned.destination),
+        "started": f.started,
+    }
 
     def run(task: Task) -> None:
         if isinstance(exc, limits.LeaseUnavailable):
@@ -196,7 +192,7 @@ def _failed(
             f.planned,
             exc,
             queue,
-            {**seen, "started": f.started},
+            seen,
         )
 
     _as_chunk_task(app, parent, job_id, f.item, f.chunk, run)
@@ -225,8 +221,8 @@ def _record(
     parent: Any,
     moved: list[_Fast],
 ) -> bool:
-    """Record the moved entries, commit the objects this batch claimed, record the outcomes;
-    True when this batch made the job's last object final."""
+    """Record the ``moved`` entries (each with its receipt), commit the objects this batch
+    claimed, record the outcomes; True when this call made the job's last object final."""
     record_chunks(
         jobs.r,
         queue,
@@ -240,12 +236,11 @@ def _record(
                 },
             )
             for f in moved
-            if f.receipt is not None
         ],
         request=parent,
     )
     owner = leases.new_owner()
-    done = [batchrecords.Done(f.item, f.chunk, f.receipt.to_dict()) for f in moved if f.receipt]
+    done = [batchrecords.Done(f.item, f.chunk, f.receipt.to_dict()) for f in moved]
     claims = batchrecords.record_done_and_claim(jobs, job_id, done, owner, tasks._STOP_JOB)
     claimed: list[_Fast] = []
     for f, (left, won) in zip(moved, claims, strict=True):
@@ -287,8 +282,9 @@ def batch_copy(self: Task, job_id: str, entries: list[Any]) -> None:
         moved = [f for f in group if f.receipt is not None]
         return _record(pool, jobs, job_id, queue, parent, moved) if moved else False
 
-    # Recorded in groups as they finish: a slow object holds back neither the others' records
-    # (and the progress followers see) nor, if this worker dies, their work.
+    # Recorded when all have moved, or as they have when one is slow: a slow object holds back
+    # neither the others' records (and the progress followers see) nor, if this worker dies,
+    # their work.
     finished: SimpleQueue[_Fast] = SimpleQueue()
 
     def move(f: _Fast) -> None:
@@ -307,7 +303,7 @@ def batch_copy(self: Task, job_id: str, entries: list[Any]) -> None:
             slow_rest = False
         except Empty:
             slow_rest = True
-        if ready and (len(ready) >= RECORD_EVERY or not left or slow_rest):
+        if ready and (not left or slow_rest):
             made_final |= settle(ready)
             ready = []
     for w in waits:

@@ -42,7 +42,7 @@ from mover.executors.celery_app import broker_url, is_amqp
 from mover.executors.names import DEFAULT_QUEUE, queue_for
 from mover.fleetstate.observer import band_keys
 from mover.jobs import DONE, FINAL, RUNNING, Item, Job
-from mover.jobstores.redis import RedisJobStore
+from mover.jobstores.redis import RedisJobStore, _loads
 
 log = logging.getLogger("mover.worker")
 
@@ -93,7 +93,7 @@ def _running(jobs: RedisJobStore) -> dict[str, tuple[Any, ...]]:
     out: dict[str, tuple[Any, ...]] = {}
     for n, job_id in enumerate(ids):
         (state, done), final = answers[2 * n], answers[2 * n + 1]
-        if state is not None and state.decode().strip('"') == RUNNING:
+        if _loads(state) == RUNNING:
             out[job_id] = (state, done, final)
     return out
 
@@ -166,7 +166,7 @@ def sweep_lost(jobs: RedisJobStore, now: float | None = None) -> list[str]:
         work = lost_work(job)
         if not work:  # objects committing (their leases' sweep) or all settled
             if all(i.state in FINAL for i in job.items):
-                fleet_exec.finish_job(jobs, job.id)  # the job was never closed
+                fleet_exec.close_job(jobs, job.id)  # the job was never closed
             continue
         if not jobs.r.set(f"{jobs.prefix}:rescue:{job.id}", "1", nx=True, ex=max(1, int(STALL_S))):
             continue  # another worker's sweep is publishing it

@@ -55,7 +55,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,7 +71,7 @@ from mover.fleetstate import limits
 from mover.fleetstate.observer import record_chunk
 from mover.jobs import CANCELLED, COMMITTING, DONE, FAILED, PENDING, RUNNING, Job, new_job_id
 from mover.jobstores import leases
-from mover.jobstores.redis import CANCELLING, RedisJobStore, client_from_url
+from mover.jobstores.redis import CANCELLING, RedisJobStore, _loads, client_from_url
 from mover.lifecycle import Planned, error_text
 from mover.motion import Chunk, ChunkContext
 from mover.options import NAMES as OPTION_NAMES
@@ -101,9 +101,9 @@ _STOP_JOB = (CANCELLING, CANCELLED, FAILED)
 # -- per-process state (created lazily: prefork children each get their own) ----------------
 
 _pid_state: dict[str, Any] = {}
-#: Guards the making of ``_pid_state``'s store and watcher: a batch's threads may ask at once.
-#: Re-entrant: the watcher is made with the store. A child forked while another thread held it
-#: makes its state afresh (its pid differs) under a lock of its own.
+#: Guards the making of ``_pid_state``'s parts: a batch's threads may ask at once. Re-entrant:
+#: the watcher is made with the store. A child forked while another thread held it makes its
+#: state afresh (its pid differs) under a lock of its own.
 _pid_lock = threading.RLock()
 _pid_lock_pid = os.getpid()
 
@@ -115,14 +115,21 @@ def _state_lock() -> threading.RLock:
     return _pid_lock
 
 
-def _jobs() -> RedisJobStore:
-    """This process's job store (one Redis connection pool per process)."""
+def per_process(name: str, make: Callable[[], Any]) -> Any:
+    """This process's ``name``, made by ``make`` the first time any of its threads asks (a
+    prefork child forgets what its parent made: its own connections, threads, caches)."""
     with _state_lock():
         if _pid_state.get("pid") != os.getpid():
             _pid_state.clear()
             _pid_state["pid"] = os.getpid()
-            _pid_state["jobs"] = RedisJobStore()
-        return _pid_state["jobs"]
+        if name not in _pid_state:
+            _pid_state[name] = make()
+        return _pid_state[name]
+
+
+def _jobs() -> RedisJobStore:
+    """This process's job store (one Redis connection pool per process)."""
+    return per_process("jobs", RedisJobStore)
 
 
 @dataclass
@@ -210,8 +217,7 @@ class _Watcher:
         states = pipe.execute()
         for n, e in enumerate(entries):
             job_state, item_state = states[2 * n], states[2 * n + 1]
-            job_state = job_state.decode().strip('"') if job_state else None
-            item_state = item_state.decode().strip('"') if item_state else None
+            job_state, item_state = _loads(job_state), _loads(item_state)
             if job_state in _STOP_JOB or item_state in (FAILED, CANCELLED):
                 e.event.set()
 
@@ -227,13 +233,7 @@ class _Watcher:
 
 def _watcher() -> _Watcher:
     """This process's watcher thread (made once, whichever thread asks first)."""
-    with _state_lock():
-        w = _pid_state.get("watcher")
-        if w is None or _pid_state.get("pid") != os.getpid():
-            jobs = _jobs()
-            w = _Watcher(jobs)
-            _pid_state["watcher"] = w
-        return w
+    return per_process("watcher", lambda: _Watcher(_jobs()))
 
 
 @dataclass
@@ -248,9 +248,9 @@ def _prepared(jobs: RedisJobStore, job_id: str, item: int) -> tuple[str | None, 
     """The item's state and its strategy, plan and endpoints, cached per process while the
     plan does not change: the item's ``planned`` token changes with every (re)plan."""
     state_raw, stamp_raw = jobs.r.hmget(jobs.item_key(job_id, item), ["state", "planned"])
-    state = state_raw.decode().strip('"') if state_raw else None
+    state = _loads(state_raw)
     stamp = stamp_raw.decode() if stamp_raw else ""
-    cache: dict[tuple[str, int], _Prepared] = _pid_state.setdefault("plans", {})
+    cache: dict[tuple[str, int], _Prepared] = per_process("plans", dict)
     hit = cache.get((job_id, item))
     if hit is not None and stamp and hit.stamp == stamp:
         return state, hit
@@ -291,8 +291,7 @@ def _item_settled(jobs: RedisJobStore, job_id: str, item: int, prepared: Planned
     the object final (and finish the job if it was the last)."""
     _abort(jobs, job_id, item, prepared)
     if jobs.item_final(job_id, item):
-        job = fleet_exec.finish_job(jobs, job_id)
-        log.info("job %s %s", job_id, job.state)
+        log.info("job %s %s", job_id, fleet_exec.close_job(jobs, job_id))
 
 
 def _give_up(
@@ -364,8 +363,7 @@ def _run_commit(jobs: RedisJobStore, job_id: str, item: int, owner: str) -> None
                 return  # a new owner of the lease decides
             _abort(jobs, job_id, item, prepared)
     if jobs.item_final(job_id, item):
-        job = fleet_exec.finish_job(jobs, job_id)
-        log.info("job %s %s", job_id, job.state)
+        log.info("job %s %s", job_id, fleet_exec.close_job(jobs, job_id))
 
 
 def _take_over_commits() -> None:

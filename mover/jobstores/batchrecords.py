@@ -32,7 +32,6 @@ fleet always has one.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -129,24 +128,6 @@ return out
 _READ = ("source", "destination", "size", "state", "strategy", "plan", "version", "checksum")
 
 
-#: Registered scripts per client: EVALSHA sends 40 bytes where EVAL sent the script (redis-py
-#: loads it again by itself after a server restart that forgot it).
-_scripts: dict[int, tuple[Any, dict[str, Any]]] = {}
-_scripts_lock = threading.Lock()
-
-
-def _run(jobs: RedisJobStore, text: str, keys: list[str], args: list[Any]) -> Any:
-    with _scripts_lock:
-        client, known = _scripts.get(id(jobs.r), (None, {}))
-        if client is not jobs.r:
-            client, known = jobs.r, {}
-            _scripts[id(jobs.r)] = (client, known)
-        script = known.get(text)
-        if script is None:
-            script = known[text] = jobs.r.register_script(text)
-    return script(keys=keys, args=args)
-
-
 @dataclass(frozen=True)
 class Entry:
     """One object of a batch as Redis holds it when the batch starts."""
@@ -216,7 +197,7 @@ def record_done_and_claim(
         keys.append(jobs.item_key(job_id, d.item))
         size = int(d.receipt.get("size") or 0)
         args += [d.chunk, _dumps(d.receipt), size, f"{job_id}:{d.item}"]
-    out = _run(jobs, _DONE_AND_CLAIM, keys, args)
+    out = jobs.run_script(_DONE_AND_CLAIM, keys, args)
     return [(int(left), bool(claimed)) for left, claimed in out]
 
 
@@ -244,5 +225,5 @@ def finish_commits(
         args += [_dumps(o.owner), f"{job_id}:{o.item}", o.item, len(o.fields)]
         for name, value in o.fields.items():
             args += [name, _dumps(value)]
-    out = _run(jobs, _FINISH, keys, args)
+    out = jobs.run_script(_FINISH, keys, args)
     return [bool(x) for x in out[:-1]], bool(out[-1])

@@ -165,6 +165,7 @@ class RedisJobStore(JobStore):
         self.prefix = prefix or os.environ.get("MOVER_REDIS_PREFIX") or DEFAULT_PREFIX
         self.ttl_s = int(ttl_s or os.environ.get("MOVER_JOB_TTL_S") or DEFAULT_TTL_S)
         self._lua: bool | None = None  # whether the server runs scripts (asked once)
+        self._scripts: dict[str, Any] = {}  # Lua text -> its registered script
 
     def check(self, timeout_s: float = 3.0) -> None:
         """Fail fast, with a clear error, when Redis cannot be reached (the client itself
@@ -385,6 +386,14 @@ class RedisJobStore(JobStore):
             else:
                 pipe.expire(key, self.ttl_s)
 
+    def run_script(self, text: str, keys: list[str], args: list[Any]) -> Any:
+        """Run the Lua script ``text`` by EVALSHA (40 bytes where EVAL sends the script;
+        redis-py loads it again by itself after a restart that forgot it)."""
+        script = self._scripts.get(text)
+        if script is None:  # two threads may both register it: the same script
+            script = self._scripts[text] = self.r.register_script(text)
+        return script(keys=keys, args=args)
+
     def _has_lua(self) -> bool:
         """Whether the server runs scripts (a real Redis does; fakeredis without lupa not)."""
         known = self._lua
@@ -530,20 +539,21 @@ class RedisJobStore(JobStore):
     def head(self, job_id: str) -> Job:
         """The job's own record without its objects (one HGETALL): what a follower needs to
         know where the job goes; :meth:`get` reads every object (seconds for 10,000)."""
-        raw = self.r.hgetall(self.job_key(self.resolve(job_id)))
+        return self._head(self.resolve(job_id))[0]
+
+    def _head(self, job_id: str) -> tuple[Job, int]:
+        """Job ``job_id`` (a full id) without its objects, and how many objects it has."""
+        raw = self.r.hgetall(self.job_key(job_id))
         if not raw:
             raise _unknown(job_id)
-        return self._job_from(_decode(raw))
+        fields = _decode(raw)
+        return self._job_from(fields), int(fields.get("n_items") or 0)
 
     def outcomes(self, job_id: str) -> Job:
         """Job ``job_id`` (a full id) with each object's state and error only, in one
         pipeline: what deciding the job's final state needs (:meth:`get` reads every plan
         and receipt: seconds for 10,000 objects)."""
-        raw = self.r.hgetall(self.job_key(job_id))
-        if not raw:
-            raise _unknown(job_id)
-        fields = _decode(raw)
-        job, n_items = self._job_from(fields), int(fields.get("n_items") or 0)
+        job, n_items = self._head(job_id)
         pipe = self.r.pipeline(transaction=False)
         for i in range(n_items):
             pipe.hmget(self.item_key(job.id, i), ["state", "error"])
@@ -678,11 +688,7 @@ class RedisJobStore(JobStore):
         that an object recorded ``done`` has its chunks marked done without their receipts
         and errors being read (an object is done only once every chunk is; the receipts of
         thousands of objects were most of a follower's last read). :meth:`get` has them."""
-        raw = self.r.hgetall(self.job_key(job_id))
-        if not raw:
-            raise _unknown(job_id)
-        fields = _decode(raw)
-        job, n_items = self._job_from(fields), int(fields.get("n_items") or 0)
+        job, n_items = self._head(job_id)
         pipe = self.r.pipeline(transaction=False)
         for i in range(n_items):
             pipe.hget(self.item_key(job_id, i), "state")
